@@ -1,0 +1,8 @@
+"""Waste-image classification on TrashNet: small MobileNets, pruned and quantized for deployment.
+
+Importing the package is cheap and never imports TensorFlow (the deployment path, ``trashnet.predict``,
+needs only ai-edge-litert, NumPy and Pillow). Modules that need TensorFlow import it through
+``trashnet.keras_env``, which selects Keras 2 first.
+"""
+
+__version__ = "0.1.0"

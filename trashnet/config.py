@@ -1,0 +1,312 @@
+"""Profiles and variant configs: typed, strict, resolved in one place.
+
+A *profile* (``experiments/profiles/<name>.yaml``) sets the defaults of a whole run: which data split,
+the input size, training schedule, pruning and quantization settings. A *variant*
+(``experiments/variants.yaml``) is one small entry that lists only what differs from those defaults.
+``resolve_variant`` deep-merges the two and validates the result: unknown keys and wrong types are
+errors that name the offending key, never silently ignored.
+
+Defaults live on the fields below, with one comment each. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trashnet import settings
+
+ARCHITECTURES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8", "int16x8", "int16x8-fallback")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors; ints are not silently parsed from strings."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataConfig(Strict):
+    split: Literal["official", "stratified"] = "stratified"  # official = the TrashNet authors' lists
+    ratios: tuple[float, float, float] = (0.70, 0.15, 0.15)  # train/validation/test for stratified
+    seed: int = 42  # stratified split seed
+
+
+class ModelConfig(Strict):
+    image_size: int = Field(224, ge=32, le=1024)  # square input side; photos are resized (squashed) to it
+    alpha: float = Field(1.0, gt=0)  # width multiplier
+    weights: str = "none"  # "none" (from scratch), "imagenet" (Keras download) or a weights file path
+    dropout: float = Field(0.2, ge=0, lt=1)  # before the classifier
+    bn_momentum: float | None = Field(0.99, gt=0, lt=1)  # None keeps Keras' (0.999 for V3: too slow from scratch)
+
+
+class AugmentConfig(Strict):
+    flip: bool = True  # horizontal and vertical: a photo of a can upside down is still a can
+    rotation: float = Field(0.05, ge=0, le=0.5)  # max rotation, fraction of a full turn
+    zoom: float = Field(0.15, ge=0, lt=1)  # max zoom in/out, fraction
+    brightness: float = Field(0.15, ge=0, le=1)  # max brightness shift, fraction of the 0-255 range
+    contrast: float = Field(0.15, ge=0, lt=1)  # max contrast change, fraction
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(40, ge=1)  # full-model epochs (fine-tuning epochs when pretrained)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(2e-3, gt=0)  # peak LR (AdamW) after warm-up, cosine decay after
+    weight_decay: float = Field(0.05, ge=0)  # decoupled; not applied to BatchNorm or biases
+    warmup_epochs: int = Field(3, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    class_weights: Literal["balanced", "none"] = "balanced"  # trash has 137 images, paper 594
+    ema: bool = True  # evaluate an exponential moving average of the weights
+    checkpoint: Literal["best", "last"] = "last"  # FACTS.md: best-on-validation cost ~1 pp on test
+    early_stopping_patience: int | None = Field(None, ge=1)  # epochs without val improvement; None = off
+    head_epochs: int = Field(10, ge=0)  # pretrained only: frozen-backbone phase on cached features
+    head_learning_rate: float = Field(1e-3, gt=0)
+    finetune_learning_rate: float = Field(1e-4, gt=0)  # pretrained only: full model, BatchNorm frozen
+    mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto = on when a GPU is present
+    augment: AugmentConfig = AugmentConfig()
+
+
+class PruneConfig(Strict):
+    method: Literal["2of4", "unstructured", "xnnpack"] = "2of4"
+    target_sparsity: float = Field(0.5, gt=0, lt=1)  # unstructured / xnnpack final sparsity
+    epochs: int = Field(10, ge=1)  # fine-tuning epochs while pruning
+    learning_rate: float = Field(5e-4, gt=0)
+    begin_fraction: float = Field(0.0, ge=0, lt=1)  # schedule starts after this fraction of steps
+    end_fraction: float = Field(0.7, gt=0, le=1)  # and reaches the target here; the rest recovers
+
+
+class QuantizeConfig(Strict):
+    representative_samples: int = Field(200, ge=1)  # train images that calibrate int8/int16 ranges
+    latency_runs: int = Field(50, ge=1)  # timed invocations per thread count, after warm-up
+    latency_warmup: int = Field(5, ge=0)
+    latency_threads: tuple[int, ...] = (1, 2)
+
+
+class SelectConfig(Strict):
+    accuracy_tolerance_pp: float = Field(1.0, ge=0)  # final = smallest gzipped file within this of the best
+    architecture: str | None = "mobilenet_v3_large"  # the research's hybrid: restrict the final to this arch
+    precisions: tuple[str, ...] = ("fp16", "int16x8")  # ... and to these precisions; () = any
+
+
+class Profile(Strict):
+    """A whole run's defaults. ``name`` is the file stem; the rest is the YAML body."""
+
+    name: str
+    description: str = ""
+    seed: int = 42  # one seed for everything: split order, init, augmentation, shuffling
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    prune: PruneConfig = PruneConfig()
+    quantize: QuantizeConfig = QuantizeConfig()
+    select: SelectConfig = SelectConfig()
+    variants: list[str] | None = None  # ids to run (None = every variant in variants.yaml)
+    overrides: dict[str, dict[str, Any]] = {}  # variant id -> sections that differ in this profile
+
+
+class VariantConfig(Strict):
+    """Everything one variant's notebook needs, fully resolved."""
+
+    id: str
+    stage: Literal["baseline", "pruned", "quantized", "final"]
+    profile: str
+    seed: int
+    arch: str | None = None  # baseline / pruned: the architecture
+    source: str | None = None  # pruned: baseline id; quantized: baseline or pruned id
+    source_stage: str | None = None
+    precision: str | None = None  # quantized
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    prune: PruneConfig
+    quantize: QuantizeConfig
+    select: SelectConfig
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str | None) -> str | None:
+        if value is not None and value not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {value!r}; valid: {', '.join(ARCHITECTURES)}")
+        return value
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRECISIONS:
+            raise ValueError(f"unknown precision {value!r}; valid: {', '.join(PRECISIONS)}")
+        return value
+
+
+class ConfigError(ValueError):
+    """A profile or variants file is wrong; the message says where and what to fix."""
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: file not found") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _explain(error: ValidationError, where: str) -> ConfigError:
+    lines = [f"{where}: invalid configuration"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  - {key}: {item['msg']}")
+    return ConfigError("\n".join(lines))
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``; nested mappings merge, anything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate
+    path = settings.PROFILES_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in settings.PROFILES_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown profile {str(name_or_path)!r}; known profiles: {', '.join(known)}")
+    return path
+
+
+def _validate(model: type[Strict], data: dict[str, Any], where: str) -> Any:
+    # Through JSON, strict mode still turns YAML lists into tuples but refuses "10" for an int.
+    try:
+        return model.model_validate_json(json.dumps(data))
+    except ValidationError as error:
+        raise _explain(error, where) from error
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    path = profile_path(name_or_path)
+    body = _read_yaml(path)
+    body.setdefault("name", path.stem)
+    return _validate(Profile, body, str(path))
+
+
+def resolve_variant(profile: Profile, entry: dict[str, Any], *, where: str = "variant") -> VariantConfig:
+    """Profile defaults, then the variant's own entry, then the profile's overrides for that id."""
+    entry = dict(entry)
+    variant_id = entry.get("id")
+    if not isinstance(variant_id, str) or not variant_id:
+        raise ConfigError(f"{where}: every variant needs a non-empty string 'id'")
+    sections = ("data", "model", "train", "prune", "quantize", "select")
+    base = profile.model_dump(mode="python", include=set(sections))
+    base.update(profile=profile.name, seed=profile.seed)
+    merged = deep_merge(base, entry)
+    override = profile.overrides.get(variant_id, {})
+    merged = deep_merge(merged, override)
+    return _validate(VariantConfig, merged, f"{where} {variant_id!r}")
+
+
+def config_to_dict(config: Strict) -> dict[str, Any]:
+    """Plain, JSON-able dict (tuples become lists): for papermill parameters and result files."""
+    return config.model_dump(mode="json")
+
+
+def config_from_dict(data: dict[str, Any]) -> VariantConfig:
+    return _validate(VariantConfig, data, "config")
+
+
+def _expand_entries(stage: str, raw: Any, where: str) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: '{stage}' must be a list of entries")
+    entries: list[dict[str, Any]] = []
+    for position, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: {stage}[{position}] must be a mapping")
+        if stage == "quantized" and "sources" in item:
+            # A matrix entry: every source in every precision, ids "<source>.<precision>".
+            unknown = set(item) - {"sources", "precisions"}
+            if unknown:
+                raise ConfigError(f"{where}: {stage}[{position}]: unknown keys {sorted(unknown)}")
+            for source in item["sources"]:
+                for precision in item.get("precisions", []):
+                    entries.append({"id": f"{source}.{precision}", "source": source, "precision": precision})
+        else:
+            entries.append(dict(item))
+    return entries
+
+
+def load_variants(profile: Profile, path: str | Path = settings.VARIANTS_FILE) -> dict[str, VariantConfig]:
+    """Every variant of ``variants.yaml`` resolved against ``profile``, keyed by id, in file order.
+
+    Pruned and quantized entries inherit ``arch`` from their ``source``; ``source_stage`` says where
+    that source lives. The profile's ``variants`` list (ids or shell patterns) is *not* applied here:
+    see ``select_variants``.
+    """
+    path = Path(path)
+    body = _read_yaml(path)
+    unknown = set(body) - set(settings.STAGES)
+    if unknown:
+        raise ConfigError(f"{path}: unknown stages {sorted(unknown)}; expected {', '.join(settings.STAGES)}")
+    resolved: dict[str, VariantConfig] = {}
+    for stage in settings.STAGES:
+        for entry in _expand_entries(stage, body.get(stage), str(path)):
+            entry["stage"] = stage
+            source = entry.get("source")
+            if stage in ("pruned", "quantized"):
+                if source not in resolved:
+                    raise ConfigError(
+                        f"{path}: {stage} variant {entry.get('id')!r} names source {source!r}, "
+                        "which is not defined above it")
+                upstream = resolved[source]
+                entry.setdefault("arch", upstream.arch)
+                entry["source_stage"] = upstream.stage
+                if stage == "quantized":
+                    # A quantized file inherits the model settings its source was trained with.
+                    entry = deep_merge({"model": upstream.model.model_dump(mode="json")}, entry)
+            variant = resolve_variant(profile, entry, where=str(path))
+            if variant.id in resolved:
+                raise ConfigError(f"{path}: variant id {variant.id!r} is defined twice")
+            resolved[variant.id] = variant
+    for variant_id in profile.overrides:
+        if variant_id not in resolved:
+            raise ConfigError(f"profile {profile.name!r}: overrides name unknown variant {variant_id!r}")
+    return resolved
+
+
+def select_variants(variants: dict[str, VariantConfig], patterns: list[str] | None) -> list[str]:
+    """Ids matching any pattern (``fnmatch``), plus everything they depend on, in dependency order."""
+    import fnmatch
+
+    if patterns is None:
+        chosen = set(variants)
+    else:
+        chosen = set()
+        for pattern in patterns:
+            matches = {vid for vid in variants if fnmatch.fnmatchcase(vid, pattern)}
+            if not matches:
+                raise ConfigError(f"variant pattern {pattern!r} matches nothing; known: {', '.join(variants)}")
+            chosen |= matches
+    # Pull in sources, and for `final` every other chosen variant (it chooses among them).
+    pending = list(chosen)
+    while pending:
+        source = variants[pending.pop()].source
+        if source and source not in chosen:
+            chosen.add(source)
+            pending.append(source)
+    return [vid for vid in variants if vid in chosen]  # file order is dependency order

@@ -1,0 +1,149 @@
+"""The evaluation every stage shares: the same metrics and the same result-file layout for Keras
+models and TFLite files.
+
+A variant's folder holds ``metrics.json`` (one record, schema below), ``predictions.csv`` (one row per
+test image) and whatever model files it made. The report and the final-model selection read only
+these files. Metrics come from scikit-learn; nothing here imports TensorFlow at module level.
+
+``metrics.json`` keys (absent where they do not apply):
+    variant, stage, arch, source, precision ("fp32", "fp16", ...), format ("keras" | "tflite"),
+    profile, seed, weights, image_size, classes,
+    test: {n, accuracy, macro_f1, per_class: {cls: {precision, recall, f1, support}},
+           confusion_matrix: [[int]], confusion_matrix_normalized: [[float]]},
+    params, nonzero_params, macs, nonzero_macs,
+    size: {file, raw_bytes, gzip_bytes},
+    latency_ms: {<name>: {median, p90, mean, runs}}   e.g. keras_batch1, keras_batch32, tflite_threads1,
+    train_time_s, sparsity, agreement, op_census, notes, provenance
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from trashnet import fileio
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+HISTORY_FILE = "history.csv"
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
+                           classes: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and confusion matrices (counts, row-normalised)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    labels = np.asarray(labels)
+    predicted = np.asarray(probabilities).argmax(axis=1)
+    indices = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=indices, zero_division=0)
+    matrix = confusion_matrix(labels, predicted, labels=indices)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalized = np.nan_to_num(matrix / matrix.sum(axis=1, keepdims=True))
+    return {
+        "n": int(len(labels)),
+        "accuracy": float(accuracy_score(labels, predicted)) if len(labels) else 0.0,
+        "macro_f1": float(f1_score(labels, predicted, labels=indices, average="macro", zero_division=0)),
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(support[i])}
+            for i, name in enumerate(classes)
+        },
+        "confusion_matrix": matrix.astype(int).tolist(),
+        "confusion_matrix_normalized": np.round(normalized, 4).tolist(),
+    }
+
+
+def agreement(reference: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """How closely a converted model follows its float original on the same images."""
+    reference, probabilities = np.asarray(reference), np.asarray(probabilities)
+    same = reference.argmax(axis=1) == probabilities.argmax(axis=1)
+    return {"top1_agreement_pct": float(100.0 * same.mean()) if len(same) else 0.0,
+            "max_abs_prob_diff": float(np.abs(reference - probabilities).max()) if len(same) else 0.0}
+
+
+def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
+    ms = np.asarray(seconds, dtype=np.float64) * 1000.0
+    return {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90)), "mean": float(ms.mean()),
+            "runs": int(len(ms))}
+
+
+def time_calls(call: Callable[[], Any], *, runs: int, warmup: int) -> dict[str, float]:
+    """Median/p90 wall time of ``call()`` over ``runs`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return latency_summary(samples)
+
+
+def file_size(path: str | os.PathLike) -> dict[str, Any]:
+    """Raw and gzipped size: tfmot's zeros only show once compressed."""
+    path = Path(path)
+    return {"file": path.name, "raw_bytes": path.stat().st_size, "gzip_bytes": fileio.gzip_size(path)}
+
+
+def predictions_csv(paths: Sequence[str], labels: np.ndarray, probabilities: np.ndarray,
+                    classes: Sequence[str]) -> str:
+    """One row per image: path, true class, predicted class, confidence, every class probability."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "label", "predicted", "confidence", *[f"p_{name}" for name in classes]])
+    for path, label, probs in zip(paths, labels, probabilities):
+        best = int(np.argmax(probs))
+        writer.writerow([path, classes[int(label)], classes[best], f"{probs[best]:.6f}",
+                         *[f"{p:.6f}" for p in probs]])
+    return buffer.getvalue()
+
+
+def write_results(out_dir: str | os.PathLike, record: dict[str, Any], *, paths: Sequence[str] | None = None,
+                  labels: np.ndarray | None = None, probabilities: np.ndarray | None = None) -> Path:
+    """Write ``metrics.json`` (and ``predictions.csv`` when predictions are given) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    if probabilities is not None:
+        fileio.atomic_write_text(out_dir / PREDICTIONS_FILE,
+                                 predictions_csv(paths, labels, probabilities, record["classes"]))
+    return fileio.write_json(out_dir / METRICS_FILE, record)
+
+
+def read_metrics(variant_dir: str | os.PathLike) -> dict[str, Any]:
+    return fileio.read_json(Path(variant_dir) / METRICS_FILE)
+
+
+# --- Keras models -------------------------------------------------------------------------------
+
+def keras_probabilities(model, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+    """Softmax outputs of a Keras model on uint8/float images in [0, 255] (no augmentation)."""
+    if len(images) == 0:
+        return np.zeros((0, model.output_shape[-1]), np.float32)
+    return np.asarray(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0))
+
+
+def keras_latency(model, image_size: int, *, runs: int = 30, warmup: int = 3,
+                  batch_sizes: Sequence[int] = (1, 32)) -> dict[str, dict[str, float]]:
+    """Inference latency of the Keras model (graph mode, ``training=False``) per batch size."""
+    from trashnet.keras_env import tf
+
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    results = {}
+    for batch in batch_sizes:
+        x = tf.random.uniform((batch, image_size, image_size, 3), 0, 255, seed=0)
+        results[f"keras_batch{batch}"] = time_calls(lambda: forward(x).numpy(), runs=runs, warmup=warmup)
+    return results
+
+
+def parameter_counts(model) -> dict[str, int]:
+    """All parameters and those that are non-zero (what pruning removes)."""
+    weights = model.get_weights()
+    return {"params": int(sum(w.size for w in weights)),
+            "nonzero_params": int(sum(np.count_nonzero(w) for w in weights))}
