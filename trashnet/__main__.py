@@ -1,0 +1,5 @@
+import sys
+
+from trashnet.cli import main
+
+sys.exit(main())
