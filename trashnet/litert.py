@@ -1,0 +1,120 @@
+"""Running .tflite files in the LiteRT interpreter: NumPy and ai-edge-litert only.
+
+This is the deployment path's engine (``trashnet.predict`` and the TensorFlow-free check use it), so it
+must never import TensorFlow, scikit-learn or anything beyond NumPy and the standard library.
+Inputs are images as the Keras models take them: (N, H, W, 3) in [0, 255]; quantized inputs and
+outputs are converted with the tensors' own scale and zero point.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+
+class TFLiteModel:
+    """One .tflite classifier: ``predict`` images -> class probabilities (float32)."""
+
+    def __init__(self, model: str | os.PathLike | bytes, *, num_threads: int | None = None,
+                 use_xnnpack: bool = True):
+        content = model if isinstance(model, bytes) else Path(model).read_bytes()
+        self.content = content
+        resolver = (OpResolverType.AUTO if use_xnnpack
+                    else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.interpreter = Interpreter(model_content=content, num_threads=num_threads,
+                                       experimental_op_resolver_type=resolver)
+        self.interpreter.allocate_tensors()
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(f"expected one input and one output tensor, got {len(inputs)} and {len(outputs)}")
+        self.input, self.output = inputs[0], outputs[0]
+        shape = self.input["shape"]
+        if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2]:
+            raise ValueError(f"expected a square RGB image input (1, S, S, 3), got shape {shape.tolist()}")
+
+    @property
+    def image_size(self) -> int:
+        return int(self.input["shape"][1])
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self.input["dtype"])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.output["shape"][-1])
+
+    def _quantize_input(self, image: np.ndarray) -> np.ndarray:
+        x = image.astype(np.float32)[None]
+        dtype = self.input_dtype
+        if np.issubdtype(dtype, np.integer):
+            scale, zero_point = self.input["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale + zero_point), info.min, info.max)
+        return x.astype(dtype)
+
+    def _dequantize_output(self, raw: np.ndarray) -> np.ndarray:
+        if np.issubdtype(raw.dtype, np.integer):
+            scale, zero_point = self.output["quantization"]
+            return (raw.astype(np.float32) - zero_point) * scale
+        return raw.astype(np.float32)
+
+    def predict_one(self, image: np.ndarray) -> np.ndarray:
+        """One (H, W, 3) image in [0, 255] -> probabilities (num_classes,)."""
+        if image.shape != (self.image_size, self.image_size, 3):
+            raise ValueError(f"expected an image of shape {(self.image_size, self.image_size, 3)}, "
+                             f"got {image.shape}")
+        self.interpreter.set_tensor(self.input["index"], self._quantize_input(image))
+        self.interpreter.invoke()
+        return self._dequantize_output(self.interpreter.get_tensor(self.output["index"]))[0]
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) images in [0, 255] -> (N, num_classes) probabilities, one invocation each."""
+        if len(images) == 0:
+            return np.zeros((0, self.num_classes), np.float32)
+        return np.stack([self.predict_one(image) for image in images])
+
+    def latency(self, *, runs: int = 50, warmup: int = 5) -> dict[str, float]:
+        """Median and p90 milliseconds of one invocation (batch 1) on a fixed random image."""
+        image = np.random.default_rng(0).integers(0, 256, (self.image_size, self.image_size, 3))
+        self.interpreter.set_tensor(self.input["index"], self._quantize_input(image.astype(np.uint8)))
+        for _ in range(warmup):
+            self.interpreter.invoke()
+        samples = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.interpreter.invoke()
+            samples.append(time.perf_counter() - start)
+        ms = np.asarray(samples) * 1000.0
+        return {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90)),
+                "mean": float(ms.mean()), "runs": runs}
+
+
+def op_census(model: str | os.PathLike | bytes) -> dict[str, object]:
+    """Ops of the file itself (no delegate), by type and by output dtype, and how many stay float.
+
+    A fully integer model still ends in float DEQUANTIZE ops at its output (and may start with a
+    QUANTIZE); those are counted separately from float compute ops.
+    """
+    runner = TFLiteModel(model, use_xnnpack=False)
+    interpreter = runner.interpreter
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    by_op: Counter[str] = Counter()
+    by_op_dtype: Counter[str] = Counter()
+    float_ops: Counter[str] = Counter()
+    for op in interpreter._get_ops_details():  # noqa: SLF001 - the only way to list ops in LiteRT
+        name = op["op_name"]
+        outputs = [tensors[i]["dtype"] for i in op["outputs"] if i in tensors]
+        dtype = np.dtype(outputs[0]).name if outputs else "none"
+        by_op[name] += 1
+        by_op_dtype[f"{name}:{dtype}"] += 1
+        if dtype.startswith("float") and name not in ("DEQUANTIZE",):
+            float_ops[name] += 1
+    return {"total": sum(by_op.values()), "by_op": dict(sorted(by_op.items())),
+            "by_op_dtype": dict(sorted(by_op_dtype.items())), "float_compute_ops": sum(float_ops.values()),
+            "float_compute_by_op": dict(sorted(float_ops.items()))}
