@@ -31,6 +31,13 @@ SPLITS = ("train", "validation", "test")
 STAGES = ("baseline", "pruned", "quantized", "final")
 MANIFEST_NAME = "manifest.csv"  # written by `prepare` into the dataset folder
 RUN_MANIFEST_NAME = "manifest.json"  # written last into a finished variant folder: its "done" marker
+# The one parameterized notebook per stage, run by papermill for each variant of that stage.
+NOTEBOOKS = {
+    "baseline": EXPERIMENTS_DIR / "baseline.ipynb",
+    "pruned": EXPERIMENTS_DIR / "prune.ipynb",
+    "quantized": EXPERIMENTS_DIR / "quantize.ipynb",
+    "final": EXPERIMENTS_DIR / "final.ipynb",
+}
 
 
 def default_data_source() -> Path:
@@ -84,4 +91,7 @@ class Layout:
         return self.models / stage
 
     def variant_dir(self, stage: str, variant: str) -> Path:
+        # There is one final model: it lives in models/final/ itself, where the deployment app fetches it.
+        if stage == "final":
+            return self.stage_dir(stage)
         return self.stage_dir(stage) / variant
