@@ -37,3 +37,32 @@ def quick_profile():
     from trashnet import config
 
     return config.load_profile("quick")
+
+
+@pytest.fixture(scope="session")
+def trained_model_factory(sample_dataset, tmp_path_factory):
+    """``make(arch, image_size=48) -> Path`` of a ``.keras`` model trained briefly on the sample.
+
+    Two short epochs: far from accurate, but its weights and BatchNorm statistics have moved away from
+    their initial values, as pruning and quantization tests need. Built once per (arch, size) per session.
+    """
+    built: dict[tuple[str, int], Path] = {}
+
+    def make(arch: str, image_size: int = 48) -> Path:
+        key = (arch, image_size)
+        if key not in built:
+            from trashnet import inputs, models
+            from trashnet.keras_env import keras, seed_everything
+
+            seed_everything(0)
+            data = inputs.load_dataset(sample_dataset, image_size)
+            model = models.build_model(arch, num_classes=len(data.classes), image_size=image_size,
+                                       bn_momentum=0.9)
+            model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+            model.fit(inputs.make_pipeline(data.train, batch_size=16, training=True, seed=0), epochs=2, verbose=0)
+            path = tmp_path_factory.mktemp(arch) / f"{arch}.keras"
+            model.save(path)
+            built[key] = path
+        return built[key]
+
+    return make
