@@ -85,6 +85,8 @@ class QuantizeConfig(Strict):
     latency_runs: int = Field(50, ge=1)  # timed invocations per thread count, after warm-up
     latency_warmup: int = Field(5, ge=0)
     latency_threads: tuple[int, ...] = (1, 2)
+    eval_batch_size: int = Field(32, ge=1)  # test images per LiteRT invocation
+    eval_threads: int | None = Field(None, ge=1)  # LiteRT threads for the test split; None = all cores
 
 
 class SelectConfig(Strict):

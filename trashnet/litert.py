@@ -36,6 +36,9 @@ class TFLiteModel:
         shape = self.input["shape"]
         if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2]:
             raise ValueError(f"expected a square RGB image input (1, S, S, 3), got shape {shape.tolist()}")
+        self._batch = int(shape[0])
+        # Files converted with a free batch dimension (-1) can run several images per invocation.
+        self.batchable = int(self.input.get("shape_signature", shape)[0]) == -1
 
     @property
     def image_size(self) -> int:
@@ -49,8 +52,8 @@ class TFLiteModel:
     def num_classes(self) -> int:
         return int(self.output["shape"][-1])
 
-    def _quantize_input(self, image: np.ndarray) -> np.ndarray:
-        x = image.astype(np.float32)[None]
+    def _quantize_input(self, images: np.ndarray) -> np.ndarray:
+        x = images.astype(np.float32)
         dtype = self.input_dtype
         if np.issubdtype(dtype, np.integer):
             scale, zero_point = self.input["quantization"]
@@ -64,24 +67,60 @@ class TFLiteModel:
             return (raw.astype(np.float32) - zero_point) * scale
         return raw.astype(np.float32)
 
+    def _set_batch(self, batch: int) -> None:
+        if batch != self._batch:
+            size = self.image_size
+            self.interpreter.resize_tensor_input(self.input["index"], [batch, size, size, 3], strict=True)
+            self.interpreter.allocate_tensors()
+            self._batch = batch
+
+    def _run(self, images: np.ndarray) -> np.ndarray:
+        """(B, H, W, 3) in [0, 255] -> (B, num_classes): one invocation at the current batch size."""
+        self.interpreter.set_tensor(self.input["index"], self._quantize_input(images))
+        self.interpreter.invoke()
+        return self._dequantize_output(self.interpreter.get_tensor(self.output["index"]))
+
+    def _check_shape(self, images: np.ndarray) -> None:
+        expected = (self.image_size, self.image_size, 3)
+        if images.ndim != 4 or images.shape[1:] != expected:
+            raise ValueError(f"expected images of shape (N, {', '.join(map(str, expected))}), "
+                             f"got {images.shape}")
+
     def predict_one(self, image: np.ndarray) -> np.ndarray:
         """One (H, W, 3) image in [0, 255] -> probabilities (num_classes,)."""
-        if image.shape != (self.image_size, self.image_size, 3):
-            raise ValueError(f"expected an image of shape {(self.image_size, self.image_size, 3)}, "
-                             f"got {image.shape}")
-        self.interpreter.set_tensor(self.input["index"], self._quantize_input(image))
-        self.interpreter.invoke()
-        return self._dequantize_output(self.interpreter.get_tensor(self.output["index"]))[0]
+        image = np.asarray(image)
+        self._check_shape(image[None])
+        self._set_batch(1)
+        return self._run(image[None])[0]
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) images in [0, 255] -> (N, num_classes) probabilities, one invocation each."""
+    def predict(self, images: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+        """(N, H, W, 3) images in [0, 255] -> (N, num_classes) probabilities.
+
+        ``batch_size`` images per invocation when the file has a free batch dimension (the last batch
+        is padded, so the interpreter is resized at most once); otherwise one invocation per image.
+        """
+        images = np.asarray(images)
         if len(images) == 0:
             return np.zeros((0, self.num_classes), np.float32)
-        return np.stack([self.predict_one(image) for image in images])
+        self._check_shape(images)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        batch = min(batch_size, len(images)) if self.batchable else 1
+        self._set_batch(batch)
+        results = []
+        for start in range(0, len(images), batch):
+            chunk = images[start:start + batch]
+            if len(chunk) < batch:
+                pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)
+                results.append(self._run(np.concatenate([chunk, pad]))[:len(chunk)])
+            else:
+                results.append(self._run(chunk))
+        return np.concatenate(results)
 
     def latency(self, *, runs: int = 50, warmup: int = 5) -> dict[str, float]:
         """Median and p90 milliseconds of one invocation (batch 1) on a fixed random image."""
-        image = np.random.default_rng(0).integers(0, 256, (self.image_size, self.image_size, 3))
+        image = np.random.default_rng(0).integers(0, 256, (1, self.image_size, self.image_size, 3))
+        self._set_batch(1)
         self.interpreter.set_tensor(self.input["index"], self._quantize_input(image.astype(np.uint8)))
         for _ in range(warmup):
             self.interpreter.invoke()
