@@ -65,6 +65,7 @@ def convert(model: keras.Model, precision: str, *, representative: np.ndarray | 
     """
     # No trackable object: given one, the converter first re-saves the whole Keras model as a
     # SavedModel (tracing every layer), ~20-50x slower than converting the frozen graph directly.
+    # TF 2.21 logs that this path is deprecated; it is the one that works fast (re-check on upgrades).
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen_function(model)])
     if precision == "fp32":
         pass
@@ -215,3 +216,39 @@ def _finish(record: dict[str, Any], cfg: VariantConfig, dataset_dir: Path) -> No
     record["provenance"] = provenance.collect(
         seed=cfg.seed, profile=cfg.profile, config=config_to_dict(cfg),
         data_manifest=dataset_dir / settings.MANIFEST_NAME, weights=record["weights"])
+
+
+def format_summary(record: dict[str, Any]) -> str:
+    """A few plain-text lines of a quantized variant's result (for the notebook)."""
+    conversion = record["conversion"]
+    lines = [f"{record['variant']}: {record['precision']} from {record['source']} ({record['weights']})",
+             f"conversion: {conversion['status']} in {conversion['seconds']:.1f} s"]
+    if conversion["status"] != "ok":
+        lines.append(f"error: {conversion['error']}")
+        return "\n".join(lines)
+    test, reference = record["test"], record["source_model"]["float_test"]
+    lines += [
+        f"test accuracy {test['accuracy']:.4f} (float Keras {reference['accuracy']:.4f}, "
+        f"{record['delta_accuracy_pp']:+.2f} pp), macro-F1 {test['macro_f1']:.4f}, n={test['n']}",
+        f"agreement with float: {record['agreement']['top1_agreement_pct']:.2f} % top-1, "
+        f"max |p - p_float| {record['agreement']['max_abs_prob_diff']:.4g}",
+        f"size: {record['size']['raw_bytes']:,} bytes raw, {record['size']['gzip_bytes']:,} gzipped",
+    ]
+    for name, latency in record["latency_ms"].items():
+        lines.append(f"latency {name}: median {latency['median']:.2f} ms, p90 {latency['p90']:.2f} ms "
+                     f"({latency['runs']} runs)")
+    census = record["op_census"]
+    lines.append(f"ops: {census['total']}, float compute ops: {census['float_compute_ops']} "
+                 f"{census['float_compute_by_op'] or ''}".rstrip())
+    if "rewrite" in record:
+        lines.append(f"hard-swish rewritten as {record['rewrite']['hard_swish']}; float outputs differ by at "
+                     f"most {record['rewrite']['float_max_abs_diff']:.2g}")
+    return "\n".join(lines)
+
+
+def format_census(record: dict[str, Any]) -> str:
+    """The op census as ``op:dtype count`` lines."""
+    census = record.get("op_census")
+    if not census:
+        return "(no op census: the conversion failed)"
+    return "\n".join(f"{name:<32} {count}" for name, count in census["by_op_dtype"].items())
