@@ -157,3 +157,23 @@ def op_census(model: str | os.PathLike | bytes) -> dict[str, object]:
     return {"total": sum(by_op.values()), "by_op": dict(sorted(by_op.items())),
             "by_op_dtype": dict(sorted(by_op_dtype.items())), "float_compute_ops": sum(float_ops.values()),
             "float_compute_by_op": dict(sorted(float_ops.items()))}
+
+
+def smallest_activation_scale(model: str | os.PathLike | bytes) -> dict[str, object] | None:
+    """The quantized op output with the smallest scale, read without preparing the file.
+
+    Diagnoses ``no_integer_overflow_from_quantization``: a fused RELU6 clamps at ``6 / scale`` in int32,
+    so an output calibrated to a near-zero range (scale below 6 / 2**31 ~ 2.8e-9) cannot be prepared.
+    """
+    content = model if isinstance(model, bytes) else Path(model).read_bytes()
+    interpreter = Interpreter(model_content=content,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    best = None
+    for number, op in enumerate(interpreter._get_ops_details()):  # noqa: SLF001
+        for index in op["outputs"]:
+            scales = tensors[index]["quantization_parameters"]["scales"] if index in tensors else []
+            if len(scales) and (best is None or float(scales.min()) < best["scale"]):
+                best = {"scale": float(scales.min()), "op": op["op_name"], "node": number,
+                        "tensor": tensors[index]["name"]}
+    return best
