@@ -110,3 +110,9 @@ def test_wrong_image_shape_is_a_clear_error(files):
         runner.predict(np.zeros((2, SIZE + 1, SIZE, 3), np.uint8))
     with pytest.raises(ValueError, match="expected images of shape"):
         runner.predict_one(np.zeros((SIZE, SIZE), np.uint8))
+
+
+def test_parallel_interpreters_give_the_same_predictions_in_order(files, images):
+    single = litert.TFLiteModel(files["int8"]).predict(images)
+    parallel = litert.predict_parallel(files["int8"], images, workers=3, num_threads=1, batch_size=4)
+    np.testing.assert_array_equal(parallel, single)

@@ -86,7 +86,9 @@ class QuantizeConfig(Strict):
     latency_warmup: int = Field(5, ge=0)
     latency_threads: tuple[int, ...] = (1, 2)
     eval_batch_size: int = Field(32, ge=1)  # test images per LiteRT invocation
-    eval_threads: int | None = Field(None, ge=1)  # LiteRT threads for the test split; None = all cores
+    eval_threads: int | None = Field(None, ge=1)  # threads per LiteRT interpreter; None = auto (below)
+    eval_workers: int | None = Field(None, ge=1)  # interpreters in parallel; None = one per core for 16x8
+    # (its reference kernels use one core whatever the thread count), else one using every core
 
 
 class SelectConfig(Strict):

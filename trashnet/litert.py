@@ -177,3 +177,23 @@ def smallest_activation_scale(model: str | os.PathLike | bytes) -> dict[str, obj
                 best = {"scale": float(scales.min()), "op": op["op_name"], "node": number,
                         "tensor": tensors[index]["name"]}
     return best
+
+
+def predict_parallel(model: str | os.PathLike | bytes, images: np.ndarray, *, workers: int = 2,
+                     num_threads: int = 1, batch_size: int = 32) -> np.ndarray:
+    """``TFLiteModel.predict`` split over ``workers`` interpreters in threads (``invoke`` releases the GIL).
+
+    For kernels that use one core whatever ``num_threads`` says (the 16x8 reference kernels, which
+    XNNPack does not take): two interpreters keep two cores busy. Results are in input order.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = np.asarray(images)
+    workers = max(1, min(workers, len(images)))
+    runners = [TFLiteModel(model, num_threads=num_threads) for _ in range(workers)]
+    if workers == 1:
+        return runners[0].predict(images, batch_size=batch_size)
+    chunks = np.array_split(images, workers)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(lambda pair: pair[0].predict(pair[1], batch_size=batch_size), zip(runners, chunks)))
+    return np.concatenate(parts)
