@@ -11,8 +11,16 @@ Precisions (``config.PRECISIONS``):
 
 Conversion starts from a frozen concrete function of the model (``training=False``) with no trackable
 object: 1-2 s for a 48 px MobileNetV3-Small on 2 cores, against 30-70 s through ``from_keras_model`` (or
-``from_concrete_functions`` given the model), which re-save the model as a SavedModel first. The input keeps a free batch dimension so evaluation can
-run batches; the file's default shape is batch 1.
+``from_concrete_functions`` given the model), which first re-save the model as a SavedModel. The input
+keeps a free batch dimension so evaluation runs batches; the file's default shape is batch 1.
+
+Which graphs 16x8 accepts (checked by tests/test_quantize.py): Keras' hard-swish ``x * relu6(x + 3) / 6``
+is fused into HARD_SWISH and refused without fallback; ``x * clip_by_value(x / 6 + 0.5, 0, 1)`` is not
+fused and becomes int16 MUL/ADD/MINIMUM/RELU. The squeeze-excite hard-sigmoid ``relu6(x + 3) / 6``
+needs no rewrite: it quantizes to int16 as is. 16x8 MobileNetV1/V2 files from *random* weights fail to
+prepare (``no_integer_overflow_from_quantization``): untrained BatchNorm lets activations shrink layer
+by layer, a deep RELU6 output is calibrated to a scale below 6 / 2**31 and its int32 clamp overflows.
+With trained weights (even 2 epochs on the sample) the same conversion loads and runs.
 """
 
 from __future__ import annotations
@@ -119,16 +127,15 @@ def float_outputs_unchanged(original: keras.Model, rebuilt: keras.Model, images:
     The pooled features (before the classifier) are compared too: a barely trained model's softmax can
     be flat enough to hide a real difference.
     """
-    def pooled(model: keras.Model) -> keras.Model:
-        return keras.Model(model.input, model.get_layer("pool").output)
+    def both(model: keras.Model) -> list[np.ndarray]:
+        outputs = keras.Model(model.input, [model.get_layer("pool").output, model.output])
+        return outputs.predict(images.astype(np.float32), batch_size=64, verbose=0)
 
-    x = images.astype(np.float32)
-    features = pooled(original).predict(x, verbose=0), pooled(rebuilt).predict(x, verbose=0)
-    probabilities = original.predict(x, verbose=0), rebuilt.predict(x, verbose=0)
-    scale = float(np.abs(features[0]).max()) or 1.0
-    return {"float_max_abs_diff": float(np.abs(probabilities[0] - probabilities[1]).max()),
-            "feature_max_abs_diff": float(np.abs(features[0] - features[1]).max()),
-            "feature_max_rel_diff": float(np.abs(features[0] - features[1]).max() / scale)}
+    (features, probabilities), (new_features, new_probabilities) = both(original), both(rebuilt)
+    feature_diff = float(np.abs(features - new_features).max())
+    return {"float_max_abs_diff": float(np.abs(probabilities - new_probabilities).max()),
+            "feature_max_abs_diff": feature_diff,
+            "feature_max_rel_diff": feature_diff / (float(np.abs(features).max()) or 1.0)}
 
 
 def prepare_model(model: keras.Model, cfg: VariantConfig) -> tuple[keras.Model, dict[str, Any] | None]:
@@ -168,13 +175,14 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
     source_record = _source_record(source_dir)
     data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir)
     model = keras.models.load_model(source_path, compile=False)
-    reference = evaluate.keras_probabilities(model, data.test.images)
+    source_sha = fileio.sha256_file(source_path)
+    reference = _float_reference(model, data, source_sha, cache_dir)
     weights = source_record.get("weights") or models.weights_origin(cfg.model.weights)
     record: dict[str, Any] = {
         "variant": cfg.id, "stage": "quantized", "arch": cfg.arch, "source": cfg.source,
         "precision": cfg.precision, "format": "tflite", "profile": cfg.profile, "seed": cfg.seed,
         "weights": weights, "image_size": cfg.model.image_size, "classes": list(data.classes),
-        "source_model": {"file": source_path.name, "sha256": fileio.sha256_file(source_path),
+        "source_model": {"file": source_path.name, "sha256": source_sha,
                          "float_test": _headline(evaluate.classification_metrics(
                              data.test.labels, reference, data.classes))},
     }
@@ -230,6 +238,24 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
     evaluate.write_results(output_dir, record, paths=data.test.paths, labels=data.test.labels,
                            probabilities=probabilities)
     return record
+
+
+def _float_reference(model: keras.Model, data: inputs.Dataset, source_sha: str,
+                     cache_dir: str | os.PathLike | None) -> np.ndarray:
+    """The float Keras model's test probabilities, cached per source file and data: every precision of
+    one source compares against the same reference, computed once."""
+    if cache_dir is None:
+        return evaluate.keras_probabilities(model, data.test.images)
+    path = (Path(cache_dir) / "quantize" /
+            f"{source_sha[:16]}-{data.manifest_sha256[:16]}-{data.image_size}px-test-probabilities.npy")
+    if path.is_file():
+        return np.load(path)
+    reference = evaluate.keras_probabilities(model, data.test.images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(temp, reference)
+    os.replace(temp, path)
+    return reference
 
 
 def _evaluation_parallelism(cfg: VariantConfig) -> tuple[int, int]:
