@@ -81,3 +81,70 @@ def standard_tree(models_dir: Path) -> Path:
     write_result(models_dir, q, "mobilenet_v3_small.int8", arch="mobilenet_v3_small", source="mobilenet_v3_small",
                  precision="int8", accuracy=0.740, gzip_bytes=500_000, latency_ms=4.5)
     return models_dir
+
+
+def tiny_tflite(image_size: int = 32, num_classes: int = len(CLASSES), seed: int = 0) -> bytes:
+    """A real, small float TFLite classifier with the project's input contract (RGB [0, 255], softmax).
+
+    Random weights (seeded): predictions are arbitrary but deterministic, which is all predict and artifact
+    tests need. Converted from a frozen concrete function, as the quantize stage does (FACTS.md).
+    """
+    key = (image_size, num_classes, seed)
+    if key not in _TINY:
+        from trashnet.keras_env import keras, tf
+
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((image_size, image_size, 3), dtype="float32", name="image")
+        x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inputs)
+        x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+        model = keras.Model(inputs, outputs)
+        function = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+            tf.TensorSpec((1, image_size, image_size, 3), tf.float32))
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+        _TINY[key] = converter.convert()
+    return _TINY[key]
+
+
+_TINY: dict[tuple[int, int, int], bytes] = {}
+
+
+def evaluated_tree(models_dir: Path, dataset_dir: Path, *, image_size: int = 32) -> Path:
+    """Results of real (tiny) TFLite files, evaluated on a prepared data set the way the quantize stage does
+    (``inputs.load_dataset`` + ``litert.TFLiteModel`` + ``evaluate``), so an artifact built from them must
+    reproduce their accuracy exactly. Two hybrid candidates (different seeds), a float baseline, a failed
+    conversion.
+    """
+    from trashnet import evaluate, inputs
+    from trashnet.litert import TFLiteModel
+
+    data = inputs.load_dataset(dataset_dir, image_size)
+    large, pruned = "mobilenet_v3_large", "mobilenet_v3_large.prune-2of4"
+    write_result(models_dir, "baseline", large, arch=large, accuracy=0.5, gzip_bytes=10_000_000,
+                 image_size=image_size)
+    write_result(models_dir, "pruned", pruned, arch=large, source=large, accuracy=0.5, gzip_bytes=5_000_000,
+                 image_size=image_size)
+    write_result(models_dir, "quantized", f"{pruned}.int16x8-fallback", arch=large, source=pruned,
+                 precision="int16x8-fallback", failed="RuntimeError: not yet supported for op: 'HARD_SWISH'")
+    for seed, precision in ((0, "fp16"), (1, "int16x8")):
+        variant = f"{pruned}.{precision}"
+        folder = models_dir / "quantized" / variant
+        folder.mkdir(parents=True, exist_ok=True)
+        model_file = folder / f"{variant}.tflite"
+        model_file.write_bytes(tiny_tflite(image_size, len(data.classes), seed))
+        runner = TFLiteModel(model_file)
+        probabilities = runner.predict(data.test.images)
+        record = {
+            "variant": variant, "stage": "quantized", "arch": large, "source": pruned, "precision": precision,
+            "format": "tflite", "profile": "quick", "seed": 42, "weights": "none", "image_size": image_size,
+            "classes": list(data.classes), "conversion": {"status": "ok"},
+            "test": evaluate.classification_metrics(data.test.labels, probabilities, data.classes),
+            "size": evaluate.file_size(model_file),
+            "latency_ms": {"tflite_threads1": runner.latency(runs=3, warmup=1)},
+            "provenance": {"git_commit": "0" * 40, "seed": 42, "profile": "quick", "weights": "none",
+                           "data_manifest_sha256": data.manifest_sha256, "libraries": {"numpy": "2.4.6"}},
+        }
+        evaluate.write_results(folder, record, paths=data.test.paths, labels=data.test.labels,
+                               probabilities=probabilities)
+    return models_dir
