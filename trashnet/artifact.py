@@ -159,12 +159,16 @@ def _pct(value: Any) -> str:
     return "-" if value is None else f"{100 * value:.2f} %"
 
 
+def _bytes(value: Any) -> str:
+    return "-" if value is None else f"{int(value):,}"
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     test, sel = card["metrics"]["test"], card["selection"]
     latency = card["latency_ms"]["measured_at_build_threads1"]
     lines = [
         f"# Model card: {card['name']} ({card['variant']})", "",
-        f"{card['task'].capitalize()}. File `{card['model_file']}`: {card['architecture']}, precision "
+        f"{card['task'][0].upper() + card['task'][1:]}. File `{card['model_file']}`: {card['architecture']}, precision "
         f"{card['precision']}, quantized from `{card['source']}`.", "",
         "## Input and output", "",
         f"- Input: {card['input']['dtype']} tensor {card['input']['shape']}, RGB in {card['input']['range']}.",
@@ -183,7 +187,7 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines += [
         "", "## Size and latency", "",
         f"- File: {card['size']['raw_bytes']:,} bytes, {card['size']['gzip_bytes']:,} gzipped "
-        f"(the chosen file alone: {card['size']['chosen_file_raw_bytes']} / {card['size']['chosen_file_gzip_bytes']}).",
+        f"(the chosen file alone: {_bytes(card['size']['chosen_file_raw_bytes'])} / {_bytes(card['size']['chosen_file_gzip_bytes'])}).",
         f"- Latency, batch 1, 1 thread, measured at build: median {latency['median']:.2f} ms, p90 {latency['p90']:.2f} ms "
         f"({latency['runs']} runs on {card['built'].get('hardware', {}).get('cpu', 'this machine')}).",
         "", "## Selection", "", f"- Rule: {sel['rule']}",

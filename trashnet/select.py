@@ -58,10 +58,10 @@ def describe_family(config: SelectConfig) -> str:
 
 # --- reading results ------------------------------------------------------------------------------
 
-def _number(value: Any) -> float | None:
+def _number(value: Any) -> int | float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) else None
+    return value if math.isfinite(value) else None
 
 
 def _row(stage: str, variant_dir: Path, models_dir: Path, latency_key: str) -> dict[str, Any]:
