@@ -112,3 +112,22 @@ def test_a_file_that_does_not_reproduce_its_accuracy_is_refused(tmp_path, sample
     verification = json.loads((tmp_path / "models" / "final" / "verification.json").read_text())
     assert verification["passed"] is False and verification["accuracy_reproduced_exactly"] is False
     assert not (tmp_path / "models" / "final" / "SHA256SUMS").exists()
+
+
+def test_the_final_notebook_runs(tmp_path, sample_dataset, final_config):
+    import papermill
+
+    from trashnet import settings
+
+    models_dir = evaluated_tree(tmp_path / "models", sample_dataset)
+    output_dir = tmp_path / "models" / "final"
+    output_dir.mkdir()
+    executed = output_dir / "final.ipynb"
+    papermill.execute_notebook(
+        str(settings.NOTEBOOKS["final"]), str(executed), kernel_name="python3", progress_bar=False,
+        parameters={"variant_id": "final", "config": config.config_to_dict(final_config),
+                    "dataset_dir": str(sample_dataset), "models_dir": str(models_dir),
+                    "output_dir": str(output_dir), "cache_dir": str(tmp_path / ".cache")})
+    assert all(artifact.check_sums(output_dir).values())
+    text = executed.read_text()
+    assert "**Chosen:**" in text and "Model card: trashnet" in text and "image/png" in text
