@@ -150,3 +150,9 @@ def test_the_deployment_modules_import_no_training_stack():
             "heavy = {'tensorflow', 'tf_keras', 'keras', 'sklearn', 'pydantic', 'yaml'} & set(sys.modules); "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(settings.REPO_ROOT)})
+
+
+@pytest.mark.realdata
+def test_real_trashnet_photos_all_decode(model_file, real_data_dir):
+    results = list(predict.predict([str(real_data_dir / "*" / "*1?.jpg")], model_file, top_k=2))
+    assert len(results) >= 60 and all(r.ok for r in results), [r.error for r in results if not r.ok][:3]

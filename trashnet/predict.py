@@ -253,7 +253,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                          "else labels.txt beside it)")
     parser.add_argument("--threads", type=int, default=None, help="LiteRT interpreter threads")
     parser.add_argument("--workers", type=int, default=None, help="image-decoding threads (default: CPU count)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (shown on stderr when it is a terminal)")
 
 
 def _progress(iterator: Iterator[Prediction], enabled: bool) -> Iterator[Prediction]:
@@ -263,7 +264,8 @@ def _progress(iterator: Iterator[Prediction], enabled: bool) -> Iterator[Predict
         from tqdm import tqdm
     except ImportError:  # progress is a nicety; the deployment set has tqdm through ai-edge-litert anyway
         return iterator
-    return iter(tqdm(iterator, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False))
+    # disable=None: a bar on a terminal, nothing in a log file or pipe.
+    return iter(tqdm(iterator, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False, disable=None))
 
 
 def _table_line(result: Prediction) -> str:
