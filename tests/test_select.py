@@ -94,6 +94,9 @@ def test_unusable_results_are_tolerated_and_explained(tmp_path):
                  accuracy=0.9, gzip_bytes=100, write_model=False, extra={"source_stage": "pruned"})
     write_result(tmp_path, "quantized", f"{PRUNED}.int16x8", arch=LARGE, source=PRUNED, precision="int16x8",
                  gzip_bytes=200, extra={"source_stage": "pruned"})  # no test metrics
+    partial = tmp_path / "quantized" / f".{PRUNED}.int8.partial-123"  # the runner's unfinished copy
+    partial.mkdir(parents=True)
+    (partial / "metrics.json").write_text("{}", encoding="utf-8")
     broken = tmp_path / "quantized" / "broken"
     broken.mkdir(parents=True)
     (broken / "metrics.json").write_text("{not json", encoding="utf-8")
@@ -104,6 +107,7 @@ def test_unusable_results_are_tolerated_and_explained(tmp_path):
     assert rows[f"{PRUNED}.fp16"]["excluded"] == "model file missing"
     assert rows[f"{PRUNED}.int16x8"]["status"] == "no-test"
     assert rows["broken"]["status"] == "unreadable"
+    assert not any(".partial-" in name for name in rows)
     assert selection["fallback"] is not None and selection["chosen"]["id"] == "ok.int8"
 
 

@@ -32,6 +32,7 @@ from trashnet.config import SelectConfig
 
 SELECTION_FILE = "selection.json"
 RESULT_STAGES = ("baseline", "pruned", "quantized")
+RUN_MANIFEST = "manifest.json"  # settings.RUN_MANIFEST_NAME
 METRICS_FILE = "metrics.json"  # as evaluate.METRICS_FILE (not imported: evaluate pulls in more than files)
 
 
@@ -117,8 +118,12 @@ def read_results(models_dir: str | os.PathLike, *, latency_key: str = "tflite_th
         stage_dir = models_dir / stage
         if not stage_dir.is_dir():
             continue
-        for variant_dir in sorted(p for p in stage_dir.iterdir() if (p / METRICS_FILE).is_file()):
-            rows.append(_row(stage, variant_dir, models_dir, latency_key))
+        # Hidden folders are the runner's unfinished ``.<id>.partial-<pid>`` copies: never results.
+        for variant_dir in sorted(p for p in stage_dir.iterdir()
+                                  if not p.name.startswith(".") and (p / METRICS_FILE).is_file()):
+            row = _row(stage, variant_dir, models_dir, latency_key)
+            row["run_manifest"] = (variant_dir / RUN_MANIFEST).is_file()  # the runner's "done" marker
+            rows.append(row)
     # A quantized result says its source's id; where it does not say the source's stage, look it up.
     stage_of = {row["id"]: row["stage"] for row in rows}
     for row in rows:
