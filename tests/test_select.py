@@ -144,3 +144,10 @@ def test_pareto_plot_draws(tmp_path):
     matplotlib.use("Agg")
     figure = select.plot_pareto(select.select(standard_tree(tmp_path), SelectConfig()))
     assert len(figure.axes) == 2
+
+
+def test_a_latency_limit_excludes_slow_candidates(tmp_path):
+    selection = select.select(standard_tree(tmp_path), SelectConfig(max_latency_ms=10.0))
+    assert selection["chosen"]["id"] == f"{PRUNED}.fp16"  # int16x8 (40 ms) is smaller but too slow
+    assert "over the 10 ms limit" in results_by_id(selection)[f"{PRUNED}.int16x8"]["excluded"]
+    assert "at most 10 ms" in selection["rule"]

@@ -94,6 +94,7 @@ class SelectConfig(Strict):
     source_stage: str | None = "pruned"  # ... quantized from a model of this stage (the hybrid: pruned)
     latency: str = "tflite_threads1"  # the latency_ms entry that breaks ties and draws the latency front
     max_drop_pp: float = Field(0.5, ge=0)  # target: final >= float reference (same arch) - this many pp
+    max_latency_ms: float | None = Field(None, gt=0)  # candidates slower than this (latency above) are out
 
 
 class Profile(Strict):

@@ -43,8 +43,10 @@ class SelectionError(ValueError):
 def rule_text(config: SelectConfig) -> str:
     """The rule in words, with this run's numbers, as written into ``selection.json``."""
     family = describe_family(config)
+    limit = (f" and a {config.latency} median latency of at most {config.max_latency_ms:g} ms"
+             if config.max_latency_ms is not None else "")
     return (f"Candidates: the TFLite results of the hybrid family ({family}) whose conversion succeeded and "
-            f"that have test metrics and a model file; if there are none, every such TFLite result "
+            f"that have test metrics and a model file{limit}; if there are none, every such TFLite result "
             f"(recorded as a fallback). Eligible: candidates whose test accuracy is within "
             f"{config.accuracy_tolerance_pp:g} pp of the best candidate's. Final: the eligible candidate with the "
             f"smallest gzipped file; ties broken by the lower {config.latency} median latency, then by id.")
@@ -184,6 +186,16 @@ def _outside_family(row: dict[str, Any], config: SelectConfig) -> str | None:
     return None
 
 
+def _too_slow(row: dict[str, Any], config: SelectConfig) -> str | None:
+    if config.max_latency_ms is None:
+        return None
+    if row.get("latency_ms") is None:
+        return f"no {config.latency} latency to compare with the {config.max_latency_ms:g} ms limit"
+    if row["latency_ms"] > config.max_latency_ms:
+        return f"latency {row['latency_ms']:.2f} ms is over the {config.max_latency_ms:g} ms limit"
+    return None
+
+
 def _reference(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> dict[str, Any] | None:
     """The float baseline of the chosen architecture, preferring the same weights origin and profile."""
     baselines = [r for r in rows if r["stage"] == "baseline" and r.get("status") == "ok"
@@ -203,7 +215,7 @@ def choose(rows: list[dict[str, Any]], config: SelectConfig) -> dict[str, Any]:
     usable, hybrid = [], []
     for row in rows:
         row.pop("excluded", None)
-        reason = _unusable(row)
+        reason = _unusable(row) or _too_slow(row, config)
         if reason:
             row["excluded"] = reason
             continue
