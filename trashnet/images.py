@@ -117,11 +117,21 @@ def open_rgb(path: str | os.PathLike, *, draft_size: int | None = None) -> tuple
     ``draft_size`` lets the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding (never below
     that size): several times faster for small model inputs, and deterministic.
     """
-    image = _open_checked(path)
-    if draft_size is not None and image.format == "JPEG":
-        image.draft("RGB", (draft_size, draft_size))
-    _decode(image)
-    return to_rgb(image)
+    with _open_checked(path) as image:
+        if draft_size is not None and image.format == "JPEG":
+            image.draft("RGB", (draft_size, draft_size))
+        _decode(image)
+        rgb, notes = _to_rgb_checked(image)
+        if rgb is image:  # keep the pixels when the file closes
+            rgb = image.copy()
+    return rgb, notes
+
+
+def _to_rgb_checked(image: Image.Image) -> tuple[Image.Image, list[str]]:
+    try:
+        return to_rgb(image)
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise ImageError("corrupt", f"the image cannot be converted to RGB ({error})") from error
 
 
 def to_model_input(image: Image.Image, size: int) -> np.ndarray:
@@ -176,14 +186,11 @@ def inspect(path: str | os.PathLike, *, hash_size: int = 16, draft_size: int | N
     with _open_checked(path) as image:
         fmt, mode = image.format or "unknown", image.mode
         width, height = image.size
-        orientation = image.getexif().get(0x0112, 1)
         if fmt == "JPEG":
             image.draft("RGB", (draft_size, draft_size))
         _decode(image)
-        try:
-            rgb, notes = to_rgb(image)
-        except (OSError, ValueError, SyntaxError) as error:
-            raise ImageError("corrupt", f"the image cannot be converted to RGB ({error})") from error
+        rgb, notes = _to_rgb_checked(image)
+        orientation = image.getexif().get(0x0112, 1)
         digest = perceptual_hash(rgb, hash_size)
     if orientation in _SWAPS_AXES:
         width, height = height, width
