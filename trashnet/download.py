@@ -256,7 +256,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="expected sha256 of the archive (default: the official release's, with the default --url)")
     parser.add_argument("--sums", type=Path, default=None,
                         help="also check the extracted files against this sha256sum list, e.g. "
-                             f"{BUNDLED_SUMS.relative_to(settings.REPO_ROOT)}")
+                             "trashnet/resources/dataset-resized.SHA256SUMS")
     parser.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
 
 
