@@ -7,6 +7,7 @@ import csv
 import os
 import shutil
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -111,6 +112,10 @@ def build_bad_folder(root: Path) -> dict[str, str]:
         "paper/sub/deeper.jpg": (jpeg, "nested-folder"),
         "README.txt": (b"about this folder", "no-class"),
     }
+    if os.path.supports_unicode_filenames is False and sys.platform.startswith("linux"):
+        # Linux file names are bytes: one that is not UTF-8 is recorded (readably) and rejected.
+        (root / "paper" / os.fsdecode(b"caf\xe9.jpg")).write_bytes(jpeg)
+        expected["paper/caf\ufffd.jpg"] = "bad-name"
     for rel, (content, code) in defects.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(content)

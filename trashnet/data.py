@@ -211,15 +211,18 @@ def _scan(source: Path) -> tuple[list[str], list[dict[str, str]], dict[str, Path
     for rel, path in files:
         parts = rel.split("/")
         cls = parts[0] if len(parts) > 1 and parts[0] in classes else ""
-        row = _new_row(rel, cls)
-        if any(_is_hidden(part) for part in parts):
+        shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # the manifest is UTF-8
+        row = _new_row(shown, cls.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        if shown != rel:
+            _reject(row, "bad-name: the file or folder name is not valid UTF-8; rename it")
+        elif any(_is_hidden(part) for part in parts):
             _reject(row, "hidden: a hidden or system file (name starts with '.'), not an image of the data set")
         elif not cls:
             _reject(row, "no-class: not inside a <class>/ folder")
         elif len(parts) > 2:
             _reject(row, f"nested-folder: inside a sub-folder of class folder {cls}/; move it up or remove it")
         rows.append(row)
-        where[rel] = path
+        where[shown] = path
     empty = [cls for cls in classes if not any(r["class"] == cls and not r["status"] for r in rows)]
     if empty:
         raise DataError(f"class folder(s) without any image file: {', '.join(empty)} (in {source}): "
