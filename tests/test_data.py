@@ -116,6 +116,10 @@ def build_bad_folder(root: Path) -> dict[str, str]:
         # Linux file names are bytes: one that is not UTF-8 is recorded (readably) and rejected.
         (root / "paper" / os.fsdecode(b"caf\xe9.jpg")).write_bytes(jpeg)
         expected["paper/caf\ufffd.jpg"] = "bad-name"
+    (root / "paper" / "link-to-glass").symlink_to(root / "glass", target_is_directory=True)
+    expected["paper/link-to-glass"] = "nested-folder"
+    (root / "paper" / "dangling.jpg").symlink_to(root / "nowhere.jpg")
+    expected["paper/dangling.jpg"] = "unreadable"
     for rel, (content, code) in defects.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(content)

@@ -216,7 +216,7 @@ def _scan(source: Path) -> tuple[list[str], list[dict[str, str]], dict[str, Path
         if shown != rel:
             _reject(row, "bad-name: the file or folder name is not valid UTF-8; rename it")
         elif any(_is_hidden(part) for part in parts):
-            _reject(row, "hidden: a hidden or system file (name starts with '.'), not an image of the data set")
+            _reject(row, "hidden: a hidden or system file (.DS_Store, ._*, Thumbs.db), not an image of the data set")
         elif not cls:
             _reject(row, "no-class: not inside a <class>/ folder")
         elif len(parts) > 2:
@@ -242,6 +242,9 @@ def _check(row: dict[str, str], path: Path) -> images.Inspection | None:
         return None
     if not row["sha256"] and path.is_symlink() and not path.exists():
         _reject(row, "unreadable: a symbolic link to a file that does not exist")
+        return None
+    if path.is_dir():
+        _reject(row, "nested-folder: a link to a folder inside a class folder; link the images instead")
         return None
     try:
         info = images.inspect(path, hash_size=PHASH_SIZE)
