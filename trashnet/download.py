@@ -151,6 +151,8 @@ def extract(archive_path: Path, target: Path) -> list[str]:
                 written.append(rel.as_posix())
     except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, zlib.error, EOFError, ValueError) as error:
         raise DownloadError(f"the archive is broken ({error}); download it again or check --url") from error
+    except (RuntimeError, NotImplementedError) as error:  # encrypted entries, unknown compression methods
+        raise DownloadError(f"the archive cannot be extracted ({error}); check --url") from error
     except FileExistsError as error:
         raise DownloadError(f"the archive holds {error.filename} twice: refused") from error
     return written
