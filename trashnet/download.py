@@ -149,6 +149,8 @@ def extract(archive_path: Path, target: Path) -> list[str]:
                 with source, open(destination, "xb") as handle:  # "x": a repeated entry is an error
                     shutil.copyfileobj(source, handle, _CHUNK)
                 written.append(rel.as_posix())
+    except DownloadError:
+        raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, zlib.error, EOFError, ValueError) as error:
         raise DownloadError(f"the archive is broken ({error}); download it again or check --url") from error
     except (RuntimeError, NotImplementedError) as error:  # encrypted entries, unknown compression methods
