@@ -145,9 +145,11 @@ class PrepareReport:
                      f"labels rejected (all copies)")
         groups = self.near_duplicate_groups()
         crossing = sum(len({r["split"] for r in members}) > 1 for members in groups.values())
+        mixed = sum(len({r["class"] for r in members}) > 1 for members in groups.values())
         lines.append(f"Near-duplicates (phash, Hamming <= {NEAR_DUPLICATE_DISTANCE}): {len(groups)} groups, "
                      f"{sum(len(m) for m in groups.values())} images kept"
-                     + (f"; {crossing} groups span more than one split" if crossing else ""))
+                     + (f"; {crossing} groups span more than one split" if crossing else "")
+                     + (f"; {mixed} groups mix labels (check them)" if mixed else ""))
         lines.append(f"Manifest: {self.out / settings.MANIFEST_NAME}")
         return "\n".join(lines)
 

@@ -214,7 +214,10 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
     if out.exists():
         stamp = out / STAMP_NAME
         if stamp.is_file():
-            previous = fileio.read_json(stamp)
+            try:
+                previous = fileio.read_json(stamp)
+            except (OSError, ValueError):
+                previous = {}
             if sha256 is not None and previous.get("archive_sha256") == sha256.lower():
                 return _dataset_folder(out), False
         elif not out.is_dir() or any(out.iterdir()):
