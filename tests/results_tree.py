@@ -148,3 +148,48 @@ def evaluated_tree(models_dir: Path, dataset_dir: Path, *, image_size: int = 32)
         evaluate.write_results(folder, record, paths=data.test.paths, labels=data.test.labels,
                                probabilities=probabilities)
     return models_dir
+
+
+def convert_keras(keras_path: Path, precision: str = "fp16") -> bytes:
+    """A saved Keras model -> TFLite bytes (fp32 or fp16), from a frozen concrete function."""
+    from trashnet.keras_env import keras, tf
+
+    model = keras.models.load_model(keras_path, compile=False)
+    size = int(model.input_shape[1])
+    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec((1, size, size, 3), tf.float32))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision != "fp32":
+        raise ValueError(f"convert_keras makes fp32 or fp16 only, not {precision}")
+    return converter.convert()
+
+
+def write_evaluated(models_dir: Path, dataset_dir: Path, variant: str, content: bytes, *, arch: str, source: str,
+                    precision: str) -> Path:
+    """A quantized-stage result for ``content``, evaluated as that stage does (arrays, LiteRT, sklearn)."""
+    from trashnet import evaluate, inputs
+    from trashnet.litert import TFLiteModel
+
+    folder = models_dir / "quantized" / variant
+    folder.mkdir(parents=True, exist_ok=True)
+    model_file = folder / f"{variant}.tflite"
+    model_file.write_bytes(content)
+    runner = TFLiteModel(model_file)
+    data = inputs.load_dataset(dataset_dir, runner.image_size)
+    probabilities = runner.predict(data.test.images)
+    record = {
+        "variant": variant, "stage": "quantized", "arch": arch, "source": source, "source_stage": "pruned",
+        "precision": precision, "format": "tflite", "profile": "quick", "seed": 42, "weights": "none",
+        "image_size": runner.image_size, "classes": list(data.classes), "conversion": {"status": "ok"},
+        "test": evaluate.classification_metrics(data.test.labels, probabilities, data.classes),
+        "size": evaluate.file_size(model_file),
+        "latency_ms": {"tflite_threads1": runner.latency(runs=3, warmup=1)},
+        "provenance": {"git_commit": "0" * 40, "seed": 42, "profile": "quick", "weights": "none",
+                       "data_manifest_sha256": data.manifest_sha256},
+    }
+    evaluate.write_results(folder, record, paths=data.test.paths, labels=data.test.labels,
+                           probabilities=probabilities)
+    return folder

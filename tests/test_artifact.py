@@ -131,3 +131,18 @@ def test_the_final_notebook_runs(tmp_path, sample_dataset, final_config):
     assert all(artifact.check_sums(output_dir).values())
     text = executed.read_text()
     assert "**Chosen:**" in text and "Model card: trashnet" in text and "image/png" in text
+
+
+def test_a_trained_mobilenet_v3_large_fp16_file_reproduces_exactly(tmp_path, sample_dataset, final_config,
+                                                                     trained_model_factory):
+    from results_tree import convert_keras, write_evaluated
+
+    content = convert_keras(trained_model_factory("mobilenet_v3_large", 48), "fp16")
+    variant = "mobilenet_v3_large.prune-2of4.fp16"
+    write_evaluated(tmp_path / "models", sample_dataset, variant, content, arch="mobilenet_v3_large",
+                    source="mobilenet_v3_large.prune-2of4", precision="fp16")
+    result = artifact.build_final(final_config, dataset_dir=sample_dataset, models_dir=tmp_path / "models",
+                                  output_dir=tmp_path / "models" / "final")
+    assert result["selection"]["chosen"]["id"] == variant
+    assert result["verification"]["passed"] and result["verification"]["prediction_mismatches"] == 0
+    assert result["card"]["input"]["shape"] == [1, 48, 48, 3]
