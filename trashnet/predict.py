@@ -282,18 +282,31 @@ def command(args: argparse.Namespace) -> int:
     except (OSError, ValueError, RuntimeError) as error:
         print(f"error: cannot use model {args.model}: {error}", file=sys.stderr)
         return 2
+    if names == [f"class_{i}" for i in range(len(names))]:
+        print(f"warning: no labels in or beside {args.model}: showing class indices (use --labels)", file=sys.stderr)
     results = predict(args.paths, runner, args.top_k, labels=names, workers=args.workers)
     failed = done = 0
-    out = sys.stdout
-    for result in _progress(results, enabled=not args.no_progress):
-        done += 1
-        if not result.ok:
-            failed += 1
-            print(f"{result.path}: {result.error}", file=sys.stderr)
-        if args.json:
-            out.write(json.dumps(result.to_dict()) + "\n")
-        elif result.ok:
-            out.write(_table_line(result) + "\n")
-    out.flush()
+    try:
+        for result in _progress(results, enabled=not args.no_progress):
+            done += 1
+            if not result.ok:
+                failed += 1
+                print(f"{result.path}: {result.error}", file=sys.stderr)
+            if args.json:
+                _write(json.dumps(result.to_dict()) + "\n")
+            elif result.ok:
+                _write(_table_line(result) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `predict ... | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1 if failed else 0
     print(f"{done - failed} classified, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _write(text: str) -> None:
+    """To stdout; a file name that is not valid UTF-8 is written with backslash escapes, never a crash."""
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        sys.stdout.write(text.encode("utf-8", "backslashreplace").decode("utf-8"))
