@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import numpy as np
 from typing import Any
 
 CLASSES = ("cardboard", "glass", "metal", "paper", "plastic", "trash")
@@ -83,13 +85,13 @@ def standard_tree(models_dir: Path) -> Path:
     return models_dir
 
 
-def tiny_tflite(image_size: int = 32, num_classes: int = len(CLASSES), seed: int = 0) -> bytes:
+def tiny_tflite(image_size: int = 32, num_classes: int = len(CLASSES), seed: int = 0, int8: bool = False) -> bytes:
     """A real, small float TFLite classifier with the project's input contract (RGB [0, 255], softmax).
 
     Random weights (seeded): predictions are arbitrary but deterministic, which is all predict and artifact
     tests need. Converted from a frozen concrete function, as the quantize stage does (FACTS.md).
     """
-    key = (image_size, num_classes, seed)
+    key = (image_size, num_classes, seed, int8)
     if key not in _TINY:
         from trashnet.keras_env import keras, tf
 
@@ -103,11 +105,19 @@ def tiny_tflite(image_size: int = 32, num_classes: int = len(CLASSES), seed: int
         function = tf.function(lambda x: model(x, training=False)).get_concrete_function(
             tf.TensorSpec((1, image_size, image_size, 3), tf.float32))
         converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+        if int8:  # full integer, int8 input and output: predict must (de)quantize with the tensors' scales
+            rng = np.random.default_rng(seed)
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: (
+                [rng.uniform(0, 255, (1, image_size, image_size, 3)).astype(np.float32)] for _ in range(8))
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
         _TINY[key] = converter.convert()
     return _TINY[key]
 
 
-_TINY: dict[tuple[int, int, int], bytes] = {}
+_TINY: dict[tuple[int, int, int, bool], bytes] = {}
 
 
 def evaluated_tree(models_dir: Path, dataset_dir: Path, *, image_size: int = 32) -> Path:

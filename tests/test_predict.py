@@ -156,3 +156,21 @@ def test_the_deployment_modules_import_no_training_stack():
 def test_real_trashnet_photos_all_decode(model_file, real_data_dir):
     results = list(predict.predict([str(real_data_dir / "*" / "*1?.jpg")], model_file, top_k=2))
     assert len(results) >= 60 and all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
+
+
+def test_a_full_int8_model_quantizes_inputs_and_breaks_ties_like_argmax(tmp_path, photos, sample_dataset):
+    path = tmp_path / "int8.tflite"
+    path.write_bytes(tiny_tflite(SIZE, len(CLASSES), 3, int8=True))
+    runner = TFLiteModel(path)
+    assert runner.input_dtype == np.int8
+    files = sorted(sample_dataset.rglob("*.jpg"))[:24]
+    for result, file in zip(predict.predict(files, path, top_k=len(CLASSES), labels=list(CLASSES)), files):
+        probabilities = runner.predict_one(images.load_for_model(file, SIZE))
+        assert result.label == CLASSES[int(np.argmax(probabilities))]  # int8 outputs tie often
+        assert [p for _, p in result.top_k] == sorted(probabilities.tolist(), reverse=True)
+    evaluation = predict.evaluate_split(path, sample_dataset)
+    from trashnet import evaluate, inputs
+
+    data = inputs.load_dataset(sample_dataset, SIZE)
+    reference = evaluate.classification_metrics(data.test.labels, runner.predict(data.test.images), data.classes)
+    assert evaluation["accuracy"] == reference["accuracy"] and evaluation["n"] == reference["n"]
