@@ -79,9 +79,13 @@ def verify(model_path: Path, original_path: Path, dataset_dir: Path, record: dic
     reported = record.get("test") or {}
     evaluation = evaluate_split(model_path, dataset_dir, split="test")
     by_path = _reported_predictions(variant_dir)
-    mismatches = None
+    mismatches, note = None, "no predictions.csv beside the chosen result: per-image comparison skipped"
     if by_path is not None:
-        mismatches = sum(by_path.get(p["path"]) != p["predicted"] for p in evaluation["predictions"])
+        if set(by_path) == {p["path"] for p in evaluation["predictions"]}:
+            mismatches = sum(by_path[p["path"]] != p["predicted"] for p in evaluation["predictions"])
+            note = "every test image's predicted class compared with the stage's predictions.csv"
+        else:
+            note = "predictions.csv names other files than the test split: per-image comparison skipped"
     final, original = TFLiteModel(model_path), TFLiteModel(original_path)
     classes_dir = Path(dataset_dir)
     first = [classes_dir / p["path"] for p in evaluation["predictions"][:16]]
@@ -101,6 +105,7 @@ def verify(model_path: Path, original_path: Path, dataset_dir: Path, record: dic
                        "unreadable": len(evaluation["errors"])},
         "accuracy_reproduced_exactly": bool(same_accuracy and not evaluation["errors"]),
         "prediction_mismatches": mismatches,
+        "prediction_comparison": note,
         "embedded_vs_original_max_abs_diff": diff,
         "latency_ms_threads1": TFLiteModel(model_path, num_threads=1).latency(runs=latency_runs,
                                                                              warmup=latency_warmup),
