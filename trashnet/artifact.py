@@ -129,6 +129,9 @@ def model_card(selection: dict[str, Any], record: dict[str, Any], verification: 
         "precision": chosen.get("precision"),
         "source": chosen.get("source"),
         "input": {"shape": [1, size, size, 3], "dtype": dtype, "size": size, "color": "RGB",
+                  "batch": ("free: resize the input tensor to run several images per invocation"
+                            if int(runner.input.get("shape_signature", runner.input["shape"])[0]) == -1
+                            else "fixed at 1"),
                   "range": "[0, 255]", "preprocessing": PREPROCESSING.format(size=size, dtype=dtype)},
         "output": {"shape": runner.output["shape"].tolist(), "dtype": runner.output["dtype"].__name__,
                    "meaning": "class probabilities (softmax), in labels.txt order"},
@@ -176,7 +179,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"{card['task'][0].upper() + card['task'][1:]}. File `{card['model_file']}`: {card['architecture']}, precision "
         f"{card['precision']}, quantized from `{card['source']}`.", "",
         "## Input and output", "",
-        f"- Input: {card['input']['dtype']} tensor {card['input']['shape']}, RGB in {card['input']['range']}.",
+        f"- Input: {card['input']['dtype']} tensor {card['input']['shape']}, RGB in {card['input']['range']} "
+        f"(batch {card['input']['batch']}).",
         f"- Preprocessing: {card['input']['preprocessing']}",
         f"- Output: {card['output']['dtype']} {card['output']['shape']}, {card['output']['meaning']}.",
         f"- Classes (output order): {', '.join(card['classes'])}.", "",
