@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                          "inference_only_images_per_s": inference})
             print(f"threads={threads} workers={workers}: {len(files) / elapsed:.1f} images/s, "
                   f"{1000 * cpu_per_image:.1f} CPU ms/image (upper bound on {cores} idle cores: "
-                  f"{projected:.0f}/s; inference alone {inference:.1f}/s, {1000 * inference_cpu:.1f} CPU ms)", file=sys.stderr)
+                  f"{projected:.0f}/s; inference alone {inference:.1f}/s, {1000 * inference_cpu:.1f} CPU ms)",
+                  file=sys.stderr)
     for workers in args.workers:
         start = time.perf_counter()
         with ThreadPoolExecutor(workers) as pool:

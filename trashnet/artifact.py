@@ -192,13 +192,15 @@ def card_markdown(card: dict[str, Any]) -> str:
     if test.get("per_class"):
         lines += ["", "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
         for name, row in test["per_class"].items():
-            lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
+            lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} "
+                         f"| {row['support']} |")
+    size, files = card["size"], card["files"]
     lines += [
         "", "## Size and latency", "",
-        f"- File: {card['size']['raw_bytes']:,} bytes, {card['size']['gzip_bytes']:,} gzipped "
-        f"(the chosen file alone: {_bytes(card['size']['chosen_file_raw_bytes'])} / {_bytes(card['size']['chosen_file_gzip_bytes'])}).",
-        f"- Latency, batch 1, 1 thread, measured at build: median {latency['median']:.2f} ms, p90 {latency['p90']:.2f} ms "
-        f"({latency['runs']} runs on {card['built'].get('hardware', {}).get('cpu', 'this machine')}).",
+        f"- File: {size['raw_bytes']:,} bytes, {size['gzip_bytes']:,} gzipped (the chosen file alone: "
+        f"{_bytes(size['chosen_file_raw_bytes'])} / {_bytes(size['chosen_file_gzip_bytes'])}).",
+        f"- Latency, batch 1, 1 thread, measured at build: median {latency['median']:.2f} ms, "
+        f"p90 {latency['p90']:.2f} ms ({latency['runs']} runs on {card['built'].get('hardware', {}).get('cpu', 'this machine')}).",
         "", "## Selection", "", f"- Rule: {sel['rule']}",
         f"- Candidates: {', '.join(sel['candidates'])}.",
     ]
@@ -211,11 +213,13 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines += [
         "", "## Provenance", "",
         f"- Weights origin: {card['weights_origin']}; profile {card['profile']}; seed {card['seed']}.",
-        f"- Data manifest sha256: {card['data_manifest_sha256']} (verified on {card['verification_data_manifest_sha256']}).",
-        f"- Trained at commit {card['trained']['git_commit']}; artifact built at commit {card['built']['git_commit']}.",
+        f"- Data manifest sha256: {card['data_manifest_sha256']} "
+        f"(verified on {card['verification_data_manifest_sha256']}).",
+        f"- Trained at commit {card['trained']['git_commit']}; "
+        f"artifact built at commit {card['built']['git_commit']}.",
         "- Libraries (build): " + ", ".join(f"{k} {v}" for k, v in (card["built"]["libraries"] or {}).items()) + ".",
         f"- Embedded in the .tflite ({card['embedded']['format']}): {', '.join(card['embedded']['files'])}.",
-        f"- Checksums of every file here: `{card['files']['checksums']}` (`sha256sum -c {card['files']['checksums']}`).",
+        f"- Checksums of every file here: `{files['checksums']}` (`sha256sum -c {files['checksums']}`).",
     ]
     return "\n".join(lines) + "\n"
 
