@@ -400,3 +400,21 @@ def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_d
         print(f"{cfg.id}: test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
               f"({test['n']} images), trained in {train_time:.0f} s", flush=True)
     return record
+
+
+def notebook_config(config: dict[str, Any], variant_id: str, *, profile: str = "quick") -> VariantConfig:
+    """The notebook's ``config`` parameter as a ``VariantConfig``; ``{}`` = ``variant_id`` in ``profile``.
+
+    The runner always passes a full config; the empty default lets a person open and run the notebook.
+    """
+    from trashnet import config as config_module
+
+    if not config:
+        variants = config_module.load_variants(config_module.load_profile(profile))
+        if variant_id not in variants:
+            raise ValueError(f"unknown variant {variant_id!r}; known: {', '.join(variants)}")
+        return variants[variant_id]
+    cfg = config_module.config_from_dict(config)
+    if cfg.id != variant_id:
+        raise ValueError(f"parameters disagree: variant_id {variant_id!r} but config is for {cfg.id!r}")
+    return cfg
