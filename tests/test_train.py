@@ -165,3 +165,27 @@ def test_history_csv_columns():
     assert header.split(",") == list(train.HISTORY_COLUMNS)
     assert row.startswith("1,scratch,1.0,")
     assert math.isclose(train.ema_momentum(1), 0.9)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_real_data_smoke_beats_chance(real_data_dir, quick_profile, tmp_path):
+    """Full TrashNet, official split, V3-Small at 64 px for a few short epochs: clearly above chance (1/6).
+
+    BatchNorm momentum 0.9 and no EMA so that a run this short is judged on weights and statistics that
+    have caught up (FACTS.md: with 0.99 validation stays near chance for the first epochs).
+    """
+    from trashnet import data
+
+    dataset = tmp_path / "dataset"
+    data.prepare(real_data_dir, dataset, split="official")
+    cfg = variant(quick_profile, model={"image_size": 64, "bn_momentum": 0.9},
+                  train={"epochs": 4, "batch_size": 32, "warmup_epochs": 1, "ema": False,
+                         "learning_rate": 0.003})
+    record = train.run_baseline(cfg, dataset_dir=dataset, output_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
+                                verbose=True)
+    test = record["test"]
+    assert test["n"] > 300
+    print(f"real-data smoke: test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f}, "
+          f"{record['train_time_s']:.0f} s")
+    assert test["accuracy"] > 0.30, test  # measured 0.41 (4 epochs, 2 loaded cores)
