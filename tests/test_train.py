@@ -189,3 +189,40 @@ def test_real_data_smoke_beats_chance(real_data_dir, quick_profile, tmp_path):
     print(f"real-data smoke: test accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f}, "
           f"{record['train_time_s']:.0f} s")
     assert test["accuracy"] > 0.30, test  # measured 0.41 (4 epochs, 2 loaded cores)
+
+
+@pytest.mark.slow
+def test_validation_judge_scores_the_ema_and_trains_on_raw_weights(sample_dataset, quick_profile):
+    from trashnet import inputs
+
+    cfg = variant(quick_profile)
+    dataset = inputs.load_dataset(sample_dataset, 32)
+    model = train.build(cfg, len(dataset.classes))
+    schedule = train.lr_schedule(0.01, total_steps=3, warmup_steps=0)
+    model.compile(train.make_optimizer(model, schedule, weight_decay=0.05, total_steps=3, ema=True),
+                  loss=train._loss(cfg), metrics=["accuracy"])
+    seen = {}
+
+    def before(epoch, logs):
+        seen["raw"] = [v.numpy() for v in model.trainable_variables]
+        seen["ema"] = {id(v): a.numpy() for v, a in zip(model.trainable_variables, train._ema_averages(model))}
+
+    def after(epoch, logs):
+        seen["after"] = [v.numpy() for v in model.trainable_variables]
+        seen["logs"] = dict(logs)
+
+    judge = train.ValidationJudge(dataset.validation, dataset.classes, phase="scratch", first_epoch=1, epochs=1,
+                                  schedule=schedule, verbose=False)
+    callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=before), judge,
+                 keras.callbacks.LambdaCallback(on_epoch_end=after)]
+    model.fit(train._training_pipeline(dataset.train, cfg, len(dataset.classes)), epochs=1, callbacks=callbacks,
+              verbose=0)
+    # Training resumes from the raw weights: the judge put them back after validating.
+    for raw, after_judge in zip(seen["raw"], seen["after"]):
+        np.testing.assert_array_equal(raw, after_judge)
+    # What it validated and kept as "best" are the moving averages, which differ from the raw weights.
+    kept = dict(zip((id(v) for v in model.weights), judge.best_weights))
+    assert all(np.array_equal(kept[key], value) for key, value in seen["ema"].items())
+    assert any(not np.allclose(raw, seen["ema"][id(v)]) for raw, v in zip(seen["raw"], model.trainable_variables))
+    assert {"val_loss", "val_accuracy", "val_macro_f1"} <= set(seen["logs"])
+    assert judge.rows[0]["val_accuracy"] == seen["logs"]["val_accuracy"]
