@@ -17,8 +17,8 @@ def results_by_id(selection):
     return {row["id"]: row for row in selection["results"]}
 
 
-def test_default_rule_picks_the_smallest_hybrid_within_tolerance(tmp_path):
-    selection = select.select(standard_tree(tmp_path), SelectConfig())
+def test_without_a_latency_ratio_the_smallest_hybrid_within_tolerance_wins(tmp_path):
+    selection = select.select(standard_tree(tmp_path), SelectConfig(max_latency_ratio=None))
     assert selection["fallback"] is None
     assert selection["candidates"] == [f"{PRUNED}.fp16", f"{PRUNED}.int16x8"]
     assert selection["chosen"]["id"] == f"{PRUNED}.int16x8"
@@ -35,6 +35,14 @@ def test_default_rule_picks_the_smallest_hybrid_within_tolerance(tmp_path):
     assert "outside the hybrid family" in rows[f"{PRUNED}.int8"]["excluded"]
     assert "outside the hybrid family" in rows[f"{LARGE}.fp16"]["excluded"]  # baseline source
     assert "not a TFLite result" in rows[LARGE]["excluded"]
+
+
+def test_default_rule_drops_a_small_file_that_runs_many_times_slower(tmp_path):
+    selection = select.select(standard_tree(tmp_path), SelectConfig())
+    assert selection["chosen"]["id"] == f"{PRUNED}.fp16"  # int16x8 is smaller but ~40 ms on reference kernels
+    assert "3x the fastest eligible" in results_by_id(selection)[f"{PRUNED}.int16x8"]["excluded"]
+    assert "at most 3x the fastest" in selection["rule"]
+    assert selection["eligible"] == [f"{PRUNED}.fp16"]
 
 
 def test_a_tighter_tolerance_changes_the_choice(tmp_path):
@@ -135,7 +143,7 @@ def test_fronts_table_and_selection_file(tmp_path):
     table = select.table_markdown(selection)
     assert f"| {PRUNED}.int16x8 |" in table and "**chosen**" in table
     path = select.write_selection(selection, tmp_path / "final")
-    assert json.loads(path.read_text())["chosen"]["id"] == f"{PRUNED}.int16x8"
+    assert json.loads(path.read_text())["chosen"]["id"] == f"{PRUNED}.fp16"
 
 
 def test_pareto_plot_draws(tmp_path):

@@ -10,6 +10,8 @@ Reads every ``metrics.json`` under ``models/{baseline,pruned,quantized}/``, draw
    ``selection.json`` says so and why.
 2. Take the best test accuracy among the candidates; every candidate within ``accuracy_tolerance_pp``
    of it is **eligible**.
+   An eligible candidate more than ``max_latency_ratio`` times slower than the fastest eligible one is
+   dropped: size alone would otherwise pick a file that runs on slow reference kernels.
 3. The final model is the eligible one with the **smallest gzipped file**; ties go to the lower
    latency (``latency_ms[SelectConfig.latency].median``), then to the variant id.
 
@@ -45,10 +47,12 @@ def rule_text(config: SelectConfig) -> str:
     family = describe_family(config)
     limit = (f" and a {config.latency} median latency of at most {config.max_latency_ms:g} ms"
              if config.max_latency_ms is not None else "")
+    ratio = (f" and whose {config.latency} median latency is at most {config.max_latency_ratio:g}x the fastest "
+             "such candidate's" if config.max_latency_ratio is not None else "")
     return (f"Candidates: the TFLite results of the hybrid family ({family}) whose conversion succeeded and "
             f"that have test metrics and a model file{limit}; if there are none, every such TFLite result "
             f"(recorded as a fallback). Eligible: candidates whose test accuracy is within "
-            f"{config.accuracy_tolerance_pp:g} pp of the best candidate's. Final: the eligible candidate with the "
+            f"{config.accuracy_tolerance_pp:g} pp of the best candidate's{ratio}. Final: the eligible candidate with the "
             f"smallest gzipped file; ties broken by the lower {config.latency} median latency, then by id.")
 
 
@@ -238,12 +242,23 @@ def choose(rows: list[dict[str, Any]], config: SelectConfig) -> dict[str, Any]:
             row.pop("excluded", None)
     best = max(r["accuracy"] for r in candidates)
     floor = best - config.accuracy_tolerance_pp / 100.0
-    eligible = [r for r in candidates if r["accuracy"] >= floor - 1e-12]
+    accurate = [r for r in candidates if r["accuracy"] >= floor - 1e-12]
+    slow: dict[int, str] = {}
+    timed = [r["latency_ms"] for r in accurate if r.get("latency_ms") is not None]
+    if config.max_latency_ratio is not None and timed:
+        limit = config.max_latency_ratio * min(timed)
+        for row in accurate:
+            if row.get("latency_ms") is not None and row["latency_ms"] > limit + 1e-12:
+                slow[id(row)] = (f"latency {row['latency_ms']:.2f} ms is more than {config.max_latency_ratio:g}x "
+                                 f"the fastest eligible candidate's ({min(timed):.2f} ms)")
+    eligible = [r for r in accurate if id(r) not in slow]
     eligible_ids = {id(r) for r in eligible}
     for row in candidates:
         row["candidate"] = True
         row["eligible"] = id(row) in eligible_ids
-        if not row["eligible"]:
+        if id(row) in slow:
+            row["excluded"] = slow[id(row)]
+        elif not row["eligible"]:
             row["excluded"] = (f"accuracy {100 * row['accuracy']:.2f} % is more than "
                                f"{config.accuracy_tolerance_pp:g} pp below the best candidate ({100 * best:.2f} %)")
     ranked = sorted(eligible, key=lambda r: (r["gzip_bytes"], r["latency_ms"] if r.get("latency_ms") is not None
