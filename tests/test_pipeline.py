@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -115,8 +116,12 @@ def test_killed_run_resumes_without_redoing_finished_work(tmp_path):
     out, trace = tmp_path / "out", tmp_path / "trace"
     slow = "mobilenet_v3_large.prune-2of4"
     env = standin.environment(trace, {slow: {"sleep": 300}})
+    env["TRASHNET_PYTHON"] = sys.executable
     marker = f"STANDIN_TRACE={trace}"
-    process = subprocess.Popen(standin.command(out, "--no-report"), env=env, stdout=subprocess.PIPE,
+    # Through ./run_all.sh (it execs the runner), killed with its whole process group.
+    command = [str(settings.REPO_ROOT / "run_all.sh"), "--out", str(out), "--variants", standin.SELECTION,
+               "--no-report"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True,
                                cwd=settings.REPO_ROOT)
     try:
