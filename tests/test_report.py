@@ -186,3 +186,24 @@ def test_report_in_headless_chromium(built, tmp_path):
     broken = re.search(r'data-broken="(\d+)"', dom)
     assert images and broken, dom[-2000:]
     assert int(images.group(1)) == 11 and int(broken.group(1)) == 0
+
+
+def test_selection_record_with_a_chosen_object_and_results(built, tmp_path):
+    # The shape trashnet.select writes: "chosen" is a record, "results" every row with its verdict.
+    out = standin.copy_run(built, tmp_path / "out")
+    final_dir = settings.Layout(out).variant_dir("final", "final")
+    selection = {
+        "rule": "Eligible: within 1 pp of the best; final: the smallest gzipped file.",
+        "chosen": {"id": "mobilenet_v3_large.prune-2of4.int16x8", "accuracy": 0.5, "gzip_bytes": 1234},
+        "candidates": ["mobilenet_v3_large.prune-2of4.int16x8"], "eligible": ["mobilenet_v3_large.prune-2of4.int16x8"],
+        "results": [{"id": "mobilenet_v3_large.prune-2of4.int16x8", "stage": "quantized", "accuracy": 0.5,
+                     "gzip_bytes": 1234, "eligible": True},
+                    {"id": "mobilenet_v3_small", "stage": "baseline", "accuracy": 0.4,
+                     "excluded": "not a TFLite result (format keras)"}],
+    }
+    (final_dir / "selection.json").chmod(0o644)
+    fileio.write_json(final_dir / "selection.json", selection)
+    report.build(out, pdf=False, log=lambda message: None)
+    html = (out / "report" / "index.html").read_text(encoding="utf-8")
+    assert "The selection rule chose <strong>mobilenet_v3_large.prune-2of4.int16x8</strong>" in html
+    assert "not a TFLite result (format keras)" in html

@@ -474,30 +474,56 @@ def checksums_section(final_dir: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def _chosen_id(selection: dict[str, Any], card: dict[str, Any]) -> str | None:
+    for key in ("chosen", "selected", "variant", "final", "winner"):
+        value = selection.get(key)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict) and isinstance(value.get("id"), str):
+            return value["id"]
+    for key in ("variant", "source", "chosen"):
+        if isinstance(card.get(key), str):
+            return card[key]
+    return None
+
+
+def _selection_results(selection: dict[str, Any], chosen: str | None) -> list[dict[str, str]]:
+    """Every result the rule looked at, with its verdict (selection.json ``results``, when present)."""
+    rows = []
+    for row in selection.get("results") or []:
+        if not isinstance(row, dict) or "id" not in row:
+            continue
+        if row["id"] == chosen:
+            verdict = "chosen"
+        elif row.get("eligible"):
+            verdict = "eligible, not the smallest"
+        else:
+            verdict = str(row.get("excluded") or row.get("status") or "")
+        rows.append({"id": str(row["id"]), "stage": str(row.get("stage") or ""),
+                     "accuracy": fmt_pct(row.get("accuracy")), "gzip": fmt_bytes(row.get("gzip_bytes")),
+                     "latency": fmt_ms(row.get("latency_ms")), "verdict": verdict, "chosen": row["id"] == chosen})
+    return rows
+
+
 def summary_section(layout: settings.Layout, by_id: dict[str, Variant]) -> dict[str, Any]:
     final_dir = layout.variant_dir("final", "final")
     final = by_id.get("final")
-    ok = final is not None and final.status in ("done", "cached") or (
-        final is None and (final_dir / settings.RUN_MANIFEST_NAME).exists())
+    ok = (final.status in ("done", "cached")) if final is not None else \
+        (final_dir / settings.RUN_MANIFEST_NAME).exists()
     selection = _read_json(final_dir / "selection.json") if ok else {}
     card = _read_json(final_dir / "model_card.json") if ok else {}
-    chosen = None
-    for key in ("chosen", "selected", "variant", "final", "winner"):
-        if isinstance(selection.get(key), str):
-            chosen = selection[key]
-            break
-    if chosen is None and isinstance(card.get("variant"), str):
-        chosen = card["variant"]
+    chosen = _chosen_id(selection, card)
     rule = selection.get("rule")
     reason = next((selection[k] for k in ("reason", "why", "explanation") if isinstance(selection.get(k), str)),
                   None)
-    shown = {"rule", "reason", "why", "explanation", "chosen", "selected", "variant", "winner"}
-    details = [(key, describe(value)) for key, value in selection.items() if key not in shown]
-    metrics = final.metrics if final is not None and final.metrics else {}
+    hidden = {"rule", "reason", "why", "explanation", "chosen", "selected", "variant", "winner", "results",
+              "config", "models_dir"}
+    details = [(key, describe(value)) for key, value in selection.items() if key not in hidden]
+    metrics = final.metrics if final is not None and final.metrics else _read_json(final_dir / "metrics.json")
     if not metrics.get("test") and chosen in by_id:
         metrics = by_id[chosen].metrics
     numbers = None
-    if metrics:
+    if metrics.get("test"):
         view = Variant(id=chosen or "final", stage="final", folder=final_dir, status="done", metrics=metrics)
         latency_key, latency = view.latency()
         numbers = {"accuracy": fmt_pct(view.value("accuracy")), "macro_f1": fmt_pct(view.value("macro_f1")),
@@ -506,11 +532,19 @@ def summary_section(layout: settings.Layout, by_id: dict[str, Variant]) -> dict[
                    "params": fmt_count(view.value("params")), "macs": fmt_count(view.value("macs")),
                    "n": (metrics.get("test") or {}).get("n"), "precision": metrics.get("precision"),
                    "weights": metrics.get("weights"), "image_size": metrics.get("image_size")}
+    elif isinstance(selection.get("chosen"), dict):  # only the selection record: its own numbers
+        picked = selection["chosen"]
+        numbers = {"accuracy": fmt_pct(picked.get("accuracy")), "macro_f1": fmt_pct(picked.get("macro_f1")),
+                   "raw": fmt_bytes(picked.get("raw_bytes")), "gzip": fmt_bytes(picked.get("gzip_bytes")),
+                   "latency": fmt_ms(picked.get("latency_ms")), "latency_key": "",
+                   "params": "–", "macs": "–", "n": picked.get("test_n"), "precision": picked.get("precision"),
+                   "weights": picked.get("weights"), "image_size": None}
     card_items = [(key, describe(value)) for key, value in card.items()
-                  if key not in ("provenance", "metrics", "test", "per_class")]
+                  if key not in ("provenance", "metrics", "test", "per_class", "selection")]
     return {"present": bool(selection or card or metrics), "chosen": chosen,
             "rule": describe(rule) if rule is not None else None, "reason": reason, "details": details,
             "numbers": numbers, "card": card_items, "status": final.status if final else None,
+            "results": _selection_results(selection, chosen),
             "failure": (final.failure.get("error") if final and final.failure else None)}
 
 
