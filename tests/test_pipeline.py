@@ -187,3 +187,25 @@ def test_manifest_check_catches_missing_and_changed_files(tmp_path):
     assert pipeline.read_valid_manifest(folder, "k") is None
     (folder / settings.RUN_MANIFEST_NAME).write_text("{ half")
     assert pipeline.read_valid_manifest(folder) is None
+
+
+def test_sigterm_stops_workers_and_leaves_no_partial_folder(tmp_path):
+    out, trace = tmp_path / "out", tmp_path / "trace"
+    env = standin.environment(trace, {"mobilenet_v3_small": {"sleep": 300}})
+    process = subprocess.Popen(standin.command(out, "--no-report", "--variants", "mobilenet_v3_small"), env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=settings.REPO_ROOT)
+    deadline = time.monotonic() + 240
+    while "mobilenet_v3_small" not in standin.traced(trace):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "interrupted" in output
+    stage_dir = settings.Layout(out).stage_dir("baseline")
+    assert not list(stage_dir.glob(".*")) and not (stage_dir / "mobilenet_v3_small").exists()
+    marker = f"STANDIN_TRACE={trace}"
+    deadline = time.monotonic() + 30
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_with(marker) == []

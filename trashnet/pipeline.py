@@ -628,9 +628,9 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
     else:
         ids = config.select_variants(all_variants, patterns)
     log(f"run: profile {profile_obj.name}, {len(ids)} variants, -j {jobs}, output {layout.root}")
+    jobs_plan = plan(all_variants, ids, layout, notebooks_dir)  # a missing notebook stops us before any work
     with run_lock(layout):
         data_sha = prepare_data(source, layout, profile_obj.data, force=force, log=log)
-        jobs_plan = plan(all_variants, ids, layout, notebooks_dir)
         _clean_leftovers(sorted({job.target.parent for job in jobs_plan.values()}))
         runner = Runner(jobs_plan, layout, data_sha=data_sha, jobs_at_once=jobs, force=force, log=log)
         started = _now()

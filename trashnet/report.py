@@ -58,8 +58,12 @@ class Variant:
     @property
     def group(self) -> str:
         """baseline, pruned, quantized (from a baseline), hybrid (pruned + quantized) or final."""
-        if self.stage == "quantized" and "prune" in (self.metrics.get("source") or self.source_guess):
-            return "hybrid"
+        if self.stage == "quantized":
+            config = (self.metrics.get("provenance") or {}).get("config") or {}
+            source_stage = self.metrics.get("source_stage") or config.get("source_stage")
+            if source_stage == "pruned" or (not source_stage and ".prune" in (self.metrics.get("source") or
+                                                                               self.source_guess)):
+                return "hybrid"
         return self.stage
 
     @property
