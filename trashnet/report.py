@@ -29,8 +29,9 @@ REPORT_HTML = "index.html"
 REPORT_PDF = "report.pdf"
 RUN_RECORD = "run.json"  # logs/run.json, written by the pipeline
 FAILED_NAME = "failed.json"
-# Single-image latency, in order of preference: the deployed runtime first.
-LATENCY_KEYS = ("tflite_threads1", "tflite_threads2", "tflite", "keras_batch1")
+# Single-image latency, in order of preference, for the format the row's size is of: a Keras result is timed
+# as a Keras model, a TFLite result in LiteRT (one thread first: comparable across machines).
+LATENCY_KEYS = {"keras": ("keras_batch1",), "tflite": ("tflite_threads1", "tflite_threads2", "tflite")}
 STAGE_COLOURS = {"baseline": "#1f77b4", "pruned": "#ff7f0e", "quantized": "#2ca02c", "hybrid": "#d62728",
                  "final": "#9467bd"}
 MAX_LISTED = 300  # rows of a file list shown before "... and N more"
@@ -87,7 +88,8 @@ class Variant:
 
     def latency(self) -> tuple[str | None, float | None]:
         latency = self.metrics.get("latency_ms") or {}
-        for key in LATENCY_KEYS:
+        fmt = self.metrics.get("format") or ("tflite" if self.stage in ("quantized", "final") else "keras")
+        for key in LATENCY_KEYS.get(fmt, ()):
             if isinstance(latency.get(key), dict) and "median" in latency[key]:
                 return key, float(latency[key]["median"])
         for key, entry in sorted(latency.items()):  # whatever the stage measured
@@ -251,7 +253,8 @@ def table(variants: list[Variant], by_id: dict[str, Variant]) -> dict[str, Any]:
             note = f"conversion failed: {conversion.get('error', '')}"
         elif not variant.test:
             note = "no test metrics"
-        rows.append({"id": variant.id, "status": variant.status, "precision": variant.metrics.get("precision"),
+        kind = " ".join(str(variant.metrics[k]) for k in ("format", "precision") if variant.metrics.get(k))
+        rows.append({"id": variant.id, "status": variant.status, "kind": kind or "–",
                      "source": variant.metrics.get("source"), "cells": cells, "notebook": variant.notebook,
                      "delta": None if delta is None else f"{delta:+.2f} pp", "note": note})
     return {"columns": [header for _, header, _, _ in COLUMNS], "rows": rows}
