@@ -55,7 +55,6 @@ lock_hash() { sha256sum "$LOCK" | cut -d' ' -f1; }
 
 install_into_venv() {
   echo "setup: installing requirements.lock into $VENV (hash-checked)"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet --require-hashes -r "$LOCK"
   "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$REPO"
   lock_hash > "$STAMP"
