@@ -207,3 +207,21 @@ def test_selection_record_with_a_chosen_object_and_results(built, tmp_path):
     html = (out / "report" / "index.html").read_text(encoding="utf-8")
     assert "The selection rule chose <strong>mobilenet_v3_large.prune-2of4.int16x8</strong>" in html
     assert "not a TFLite result (format keras)" in html
+
+
+def test_data_section_reports_rejections_duplicates_and_conflicts(tmp_path):
+    from trashnet import data
+
+    source = tmp_path / "source"
+    shutil.copytree(settings.SAMPLE_DIR, source)
+    shutil.copy(source / "glass" / "glass1.jpg", source / "glass" / "glass1-copy.jpg")  # same label: kept once
+    shutil.copy(source / "metal" / "metal1.jpg", source / "paper" / "metal1-as-paper.jpg")  # conflicting labels
+    (source / "trash" / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    data.prepare(source, out / "dataset")
+    report.build(out, pdf=False, log=lambda message: None)
+    html = (out / "report" / "index.html").read_text(encoding="utf-8")
+    assert "75 files examined: 71 accepted, 4 rejected" in html
+    assert "By reason: duplicate 1, duplicate-conflict 2, not-an-image 1." in html
+    assert "3 files rejected as exact copies (same sha256); 2 of them carry" in html
+    assert "<code>paper/metal1-as-paper.jpg</code>" in html

@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import math
+import re
 import shutil
 import time
 from collections import Counter, defaultdict
@@ -414,6 +415,7 @@ def pareto_figure(variants: list[Variant], key: str, label: str, final_id: str |
 # --- sections -------------------------------------------------------------------------------------
 
 def data_section(rows: list[dict[str, str]]) -> dict[str, Any]:
+    """Counts per class and split, rejected files, exact duplicates, near-duplicate groups, conversions."""
     if not rows:
         return {"present": False}
     accepted = [row for row in rows if row.get("status") == "accepted"]
@@ -428,23 +430,36 @@ def data_section(rows: list[dict[str, str]]) -> dict[str, Any]:
     totals = {"counts": [sum(counts[(cls, s)] for cls in classes) for s in splits], "total": len(accepted),
               "rejected": len(rejected)}
 
-    def code(reason: str) -> str:
-        return (reason or "unspecified").split(":", 1)[0].split(";", 1)[0].strip()
+    def code(reason: str) -> str:  # "duplicate-conflict: ...", "duplicate of x (kept)" -> the leading word
+        match = re.match(r"[A-Za-z0-9_-]+", (reason or "").strip())
+        return match.group(0) if match else "unspecified"
 
     rejected_by_reason = Counter(code(row.get("reason", "")) for row in rejected)
-    duplicates = [row for row in rows if "duplicate" in (row.get("reason") or "").lower()]
-    flagged = [row for row in accepted if (row.get("reason") or "").strip()]
-    flagged_by_reason = Counter(code(row["reason"]) for row in flagged)
-    extra_columns = [c for c in rows[0] if c not in ("path", "class", "split", "sha256", "width", "height",
-                                                       "status", "reason", "output")]
+    duplicates = [row for row in rejected if (row.get("reason") or "").lower().startswith("duplicate")]
+    groups: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in accepted:
+        if row.get("near_duplicate_group"):
+            groups[row["near_duplicate_group"]].append(row)
+    near = [{"group": name, "size": len(members), "classes": sorted({m.get("class", "") for m in members}),
+             "splits": sorted({m.get("split", "") for m in members}),
+             "members": ", ".join(m.get("path", "") for m in members)}
+            for name, members in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))]
+    noted = [row for row in accepted if (row.get("notes") or row.get("reason") or "").strip()]
     return {
         "present": True, "splits": splits, "rows": table_rows, "totals": totals, "total_files": len(rows),
         "rejected": rejected[:MAX_LISTED], "rejected_more": max(0, len(rejected) - MAX_LISTED),
         "rejected_by_reason": sorted(rejected_by_reason.items()),
-        "duplicates": duplicates[:MAX_LISTED], "duplicates_more": max(0, len(duplicates) - MAX_LISTED),
+        "duplicates": duplicates[:MAX_LISTED], "duplicates_count": len(duplicates),
+        "duplicates_more": max(0, len(duplicates) - MAX_LISTED),
         "conflicts": sum(1 for row in duplicates if "conflict" in (row.get("reason") or "").lower()),
-        "flagged": flagged[:MAX_LISTED], "flagged_more": max(0, len(flagged) - MAX_LISTED),
-        "flagged_by_reason": sorted(flagged_by_reason.items()), "extra_columns": extra_columns,
+        "near_groups": near[:MAX_LISTED], "near_groups_count": len(near),
+        "near_images": sum(group["size"] for group in near),
+        "near_across_splits": sum(1 for group in near if len(group["splits"]) > 1),
+        "near_more": max(0, len(near) - MAX_LISTED),
+        "noted": [{"path": row.get("path", ""), "split": row.get("split", ""),
+                   "note": "; ".join(filter(None, [row.get("reason", ""), row.get("notes", "")]))}
+                  for row in noted[:MAX_LISTED]],
+        "noted_count": len(noted), "noted_more": max(0, len(noted) - MAX_LISTED),
     }
 
 
