@@ -38,6 +38,16 @@ COPY requirements.lock /tmp/requirements.lock
 RUN /opt/venv/bin/python -m pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock \
     && rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include /tmp/requirements.lock
 
+# GPU flavour (docs/docker.md): TENSORFLOW_EXTRA=and-cuda adds the NVIDIA CUDA/cuDNN wheels named by
+# TensorFlow's [and-cuda] extra, for the same TensorFlow version; the host brings only the driver
+# (`docker run --gpus all`). Those wheels are not in requirements.lock: this one step is not hash-checked.
+ARG TENSORFLOW_EXTRA=
+RUN if [ -n "$TENSORFLOW_EXTRA" ]; then \
+        tf_version=$(/opt/venv/bin/python -c 'import importlib.metadata as m; print(m.version("tensorflow"))') \
+        && /opt/venv/bin/python -m pip install --no-cache-dir "tensorflow[$TENSORFLOW_EXTRA]==$tf_version" \
+        && rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include; \
+    fi
+
 RUN useradd --create-home --uid 10001 --user-group --shell /bin/bash trashnet \
     && mkdir -p /data /out && chown trashnet:trashnet /out
 
