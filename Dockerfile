@@ -11,12 +11,8 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897
 
 FROM ${BASE_IMAGE}
 
-# 1 = download the ImageNet weights of the four MobileNets at build time (needs internet), so that runs
-# with `weights: imagenet` need no network. IMAGENET_SIZES: the input sizes to fetch V1/V2 files for.
-ARG WITH_IMAGENET_WEIGHTS=0
-ARG IMAGENET_SIZES=224
-# The commit the image was built from: provenance reads it where there is no .git (the image has none).
-ARG GIT_COMMIT=unknown
+# Build arguments are declared just before the step that uses them, so that changing one (a new
+# GIT_COMMIT on every commit) does not invalidate the cached dependency layers above it.
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -28,15 +24,19 @@ RUN python_pkgs=(); command -v python3.11 >/dev/null || python_pkgs=(python3 pyt
     apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         ca-certificates libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core "${python_pkgs[@]}" \
-    && rm -rf /var/lib/apt/lists/* \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* \
     && python3.11 -m venv /opt/venv
 
-# Dependencies first, from the lock with hashes, so a code change reuses this layer. The pip index and its
-# CA, where a build needs them (CI: .ci/container/build-image.sh), arrive as build-time mounts only.
-# TensorFlow's C++ headers (430 MB) serve only custom-op builds: removed to keep the image small.
+# Dependencies first, from the lock with hashes, so a code change reuses this layer. Where a build needs
+# its own pip index and CA (CI: .ci/container/build-image.sh), a pip.conf arrives through a build-time
+# mount named by PIP_CONFIG_FILE; nothing of it stays in the image. To keep the image small: TensorFlow's
+# C++ headers (430 MB, for custom-op builds) and the third-party packages' own test suites go.
+ARG PIP_CONFIG_FILE
 COPY requirements.lock /tmp/requirements.lock
 RUN /opt/venv/bin/python -m pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock \
-    && rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include /tmp/requirements.lock
+    && rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include /tmp/requirements.lock \
+    && find /opt/venv/lib/python3.11/site-packages -depth -type d \( -name tests -o -name test \) \
+        -not -path '*/tensorflow/*' -not -path '*keras*' -exec rm -rf {} +
 
 # GPU flavour (docs/docker.md): TENSORFLOW_EXTRA=and-cuda adds the NVIDIA CUDA/cuDNN wheels named by
 # TensorFlow's [and-cuda] extra, for the same TensorFlow version; the host brings only the driver
@@ -58,29 +58,38 @@ ENV PATH=/opt/venv/bin:$PATH \
     MPLBACKEND=Agg \
     PYTHONUNBUFFERED=1 \
     TRASHNET_PYTHON=/opt/venv/bin/python \
-    TRASHNET_OUT=/out \
-    TRASHNET_GIT_COMMIT=${GIT_COMMIT}
+    TRASHNET_OUT=/out
 
-# The repository, installed editable: the package finds experiments/ and the lock beside itself.
-WORKDIR /app
-COPY . /app
-RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation --no-index -e /app \
-    && python -m compileall -q /app/trashnet \
-    && chmod 0755 /app/docker/entrypoint.sh
-
+# 1 = download the ImageNet weights of the four MobileNets at build time (needs internet), so that runs
+# with `weights: imagenet` need no network. IMAGENET_SIZES: the input sizes to fetch V1/V2 files for
+# (Keras picks the 224 file for sizes it has none for). The files are the ones models.build_model asks for
+# (include_top=False, alpha 1.0); this step runs before the code is copied, so a code change keeps them.
 # tf_keras looks for weights in ~/.keras/models/ (it ignores KERAS_HOME there). The home stays writable by
 # any uid, so `docker run --user "$(id -u):$(id -g)"` (an output folder owned by you) works too.
+ARG WITH_IMAGENET_WEIGHTS=0
+ARG IMAGENET_SIZES=224
 RUN mkdir -p "$KERAS_HOME/models" \
     && if [ "$WITH_IMAGENET_WEIGHTS" = 1 ]; then \
         for size in $IMAGENET_SIZES; do \
-            python -c 'import sys; from trashnet import models; \
-[models.build_model(a, num_classes=6, image_size=int(sys.argv[1]), weights="imagenet") for a in models.REGISTRY]' \
+            TF_USE_LEGACY_KERAS=1 python -c 'import sys, tf_keras as k; s = int(sys.argv[1]); \
+[f(weights="imagenet", include_top=False, input_shape=(s, s, 3), alpha=1.0) for f in \
+(k.applications.MobileNet, k.applications.MobileNetV2, k.applications.MobileNetV3Small, k.applications.MobileNetV3Large)]' \
                 "$size"; \
         done; \
     fi \
     && chown -R trashnet:trashnet "$HOME" \
     && chmod 1777 "$HOME" "$KERAS_HOME" "$KERAS_HOME/models" \
     && ls -l "$KERAS_HOME/models"
+
+# The repository, installed editable: the package finds experiments/ and the lock beside itself.
+# GIT_COMMIT: the commit the image was built from; provenance reads it where there is no .git.
+ARG GIT_COMMIT=unknown
+ENV TRASHNET_GIT_COMMIT=${GIT_COMMIT}
+WORKDIR /app
+COPY . /app
+RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation --no-index -e /app \
+    && python -m compileall -q /app/trashnet \
+    && chmod 0755 /app/docker/entrypoint.sh
 
 # Numeric, so a runtime that enforces non-root (runAsNonRoot) can check it: trashnet = 10001.
 USER 10001:10001

@@ -6,8 +6,9 @@
 #        BUILD_ARGS (extra `podman build` arguments, e.g. "--build-arg WITH_IMAGENET_WEIGHTS=1").
 #
 # HTTPS is intercepted on these machines, so pip in the build needs the host's CA bundle and pip index.
-# Both are mounted for the build only (podman build -v): a generated pip.conf at /etc/pip.conf and the CA
-# at /run/host-ca.crt. Neither is a layer of the image. The build uses the host network to reach the index.
+# Both are mounted for the build only (podman build -v): a folder at /run/pip-build with a generated pip.conf
+# (named by the PIP_CONFIG_FILE build argument) and the CA. Neither is in a layer of the image (an empty
+# /run/pip-build mount point is all that is left). The build uses the host network to reach the index.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -33,10 +34,12 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 {
     echo "[global]"
-    echo "cert = /run/host-ca.crt"
+    echo "cert = /run/pip-build/ca.crt"
     echo "timeout = 180"
     if [[ "$index_url" == http* ]]; then echo "index-url = $index_url"; fi
 } >"$scratch/pip.conf"
+cp "$ca" "$scratch/ca.crt"
+chmod 0755 "$scratch" && chmod 0644 "$scratch"/*
 
 commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 if [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then commit="$commit-dirty"; fi
@@ -46,6 +49,6 @@ started=$SECONDS
 # shellcheck disable=SC2086  # BUILD_ARGS is a list of words
 podman build --pull=never --network host --format docker --layers \
     --build-arg "BASE_IMAGE=$base" --build-arg "GIT_COMMIT=$commit" \
-    -v "$scratch/pip.conf:/etc/pip.conf:ro" -v "$ca:/run/host-ca.crt:ro" \
+    --build-arg PIP_CONFIG_FILE=/run/pip-build/pip.conf -v "$scratch:/run/pip-build:ro" \
     ${BUILD_ARGS:-} -t "$image" -f Dockerfile .
 echo "built $image in $((SECONDS - started)) s; size $(podman image inspect --format '{{.Size}}' "$image") bytes"
