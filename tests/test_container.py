@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,5 @@ def test_image_reproduces_the_quick_run_into_the_mounted_output(image, tmp_path)
         assert (tmp_path / produced).is_file(), (
             f"{produced} missing from the mounted output folder:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     assert _owner_uids(tmp_path / "models") == {CONTAINER_UID}  # written by the non-root user
+    if result.returncode == 1:
+        warnings.warn("the quick run in the image had failed variants: see report/index.html", stacklevel=1)
