@@ -578,3 +578,12 @@ def summary(record: dict[str, Any]) -> str:
         if key.startswith(("tflite", "dense_source")):
             lines.append(f"  latency {key}: {lat[key]['median']:.2f} ms")
     return "\n".join(lines)
+
+
+def layer_table(record: dict[str, Any]) -> str:
+    """Every kernel layer: kind, shape, sparsity, pruned or why not (plain text, one row per layer)."""
+    rows = [f"{'layer':<44} {'kind':<10} {'weights':>9} {'sparsity':>8}  pruned / reason"]
+    for name, entry in record["sparsity"]["layers"].items():
+        status = "pruned" if entry["pruned"] else entry.get("reason", "")
+        rows.append(f"{name:<44} {entry['kind']:<10} {entry['weights']:>9,} {entry['sparsity']:>8.3f}  {status}")
+    return "\n".join(rows)
