@@ -410,7 +410,7 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
     """Prune ``<source_dir>/<cfg.source>.keras`` per ``cfg.prune``, fine-tune, strip, verify, convert,
     evaluate against the dense source, and write ``<id>.keras``, ``<id>.tflite``, ``<id>.sparse.tflite``,
     ``metrics.json``, ``predictions.csv`` and ``history.csv`` into ``output_dir``. Returns the record."""
-    from trashnet.litert import TFLiteModel  # noqa: PLC0415
+    from trashnet.litert import TFLiteModel, op_census  # noqa: PLC0415
 
     if cfg.stage != "pruned" or not cfg.source:
         raise ValueError(f"variant {cfg.id!r} is not a pruned variant with a source (stage {cfg.stage!r})")
@@ -480,6 +480,8 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
     keras_test = evaluate.classification_metrics(test.labels, keras_probs, data.classes)
     tflite_test = evaluate.classification_metrics(test.labels, tflite_probs, data.classes)
     dense_test = evaluate.classification_metrics(test.labels, dense_keras_probs, data.classes)
+    sparse_test = evaluate.classification_metrics(test.labels, sparse_probs, data.classes)
+    census = op_census(sparse_bytes)
 
     latency = evaluate.keras_latency(stripped, image_size, runs=min(cfg.quantize.latency_runs, 30),
                                      warmup=cfg.quantize.latency_warmup)
@@ -536,8 +538,10 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
         "tflite": {"file": sizes["tflite"]["file"], "test": {k: tflite_test[k] for k in ("n", "accuracy", "macro_f1")},
                    "agreement": evaluate.agreement(keras_probs, tflite_probs)},
         "tflite_sparse": {"file": sizes["tflite_sparse"]["file"],
-                          "test": evaluate.classification_metrics(test.labels, sparse_probs, data.classes)["accuracy"],
-                          "agreement": evaluate.agreement(keras_probs, sparse_probs)},
+                          "test": {k: sparse_test[k] for k in ("n", "accuracy", "macro_f1")},
+                          "agreement": evaluate.agreement(keras_probs, sparse_probs),
+                          # DENSIFY ops mark weights the converter stored in the sparse format.
+                          "op_census": {k: census[k] for k in ("total", "by_op")}},
         "agreement": evaluate.agreement(keras_probs, tflite_probs),
         **counts,
         "macs": models.count_macs(stripped), "nonzero_macs": models.count_macs(stripped, nonzero=True),
@@ -572,6 +576,8 @@ def summary(record: dict[str, Any]) -> str:
         f"  FP32 TFLite {sizes['tflite']['raw_bytes']:,} B raw, {sizes['tflite']['gzip_bytes']:,} B gzip "
         f"({cmp['tflite_gzip_reduction_pct']}% smaller than dense gzip); sparse format "
         f"{sizes['tflite_sparse']['raw_bytes']:,} B raw",
+        f"  sparse-format file: {record['tflite_sparse']['op_census']['by_op'].get('DENSIFY', 0)} DENSIFY ops "
+        f"(weights stored sparse)",
         f"  TFLite vs Keras top-1 agreement {record['agreement']['top1_agreement_pct']:.1f}%",
     ]
     for key in sorted(lat):
