@@ -13,7 +13,12 @@ these files. Metrics come from scikit-learn; nothing here imports TensorFlow at 
     params, nonzero_params, macs, nonzero_macs,
     size: {file, raw_bytes, gzip_bytes},
     latency_ms: {<name>: {median, p90, mean, runs}}   e.g. keras_batch1, keras_batch32, tflite_threads1,
-    train_time_s, sparsity, agreement, op_census, notes, provenance
+    train_time_s, sparsity, agreement, op_census, notes, provenance,
+    validation: {n, accuracy, macro_f1}   (Keras models: the validation split, same preprocessing),
+    training: {...}   (training stages: phases, epochs run, best epoch, checkpoint, EMA, precision, devices)
+
+Keras models get all of the above from ``evaluate_keras_model`` / ``write_keras_results`` (the baseline
+and pruning stages share them), so every stage measures the same way.
 """
 
 from __future__ import annotations
@@ -147,3 +152,53 @@ def parameter_counts(model) -> dict[str, int]:
     weights = model.get_weights()
     return {"params": int(sum(w.size for w in weights)),
             "nonzero_params": int(sum(np.count_nonzero(w) for w in weights))}
+
+
+def evaluate_keras_model(model, data, cfg, *, model_path: str | os.PathLike, dataset_dir: str | os.PathLike,
+                         train_time_s: float | None = None,
+                         extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """The ``metrics.json`` record of a Keras model, and its test-split probabilities.
+
+    ``data`` is an ``inputs.Dataset`` at the model's input size, ``cfg`` the variant's ``VariantConfig``
+    (ids, seed, profile, weights and latency settings come from it), ``model_path`` the saved ``.keras``
+    file (its size is measured). ``extra`` keys are added last and may replace any default (a pruned
+    variant passes its own ``weights`` origin, ``sparsity`` ...).
+    """
+    from trashnet import models, provenance, settings
+    from trashnet.config import config_to_dict
+
+    classes = list(data.classes)
+    probabilities = keras_probabilities(model, data.test.images)
+    validation = classification_metrics(data.validation.labels, keras_probabilities(model, data.validation.images),
+                                        classes)
+    weights = models.weights_origin(cfg.model.weights)
+    record: dict[str, Any] = {
+        "variant": cfg.id, "stage": cfg.stage, "arch": cfg.arch, "source": cfg.source, "precision": "fp32",
+        "format": "keras", "profile": cfg.profile, "seed": cfg.seed, "weights": weights,
+        "image_size": int(model.input_shape[1]), "classes": classes,
+        "test": classification_metrics(data.test.labels, probabilities, classes),
+        "validation": {key: validation[key] for key in ("n", "accuracy", "macro_f1")},
+        **parameter_counts(model),
+        "macs": models.count_macs(model), "nonzero_macs": models.count_macs(model, nonzero=True),
+        "size": file_size(model_path),
+        "latency_ms": keras_latency(model, int(model.input_shape[1]), runs=cfg.quantize.latency_runs,
+                                    warmup=cfg.quantize.latency_warmup),
+    }
+    if train_time_s is not None:
+        record["train_time_s"] = round(float(train_time_s), 2)
+    record.update(extra or {})
+    record = {key: value for key, value in record.items() if value is not None}
+    record["provenance"] = provenance.collect(
+        seed=cfg.seed, profile=cfg.profile, config=config_to_dict(cfg),
+        data_manifest=Path(dataset_dir) / settings.MANIFEST_NAME, weights=record.get("weights", weights))
+    return record, probabilities
+
+
+def write_keras_results(model, data, cfg, output_dir: str | os.PathLike, *, model_path: str | os.PathLike,
+                        dataset_dir: str | os.PathLike, train_time_s: float | None = None,
+                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``evaluate_keras_model`` then ``metrics.json`` and ``predictions.csv`` in ``output_dir``."""
+    record, probabilities = evaluate_keras_model(model, data, cfg, model_path=model_path, dataset_dir=dataset_dir,
+                                                 train_time_s=train_time_s, extra=extra)
+    write_results(output_dir, record, paths=data.test.paths, labels=data.test.labels, probabilities=probabilities)
+    return record

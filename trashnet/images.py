@@ -1,6 +1,8 @@
 """Photo decoding shared by data preparation, training and deployment: Pillow and NumPy only.
 
-Training, evaluation and ``predict`` all turn a file into a model input with ``load_for_model``, so the
+Data preparation validates every file with ``inspect`` (decode, orientation, colour mode, a perceptual hash)
+and re-encodes non-RGB files with ``open_rgb``. Training, evaluation and ``predict`` all turn a file into a
+model input with ``load_for_model``, so the
 deployed TFLite file sees exactly the pixels the model was trained and evaluated on. TrashNet's 384x512
 portrait photos are *squashed* to the square input (resized without cropping or padding): nothing of the
 object is cut off, and the same 4:3 distortion is applied everywhere.
@@ -9,7 +11,7 @@ object is cut off, and the same 4:3 distortion is applied everywhere.
 from __future__ import annotations
 
 import os
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,21 +41,30 @@ def _open_checked(path: str | os.PathLike) -> Image.Image:
     if size == 0:
         raise ImageError("empty-file", "the file has zero bytes")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+        # Pillow itself refuses images over 2 x Image.MAX_IMAGE_PIXELS (~179 M); the stricter MAX_PIXELS
+        # check below refuses the rest before any pixel is decoded. (warnings.catch_warnings is not
+        # thread-safe, and data preparation opens files from several threads.)
+        image = Image.open(path)
     except UnidentifiedImageError as error:
         raise ImageError("not-an-image", "Pillow does not recognise it as an image") from error
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError("decompression-bomb", str(error)) from error
+    except Image.DecompressionBombError as error:
+        raise ImageError("decompression-bomb", f"refused to decode an image of more than {MAX_PIXELS:,} "
+                                               f"pixels ({error})") from error
+    except PermissionError as error:
+        raise ImageError("unreadable", f"cannot read the file ({error.strerror})") from error
     except OSError as error:
-        raise ImageError("unreadable", f"cannot open the file ({error})") from error
+        if "truncated" in str(error).lower():
+            raise ImageError("truncated", "the file ends inside the image header (truncated file)") from error
+        raise ImageError("corrupt", f"the image header cannot be parsed ({error})") from error
+    except (SyntaxError, ValueError, EOFError, IndexError, TypeError) as error:  # plugins' parse errors
+        raise ImageError("corrupt", f"the image header cannot be parsed ({error})") from error
     pixels = image.width * image.height
     if pixels > MAX_PIXELS:
         image.close()
         raise ImageError(
             "decompression-bomb",
-            f"{image.width}x{image.height} = {pixels:,} pixels exceeds the limit of {MAX_PIXELS:,}")
+            f"refused to decode {image.width}x{image.height} = {pixels:,} pixels, more than the limit of "
+            f"{MAX_PIXELS:,} (images.MAX_PIXELS): a decompression bomb or not a photo")
     return image
 
 
@@ -64,8 +75,11 @@ def _decode(image: Image.Image) -> None:
         if "truncated" in str(error):
             raise ImageError("truncated", "the image data ends early (truncated file)") from error
         raise ImageError("corrupt", f"the image data cannot be decoded ({error})") from error
-    except (SyntaxError, ValueError, EOFError) as error:  # Pillow's plugins raise these on garbage
+    except (SyntaxError, ValueError, EOFError, IndexError, TypeError) as error:  # plugins' errors on garbage
         raise ImageError("corrupt", f"the image data cannot be decoded ({error})") from error
+    except Image.DecompressionBombError as error:
+        raise ImageError("decompression-bomb", f"refused to decode an image of more than {MAX_PIXELS:,} "
+                                               f"pixels ({error})") from error
 
 
 def to_rgb(image: Image.Image) -> tuple[Image.Image, list[str]]:
@@ -103,11 +117,21 @@ def open_rgb(path: str | os.PathLike, *, draft_size: int | None = None) -> tuple
     ``draft_size`` lets the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding (never below
     that size): several times faster for small model inputs, and deterministic.
     """
-    image = _open_checked(path)
-    if draft_size is not None and image.format == "JPEG":
-        image.draft("RGB", (draft_size, draft_size))
-    _decode(image)
-    return to_rgb(image)
+    with _open_checked(path) as image:
+        if draft_size is not None and image.format == "JPEG":
+            image.draft("RGB", (draft_size, draft_size))
+        _decode(image)
+        rgb, notes = _to_rgb_checked(image)
+        if rgb is image:  # keep the pixels when the file closes
+            rgb = image.copy()
+    return rgb, notes
+
+
+def _to_rgb_checked(image: Image.Image) -> tuple[Image.Image, list[str]]:
+    try:
+        return to_rgb(image)
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise ImageError("corrupt", f"the image cannot be converted to RGB ({error})") from error
 
 
 def to_model_input(image: Image.Image, size: int) -> np.ndarray:
@@ -122,3 +146,55 @@ def load_for_model(path: str | os.PathLike, size: int) -> np.ndarray:
     """A file -> the uint8 (size, size, 3) array every model of this project takes (as float32)."""
     image, _ = open_rgb(path, draft_size=size)
     return to_model_input(image, size)
+
+
+# Formats copied byte for byte into a prepared data set when already 8-bit RGB and upright; any other file
+# is decoded, oriented, converted to RGB and written as PNG (lossless) by data preparation.
+COPY_FORMATS = ("JPEG", "PNG")
+_SWAPS_AXES = (5, 6, 7, 8)  # EXIF orientations that rotate by 90 degrees
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What ``inspect`` learnt about a valid image file."""
+
+    format: str
+    mode: str
+    width: int  # after EXIF orientation: the size the model sees before resizing
+    height: int
+    notes: tuple[str, ...]  # what conversion the file needs (recorded in the data manifest)
+    phash: str  # perceptual hash (hex) of the upright RGB image
+    needs_conversion: bool  # True: re-encode (open_rgb + PNG) instead of copying the file as it is
+
+
+def perceptual_hash(image: Image.Image, hash_size: int = 16) -> str:
+    """imagehash's DCT perceptual hash as hex; ``hash_size`` 16 gives 256 bits."""
+    import imagehash
+
+    return str(imagehash.phash(image, hash_size=hash_size))
+
+
+def inspect(path: str | os.PathLike, *, hash_size: int = 16, draft_size: int | None = None) -> Inspection:
+    """Validate a file by decoding all of it; raise ``ImageError`` (with a reason code) when unusable.
+
+    JPEGs are decoded with libjpeg's DCT scaling (``draft``) to at least ``draft_size`` (default: the
+    perceptual hash's 4 x ``hash_size`` working size): every byte of the entropy-coded data is still read,
+    so truncation is detected, at a fraction of the cost. The perceptual hash is taken from that upright,
+    RGB-converted image.
+    """
+    draft_size = draft_size or 4 * hash_size
+    with _open_checked(path) as image:
+        fmt, mode = image.format or "unknown", image.mode
+        width, height = image.size
+        if fmt == "JPEG":
+            image.draft("RGB", (draft_size, draft_size))
+        _decode(image)
+        rgb, notes = _to_rgb_checked(image)
+        orientation = image.getexif().get(0x0112, 1)
+        digest = perceptual_hash(rgb, hash_size)
+    if orientation in _SWAPS_AXES:
+        width, height = height, width
+    needs_conversion = bool(notes) or fmt not in COPY_FORMATS
+    if fmt not in COPY_FORMATS:
+        notes.append(f"re-encoded-from-{fmt}")
+    return Inspection(fmt, mode, width, height, tuple(notes), digest, needs_conversion)

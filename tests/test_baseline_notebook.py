@@ -1,0 +1,68 @@
+"""The baseline notebook, executed by papermill on the bundled sample with the quick profile."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import nbformat
+import pytest
+
+from trashnet import config, evaluate, settings
+
+NOTEBOOK = settings.NOTEBOOKS["baseline"]
+
+
+def test_notebook_is_thin_and_committed_without_outputs():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    names = [line.split(":")[0] for line in tagged[0].source.splitlines() if line and not line.startswith("#")]
+    assert names == ["variant_id", "config", "dataset_dir", "models_dir", "output_dir", "cache_dir"]
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    for cell in code:
+        assert not cell.outputs and cell.execution_count is None
+        assert "def " not in cell.source and "class " not in cell.source
+    # A sentence before every step.
+    for before, cell in zip(notebook.cells, notebook.cells[1:]):
+        if cell.cell_type == "code" and cell is not tagged[0]:
+            assert before.cell_type == "markdown", cell.source
+
+
+@pytest.mark.slow
+def test_papermill_runs_the_notebook_on_the_sample(sample_dataset, quick_profile, tmp_path):
+    import papermill
+
+    cfg = config.load_variants(quick_profile)["mobilenet_v3_small"]
+    params = config.config_to_dict(cfg)
+    params["model"]["image_size"] = 48  # smaller than quick's 64: same code path, faster
+    params["quantize"]["latency_runs"] = 2
+    out = tmp_path / "models" / "baseline" / cfg.id
+    out.mkdir(parents=True)
+    executed = out / f"{cfg.id}.ipynb"
+    papermill.execute_notebook(
+        str(NOTEBOOK), str(executed), kernel_name="python3", cwd=str(tmp_path), progress_bar=False,
+        parameters={"variant_id": cfg.id, "config": params, "dataset_dir": str(sample_dataset),
+                    "models_dir": str(tmp_path / "models"), "output_dir": str(out),
+                    "cache_dir": str(tmp_path / ".cache")})
+    for name in (f"{cfg.id}.keras", evaluate.METRICS_FILE, evaluate.PREDICTIONS_FILE, evaluate.HISTORY_FILE):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / evaluate.METRICS_FILE).read_text())
+    assert metrics["variant"] == cfg.id and metrics["image_size"] == 48 and metrics["profile"] == "quick"
+    assert metrics["provenance"]["config"]["model"]["image_size"] == 48
+    test = metrics["test"]
+    assert test["n"] > 0 and 0.0 <= test["accuracy"] <= 1.0 and 0.0 <= test["macro_f1"] <= 1.0
+    assert sum(map(sum, test["confusion_matrix"])) == test["n"]
+    assert metrics["params"] > 0 and metrics["macs"] > 0 and metrics["size"]["gzip_bytes"] > 0
+    with open(out / evaluate.PREDICTIONS_FILE, newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == test["n"]
+    with open(out / evaluate.HISTORY_FILE, newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == cfg.train.epochs
+    # The executed notebook is the record: the injected parameters, the summary table and both figures.
+    notebook = nbformat.read(executed, as_version=4)
+    assert any("injected-parameters" in cell.metadata.get("tags", []) for cell in notebook.cells)
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    markdown = [o for o in outputs if "text/markdown" in o.get("data", {})]
+    assert any("test accuracy" in o["data"]["text/markdown"] for o in markdown)
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2

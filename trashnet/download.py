@@ -1,0 +1,279 @@
+"""Download the official TrashNet release, verify it, and extract it safely.
+
+``python -m trashnet download --out DIR [--url URL] [--sha256 HEX] [--sums FILE]`` fetches
+``dataset-resized.zip`` (the authors' Hugging Face upload, pinned to a commit), checks the archive's sha256
+(default: the release's git-LFS object id), optionally checks every extracted file against a
+``sha256sum``-style list, and leaves ``DIR/dataset-resized/<class>/<image>`` ready for ``prepare``.
+
+Safety: the archive is downloaded beside ``DIR`` and every entry is checked before anything is written.
+An archive with an absolute path, a ``..`` component, a link or a device entry is refused as a whole.
+Entries are extracted into a temporary folder beside ``DIR`` which replaces ``DIR`` by a rename only once
+everything is extracted and verified: on any error nothing is left behind and an earlier ``DIR`` stays as
+it was. Zip and tar archives are accepted (the official release is a zip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import stat
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from trashnet import fileio, settings
+
+# garythung/trashnet on Hugging Face, commit 94cd17e ("Add dataset"); the sha256 is that file's git-LFS oid.
+DEFAULT_URL = ("https://huggingface.co/datasets/garythung/trashnet/resolve/"
+               "94cd17ebfd6702bf62281d3c89f22ff649815b46/dataset-resized.zip")
+DEFAULT_SHA256 = "c060e8abfe5d6de0578ca15be1ed8ad0794a865d333c3473d53d1d9ad6e38b8c"  # 42,834,870 bytes
+# sha256 of every image of the dataset-resized copy used in development and CI (../shared/data/trashnet).
+BUNDLED_SUMS = settings.RESOURCES_DIR / "dataset-resized.SHA256SUMS"
+STAMP_NAME = "download.json"
+MAX_ARCHIVE_BYTES = 2 << 30  # refuse to download more than 2 GiB
+MAX_EXTRACTED_BYTES = 4 << 30  # refuse archives that expand to more than 4 GiB (zip bombs)
+_CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """The download, its checksum or its archive is unusable; the message says what went wrong."""
+
+
+# ---------------------------------------------------------------------------------------------- fetch
+
+
+def fetch(url: str, target: Path, *, timeout: float = 60.0) -> str:
+    """Stream ``url`` into ``target``; return its sha256."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as handle:
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                size += len(chunk)
+                if size > MAX_ARCHIVE_BYTES:
+                    raise DownloadError(f"{url} is larger than {MAX_ARCHIVE_BYTES:,} bytes: not the TrashNet "
+                                        f"release; check --url")
+                digest.update(chunk)
+                handle.write(chunk)
+    except urllib.error.HTTPError as error:
+        raise DownloadError(f"cannot download {url}: HTTP {error.code} {error.reason}; check --url") from error
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise DownloadError(f"cannot download {url}: {reason}; check the network connection or --url") from error
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- extract
+
+
+def _safe_name(name: str) -> PurePosixPath:
+    """The entry's relative path, or DownloadError when it could land outside the target folder."""
+    cleaned = name.replace("\\", "/")
+    path = PurePosixPath(cleaned)
+    if (cleaned.startswith("/") or re.match(r"^[A-Za-z]:", cleaned) or ".." in path.parts
+            or not path.parts or "\0" in cleaned):
+        raise DownloadError(f"archive entry {name!r} would be written outside the target folder: the archive "
+                            f"is refused and nothing was extracted")
+    return PurePosixPath(*[part for part in path.parts if part not in ("", ".")])
+
+
+def _refuse_link(name: str, kind: str) -> None:
+    raise DownloadError(f"archive entry {name!r} is a {kind}: links could point outside the target folder; "
+                        f"the archive is refused and nothing was extracted")
+
+
+def _plan_zip(archive: zipfile.ZipFile) -> list[tuple[PurePosixPath, zipfile.ZipInfo | None]]:
+    plan = []
+    for info in archive.infolist():
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            _refuse_link(info.filename, "symbolic link")
+        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            _refuse_link(info.filename, "special file")
+        rel = _safe_name(info.filename)
+        plan.append((rel, None if info.is_dir() else info))
+    return plan
+
+
+def _plan_tar(archive: tarfile.TarFile) -> list[tuple[PurePosixPath, tarfile.TarInfo | None]]:
+    plan = []
+    for member in archive.getmembers():
+        if member.issym():
+            _refuse_link(member.name, "symbolic link")
+        if member.islnk():
+            _refuse_link(member.name, "hard link")
+        if not (member.isfile() or member.isdir()):
+            _refuse_link(member.name, "special file (device, fifo)")
+        plan.append((_safe_name(member.name), None if member.isdir() else member))
+    return plan
+
+
+def extract(archive_path: Path, target: Path) -> list[str]:
+    """Extract a zip or tar archive into the (new, empty) folder ``target``; return the files written.
+
+    Every entry is checked first (see the module docstring); the caller removes ``target`` on error.
+    """
+    try:
+        if zipfile.is_zipfile(archive_path):
+            opened: zipfile.ZipFile | tarfile.TarFile = zipfile.ZipFile(archive_path)
+        elif tarfile.is_tarfile(archive_path):
+            opened = tarfile.open(archive_path)
+        else:
+            raise DownloadError(f"the download is neither a zip nor a tar archive (broken or wrong file, "
+                                f"{archive_path.stat().st_size:,} bytes); check --url")
+        with opened as archive:
+            plan = _plan_zip(archive) if isinstance(archive, zipfile.ZipFile) else _plan_tar(archive)
+            declared = sum(entry.file_size if isinstance(entry, zipfile.ZipInfo) else entry.size
+                           for _, entry in plan if entry is not None)
+            if declared > MAX_EXTRACTED_BYTES:
+                raise DownloadError(f"the archive expands to {declared:,} bytes, more than the limit of "
+                                    f"{MAX_EXTRACTED_BYTES:,}: refused")
+            written = []
+            for rel, entry in plan:
+                destination = target.joinpath(*rel.parts)
+                if entry is None:
+                    destination.mkdir(parents=True, exist_ok=True)
+                    continue
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(archive, zipfile.ZipFile):
+                    source = archive.open(entry)
+                else:
+                    source = archive.extractfile(entry)
+                with source, open(destination, "xb") as handle:  # "x": a repeated entry is an error
+                    shutil.copyfileobj(source, handle, _CHUNK)
+                written.append(rel.as_posix())
+    except DownloadError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, zlib.error, EOFError, ValueError) as error:
+        raise DownloadError(f"the archive is broken ({error}); download it again or check --url") from error
+    except (RuntimeError, NotImplementedError) as error:  # encrypted entries, unknown compression methods
+        raise DownloadError(f"the archive cannot be extracted ({error}); check --url") from error
+    except FileExistsError as error:
+        raise DownloadError(f"the archive holds {error.filename} twice: refused") from error
+    return written
+
+
+# ---------------------------------------------------------------------------------------------- verify
+
+
+def read_sums(path: Path) -> dict[str, str]:
+    """``sha256sum`` output (``<hex>  <relative path>`` a line) -> {path: hex}."""
+    sums = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        match = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line)
+        if not match:
+            raise DownloadError(f"{path}:{number}: expected '<sha256>  <path>', got {line!r}")
+        sums[match.group(2)] = match.group(1).lower()
+    return sums
+
+
+def verify_files(folder: Path, sums: dict[str, str]) -> None:
+    missing = [rel for rel in sums if not (folder / rel).is_file()]
+    wrong = [rel for rel in sums if rel not in missing and fileio.sha256_file(folder / rel) != sums[rel]]
+    if missing or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} listed file(s) missing (e.g. {', '.join(missing[:3])})")
+        if wrong:
+            parts.append(f"{len(wrong)} file(s) with a different sha256 (e.g. {', '.join(wrong[:3])})")
+        raise DownloadError("the extracted files do not match the checksum list: " + "; ".join(parts)
+                            + ". The download is corrupt or a different release; nothing was kept")
+
+
+# ---------------------------------------------------------------------------------------------- download
+
+
+def _dataset_folder(out: Path) -> Path:
+    return out / "dataset-resized" if (out / "dataset-resized").is_dir() else out
+
+
+def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | None = None,
+             sums: str | os.PathLike | None = None, timeout: float = 60.0) -> tuple[Path, bool]:
+    """Fetch, verify and extract the archive at ``url`` into ``out``.
+
+    ``sha256``: the archive's expected checksum (default: the official release's when ``url`` is the
+    default URL; otherwise not checked). ``sums``: an optional ``sha256sum`` list checked against the
+    extracted files. Returns (the data folder to pass to ``prepare --source``, whether it was downloaded
+    now; False when ``out`` already holds a verified copy of the same archive).
+    """
+    out = Path(out).expanduser().resolve()
+    if sha256 is None and url == DEFAULT_URL:
+        sha256 = DEFAULT_SHA256
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise DownloadError(f"--sha256 {sha256!r} is not a sha256 (64 hex digits)")
+    expected_sums = read_sums(Path(sums)) if sums is not None else None
+    if out.exists():
+        stamp = out / STAMP_NAME
+        if stamp.is_file():
+            try:
+                previous = fileio.read_json(stamp)
+            except (OSError, ValueError):
+                previous = {}
+            if sha256 is not None and previous.get("archive_sha256") == sha256.lower():
+                return _dataset_folder(out), False
+        elif not out.is_dir() or any(out.iterdir()):
+            raise DownloadError(f"{out} exists and is not a folder made by this command: choose another --out "
+                                f"or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.download-", dir=out.parent))
+    try:
+        archive = work / "archive"
+        digest = fetch(url, archive, timeout=timeout)
+        if sha256 is not None and digest != sha256.lower():
+            raise DownloadError(f"checksum mismatch for {url}: expected sha256 {sha256.lower()}, got {digest}. "
+                                f"The download is corrupt or the URL serves a different file; nothing was kept")
+        staged = work / "extracted"
+        staged.mkdir()
+        written = extract(archive, staged)
+        if expected_sums is not None:
+            verify_files(staged, expected_sums)
+        archive.unlink()
+        fileio.write_json(staged / STAMP_NAME, {
+            "url": url, "archive_sha256": digest, "files": len(written),
+            "verified_files": len(expected_sums) if expected_sums is not None else 0})
+        umask = os.umask(0)
+        os.umask(umask)
+        staged.chmod(0o777 & ~umask)
+        (staged / STAMP_NAME).chmod(0o666 & ~umask)
+        if out.exists():
+            os.rename(out, work / "previous")
+        os.rename(staged, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return _dataset_folder(out), True
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder to create, e.g. ~/data/trashnet (replaced only if an earlier download)")
+    parser.add_argument("--url", default=DEFAULT_URL, help="archive to fetch (default: the official release)")
+    parser.add_argument("--sha256", default=None,
+                        help="expected sha256 of the archive (default: the official release's, with the default --url)")
+    parser.add_argument("--sums", type=Path, default=None,
+                        help="also check the extracted files against this sha256sum list, e.g. "
+                             "trashnet/resources/dataset-resized.SHA256SUMS")
+    parser.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
+
+
+def command(args: argparse.Namespace) -> int:
+    try:
+        folder, fetched = download(args.out, url=args.url, sha256=args.sha256, sums=args.sums,
+                                   timeout=args.timeout)
+    except DownloadError as error:
+        print(f"download: error: {error}", file=sys.stderr)
+        return 1
+    print(("Downloaded and verified" if fetched else "Already downloaded and verified") + f": {folder}")
+    print(f"Next: python -m trashnet prepare --source {folder} --split official")
+    return 0
