@@ -22,6 +22,47 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def xnnpack_latency(*, arch: str, image_size: int, sparsity: float, runs: int, out: str) -> dict:
+    """Issue point 4 without training: does LiteRT run a sparse-format MobileNetV3 faster?
+
+    Latency does not depend on what the weights learned, only on where the zeros are, so this zeroes the
+    smallest ``sparsity`` of every 1x1 conv kernel (what tfmot's magnitude pruning converges to, layer by
+    layer) in the XNNPack layout, and times the stock dense model, the XNNPack layout dense, and the pruned
+    XNNPack layout stored dense and stored sparse (``EXPERIMENTAL_SPARSITY``), 1 and 2 threads.
+    """
+    import numpy as np
+
+    from trashnet import fileio, models, prune, provenance
+    from trashnet.litert import TFLiteModel, op_census
+
+    stock = models.build_model(arch, num_classes=6, image_size=image_size)
+    layout = prune.build_xnnpack_mobilenet_v3(arch, num_classes=6, image_size=image_size)
+    prune.transfer_weights(stock, layout)
+    dense_layout = prune.to_tflite(layout)
+    for name in prune.prunable_layer_names(layout, "xnnpack"):
+        layer = layout.get_layer(name)
+        kernel, *rest = layer.get_weights()
+        threshold = np.quantile(np.abs(kernel), sparsity)
+        layer.set_weights([np.where(np.abs(kernel) > threshold, kernel, 0.0), *rest])
+    files = {"stock_dense": prune.to_tflite(stock), "xnnpack_layout_dense": dense_layout,
+             "pruned_stored_dense": prune.to_tflite(layout),
+             "pruned_stored_sparse": prune.to_tflite(layout, sparse=True)}
+    result = {"what": f"{arch} {image_size} px, 1x1 convs {sparsity:.0%} zero (magnitude, untrained weights), "
+                      f"median of {runs} LiteRT invocations after 10 warm-up",
+              "sparsity": prune.sparsity_report(layout, "xnnpack")["total"], "files": {}}
+    for key, content in files.items():
+        entry = {"raw_bytes": len(content), "densify_ops": op_census(content)["by_op"].get("DENSIFY", 0)}
+        for threads in (1, 2):
+            entry[f"threads{threads}_ms"] = TFLiteModel(content, num_threads=threads).latency(
+                runs=runs, warmup=10)["median"]
+        result["files"][key] = entry
+    result["load_average_at_end"] = os.getloadavg()
+    result["hardware"] = provenance.hardware()
+    fileio.write_json(out, result)
+    print(fileio.dumps_json(result))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("TRASHNET_REAL_DATA"),
@@ -34,7 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-epochs", type=int, default=10, help="epochs to extrapolate the stage to")
     parser.add_argument("--work", help="scratch folder (default: a temporary one, removed afterwards)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bench_prune.json"))
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the XNNPack sparse-inference latency check (no data, no training)")
+    parser.add_argument("--latency-size", type=int, default=224)
+    parser.add_argument("--latency-sparsity", type=float, default=0.75)
+    parser.add_argument("--latency-runs", type=int, default=100)
     args = parser.parse_args(argv)
+    if args.latency_only:
+        out = str(Path(args.out).with_name("bench_prune_xnnpack_latency.json"))
+        xnnpack_latency(arch=args.arch, image_size=args.latency_size, sparsity=args.latency_sparsity,
+                        runs=args.latency_runs, out=out)
+        return 0
     if not args.data:
         parser.error("no data: pass --data or set $TRASHNET_REAL_DATA")
 

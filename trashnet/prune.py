@@ -27,8 +27,6 @@ never pruned (tfmot registers no prunable weight for them).
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import time
 from pathlib import Path
@@ -36,8 +34,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from trashnet import evaluate, fileio, inputs, models, provenance, settings
-from trashnet.config import VariantConfig, config_to_dict
+from trashnet import evaluate, fileio, inputs, models
+from trashnet import train as training
+from trashnet.config import VariantConfig
 from trashnet.keras_env import keras, seed_everything, tf
 
 M_BY_N = (2, 4)  # tfmot's (zeros, block): 2 zeros in every 4 consecutive input-channel weights
@@ -310,55 +309,26 @@ def wrap_for_pruning(model: keras.Model, method: str, schedule) -> keras.Model:
     return _tfmot().prune_low_magnitude(model, **kwargs)
 
 
-def _optimizer(cfg: VariantConfig, total_steps: int):
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.prune.learning_rate, decay_steps=max(1, total_steps))
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.train.weight_decay)
-    # No decay on BatchNorm scale/shift or biases (the masks and thresholds are not trainable).
-    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    return optimizer
+def fine_tune(wrapped: keras.Model, model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *,
+              verbose: bool = True) -> list[dict[str, Any]]:
+    """Train the wrapped model with ``UpdatePruningStep`` and the training stage's recipe (``train``): its
+    augmented pipeline, label smoothing and class weights, AdamW (no decay on BatchNorm or biases) at
+    ``prune.learning_rate`` with cosine decay and no warm-up, each epoch judged on the validation split.
 
-
-def fine_tune(wrapped: keras.Model, data: inputs.Dataset, cfg: VariantConfig) -> list[dict[str, float]]:
-    """Train the wrapped model with ``UpdatePruningStep``: the training stage's pipeline and augmentation,
-    AdamW at ``prune.learning_rate`` with cosine decay, label smoothing and class weights as in training.
-    Returns one row per epoch (losses, accuracies, seconds)."""
-    per_epoch, total = _steps(len(data.train), cfg.train.batch_size, cfg.prune.epochs)
-    num_classes = len(data.classes)
-
-    def one_hot(x, y):
-        return x, tf.one_hot(y, num_classes)
-
-    train = inputs.make_pipeline(data.train, batch_size=cfg.train.batch_size, training=True, seed=cfg.seed,
-                                 augment=cfg.train.augment).map(one_hot)
-    validation = inputs.make_pipeline(data.validation, batch_size=cfg.train.batch_size, training=False,
-                                      seed=cfg.seed).map(one_hot)
-    wrapped.compile(optimizer=_optimizer(cfg, total),
-                    loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing),
-                    metrics=["accuracy"])
-    class_weight = (inputs.class_weights(data.train.labels, num_classes)
-                    if cfg.train.class_weights == "balanced" else None)
-    timer = _EpochTimer()
-    history = wrapped.fit(train, validation_data=validation if len(data.validation) else None,
-                          epochs=cfg.prune.epochs, class_weight=class_weight, verbose=2,
-                          callbacks=[_tfmot().UpdatePruningStep(), timer])
-    rows = []
-    for epoch in range(len(timer.seconds)):
-        row = {"epoch": epoch + 1, "seconds": round(timer.seconds[epoch], 3)}
-        row.update({key: float(values[epoch]) for key, values in history.history.items()})
-        rows.append(row)
-    return rows
-
-
-class _EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+    No EMA: a moving average of masked weights would not be sparse. ``model`` is the unwrapped model: the
+    wrappers hold its very layer objects, so its variables pick the no-decay set. Returns history rows.
+    """
+    _, total = _steps(len(data.train), cfg.train.batch_size, cfg.prune.epochs)
+    schedule = training.lr_schedule(cfg.prune.learning_rate, total_steps=total, warmup_steps=0)
+    optimizer = training.make_optimizer(model, schedule, weight_decay=cfg.train.weight_decay, total_steps=total,
+                                        ema=False)
+    wrapped.compile(optimizer=optimizer, loss=training._loss(cfg), metrics=["accuracy"])  # noqa: SLF001
+    judge = training.ValidationJudge(data.validation, data.classes, phase=f"prune-{cfg.prune.method}",
+                                     first_epoch=1, epochs=cfg.prune.epochs, schedule=schedule, verbose=verbose)
+    pipeline = training._training_pipeline(data.train, cfg, len(data.classes))  # noqa: SLF001
+    # UpdatePruningStep first: it re-applies the masks at each epoch end, before the judge validates.
+    wrapped.fit(pipeline, epochs=cfg.prune.epochs, callbacks=[_tfmot().UpdatePruningStep(), judge], verbose=0)
+    return judge.rows
 
 
 def to_tflite(model: keras.Model, *, sparse: bool = False) -> bytes:
@@ -394,22 +364,14 @@ def _pct_smaller(new: float, old: float) -> float | None:
     return round(100.0 * (1.0 - new / old), 2) if old else None
 
 
-def _history_csv(rows: list[dict[str, float]]) -> str:
-    buffer = io.StringIO()
-    fields = sorted({key for row in rows for key in row}, key=lambda k: (k != "epoch", k))
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 # --- The stage -------------------------------------------------------------------------------------
 
 def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str | Path, output_dir: str | Path,
-                cache_dir: str | Path | None = None) -> dict[str, Any]:
+                cache_dir: str | Path | None = None, verbose: bool = True) -> dict[str, Any]:
     """Prune ``<source_dir>/<cfg.source>.keras`` per ``cfg.prune``, fine-tune, strip, verify, convert,
-    evaluate against the dense source, and write ``<id>.keras``, ``<id>.tflite``, ``<id>.sparse.tflite``,
-    ``metrics.json``, ``predictions.csv`` and ``history.csv`` into ``output_dir``. Returns the record."""
+    evaluate against the dense source, and write ``<id>.keras``, ``<id>.tflite`` (FP32),
+    ``<id>.sparse.tflite`` (FP32, sparse tensor format), ``metrics.json``, ``predictions.csv`` and
+    ``history.csv`` into ``output_dir``. Returns the ``metrics.json`` record."""
     from trashnet.litert import TFLiteModel, op_census  # noqa: PLC0415
 
     if cfg.stage != "pruned" or not cfg.source:
@@ -432,9 +394,10 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
         raise ValueError(f"{source_file.name} has {source.output_shape[-1]} outputs, the data "
                          f"{len(data.classes)} classes")
     source_metrics_path = source_dir / evaluate.METRICS_FILE
-    source_metrics = fileio.read_json(source_metrics_path) if source_metrics_path.is_file() else None
-    if source_metrics is None:
-        notes.append(f"no {evaluate.METRICS_FILE} beside the source: dense accuracy measured here only")
+    source_metrics = fileio.read_json(source_metrics_path) if source_metrics_path.is_file() else {}
+    if not source_metrics.get("test"):
+        notes.append(f"no test figures in a {evaluate.METRICS_FILE} beside the source: dense accuracy "
+                     "measured here")
 
     if method == "xnnpack":
         model = build_xnnpack_mobilenet_v3(cfg.arch, num_classes=len(data.classes), image_size=image_size,
@@ -449,7 +412,7 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
     schedule, schedule_record = pruning_schedule(cfg, total_steps)
     wrapped = wrap_for_pruning(model, method, schedule)
     start = time.perf_counter()
-    history = fine_tune(wrapped, data, cfg)
+    history = fine_tune(wrapped, model, data, cfg, verbose=verbose)
     train_time = time.perf_counter() - start
     stripped = _tfmot().strip_pruning(wrapped)
     leftover = pruning_wrappers(stripped)
@@ -462,104 +425,96 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
         sparsity["m_by_n_violations"] = check_m_by_n(stripped)  # raises SparsityError on any violation
         sparsity["m_by_n_verified"] = True
 
-    keras_file = output_dir / f"{cfg.id}.keras"
-    temp = output_dir / f".{cfg.id}.tmp.keras"
-    stripped.save(temp)
-    temp.replace(keras_file)
-    tflite_bytes = to_tflite(stripped)
-    fileio.atomic_write_bytes(output_dir / f"{cfg.id}.tflite", tflite_bytes)
-    sparse_bytes = to_tflite(stripped, sparse=True)
-    fileio.atomic_write_bytes(output_dir / f"{cfg.id}{SPARSE_SUFFIX}", sparse_bytes)
-    dense_source_bytes = to_tflite(source)  # the dense baseline as FP32 TFLite: same converter, same machine
+    keras_file = training.save_model(stripped, output_dir / f"{cfg.id}.keras")
+    fileio.atomic_write_text(output_dir / evaluate.HISTORY_FILE, training.history_csv(history))
+    files = {"tflite": to_tflite(stripped), "tflite_sparse": to_tflite(stripped, sparse=True),
+             "dense_source_tflite": to_tflite(source)}  # the dense source: same converter, same machine
+    fileio.atomic_write_bytes(output_dir / f"{cfg.id}.tflite", files["tflite"])
+    fileio.atomic_write_bytes(output_dir / f"{cfg.id}{SPARSE_SUFFIX}", files["tflite_sparse"])
 
+    weights = source_metrics.get("weights") or models.weights_origin(cfg.model.weights)
+    record, keras_probs = evaluate.evaluate_keras_model(
+        stripped, data, cfg, model_path=keras_file, dataset_dir=dataset_dir, train_time_s=train_time,
+        extra={"weights": weights})
     test = data.test
-    keras_probs = evaluate.keras_probabilities(stripped, test.images)
-    tflite_probs = TFLiteModel(tflite_bytes, num_threads=max(cfg.quantize.latency_threads)).predict(test.images)
-    sparse_probs = TFLiteModel(sparse_bytes, num_threads=max(cfg.quantize.latency_threads)).predict(test.images)
-    dense_keras_probs = evaluate.keras_probabilities(source, test.images)
-    keras_test = evaluate.classification_metrics(test.labels, keras_probs, data.classes)
-    tflite_test = evaluate.classification_metrics(test.labels, tflite_probs, data.classes)
-    dense_test = evaluate.classification_metrics(test.labels, dense_keras_probs, data.classes)
-    sparse_test = evaluate.classification_metrics(test.labels, sparse_probs, data.classes)
-    census = op_census(sparse_bytes)
+    threads = max(cfg.quantize.latency_threads)
+    tflite_probs = TFLiteModel(files["tflite"], num_threads=threads).predict(test.images)
+    sparse_probs = TFLiteModel(files["tflite_sparse"], num_threads=threads).predict(test.images)
+    dense_test = evaluate.classification_metrics(test.labels, evaluate.keras_probabilities(source, test.images),
+                                                 data.classes)
+    for name, content in files.items():
+        for key, summary_ in tflite_latency(content, cfg).items():
+            record["latency_ms"][f"{name}_{key}"] = summary_
 
-    latency = evaluate.keras_latency(stripped, image_size, runs=min(cfg.quantize.latency_runs, 30),
-                                     warmup=cfg.quantize.latency_warmup)
-    tflite_files = {"tflite": tflite_bytes, "tflite_sparse": sparse_bytes, "dense_source_tflite": dense_source_bytes}
-    for name, content in tflite_files.items():
-        for threads, summary in tflite_latency(content, cfg).items():
-            latency[f"{name}_{threads}"] = summary
+    def short(probabilities):
+        metrics = evaluate.classification_metrics(test.labels, probabilities, data.classes)
+        return {key: metrics[key] for key in ("n", "accuracy", "macro_f1")}
 
     sizes = {
-        "keras": evaluate.file_size(keras_file),
+        "keras": record["size"],
         "tflite": evaluate.file_size(output_dir / f"{cfg.id}.tflite"),
         "tflite_sparse": evaluate.file_size(output_dir / f"{cfg.id}{SPARSE_SUFFIX}"),
         "dense_source_keras": evaluate.file_size(source_file),
-        "dense_source_tflite": _size_of_bytes(f"{cfg.source}.tflite (converted here)", dense_source_bytes),
+        "dense_source_tflite": _size_of_bytes(f"{cfg.source}.tflite (converted here)", files["dense_source_tflite"]),
     }
-    counts = evaluate.parameter_counts(stripped)
+    census = op_census(files["tflite_sparse"])
+    record.update({
+        "agreement": evaluate.agreement(keras_probs, tflite_probs),
+        "tflite": {"file": sizes["tflite"]["file"], "test": short(tflite_probs),
+                   "agreement": evaluate.agreement(keras_probs, tflite_probs)},
+        "tflite_sparse": {"file": sizes["tflite_sparse"]["file"], "test": short(sparse_probs),
+                          "agreement": evaluate.agreement(keras_probs, sparse_probs),
+                          # DENSIFY ops mark weights the converter stored in the sparse format.
+                          "op_census": {key: census[key] for key in ("total", "by_op")}},
+        "sizes": sizes,
+        "sparsity": sparsity,
+        "dense_baseline": _comparison(cfg, record, source, source_metrics, dense_test, sizes),
+        "source_model": {"file": source_file.name, "sha256": fileio.sha256_file(source_file)},
+        "training": {"phase": f"prune-{method}", "epochs": cfg.prune.epochs, "steps": total_steps,
+                     "learning_rate": cfg.prune.learning_rate, "ema": False,
+                     "train_images": len(data.train), "validation_images": len(data.validation),
+                     "test_images": len(test)},
+        "notes": notes,
+    })
+    evaluate.write_results(output_dir, record, paths=test.paths, labels=test.labels, probabilities=keras_probs)
+    if verbose:
+        print(summary(record), flush=True)
+    return record
+
+
+def _comparison(cfg: VariantConfig, record: dict[str, Any], source: keras.Model, source_metrics: dict[str, Any],
+                dense_test: dict[str, Any], sizes: dict[str, Any]) -> dict[str, Any]:
+    """The pruned variant against its dense source: accuracy (from the source's own metrics.json when it
+    has one), non-zero parameters, sizes raw and gzipped, LiteRT latency."""
+    reference = source_metrics.get("test") or dense_test
     dense_counts = evaluate.parameter_counts(source)
-    reference = source_metrics.get("test") if source_metrics and "test" in source_metrics else dense_test
-    comparison = {
+    test = record["test"]
+    comparison: dict[str, Any] = {
         "source": cfg.source,
-        "dense_test_source": "source metrics.json" if reference is not dense_test else "measured here",
+        "dense_test_from": "source metrics.json" if source_metrics.get("test") else "measured here",
         "dense_accuracy": reference["accuracy"],
         "dense_macro_f1": reference["macro_f1"],
         "dense_accuracy_measured_here": dense_test["accuracy"],
-        "accuracy_delta_pp": round(100.0 * (keras_test["accuracy"] - reference["accuracy"]), 3),
-        "macro_f1_delta_pp": round(100.0 * (keras_test["macro_f1"] - reference["macro_f1"]), 3),
+        "accuracy_delta_pp": round(100.0 * (test["accuracy"] - reference["accuracy"]), 3),
+        "macro_f1_delta_pp": round(100.0 * (test["macro_f1"] - reference["macro_f1"]), 3),
+        "dense_params": dense_counts["params"],
         "dense_nonzero_params": dense_counts["nonzero_params"],
-        "nonzero_params_reduction_pct": _pct_smaller(counts["nonzero_params"], dense_counts["nonzero_params"]),
-        "keras_gzip_reduction_pct": _pct_smaller(sizes["keras"]["gzip_bytes"],
-                                                 sizes["dense_source_keras"]["gzip_bytes"]),
-        "tflite_raw_reduction_pct": _pct_smaller(sizes["tflite"]["raw_bytes"],
-                                                 sizes["dense_source_tflite"]["raw_bytes"]),
-        "tflite_gzip_reduction_pct": _pct_smaller(sizes["tflite"]["gzip_bytes"],
-                                                  sizes["dense_source_tflite"]["gzip_bytes"]),
-        "tflite_sparse_raw_reduction_pct": _pct_smaller(sizes["tflite_sparse"]["raw_bytes"],
-                                                        sizes["dense_source_tflite"]["raw_bytes"]),
-        "tflite_sparse_gzip_reduction_pct": _pct_smaller(sizes["tflite_sparse"]["gzip_bytes"],
-                                                         sizes["dense_source_tflite"]["gzip_bytes"]),
+        "nonzero_params_reduction_pct": _pct_smaller(record["nonzero_params"], dense_counts["nonzero_params"]),
     }
+    for name, dense in (("keras", "dense_source_keras"), ("tflite", "dense_source_tflite"),
+                        ("tflite_sparse", "dense_source_tflite")):
+        for kind in ("raw", "gzip"):
+            comparison[f"{name}_{kind}_reduction_pct"] = _pct_smaller(sizes[name][f"{kind}_bytes"],
+                                                                      sizes[dense][f"{kind}_bytes"])
+    latency = record["latency_ms"]
     for threads in cfg.quantize.latency_threads:
         dense = latency[f"dense_source_tflite_threads{threads}"]["median"]
         for name in ("tflite", "tflite_sparse"):
-            comparison[f"{name}_threads{threads}_speedup"] = round(dense / latency[f"{name}_threads{threads}"]["median"], 3)
-    if source_metrics and source_metrics.get("latency_ms", {}).get("keras_batch1"):
+            comparison[f"{name}_threads{threads}_speedup"] = round(dense / latency[f"{name}_threads{threads}"]["median"],
+                                                                   3)
+    if source_metrics.get("latency_ms", {}).get("keras_batch1"):
         comparison["dense_keras_batch1_ms_from_source"] = source_metrics["latency_ms"]["keras_batch1"]["median"]
-
-    weights = (source_metrics or {}).get("weights") or models.weights_origin(cfg.model.weights)
-    config = config_to_dict(cfg)
-    record: dict[str, Any] = {
-        "variant": cfg.id, "stage": cfg.stage, "arch": cfg.arch, "source": cfg.source, "precision": "fp32",
-        "format": "keras", "profile": cfg.profile, "seed": cfg.seed, "weights": weights,
-        "image_size": image_size, "classes": list(data.classes),
-        "test": keras_test,
-        "tflite": {"file": sizes["tflite"]["file"], "test": {k: tflite_test[k] for k in ("n", "accuracy", "macro_f1")},
-                   "agreement": evaluate.agreement(keras_probs, tflite_probs)},
-        "tflite_sparse": {"file": sizes["tflite_sparse"]["file"],
-                          "test": {k: sparse_test[k] for k in ("n", "accuracy", "macro_f1")},
-                          "agreement": evaluate.agreement(keras_probs, sparse_probs),
-                          # DENSIFY ops mark weights the converter stored in the sparse format.
-                          "op_census": {k: census[k] for k in ("total", "by_op")}},
-        "agreement": evaluate.agreement(keras_probs, tflite_probs),
-        **counts,
-        "macs": models.count_macs(stripped), "nonzero_macs": models.count_macs(stripped, nonzero=True),
-        "size": sizes["keras"], "sizes": sizes,
-        "latency_ms": latency,
-        "train_time_s": round(train_time, 2),
-        "epoch_seconds": [row["seconds"] for row in history],
-        "sparsity": sparsity,
-        "dense_baseline": comparison,
-        "source_model": {"file": source_file.name, "sha256": fileio.sha256_file(source_file)},
-        "notes": notes,
-        "provenance": provenance.collect(seed=cfg.seed, profile=cfg.profile, config=config,
-                                         data_manifest=Path(dataset_dir) / settings.MANIFEST_NAME,
-                                         weights=weights),
-    }
-    fileio.atomic_write_text(output_dir / evaluate.HISTORY_FILE, _history_csv(history))
-    evaluate.write_results(output_dir, record, paths=test.paths, labels=test.labels, probabilities=keras_probs)
-    return record
+    return comparison
 
 
 def summary(record: dict[str, Any]) -> str:
