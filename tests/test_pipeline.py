@@ -209,3 +209,18 @@ def test_sigterm_stops_workers_and_leaves_no_partial_folder(tmp_path):
     while _processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _processes_with(marker) == []
+
+
+def test_one_run_per_output_folder(tmp_path):
+    layout = settings.Layout(tmp_path / "out")
+    with pipeline.run_lock(layout):
+        result = standin.run(layout.root, "--no-report")
+    assert result.returncode == 2 and "another run is using" in result.stderr
+
+
+def test_variants_outside_the_profile_list_are_an_error(tmp_path):
+    profile = tmp_path / "narrow.yaml"
+    profile.write_text("variants: [mobilenet_v1]\nmodel: {image_size: 64}\n")
+    with pytest.raises(pipeline.PipelineError, match="not in profile 'narrow'"):
+        pipeline.run(profile=str(profile), out=tmp_path / "out", variants="mobilenet_v2", report=False,
+                     log=lambda message: None)
