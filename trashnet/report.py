@@ -133,7 +133,11 @@ def discover(layout: settings.Layout, run: dict[str, Any]) -> list[Variant]:
     """The variants of the last run (``logs/run.json``), else every variant folder found."""
     entries: list[tuple[str, str, Path, dict[str, Any]]] = []
     if run.get("variant"):
-        for variant_id, entry in run["variant"].items():
+        # run.json is written with sorted keys: "selected" keeps the run's (dependency) order.
+        order = [v for v in run.get("selected") or [] if v in run["variant"]]
+        order += sorted(set(run["variant"]) - set(order))
+        for variant_id in order:
+            entry = run["variant"][variant_id]
             entries.append((variant_id, entry.get("stage", ""), layout.root / entry["folder"], entry))
     else:
         for stage in settings.STAGES:
@@ -679,13 +683,22 @@ def render_html(root: str | Path, *, use_cache: bool = True, log=print) -> tuple
                    "latency_front": latency_front},
         "data": data_section(read_data_manifest(layout.data_manifest)),
         "provenance": provenance_section(variants, run, layout),
-        "notebooks": [{"id": v.id, "stage": v.stage, "status": v.status, "link": v.notebook} for v in variants],
+        "notebooks": [{"id": v.id, "stage": v.stage, "status": v.status, "link": v.notebook,
+                       "seconds": _seconds(v.manifest.get("seconds") or v.failure.get("seconds"))}
+                      for v in variants],
         "checksums": checksums_section(layout.variant_dir("final", "final")),
         "failures": failures, "skipped": skipped,
         "css": (settings.TEMPLATES_DIR / "report.css").read_text(encoding="utf-8"),
     }
     html = _environment().get_template("report.html.j2").render(**context)
     return html, report_dir
+
+
+def _seconds(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "–"
+    minutes, seconds = divmod(int(round(value)), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
 def _relative(path: str, root: Path) -> str:
