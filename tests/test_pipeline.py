@@ -224,3 +224,12 @@ def test_variants_outside_the_profile_list_are_an_error(tmp_path):
     with pytest.raises(pipeline.PipelineError, match="not in profile 'narrow'"):
         pipeline.run(profile=str(profile), out=tmp_path / "out", variants="mobilenet_v2", report=False,
                      log=lambda message: None)
+
+
+def test_a_notebook_that_writes_no_metrics_fails(tmp_path):
+    out = tmp_path / "out"
+    result = standin.run(out, "--no-report", "--variants", "mobilenet_v3_small",
+                         behaviour={"mobilenet_v3_small": {"no_metrics": True}})
+    assert result.returncode == 1
+    failed = fileio.read_json(settings.Layout(out).variant_dir("baseline", "mobilenet_v3_small") / pipeline.FAILED_NAME)
+    assert failed["error_type"] == "ContractError" and "metrics.json" in failed["error"]

@@ -43,6 +43,7 @@ from trashnet import config, fileio, provenance, settings
 
 KERNEL = "python3"
 FAILED_NAME = "failed.json"
+METRICS_NAME = "metrics.json"  # evaluate.METRICS_FILE: every stage writes it (not imported: evaluate needs numpy)
 RUN_RECORD = "run.json"  # <out>/logs/run.json: what the last run did, for the report
 PREPARE_STAMP = "prepare.json"  # <out>/.cache/prepare.json: what the dataset folder was prepared from
 PARTIAL = ".partial-"  # temporary variant folders: .<name>.partial-<pid>
@@ -457,6 +458,12 @@ class Runner:
         job.seconds = time.monotonic() - job.started
         job.process = None
         executed = job.temp / f"{job.id}.ipynb"
+        if returncode == 0 and executed.exists() and not (job.temp / METRICS_NAME).is_file():
+            # The contract: every stage leaves metrics.json; a notebook that ends without one is broken.
+            fileio.write_json(job.error_file, {
+                "type": "ContractError", "cell": None, "traceback": [],
+                "message": f"the notebook finished without writing {METRICS_NAME} into output_dir"})
+            returncode = 1
         if returncode == 0 and executed.exists():
             files = list_files(job.temp)
             manifest = {
