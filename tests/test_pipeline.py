@@ -218,11 +218,14 @@ def test_one_run_per_output_folder(tmp_path):
     assert result.returncode == 2 and "another run is using" in result.stderr
 
 
-def test_variants_outside_the_profile_list_are_an_error(tmp_path):
+def test_variants_replace_the_profile_list(tmp_path):
     profile = tmp_path / "narrow.yaml"
     profile.write_text("variants: [mobilenet_v1]\nmodel: {image_size: 64}\n")
-    with pytest.raises(pipeline.PipelineError, match="not in profile 'narrow'"):
-        pipeline.run(profile=str(profile), out=tmp_path / "out", variants="mobilenet_v2", report=False,
+    narrow = config.load_profile(profile)
+    variants = config.load_variants(narrow)
+    assert config.select_variants(variants, narrow.variants) == ["mobilenet_v1"]
+    with pytest.raises(config.ConfigError, match="matches nothing"):
+        pipeline.run(profile=str(profile), out=tmp_path / "out", variants="no_such_net", report=False,
                      log=lambda message: None)
 
 

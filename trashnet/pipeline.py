@@ -4,8 +4,8 @@ The run, step by step:
 
 1. *Data*: the source folder is prepared into ``<out>/dataset`` (``data.prepare``), skipped when neither
    the source files, the split settings nor the code changed since the last preparation.
-2. *Variants*: ``experiments/variants.yaml`` resolved against the profile, narrowed to the profile's
-   ``variants`` and ``--variants`` patterns (their sources come along).
+2. *Variants*: ``experiments/variants.yaml`` resolved against the profile; the ``--variants`` patterns,
+   else the profile's ``variants`` list, else all of them (their sources come along).
 3. *Notebooks*: each variant's stage notebook runs through papermill in its own worker process
    (``-j N`` at a time). A variant starts when its source is finished; ``final`` waits for every other
    selected variant and chooses among those that succeeded.
@@ -622,18 +622,12 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
     layout = settings.Layout(Path(out).expanduser().resolve()) if out else settings.Layout.default()
     notebooks_dir = Path(os.environ[ENV_NOTEBOOKS]) if os.environ.get(ENV_NOTEBOOKS) else None
     all_variants = config.load_variants(profile_obj, variants_file)
-    patterns = profile_obj.variants
+    patterns = profile_obj.variants  # the profile's default selection (None = every variant)
     if variants:
-        asked = [p.strip() for p in variants.split(",")] if isinstance(variants, str) else list(variants)
-        asked = [p for p in asked if p]
-        # --variants narrows the profile's list: both must match (an id outside the profile is an error).
-        allowed = set(config.select_variants(all_variants, patterns)) if patterns is not None else set(all_variants)
-        ids = [vid for vid in config.select_variants(all_variants, asked)]
-        outside = [vid for vid in ids if vid not in allowed]
-        if outside:
-            raise PipelineError(f"not in profile {profile_obj.name!r}'s variants: {', '.join(outside)}")
-    else:
-        ids = config.select_variants(all_variants, patterns)
+        # --variants replaces the profile's list: `--variants '*'` runs every variant of the profile.
+        patterns = [p.strip() for p in variants.split(",")] if isinstance(variants, str) else list(variants)
+        patterns = [p for p in patterns if p]
+    ids = config.select_variants(all_variants, patterns)
     log(f"run: profile {profile_obj.name}, {len(ids)} variants, -j {jobs}, output {layout.root}")
     jobs_plan = plan(all_variants, ids, layout, notebooks_dir)  # a missing notebook stops us before any work
     with run_lock(layout):
