@@ -36,9 +36,22 @@ def gzip_size(path: str | os.PathLike) -> int:
     return len(gzip.compress(data, compresslevel=9, mtime=0))
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import: os.umask can only be read by setting it, which is not safe while threads write.
+_UMASK = _read_umask()
+
+
 def _temp_beside(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # mkstemp makes the file 0600; results must be readable like any other file the user writes
+    # (a container's output read by the host user, a shared results folder).
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     return Path(name)
 
