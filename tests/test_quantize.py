@@ -111,6 +111,36 @@ def test_keras_hard_swish_is_fused_and_refused_without_fallback(v3_model, repres
         quantize.convert(v3_model, "int16x8", representative=representative)
 
 
+HARD_SWISH_FORMS = {  # name -> (build(x, keras, tf), fused into HARD_SWISH by the converter?)
+    "keras x*relu6(x+3)*(1/6)": (
+        lambda x, keras, tf: keras.layers.Multiply()([x, keras.layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)]), True),
+    "x*min(max(x+3,0),6)/6": (lambda x, keras, tf: x * tf.minimum(tf.maximum(x + 3.0, 0.0), 6.0) / 6.0, True),
+    "(x/6)*relu6(x+3)": (
+        lambda x, keras, tf: keras.layers.Multiply()([x * (1.0 / 6.0), keras.layers.ReLU(6.0)(x + 3.0)]), False),
+    "x*clip(x/6+0.5,0,1)": (lambda x, keras, tf: x * tf.clip_by_value(x * (1.0 / 6.0) + 0.5, 0.0, 1.0), False),
+}
+
+
+@pytest.mark.parametrize("form", HARD_SWISH_FORMS)
+def test_which_hard_swish_forms_the_converter_fuses(form):
+    """Relu6/min-max forms become HARD_SWISH (refused by 16x8); the two forms used instead do not."""
+    from trashnet import quantize
+    from trashnet.keras_env import keras, tf
+
+    build, fused = HARD_SWISH_FORMS[form]
+    inputs = keras.Input((16, 16, 3))
+    x = build(keras.layers.Conv2D(8, 3)(inputs), keras, tf)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    representative = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype(np.float32)
+    assert ("HARD_SWISH" in litert.op_census(quantize.convert(model, "fp32"))["by_op"]) == fused
+    if fused:
+        with pytest.raises(Exception, match="HARD_SWISH"):
+            quantize.convert(model, "int16x8", representative=representative)
+    else:
+        census = litert.op_census(quantize.convert(model, "int16x8", representative=representative))
+        assert census["float_compute_ops"] == 0
+
+
 @pytest.mark.parametrize("arch", ["mobilenet_v3_small",
                                   pytest.param("mobilenet_v3_large", marks=pytest.mark.slow)])
 def test_rewritten_hard_swish_keeps_the_float_outputs(arch, trained_model_factory, sample_arrays):

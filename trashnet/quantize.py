@@ -15,9 +15,11 @@ object: 1-2 s for a 48 px MobileNetV3-Small on 2 cores, against 30-70 s through 
 keeps a free batch dimension so evaluation runs batches; the file's default shape is batch 1.
 
 Which graphs 16x8 accepts (checked by tests/test_quantize.py): Keras' hard-swish ``x * relu6(x + 3) / 6``
-is fused into HARD_SWISH and refused without fallback; ``x * clip_by_value(x / 6 + 0.5, 0, 1)`` is not
-fused and becomes int16 MUL/ADD/MINIMUM/RELU. The squeeze-excite hard-sigmoid ``relu6(x + 3) / 6``
-needs no rewrite: it quantizes to int16 as is. 16x8 MobileNetV1/V2 files from *random* weights fail to
+(also written ``x * min(max(x + 3, 0), 6) / 6``) is fused into HARD_SWISH and refused without fallback;
+``(x / 6) * relu6(x + 3)`` and ``x * clip_by_value(x / 6 + 0.5, 0, 1)`` are not fused and become int16
+MUL/ADD(/MINIMUM/RELU) ops; ``models.int16_hard_swish`` uses the first (3 ops instead of 5). The
+squeeze-excite hard-sigmoid ``relu6(x + 3) / 6`` needs no rewrite: it quantizes to int16 as is.
+16x8 MobileNetV1/V2 files from *random* weights fail to
 prepare (``no_integer_overflow_from_quantization``): untrained BatchNorm lets activations shrink layer
 by layer, a deep RELU6 output is calibrated to a scale below 6 / 2**31 and its int32 clamp overflows.
 With trained weights (even 2 epochs on the sample) the same conversion loads and runs.
@@ -148,7 +150,7 @@ def prepare_model(model: keras.Model, cfg: VariantConfig) -> tuple[keras.Model, 
         return model, None
     rebuilt = int16_compatible(model, arch=cfg.arch, image_size=cfg.model.image_size, alpha=cfg.model.alpha,
                                dropout=cfg.model.dropout)
-    return rebuilt, {"hard_swish": "x * clip_by_value(x / 6 + 0.5, 0, 1)",
+    return rebuilt, {"hard_swish": "(x / 6) * relu6(x + 3)",
                      "replaces": "x * relu6(x + 3) / 6 (fused by the converter into HARD_SWISH)"}
 
 
