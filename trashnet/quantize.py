@@ -192,8 +192,10 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
         if key in source_record:
             record[key] = source_record[key]
 
-    started = time.perf_counter()
     tflite_path = output_dir / f"{cfg.id}.tflite"
+    for stale in (tflite_path, output_dir / evaluate.PREDICTIONS_FILE):  # from an earlier run of this variant
+        stale.unlink(missing_ok=True)
+    started = time.perf_counter()
     try:
         converted, rewrite = prepare_model(model, cfg)
         if rewrite is not None:
