@@ -239,6 +239,21 @@ def test_a_failed_conversion_is_a_result(tmp_path, sample_dataset):
     assert "error:" in quantize.format_summary(record)
 
 
+def test_notebook_is_thin_and_committed_without_outputs():
+    import nbformat
+
+    notebook = nbformat.read(settings.NOTEBOOKS["quantized"], as_version=4)
+    tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    names = [line.split(":")[0] for line in tagged[0].source.splitlines() if line and not line.startswith("#")]
+    assert names == ["variant_id", "config", "dataset_dir", "models_dir", "output_dir", "cache_dir"]
+    for before, cell in zip(notebook.cells, notebook.cells[1:]):
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None
+            assert "def " not in cell.source and "class " not in cell.source
+            assert before.cell_type == "markdown", cell.source
+
+
 @pytest.mark.slow
 def test_notebook_runs_under_papermill(tmp_path, trained_model_factory, sample_dataset):
     import papermill
