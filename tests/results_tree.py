@@ -20,8 +20,9 @@ def write_result(models_dir: Path, stage: str, variant: str, *, arch: str, accur
                  precision: str | None = None, source: str | None = None, fmt: str | None = None,
                  weights: str = "none", profile: str = "quick", seed: int = 42, image_size: int = 32,
                  failed: str | None = None, model_bytes: bytes | None = None, write_model: bool = True,
-                 extra: dict[str, Any] | None = None) -> Path:
-    """One variant folder. ``failed`` = a conversion error: no test, no model file."""
+                 extra: dict[str, Any] | None = None, finished: bool = True) -> Path:
+    """One variant folder. ``failed`` = a conversion error: no test, no model file. ``finished`` = the
+    runner's ``manifest.json`` is there (the variant ran to its end)."""
     fmt = fmt or ("keras" if stage in ("baseline", "pruned") else "tflite")
     folder = models_dir / stage / variant
     folder.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,14 @@ def write_result(models_dir: Path, stage: str, variant: str, *, arch: str, accur
     if extra:
         record.update(extra)
     (folder / "metrics.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    if finished:
+        mark_finished(folder)
     return folder
+
+
+def mark_finished(folder: Path) -> None:
+    """A stand-in for the runner's done marker (select only reads finished variants)."""
+    (folder / "manifest.json").write_text(json.dumps({"variant": folder.name}), encoding="utf-8")
 
 
 def standard_tree(models_dir: Path) -> Path:
@@ -202,4 +210,5 @@ def write_evaluated(models_dir: Path, dataset_dir: Path, variant: str, content: 
     }
     evaluate.write_results(folder, record, paths=data.test.paths, labels=data.test.labels,
                            probabilities=probabilities)
+    mark_finished(folder)
     return folder

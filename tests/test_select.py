@@ -159,3 +159,17 @@ def test_a_latency_limit_excludes_slow_candidates(tmp_path):
     assert selection["chosen"]["id"] == f"{PRUNED}.fp16"  # int16x8 (40 ms) is smaller but too slow
     assert "over the 10 ms limit" in results_by_id(selection)[f"{PRUNED}.int16x8"]["excluded"]
     assert "at most 10 ms" in selection["rule"]
+
+
+def test_unfinished_and_other_profile_results_are_set_aside(tmp_path):
+    models = standard_tree(tmp_path)
+    # The winner's run crashed after writing metrics.json: no manifest.json, so it cannot be chosen.
+    (models / "quantized" / f"{PRUNED}.fp16" / "manifest.json").unlink()
+    write_result(models, "quantized", f"{PRUNED}.int8-dynamic", arch=LARGE, source=PRUNED,
+                 precision="int8-dynamic", accuracy=0.9, gzip_bytes=10, latency_ms=1.0, profile="cpu",
+                 extra={"source_stage": "pruned"})
+    selection = select.select(models, SelectConfig(precisions=()), profile="quick")
+    rows = results_by_id(selection)
+    assert "runner did not finish" in rows[f"{PRUNED}.fp16"]["excluded"]
+    assert "profile 'cpu'" in rows[f"{PRUNED}.int8-dynamic"]["excluded"]
+    assert selection["chosen"]["id"] not in (f"{PRUNED}.fp16", f"{PRUNED}.int8-dynamic")

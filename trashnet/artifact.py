@@ -251,7 +251,7 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
     """
     dataset_dir, models_dir, output_dir = Path(dataset_dir), Path(models_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    selection = select.select(models_dir, config.select)
+    selection = select.select(models_dir, config.select, profile=config.profile)
     chosen = selection["chosen"]
     variant_dir = models_dir / chosen["dir"]
     record = fileio.read_json(variant_dir / METRICS_FILE)

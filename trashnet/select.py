@@ -292,9 +292,21 @@ def choose(rows: list[dict[str, Any]], config: SelectConfig) -> dict[str, Any]:
     }
 
 
-def select(models_dir: str | os.PathLike, config: SelectConfig) -> dict[str, Any]:
-    """Read the result files under ``models_dir`` and apply the rule."""
+def select(models_dir: str | os.PathLike, config: SelectConfig, *, profile: str | None = None) -> dict[str, Any]:
+    """Read the result files under ``models_dir`` and apply the rule.
+
+    Only finished variants count (the runner's ``manifest.json`` is there: a variant that crashed after
+    writing ``metrics.json`` does not). With ``profile``, results of another profile left in ``models/``
+    by an earlier run are set aside too.
+    """
     rows = read_results(models_dir, latency_key=config.latency)
+    for row in rows:
+        if row.get("status") != "ok":
+            continue
+        if not row.get("run_manifest"):
+            row.update(status="unfinished", error="no manifest.json: the runner did not finish this variant")
+        elif profile is not None and row.get("profile") != profile:
+            row.update(status="other-profile", error=f"from profile {row.get('profile')!r}, not {profile!r}")
     selection = choose(rows, config)
     selection["models_dir"] = str(Path(models_dir).resolve())
     selection["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
