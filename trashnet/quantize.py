@@ -188,9 +188,13 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
                          "float_test": _headline(evaluate.classification_metrics(
                              data.test.labels, reference, data.classes))},
     }
-    for key in ("params", "nonzero_params", "macs", "nonzero_macs", "sparsity"):
+    for key in ("params", "nonzero_params", "macs", "nonzero_macs"):
         if key in source_record:
             record[key] = source_record[key]
+    sparsity = source_record.get("sparsity")
+    if isinstance(sparsity, dict):  # a pruned source: its summary, not the per-layer table
+        record["sparsity"] = {key: sparsity[key] for key in ("method", "total", "m_by_n_verified")
+                              if key in sparsity}
 
     tflite_path = output_dir / f"{cfg.id}.tflite"
     for stale in (tflite_path, output_dir / evaluate.PREDICTIONS_FILE):  # from an earlier run of this variant
