@@ -77,8 +77,13 @@ def test_each_precision_runs_in_litert_and_follows_the_float_model(precision, v3
     probabilities = runner.predict(images)
     assert probabilities.shape == reference.shape
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=0.02)
-    agreement = 100.0 * (probabilities.argmax(1) == reference.argmax(1)).mean()
-    assert agreement >= MIN_AGREEMENT_PCT
+    # Top-1 agreement only where the float model is decided: a briefly trained model's near-flat
+    # softmax can flip its arg-max under one int8 output step (1/256).
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    decided = (top2[:, 1] - top2[:, 0]) > 2.0 / 256
+    if decided.any():
+        agreement = 100.0 * (probabilities.argmax(1) == reference.argmax(1))[decided].mean()
+        assert agreement >= MIN_AGREEMENT_PCT
     assert np.abs(probabilities - reference).max() <= MAX_PROB_DIFF[precision]
     expected_input = np.int8 if precision == "int8" else np.float32
     assert runner.input_dtype == expected_input
@@ -109,6 +114,36 @@ def test_keras_hard_swish_is_fused_and_refused_without_fallback(v3_model, repres
 
     with pytest.raises(Exception, match="HARD_SWISH"):
         quantize.convert(v3_model, "int16x8", representative=representative)
+
+
+HARD_SWISH_FORMS = {  # name -> (build(x, keras, tf), fused into HARD_SWISH by the converter?)
+    "keras x*relu6(x+3)*(1/6)": (
+        lambda x, keras, tf: keras.layers.Multiply()([x, keras.layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)]), True),
+    "x*min(max(x+3,0),6)/6": (lambda x, keras, tf: x * tf.minimum(tf.maximum(x + 3.0, 0.0), 6.0) / 6.0, True),
+    "(x/6)*relu6(x+3)": (
+        lambda x, keras, tf: keras.layers.Multiply()([x * (1.0 / 6.0), keras.layers.ReLU(6.0)(x + 3.0)]), False),
+    "x*clip(x/6+0.5,0,1)": (lambda x, keras, tf: x * tf.clip_by_value(x * (1.0 / 6.0) + 0.5, 0.0, 1.0), False),
+}
+
+
+@pytest.mark.parametrize("form", HARD_SWISH_FORMS)
+def test_which_hard_swish_forms_the_converter_fuses(form):
+    """Relu6/min-max forms become HARD_SWISH (refused by 16x8); the two forms used instead do not."""
+    from trashnet import quantize
+    from trashnet.keras_env import keras, tf
+
+    build, fused = HARD_SWISH_FORMS[form]
+    inputs = keras.Input((16, 16, 3))
+    x = build(keras.layers.Conv2D(8, 3)(inputs), keras, tf)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    representative = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype(np.float32)
+    assert ("HARD_SWISH" in litert.op_census(quantize.convert(model, "fp32"))["by_op"]) == fused
+    if fused:
+        with pytest.raises(Exception, match="HARD_SWISH"):
+            quantize.convert(model, "int16x8", representative=representative)
+    else:
+        census = litert.op_census(quantize.convert(model, "int16x8", representative=representative))
+        assert census["float_compute_ops"] == 0
 
 
 @pytest.mark.parametrize("arch", ["mobilenet_v3_small",
@@ -207,6 +242,21 @@ def test_a_failed_conversion_is_a_result(tmp_path, sample_dataset):
     assert written["conversion"]["smallest_activation_scale"]["scale"] < 6.0 / 2**31
     assert "test" not in written and "provenance" in written
     assert "error:" in quantize.format_summary(record)
+
+
+def test_notebook_is_thin_and_committed_without_outputs():
+    import nbformat
+
+    notebook = nbformat.read(settings.NOTEBOOKS["quantized"], as_version=4)
+    tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    names = [line.split(":")[0] for line in tagged[0].source.splitlines() if line and not line.startswith("#")]
+    assert names == ["variant_id", "config", "dataset_dir", "models_dir", "output_dir", "cache_dir"]
+    for before, cell in zip(notebook.cells, notebook.cells[1:]):
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None
+            assert "def " not in cell.source and "class " not in cell.source
+            assert before.cell_type == "markdown", cell.source
 
 
 @pytest.mark.slow
