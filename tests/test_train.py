@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 
 import numpy as np
 import pytest
@@ -164,7 +163,6 @@ def test_history_csv_columns():
     header, row = text.strip().split("\n")
     assert header.split(",") == list(train.HISTORY_COLUMNS)
     assert row.startswith("1,scratch,1.0,")
-    assert math.isclose(train.ema_momentum(1), 0.9)
 
 
 @pytest.mark.slow
@@ -200,7 +198,7 @@ def test_validation_judge_scores_the_ema_and_trains_on_raw_weights(sample_datase
     model = train.build(cfg, len(dataset.classes))
     schedule = train.lr_schedule(0.01, total_steps=3, warmup_steps=0)
     model.compile(train.make_optimizer(model, schedule, weight_decay=0.05, total_steps=3, ema=True),
-                  loss=train._loss(cfg), metrics=["accuracy"])
+                  loss=train.loss_function(cfg), metrics=["accuracy"])
     seen = {}
 
     def before(epoch, logs):
@@ -215,7 +213,7 @@ def test_validation_judge_scores_the_ema_and_trains_on_raw_weights(sample_datase
                                   schedule=schedule, verbose=False)
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=before), judge,
                  keras.callbacks.LambdaCallback(on_epoch_end=after)]
-    model.fit(train._training_pipeline(dataset.train, cfg, len(dataset.classes)), epochs=1, callbacks=callbacks,
+    model.fit(train.training_pipeline(dataset.train, cfg, len(dataset.classes)), epochs=1, callbacks=callbacks,
               verbose=0)
     # Training resumes from the raw weights: the judge put them back after validating.
     for raw, after_judge in zip(seen["raw"], seen["after"]):

@@ -85,12 +85,23 @@ class QuantizeConfig(Strict):
     latency_runs: int = Field(50, ge=1)  # timed invocations per thread count, after warm-up
     latency_warmup: int = Field(5, ge=0)
     latency_threads: tuple[int, ...] = (1, 2)
+    eval_batch_size: int = Field(32, ge=1)  # test images per LiteRT invocation
+    eval_threads: int | None = Field(None, ge=1)  # threads per LiteRT interpreter; None = auto (below)
+    eval_workers: int | None = Field(None, ge=1)  # interpreters in parallel; None = one per core for 16x8
+    # (its reference kernels use one core whatever the thread count), else one using every core
 
 
 class SelectConfig(Strict):
     accuracy_tolerance_pp: float = Field(1.0, ge=0)  # final = smallest gzipped file within this of the best
     architecture: str | None = "mobilenet_v3_large"  # the research's hybrid: restrict the final to this arch
     precisions: tuple[str, ...] = ("fp16", "int16x8")  # ... and to these precisions; () = any
+    source_stage: str | None = "pruned"  # ... quantized from a model of this stage (the hybrid: pruned)
+    latency: str = "tflite_threads1"  # the latency_ms entry that breaks ties and draws the latency front
+    max_drop_pp: float = Field(0.5, ge=0)  # target: final >= float reference (same arch) - this many pp
+    max_latency_ms: float | None = Field(None, gt=0)  # candidates slower than this (latency above) are out
+    # Eligible files at most this many times slower than the fastest eligible one: keeps a file that is
+    # small but runs on slow reference kernels (16x8 on x86, ~40x FP16) from winning on size alone.
+    max_latency_ratio: float | None = Field(3.0, ge=1)
 
 
 class Profile(Strict):

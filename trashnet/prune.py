@@ -322,10 +322,10 @@ def fine_tune(wrapped: keras.Model, model: keras.Model, data: inputs.Dataset, cf
     schedule = training.lr_schedule(cfg.prune.learning_rate, total_steps=total, warmup_steps=0)
     optimizer = training.make_optimizer(model, schedule, weight_decay=cfg.train.weight_decay, total_steps=total,
                                         ema=False)
-    wrapped.compile(optimizer=optimizer, loss=training._loss(cfg), metrics=["accuracy"])  # noqa: SLF001
+    wrapped.compile(optimizer=optimizer, loss=training.loss_function(cfg), metrics=["accuracy"])
     judge = training.ValidationJudge(data.validation, data.classes, phase=f"prune-{cfg.prune.method}",
                                      first_epoch=1, epochs=cfg.prune.epochs, schedule=schedule, verbose=verbose)
-    pipeline = training._training_pipeline(data.train, cfg, len(data.classes))  # noqa: SLF001
+    pipeline = training.training_pipeline(data.train, cfg, len(data.classes))
     # UpdatePruningStep first: it re-applies the masks at each epoch end, before the judge validates.
     wrapped.fit(pipeline, epochs=cfg.prune.epochs, callbacks=[_tfmot().UpdatePruningStep(), judge], verbose=0)
     return judge.rows

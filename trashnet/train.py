@@ -68,14 +68,15 @@ def distribution_strategy() -> tf.distribute.Strategy:
 
 # --- data -----------------------------------------------------------------------------------------
 
-def _training_pipeline(split: inputs.Split, cfg: VariantConfig, num_classes: int):
+def training_pipeline(split: inputs.Split, cfg: VariantConfig, num_classes: int):
     """(augmented images, one-hot labels, per-sample class weights): one-hot for label smoothing."""
     pipeline = inputs.make_pipeline(split, batch_size=cfg.train.batch_size, training=True, seed=cfg.seed,
                                     augment=cfg.train.augment)
-    return _with_targets(pipeline, split.labels, num_classes, cfg.train.class_weights)
+    return with_targets(pipeline, split.labels, num_classes, cfg.train.class_weights)
 
 
-def _with_targets(dataset, labels: np.ndarray, num_classes: int, class_weights: str):
+def with_targets(dataset, labels: np.ndarray, num_classes: int, class_weights: str):
+    """Map a dataset of (x, int label) to (x, one-hot, sample weight); ``labels`` give the class counts."""
     if class_weights == "balanced":
         table = inputs.class_weights(labels, num_classes)
         weights = tf.constant([table[i] for i in range(num_classes)], tf.float32)
@@ -85,7 +86,8 @@ def _with_targets(dataset, labels: np.ndarray, num_classes: int, class_weights: 
                        num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _loss(cfg: VariantConfig) -> keras.losses.Loss:
+def loss_function(cfg: VariantConfig) -> keras.losses.Loss:
+    """Cross-entropy on one-hot targets (tf_keras' sparse loss has no label smoothing)."""
     return keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing)
 
 
@@ -213,7 +215,7 @@ def fit_model(model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *, p
     with strategy.scope():
         optimizer = make_optimizer(model, schedule, weight_decay=train.weight_decay, total_steps=total_steps,
                                    ema=train.ema)
-        model.compile(optimizer=optimizer, loss=_loss(cfg), metrics=["accuracy"])
+        model.compile(optimizer=optimizer, loss=loss_function(cfg), metrics=["accuracy"])
     judge = ValidationJudge(data.validation, data.classes, phase=phase, first_epoch=first_epoch, epochs=epochs,
                             schedule=schedule,
                             verbose=verbose)
@@ -221,7 +223,7 @@ def fit_model(model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *, p
     if train.early_stopping_patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                                        patience=train.early_stopping_patience))
-    model.fit(_training_pipeline(data.train, cfg, num_classes), epochs=epochs, callbacks=callbacks, verbose=0)
+    model.fit(training_pipeline(data.train, cfg, num_classes), epochs=epochs, callbacks=callbacks, verbose=0)
     if train.ema:
         _inner(model.optimizer).finalize_variable_values(model.trainable_variables)  # idempotent
     if train.checkpoint == "best" and judge.best_weights is not None:
@@ -276,10 +278,10 @@ def train_head(model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *, 
     schedule = lr_schedule(train.head_learning_rate, total_steps=steps * train.head_epochs, warmup_steps=0)
     optimizer = make_optimizer(head, schedule, weight_decay=train.weight_decay,
                                total_steps=steps * train.head_epochs, ema=False)
-    head.compile(optimizer=optimizer, loss=_loss(cfg), metrics=["accuracy"])
+    head.compile(optimizer=optimizer, loss=loss_function(cfg), metrics=["accuracy"])
     pipeline = tf.data.Dataset.from_tensor_slices((features["train"], data.train.labels)).shuffle(
         len(data.train), seed=cfg.seed, reshuffle_each_iteration=True).batch(train.batch_size)
-    pipeline = _with_targets(pipeline, data.train.labels, num_classes, train.class_weights)
+    pipeline = with_targets(pipeline, data.train.labels, num_classes, train.class_weights)
     validation = (features["validation"], keras.utils.to_categorical(data.validation.labels, num_classes))
     start = time.perf_counter()
     history = head.fit(pipeline, validation_data=validation, epochs=train.head_epochs, verbose=0).history

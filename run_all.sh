@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Reproduce everything: set up (or check) the environment, prepare the data, run every stage notebook for
+# every variant (cached, resumable), build report/index.html and report/report.pdf.
+#
+#   ./run_all.sh                                  # bundled sample, quick profile: a smoke run
+#   ./run_all.sh --data ~/trashnet/dataset-resized --profile cpu -j 2
+#
+# Options (everything after the environment step is `python -m trashnet run`):
+#   --profile NAME   experiments/profiles/NAME.yaml (default: quick on the sample, cpu on --data)
+#   --data DIR       a <class>/<image> folder (default: $TRASHNET_DATA, else the bundled sample)
+#   --out DIR        output root for dataset/ models/ report/ logs/ (default: $TRASHNET_OUT, else here)
+#   --variants P,..  variant ids or shell patterns from experiments/variants.yaml (sources come along)
+#   -j N             variants in parallel (default 1)
+#   --force          rerun every selected variant, ignoring the cache
+#   --setup-only     stop after the environment step
+#   --no-report      skip the report
+#
+# Environment: TRASHNET_PYTHON (an existing interpreter to use instead of ./.venv/bin/python; only checked),
+# TRASHNET_DATA, TRASHNET_OUT.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="$REPO/.venv"
+LOCK="$REPO/requirements.lock"
+STAMP="$VENV/.requirements.lock.sha256"
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
+die() { echo "run_all.sh: $*" >&2; exit 2; }
+absolute() { # a path as given on the command line, made absolute against the caller's directory
+  case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac
+}
+
+setup_only=0
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --setup-only) setup_only=1 ;;
+    --force|--no-report) args+=("$1") ;;
+    --profile|--variants|-j|--jobs)
+      [ $# -ge 2 ] || die "$1 needs a value"
+      args+=("$1" "$2"); shift ;;
+    --data|--out)
+      [ $# -ge 2 ] || die "$1 needs a value"
+      args+=("$1" "$(absolute "$2")"); shift ;;
+    --profile=*|--variants=*|--jobs=*) args+=("$1") ;;
+    --data=*|--out=*) args+=("${1%%=*}" "$(absolute "${1#*=}")") ;;
+    -j[0-9]*) args+=("-j" "${1#-j}") ;;
+    *) die "unknown option $1 (see ./run_all.sh --help)" ;;
+  esac
+  shift
+done
+
+lock_hash() { sha256sum "$LOCK" | cut -d' ' -f1; }
+
+install_into_venv() {
+  echo "setup: installing requirements.lock into $VENV (hash-checked)"
+  "$VENV/bin/python" -m pip install --quiet --require-hashes -r "$LOCK"
+  "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$REPO"
+  lock_hash > "$STAMP"
+}
+
+if [ -n "${TRASHNET_PYTHON:-}" ]; then
+  PY="$TRASHNET_PYTHON"
+  command -v "$PY" >/dev/null 2>&1 || die "TRASHNET_PYTHON=$PY is not an executable"
+else
+  PY="$VENV/bin/python"
+  if [ ! -x "$PY" ]; then
+    command -v python3.11 >/dev/null 2>&1 || die "python3.11 is needed to create $VENV"
+    echo "setup: creating $VENV with $(command -v python3.11)"
+    python3.11 -m venv "$VENV"
+    install_into_venv
+  elif [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$(lock_hash)" ]; then
+    echo "setup: requirements.lock changed since $VENV was installed"
+    install_into_venv
+  fi
+fi
+
+# The checked-out package wins over any installed copy; the notebooks' kernels inherit this.
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+export MPLBACKEND="${MPLBACKEND:-Agg}"
+"$PY" - <<'PY' || die "the environment is incomplete: delete .venv and rerun, or fix TRASHNET_PYTHON"
+import importlib, sys
+missing = []
+for name in ("trashnet", "papermill", "nbconvert", "ipykernel", "jinja2", "matplotlib", "weasyprint", "yaml",
+             "pydantic", "sklearn"):
+    try:
+        importlib.import_module(name)
+    except Exception as error:  # noqa: BLE001 - report every broken import, not only ImportError
+        missing.append(f"{name} ({type(error).__name__}: {error})")
+if sys.version_info[:2] != (3, 11):
+    missing.append(f"Python 3.11 expected, this is {sys.version.split()[0]}")
+if missing:
+    print("missing: " + "; ".join(missing), file=sys.stderr)
+    sys.exit(1)
+PY
+echo "setup: environment ok ($("$PY" -c 'import sys; print(sys.executable)'))"
+[ "$setup_only" = 1 ] && exit 0
+
+cd "$REPO"
+exec "$PY" -m trashnet run ${args[@]+"${args[@]}"}

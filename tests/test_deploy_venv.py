@@ -1,0 +1,79 @@
+"""The artifact works the way the deployment app uses it: a fresh venv with only requirements-deploy.lock.
+
+Creates ``python3.11 -m venv`` in a temporary folder, installs ``requirements-deploy.lock`` with
+``--require-hashes`` (from the package index pip is configured with), checks TensorFlow is absent, then
+runs ``tests/deploy_check.py`` (load the final file + labels, reproduce the reported test accuracy exactly)
+and the ``predict`` command in it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from results_tree import evaluated_tree
+
+from trashnet import artifact, config, settings
+
+pytestmark = pytest.mark.slow  # a venv and ~60 MB of wheels: about a minute
+
+LOCK = settings.REPO_ROOT / "requirements-deploy.lock"
+
+
+@pytest.fixture(scope="module")
+def deploy_python(tmp_path_factory) -> Path:
+    interpreter = shutil.which("python3.11") or (sys.executable if sys.version_info[:2] == (3, 11) else None)
+    if interpreter is None:
+        pytest.skip("python3.11 is not available")
+    venv = tmp_path_factory.mktemp("deploy") / "venv"
+    subprocess.run([interpreter, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-input", "--require-hashes",
+                           "-r", str(LOCK)], capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return python
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
+def test_the_deploy_environment_has_no_tensorflow(deploy_python):
+    listed = subprocess.run([str(deploy_python), "-m", "pip", "list", "--format=json"], capture_output=True,
+                            text=True, check=True, env=clean_env()).stdout
+    names = {item["name"].lower() for item in json.loads(listed)}
+    assert {"ai-edge-litert", "numpy", "pillow"} <= names
+    assert not names & {"tensorflow", "tf-keras", "keras", "tensorflow-cpu", "torch"}
+    probe = subprocess.run([str(deploy_python), "-c", "import tensorflow"], capture_output=True, env=clean_env())
+    assert probe.returncode != 0
+
+
+def test_the_final_file_reproduces_its_accuracy_without_tensorflow(deploy_python, tmp_path, sample_dataset,
+                                                                   quick_profile):
+    models_dir = evaluated_tree(tmp_path / "models", sample_dataset)
+    final_dir = tmp_path / "models" / "final"
+    artifact.build_final(config.load_variants(quick_profile)["final"], dataset_dir=sample_dataset,
+                         models_dir=models_dir, output_dir=final_dir)
+    done = subprocess.run([str(deploy_python), str(settings.REPO_ROOT / "tests" / "deploy_check.py"),
+                           "--final", str(final_dir), "--dataset", str(sample_dataset)],
+                          capture_output=True, text=True, env=clean_env(), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout)
+    assert all(summary["checks"].values())
+    card = json.loads((final_dir / "model_card.json").read_text())
+    assert summary["reproduced_accuracy"] == card["metrics"]["test"]["accuracy"]
+
+    # The command-line tool too, from the repository, in the same TensorFlow-free environment.
+    done = subprocess.run([str(deploy_python), "-m", "trashnet", "predict", str(sample_dataset / "test"),
+                           "--model", str(final_dir / "trashnet.tflite"), "--json", "--no-progress"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**clean_env(), "PYTHONPATH": str(settings.REPO_ROOT)})
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(lines) == summary["n"] and all(item["label"] in card["classes"] for item in lines)

@@ -1,0 +1,227 @@
+"""Post-training quantization on small trained models (48 px, the bundled sample): every precision
+converts and runs in LiteRT, MobileNetV3's 16x8 file has no float ops, the hard-swish rewrite keeps the
+float model's outputs, and ``run_quantization`` writes its result files (also when conversion fails)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trashnet import config, litert, settings
+
+SIZE = 48
+V3 = "mobilenet_v3_small"
+# Stated thresholds against the float Keras model on the sample's test images.
+MIN_AGREEMENT_PCT = 90.0
+MAX_PROB_DIFF = {"fp32": 1e-5, "fp16": 1e-3, "int8-dynamic": 0.02, "int8": 0.05, "int16x8": 0.01,
+                 "int16x8-fallback": 0.01}
+
+
+@pytest.fixture(scope="module")
+def sample_arrays(sample_dataset):
+    from trashnet import inputs
+
+    return inputs.load_dataset(sample_dataset, SIZE)
+
+
+def _load(path: Path):
+    from trashnet.keras_env import keras
+
+    return keras.models.load_model(path, compile=False)
+
+
+@pytest.fixture(scope="module")
+def v3_model(trained_model_factory):
+    return _load(trained_model_factory(V3, SIZE))
+
+
+@pytest.fixture(scope="module")
+def representative(sample_arrays):
+    from trashnet import quantize
+
+    return quantize.representative_images(sample_arrays.train.images, 8, seed=0)
+
+
+@pytest.fixture(scope="module")
+def v3_files(v3_model, representative):
+    """Every precision of the trained MobileNetV3-Small, converted once."""
+    from trashnet import quantize
+
+    files = {}
+    for precision in config.PRECISIONS:
+        model = v3_model
+        if precision == "int16x8":
+            model = quantize.int16_compatible(v3_model, arch=V3, image_size=SIZE, alpha=1.0, dropout=0.2)
+        files[precision] = quantize.convert(model, precision, representative=representative)
+    return files
+
+
+def _variant(precision: str, source: str = V3, **quantize_section) -> config.VariantConfig:
+    """The quick profile's quantized variant at 48 px (the trained fixtures' size)."""
+    variants = config.load_variants(config.load_profile("quick"))
+    data = config.config_to_dict(variants[f"{source}.{precision}"])
+    data["model"]["image_size"] = SIZE
+    data["quantize"].update(quantize_section)
+    return config.config_from_dict(data)
+
+
+@pytest.mark.parametrize("precision", config.PRECISIONS)
+def test_each_precision_runs_in_litert_and_follows_the_float_model(precision, v3_model, v3_files, sample_arrays):
+    images = sample_arrays.test.images
+    reference = v3_model.predict(images.astype(np.float32), verbose=0)
+    runner = litert.TFLiteModel(v3_files[precision])
+    probabilities = runner.predict(images)
+    assert probabilities.shape == reference.shape
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=0.02)
+    agreement = 100.0 * (probabilities.argmax(1) == reference.argmax(1)).mean()
+    assert agreement >= MIN_AGREEMENT_PCT
+    assert np.abs(probabilities - reference).max() <= MAX_PROB_DIFF[precision]
+    expected_input = np.int8 if precision == "int8" else np.float32
+    assert runner.input_dtype == expected_input
+
+
+def test_sizes_shrink_with_precision(v3_files):
+    sizes = {precision: len(content) for precision, content in v3_files.items()}
+    assert sizes["fp16"] < 0.6 * sizes["fp32"]
+    assert sizes["int8"] < 0.4 * sizes["fp32"] and sizes["int8-dynamic"] < 0.4 * sizes["fp32"]
+
+
+def test_op_census_finds_float_hard_swish_only_in_the_fallback_file(v3_files):
+    fallback = litert.op_census(v3_files["int16x8-fallback"])
+    assert fallback["float_compute_by_op"].get("HARD_SWISH", 0) > 0
+    assert fallback["by_op"]["DEQUANTIZE"] > 1  # float islands wrapped in (de)quantize ops
+    for precision in ("int16x8", "int8"):
+        census = litert.op_census(v3_files[precision])
+        assert census["float_compute_ops"] == 0, (precision, census["float_compute_by_op"])
+        assert "HARD_SWISH" not in census["by_op"] or precision == "int8"
+    int16 = litert.op_census(v3_files["int16x8"])
+    activations = {key.split(":")[1] for key in int16["by_op_dtype"] if not key.startswith("DEQUANTIZE")}
+    assert activations == {"int16"}
+
+
+def test_keras_hard_swish_is_fused_and_refused_without_fallback(v3_model, representative):
+    """The relu6 form Keras builds becomes HARD_SWISH, which the 16x8 mode cannot quantize (FACTS.md)."""
+    from trashnet import quantize
+
+    with pytest.raises(Exception, match="HARD_SWISH"):
+        quantize.convert(v3_model, "int16x8", representative=representative)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small",
+                                  pytest.param("mobilenet_v3_large", marks=pytest.mark.slow)])
+def test_rewritten_hard_swish_keeps_the_float_outputs(arch, trained_model_factory, sample_arrays):
+    from trashnet import quantize
+    from trashnet.keras_env import keras
+
+    model = _load(trained_model_factory(arch, SIZE))
+    rebuilt = quantize.int16_compatible(model, arch=arch, image_size=SIZE, alpha=1.0, dropout=0.2)
+    multiplies = [layer for layer in rebuilt.layers if isinstance(layer, keras.layers.Multiply)]
+    assert len(multiplies) == len([layer for layer in model.layers if isinstance(layer, keras.layers.Multiply)])
+    rng = np.random.default_rng(0)
+    images = np.concatenate([sample_arrays.test.images, rng.integers(0, 256, (8, SIZE, SIZE, 3), np.uint8)])
+    diff = quantize.float_outputs_unchanged(model, rebuilt, images)
+    assert diff["float_max_abs_diff"] < 1e-5
+    assert diff["feature_max_rel_diff"] < 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["mobilenet_v1", "mobilenet_v2"])
+def test_int16x8_v1_v2_load_with_trained_weights_not_random_ones(arch, trained_model_factory, representative):
+    """FACTS.md saw 16x8 V1/V2 fail to prepare (`no_integer_overflow_from_quantization`) with random weights.
+
+    The cause: untrained BatchNorm statistics let activations shrink layer after layer, the calibrated
+    int16 scale of a deep RELU6 output drops below 6 / 2**31, and the kernel's int32 clamp at 6 / scale
+    overflows. Trained weights keep activations O(1): the same conversion loads and runs.
+    """
+    from trashnet import models, quantize
+    from trashnet.keras_env import seed_everything
+
+    trained = quantize.convert(_load(trained_model_factory(arch, SIZE)), "int16x8", representative=representative)
+    runner = litert.TFLiteModel(trained)
+    assert runner.predict(representative[:2]).shape == (2, 6)
+    assert litert.smallest_activation_scale(trained)["scale"] > 1e-7
+
+    seed_everything(0)
+    untrained = models.build_model(arch, num_classes=6, image_size=SIZE)
+    random_file = quantize.convert(untrained, "int16x8", representative=representative)
+    with pytest.raises(RuntimeError, match="no_integer_overflow_from_quantization"):
+        litert.TFLiteModel(random_file)
+    assert litert.smallest_activation_scale(random_file)["scale"] < 6.0 / 2**31
+
+
+def _source_dir(tmp_path: Path, model_path: Path, source: str) -> Path:
+    source_dir = tmp_path / "models" / "baseline" / source
+    source_dir.mkdir(parents=True)
+    shutil.copyfile(model_path, source_dir / f"{source}.keras")
+    (source_dir / "metrics.json").write_text(json.dumps({"weights": "none", "params": 123}))
+    return source_dir
+
+
+def test_run_quantization_writes_the_file_and_its_evaluation(tmp_path, trained_model_factory, sample_dataset):
+    from trashnet import quantize
+
+    cfg = _variant("int16x8")
+    source_dir = _source_dir(tmp_path, trained_model_factory(V3, SIZE), V3)
+    out = tmp_path / "out"
+    out.mkdir()
+    record = quantize.run_quantization(cfg, dataset_dir=sample_dataset, source_dir=source_dir, output_dir=out,
+                                       cache_dir=tmp_path / "cache")
+    assert (out / "mobilenet_v3_small.int16x8.tflite").is_file()
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["conversion"]["status"] == "ok" and written["precision"] == "int16x8"
+    assert written["weights"] == "none" and written["params"] == 123  # carried over from the source
+    assert written["provenance"]["config"]["id"] == cfg.id
+    assert written["test"]["n"] == record["test"]["n"] > 0
+    assert np.asarray(written["test"]["confusion_matrix"]).shape == (6, 6)
+    assert written["op_census"]["float_compute_ops"] == 0
+    assert written["rewrite"]["feature_max_rel_diff"] < 1e-5
+    assert set(written["latency_ms"]) == {"tflite_threads1", "tflite_threads2"}
+    assert written["size"]["gzip_bytes"] < written["size"]["raw_bytes"]
+    assert 0 <= written["agreement"]["top1_agreement_pct"] <= 100
+    rows = (out / "predictions.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + written["test"]["n"]
+    assert "float compute ops: 0" in quantize.format_summary(record)
+
+
+def test_a_failed_conversion_is_a_result(tmp_path, sample_dataset):
+    """Random-weight MobileNetV1 in 16x8: converts, but LiteRT refuses the file; metrics.json says why."""
+    from trashnet import models, quantize
+    from trashnet.keras_env import seed_everything
+
+    seed_everything(0)
+    model_path = tmp_path / "untrained.keras"
+    models.build_model("mobilenet_v1", num_classes=6, image_size=SIZE).save(model_path)
+    cfg = _variant("int16x8", source="mobilenet_v1")
+    out = tmp_path / "out"
+    out.mkdir()
+    record = quantize.run_quantization(cfg, dataset_dir=sample_dataset,
+                                       source_dir=_source_dir(tmp_path, model_path, "mobilenet_v1"),
+                                       output_dir=out, cache_dir=None)
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["conversion"]["status"] == "failed"
+    assert "no_integer_overflow_from_quantization" in written["conversion"]["error"]
+    assert written["conversion"]["smallest_activation_scale"]["scale"] < 6.0 / 2**31
+    assert "test" not in written and "provenance" in written
+    assert "error:" in quantize.format_summary(record)
+
+
+@pytest.mark.slow
+def test_notebook_runs_under_papermill(tmp_path, trained_model_factory, sample_dataset):
+    import papermill
+
+    cfg = _variant("int8")
+    _source_dir(tmp_path, trained_model_factory(V3, SIZE), V3)
+    out = tmp_path / "models" / "quantized" / cfg.id
+    out.mkdir(parents=True)
+    papermill.execute_notebook(
+        str(settings.NOTEBOOKS["quantized"]), str(out / f"{cfg.id}.ipynb"), kernel_name="python3",
+        progress_bar=False, parameters={
+            "variant_id": cfg.id, "config": config.config_to_dict(cfg), "dataset_dir": str(sample_dataset),
+            "models_dir": str(tmp_path / "models"), "output_dir": str(out), "cache_dir": str(tmp_path / "cache")})
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["conversion"]["status"] == "ok" and written["io"]["input_dtype"] == "int8"
+    assert (out / f"{cfg.id}.tflite").is_file()

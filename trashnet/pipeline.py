@@ -1,0 +1,662 @@
+"""``python -m trashnet run``: every stage notebook for every selected variant, cached and resumable.
+
+The run, step by step:
+
+1. *Data*: the source folder is prepared into ``<out>/dataset`` (``data.prepare``), skipped when neither
+   the source files, the split settings nor the code changed since the last preparation.
+2. *Variants*: ``experiments/variants.yaml`` resolved against the profile, narrowed to the profile's
+   ``variants`` and ``--variants`` patterns (their sources come along).
+3. *Notebooks*: each variant's stage notebook runs through papermill in its own worker process
+   (``-j N`` at a time). A variant starts when its source is finished; ``final`` waits for every other
+   selected variant and chooses among those that succeeded.
+
+Caching: a variant's *key* is the sha256 of its resolved config, the package code
+(``provenance.code_hash``), the lockfile, its notebook file, the data manifest, and the keys and output
+digests of its upstream variants. A finished variant folder holds ``manifest.json`` (written last) with
+that key and the sha256 of every file; a folder whose manifest is missing, stale or whose files no
+longer match is redone. Each variant runs in a temporary folder beside its target and is swapped into
+place only when complete, so a killed run leaves nothing half-written that could count as done.
+
+A notebook that raises leaves ``failed.json`` (error, log) in the variant's folder instead of
+``manifest.json``; variants that need it are skipped with the reason, the rest and the report go on,
+and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from trashnet import config, fileio, provenance, settings
+
+KERNEL = "python3"
+FAILED_NAME = "failed.json"
+RUN_RECORD = "run.json"  # <out>/logs/run.json: what the last run did, for the report
+PREPARE_STAMP = "prepare.json"  # <out>/.cache/prepare.json: what the dataset folder was prepared from
+PARTIAL = ".partial-"  # temporary variant folders: .<name>.partial-<pid>
+RETIRED = ".retired-"  # a finished folder being replaced: .<name>.retired-<pid>
+ENV_NOTEBOOKS = "TRASHNET_NOTEBOOKS"  # tests: a folder with stand-in stage notebooks
+
+
+class PipelineError(RuntimeError):
+    """The run cannot start (bad arguments, missing data or notebook); the message says what to fix."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _sha256_json(value: Any) -> str:
+    return fileio.sha256_bytes(json.dumps(fileio.to_jsonable(value), sort_keys=True).encode())
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def _source_fingerprint(source: Path) -> list[tuple[str, int, int]]:
+    """Every file under the source folder with size and mtime: cheap, and catches any edit."""
+    entries = []
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            entries.append((str(path.relative_to(source)), stat.st_size, stat.st_mtime_ns))
+    return entries
+
+
+def prepare_data(source: Path, layout: settings.Layout, data_config: config.DataConfig, *,
+                 force: bool = False, log=print) -> str:
+    """Prepare ``source`` into ``layout.dataset`` unless it already is; returns the manifest's sha256."""
+    stamp_path = layout.cache / PREPARE_STAMP
+    wanted = {
+        "source": str(source),
+        "files": _sha256_json(_source_fingerprint(source)),
+        "data": config.config_to_dict(data_config),
+        "code": provenance.code_hash(),
+    }
+    manifest = layout.data_manifest
+    if not force and manifest.exists() and stamp_path.exists():
+        with contextlib.suppress(ValueError, OSError):
+            stamp = fileio.read_json(stamp_path)
+            digest = fileio.sha256_file(manifest)
+            if stamp.get("inputs") == wanted and stamp.get("manifest_sha256") == digest:
+                log(f"data: {layout.dataset} is up to date ({source})")
+                return digest
+    from trashnet import data
+
+    log(f"data: preparing {source} -> {layout.dataset} (split {data_config.split})")
+    start = time.perf_counter()
+    report = data.prepare(source, layout.dataset, split=data_config.split, seed=data_config.seed,
+                          ratios=tuple(data_config.ratios))
+    digest = fileio.sha256_file(manifest)
+    fileio.write_json(stamp_path, {"inputs": wanted, "manifest_sha256": digest, "prepared": _now()})
+    accepted = getattr(report, "accepted", "?")
+    rejected = getattr(report, "rejected", "?")
+    log(f"data: {accepted} images accepted, {rejected} rejected ({time.perf_counter() - start:.1f}s)")
+    return digest
+
+
+# --- variant folders and their manifests -----------------------------------------------------------
+
+def list_files(folder: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file in ``folder`` except its manifest."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != settings.RUN_MANIFEST_NAME:
+            files[path.relative_to(folder).as_posix()] = fileio.sha256_file(path)
+    return files
+
+
+def outputs_digest(files: dict[str, str]) -> str:
+    return _sha256_json(files)
+
+
+def read_valid_manifest(folder: Path, key: str | None = None) -> dict[str, Any] | None:
+    """The folder's manifest if it is complete, matches ``key`` (when given) and every file checks out."""
+    path = folder / settings.RUN_MANIFEST_NAME
+    try:
+        manifest = fileio.read_json(path)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("status") != "done":
+        return None
+    if key is not None and manifest.get("key") != key:
+        return None
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return None
+    for name, digest in files.items():
+        target = folder / name
+        try:
+            if not target.is_file() or fileio.sha256_file(target) != digest:
+                return None
+        except OSError:
+            return None
+    return manifest
+
+
+def _swap_into_place(temp: Path, target: Path) -> None:
+    """Replace ``target`` by ``temp``: two renames; in between, ``target`` is simply absent (= redo)."""
+    retired = None
+    if target.exists():
+        retired = target.with_name(f".{target.name}{RETIRED}{os.getpid()}")
+        if retired.exists():
+            shutil.rmtree(retired)
+        os.replace(target, retired)
+    os.replace(temp, target)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def _clean_leftovers(folders: list[Path]) -> None:
+    """Temporary folders left by a killed run (the run lock guarantees no live run owns them)."""
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.name.startswith(".") and (PARTIAL in path.name or RETIRED in path.name) and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def run_lock(layout: settings.Layout):
+    """One run per output folder at a time."""
+    import fcntl
+
+    layout.cache.mkdir(parents=True, exist_ok=True)
+    handle = open(layout.cache / "run.lock", "w")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            raise PipelineError(f"another run is using {layout.root} (lock {handle.name})") from error
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+# --- the plan -------------------------------------------------------------------------------------
+
+@dataclass
+class Job:
+    variant: config.VariantConfig
+    notebook: Path
+    target: Path
+    deps: list[str]
+    soft: bool = False  # final: runs on whatever of its dependencies succeeded
+    status: str = "pending"  # pending, running, done, cached, failed, skipped
+    reason: str = ""
+    key: str | None = None
+    digest: str | None = None  # outputs digest once done/cached
+    started: float | None = None
+    seconds: float | None = None
+    log: Path | None = None
+    error: str | None = None
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    temp: Path | None = None
+    error_file: Path | None = None
+
+    @property
+    def id(self) -> str:
+        return self.variant.id
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "cached", "failed", "skipped")
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("done", "cached")
+
+
+def notebook_for(stage: str, notebooks_dir: Path | None = None) -> Path:
+    path = settings.NOTEBOOKS[stage]
+    if notebooks_dir is not None:
+        path = notebooks_dir / path.name
+    return path
+
+
+def plan(variants: dict[str, config.VariantConfig], ids: list[str], layout: settings.Layout,
+         notebooks_dir: Path | None = None) -> dict[str, Job]:
+    jobs: dict[str, Job] = {}
+    for variant_id in ids:
+        variant = variants[variant_id]
+        if variant.stage == "final":
+            deps = [other for other in ids if variants[other].stage != "final"]
+        else:
+            deps = [variant.source] if variant.source else []
+        jobs[variant_id] = Job(variant=variant, notebook=notebook_for(variant.stage, notebooks_dir),
+                               target=layout.variant_dir(variant.stage, variant_id), deps=deps,
+                               soft=variant.stage == "final")
+    missing = sorted({str(job.notebook) for job in jobs.values() if not job.notebook.exists()})
+    if missing:
+        raise PipelineError("stage notebook(s) missing: " + ", ".join(missing))
+    return jobs
+
+
+def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha: str) -> str:
+    upstream = {}
+    for dep in job.deps:
+        other = jobs[dep]
+        upstream[dep] = {"key": other.key, "outputs": other.digest} if other.ok else other.status
+    return _sha256_json({
+        "config": config.config_to_dict(job.variant),
+        "code": code,
+        "lockfile": lock,
+        "notebook": fileio.sha256_file(job.notebook),
+        "data_manifest": data_sha,
+        "upstream": upstream,
+    })
+
+
+# --- the worker (a separate process per variant) -----------------------------------------------------
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the worker gets SIGKILL when the runner dies, so a killed run leaves no orphan."""
+    os.setpgrp()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM: unwind like Ctrl-C, so papermill shuts the kernel down and the runner cleans up."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def worker_main(job_file: str) -> int:
+    """Run one notebook with papermill, render it to HTML; the error (if any) goes to ``error_file``."""
+    import logging
+
+    spec = fileio.read_json(job_file)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    signal.signal(signal.SIGTERM, _interrupt)
+    import papermill
+
+    status, error = 0, None
+    try:
+        papermill.execute_notebook(spec["notebook"], spec["output"], parameters=spec["parameters"],
+                                   kernel_name=KERNEL, cwd=spec["cwd"], log_output=True,
+                                   progress_bar=False, request_save_on_cell_execute=True)
+    except papermill.PapermillExecutionError as exc:
+        status = 1
+        error = {"type": exc.ename, "message": exc.evalue, "cell": exc.exec_count,
+                 "traceback": [line for line in exc.traceback][-20:]}
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # kernel died, notebook unreadable, ...
+        status = 1
+        error = {"type": type(exc).__name__, "message": str(exc), "cell": None, "traceback": []}
+    if Path(spec["output"]).exists():
+        try:
+            os.chmod(spec["output"], 0o444)  # the executed notebook is a record, not a draft
+            _render_html(Path(spec["output"]), Path(spec["html"]))
+        except Exception as exc:  # a report without one notebook is better than no result
+            print(f"nbconvert failed: {type(exc).__name__}: {exc}", flush=True)
+    if error is not None:
+        fileio.write_json(spec["error_file"], error)
+    return status
+
+
+def _render_html(notebook: Path, html: Path) -> None:
+    import nbconvert
+    import nbformat
+
+    exporter = nbconvert.HTMLExporter()
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    fileio.atomic_write_text(html, body)
+
+
+def _ansi_free(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+
+
+# --- the runner -------------------------------------------------------------------------------------
+
+class Runner:
+    def __init__(self, jobs: dict[str, Job], layout: settings.Layout, *, data_sha: str, jobs_at_once: int = 1,
+                 force: bool = False, log=print):
+        self.jobs = jobs
+        self.layout = layout
+        self.data_sha = data_sha
+        self.parallel = max(1, jobs_at_once)
+        self.force = force
+        self.log = log
+        self.code = provenance.code_hash()
+        self.lock = provenance.lockfile_hash()
+        self.start = time.monotonic()
+        self.durations: list[float] = []
+
+    # Progress --------------------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        result = {name: 0 for name in ("done", "cached", "failed", "skipped", "running", "pending")}
+        for job in self.jobs.values():
+            result[job.status] += 1
+        return result
+
+    def progress(self, job: Job, event: str) -> None:
+        counts = self.counts()
+        total = len(self.jobs)
+        finished = total - counts["running"] - counts["pending"]
+        elapsed = time.monotonic() - self.start
+        if self.durations:
+            average = sum(self.durations) / len(self.durations)
+            left = counts["pending"] + counts["running"] * 0.5
+            eta = f"~{_duration(average * left / self.parallel)}" if left else "0s"
+        else:
+            eta = "?"
+        extra = f" ({_duration(job.seconds)})" if job.seconds is not None and event != "start" else ""
+        reason = f": {job.reason}" if job.reason and event in ("failed", "skipped") else ""
+        self.log(f"[{finished:>{len(str(total))}}/{total}] {event:<7} {job.id} [{job.variant.stage}]{extra}{reason}"
+                 f" | elapsed {_duration(elapsed)}, ETA {eta} | done {counts['done']}, cached {counts['cached']},"
+                 f" failed {counts['failed']}, skipped {counts['skipped']}, running {counts['running']}")
+
+    # Scheduling ------------------------------------------------------------------------------------
+    def ready(self, job: Job) -> bool:
+        return job.status == "pending" and all(self.jobs[dep].finished for dep in job.deps)
+
+    def resolve(self, job: Job) -> bool:
+        """Skip, or accept the cached result; True when the job needs no process."""
+        blocked = [dep for dep in job.deps if not self.jobs[dep].ok]
+        if blocked and not job.soft:
+            job.status = "skipped"
+            job.reason = f"needs {blocked[0]}, which {self.jobs[blocked[0]].status}"
+            self.progress(job, "skipped")
+            return True
+        if job.soft and job.deps and len(blocked) == len(job.deps):
+            job.status = "skipped"
+            job.reason = "no variant to choose from succeeded"
+            self.progress(job, "skipped")
+            return True
+        job.key = cache_key(job, self.jobs, code=self.code, lock=self.lock, data_sha=self.data_sha)
+        if not self.force:
+            manifest = read_valid_manifest(job.target, job.key)
+            if manifest is not None:
+                job.status = "cached"
+                job.digest = outputs_digest(manifest["files"])
+                job.seconds = manifest.get("seconds")
+                self.progress(job, "cached")
+                return True
+        return False
+
+    def launch(self, job: Job) -> None:
+        variant = job.variant
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+        job.temp = job.target.with_name(f".{job.target.name}{PARTIAL}{os.getpid()}")
+        if job.temp.exists():
+            shutil.rmtree(job.temp)
+        job.temp.mkdir(parents=True)
+        self.layout.logs.mkdir(parents=True, exist_ok=True)
+        self.layout.cache.mkdir(parents=True, exist_ok=True)
+        job.log = self.layout.logs / f"{job.id}.log"
+        spec_dir = self.layout.cache / "jobs"
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        error_file = spec_dir / f"{job.id}.error.json"
+        error_file.unlink(missing_ok=True)
+        spec = {
+            "notebook": str(job.notebook),
+            "output": str(job.temp / f"{job.id}.ipynb"),
+            "html": str(job.temp / f"{job.id}.html"),
+            "cwd": str(job.temp),
+            "error_file": str(error_file),
+            "parameters": {
+                "variant_id": job.id,
+                "config": config.config_to_dict(variant),
+                "dataset_dir": str(self.layout.dataset),
+                "models_dir": str(self.layout.models),
+                "output_dir": str(job.temp),
+                "cache_dir": str(self.layout.cache),
+            },
+        }
+        spec_file = fileio.write_json(spec_dir / f"{job.id}.json", spec)
+        env = dict(os.environ)
+        # The kernel imports the same package as this runner, wherever the notebook runs.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(settings.REPO_ROOT), env.get("PYTHONPATH")]))
+        env.setdefault("MPLBACKEND", "Agg")
+        if self.parallel > 1:  # share the cores instead of every process claiming all of them
+            threads = str(max(1, (os.cpu_count() or 1) // self.parallel))
+            for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+                env.setdefault(name, threads)
+        handle = open(job.log, "w", encoding="utf-8")
+        handle.write(f"# {job.id} [{variant.stage}] {_now()}\n# notebook {job.notebook}\n# key {job.key}\n")
+        handle.flush()
+        code = "import sys; from trashnet.pipeline import worker_main; sys.exit(worker_main(sys.argv[1]))"
+        job.process = subprocess.Popen([sys.executable, "-c", code, str(spec_file)], stdout=handle,
+                                       stderr=subprocess.STDOUT, env=env, cwd=str(job.temp),
+                                       preexec_fn=_die_with_parent)
+        handle.close()
+        job.status = "running"
+        job.started = time.monotonic()
+        job.error_file = error_file
+        self.progress(job, "start")
+
+    def finish(self, job: Job, returncode: int) -> None:
+        job.seconds = time.monotonic() - job.started
+        job.process = None
+        executed = job.temp / f"{job.id}.ipynb"
+        if returncode == 0 and executed.exists():
+            files = list_files(job.temp)
+            manifest = {
+                "variant": job.id, "stage": job.variant.stage, "status": "done", "key": job.key,
+                "finished": _now(), "seconds": round(job.seconds, 2), "notebook": str(job.notebook),
+                "log": str(job.log), "files": files,
+                "inputs": {"code_sha256": self.code, "lockfile_sha256": self.lock,
+                           "data_manifest_sha256": self.data_sha,
+                           "upstream": {dep: self.jobs[dep].key if self.jobs[dep].ok else self.jobs[dep].status
+                                        for dep in job.deps}},
+            }
+            fileio.write_json(job.temp / settings.RUN_MANIFEST_NAME, manifest)  # last: the done marker
+            _swap_into_place(job.temp, job.target)
+            job.status = "done"
+            job.digest = outputs_digest(files)
+            self.durations.append(job.seconds)
+            self.progress(job, "done")
+            return
+        error: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            error = fileio.read_json(job.error_file)
+        if not error:
+            tail = job.log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:] if job.log else []
+            error = {"type": "WorkerError", "message": f"worker exited with status {returncode}",
+                     "traceback": tail}
+        message = f"{error.get('type')}: {error.get('message')}"
+        record = {
+            "variant": job.id, "stage": job.variant.stage, "status": "failed", "key": job.key,
+            "finished": _now(), "seconds": round(job.seconds, 2), "error": message,
+            "error_type": error.get("type"), "cell": error.get("cell"),
+            "traceback": [_ansi_free(line) for line in error.get("traceback", [])],
+            "log": str(job.log), "notebook": f"{job.id}.ipynb" if executed.exists() else None,
+        }
+        fileio.write_json(job.temp / FAILED_NAME, record)
+        _swap_into_place(job.temp, job.target)
+        job.status = "failed"
+        job.reason = message.splitlines()[0][:300] if message else "failed"
+        job.error = message
+        self.durations.append(job.seconds)
+        self.progress(job, "failed")
+
+    def stop_all(self) -> None:
+        for job in self.jobs.values():
+            if job.process is not None and job.process.poll() is None:
+                with contextlib.suppress(OSError):
+                    job.process.terminate()
+        deadline = time.monotonic() + 20
+        for job in self.jobs.values():
+            if job.process is not None:
+                try:
+                    job.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    job.process.kill()
+            if job.temp is not None and job.status == "running":
+                shutil.rmtree(job.temp, ignore_errors=True)
+
+    def run(self) -> None:
+        order = list(self.jobs)
+        try:
+            while True:
+                progressed = False
+                for variant_id in order:
+                    job = self.jobs[variant_id]
+                    if self.ready(job) and self.counts()["running"] < self.parallel:
+                        if not self.resolve(job):
+                            self.launch(job)
+                        progressed = True
+                for job in self.jobs.values():
+                    if job.status == "running" and job.process.poll() is not None:
+                        self.finish(job, job.process.returncode)
+                        progressed = True
+                if all(job.finished for job in self.jobs.values()):
+                    return
+                if not progressed:
+                    time.sleep(0.2)
+        except BaseException:
+            self.stop_all()
+            raise
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "variant": {job.id: {
+                "stage": job.variant.stage, "status": job.status, "reason": job.reason or None,
+                "key": job.key, "seconds": None if job.seconds is None else round(job.seconds, 2),
+                "folder": str(job.target.relative_to(self.layout.root)),
+                "log": str(job.log.relative_to(self.layout.root)) if job.log else None,
+                "error": job.error,
+            } for job in self.jobs.values()},
+            "counts": self.counts(),
+        }
+
+
+# --- command line -------------------------------------------------------------------------------------
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", help="profile name in experiments/profiles/ or a YAML path "
+                        "(default: quick on the bundled sample, cpu on a given data folder)")
+    parser.add_argument("--data", type=Path, help="a <class>/<image> folder (default: $TRASHNET_DATA, "
+                        "else the bundled sample)")
+    parser.add_argument("--out", type=Path, help="output root (default: $TRASHNET_OUT, else the repository)")
+    parser.add_argument("--variants", help="comma-separated ids or shell patterns (their sources come along)")
+    parser.add_argument("--variants-file", type=Path, default=settings.VARIANTS_FILE, help=argparse.SUPPRESS)
+    parser.add_argument("-j", "--jobs", type=int, default=1, help="variants run in parallel (default 1)")
+    parser.add_argument("--force", action="store_true", help="rerun every selected variant, ignoring the cache")
+    parser.add_argument("--no-report", action="store_true", help="do not build report/ at the end")
+
+
+def resolve_data(data: Path | None) -> tuple[Path, bool]:
+    """The source folder and whether it is the bundled sample."""
+    if data is None:
+        value = os.environ.get(settings.ENV_DATA)
+        if not value:
+            return settings.SAMPLE_DIR, True
+        data = Path(value)
+    data = data.expanduser().resolve()
+    if not data.is_dir():
+        raise PipelineError(f"data folder {data} does not exist (or is not a folder)")
+    return data, data == settings.SAMPLE_DIR.resolve()
+
+
+def default_profile(is_sample: bool) -> str:
+    if is_sample or not (settings.PROFILES_DIR / "cpu.yaml").exists():
+        return "quick"
+    return "cpu"
+
+
+def command(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return run(profile=args.profile, data=args.data, out=args.out, variants=args.variants,
+                   variants_file=args.variants_file, jobs=args.jobs, force=args.force,
+                   report=not args.no_report)
+    except (PipelineError, config.ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("run: interrupted; finished variants are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+def run(*, profile: str | None = None, data: Path | None = None, out: Path | None = None,
+        variants: str | list[str] | None = None, variants_file: Path = settings.VARIANTS_FILE, jobs: int = 1,
+        force: bool = False, report: bool = True, log=None) -> int:
+    """The whole run; returns the exit status (0 = every selected variant succeeded)."""
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    log = log or say
+    if jobs < 1:
+        raise PipelineError("-j must be at least 1")
+    source, is_sample = resolve_data(data)
+    if is_sample:
+        log(f"data: no --data and ${settings.ENV_DATA} unset: using the bundled sample ({source}); "
+            "its numbers only show that everything runs")
+    profile_obj = config.load_profile(profile or default_profile(is_sample))
+    layout = settings.Layout(Path(out).expanduser().resolve()) if out else settings.Layout.default()
+    notebooks_dir = Path(os.environ[ENV_NOTEBOOKS]) if os.environ.get(ENV_NOTEBOOKS) else None
+    all_variants = config.load_variants(profile_obj, variants_file)
+    patterns = profile_obj.variants
+    if variants:
+        asked = [p.strip() for p in variants.split(",")] if isinstance(variants, str) else list(variants)
+        asked = [p for p in asked if p]
+        # --variants narrows the profile's list: both must match (an id outside the profile is an error).
+        allowed = set(config.select_variants(all_variants, patterns)) if patterns is not None else set(all_variants)
+        ids = [vid for vid in config.select_variants(all_variants, asked)]
+        outside = [vid for vid in ids if vid not in allowed]
+        if outside:
+            raise PipelineError(f"not in profile {profile_obj.name!r}'s variants: {', '.join(outside)}")
+    else:
+        ids = config.select_variants(all_variants, patterns)
+    log(f"run: profile {profile_obj.name}, {len(ids)} variants, -j {jobs}, output {layout.root}")
+    jobs_plan = plan(all_variants, ids, layout, notebooks_dir)  # a missing notebook stops us before any work
+    with run_lock(layout):
+        data_sha = prepare_data(source, layout, profile_obj.data, force=force, log=log)
+        _clean_leftovers(sorted({job.target.parent for job in jobs_plan.values()}))
+        runner = Runner(jobs_plan, layout, data_sha=data_sha, jobs_at_once=jobs, force=force, log=log)
+        started = _now()
+        clock = time.monotonic()
+        try:
+            runner.run()
+        finally:
+            record = {"started": started, "finished": _now(), "seconds": round(time.monotonic() - clock, 2),
+                      "profile": profile_obj.name, "data_source": str(source), "sample": is_sample,
+                      "data_manifest_sha256": data_sha, "jobs": jobs, "force": force,
+                      "selected": ids, **runner.record()}
+            fileio.write_json(layout.logs / RUN_RECORD, record)
+    counts = runner.counts()
+    log(f"run: finished in {_duration(time.monotonic() - clock)}: done {counts['done']}, cached {counts['cached']},"
+        f" failed {counts['failed']}, skipped {counts['skipped']}")
+    for job in runner.jobs.values():
+        if job.status in ("failed", "skipped"):
+            log(f"  {job.status}: {job.id}: {job.reason}" + (f" (log: {job.log})" if job.log else ""))
+    status = 1 if counts["failed"] or counts["skipped"] else 0
+    if report:
+        try:
+            from trashnet import report as reporter
+
+            built = reporter.build(layout.root, log=log)
+            log(f"report: {built}")
+        except Exception as error:  # the run's results stand even if the report cannot be built
+            log(f"report: FAILED: {type(error).__name__}: {error}")
+            status = 1
+    return status

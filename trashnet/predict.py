@@ -1,0 +1,312 @@
+"""Classify image files with a ``.tflite`` model: the deployment path, TensorFlow-free.
+
+    python -m trashnet predict photo.jpg photos/ 'more/**/*.png' --model models/final/trashnet.tflite --top-k 3
+
+and from Python::
+
+    for result in predict(["photos/"], "models/final/trashnet.tflite", top_k=3):
+        print(result.path, result.top_k or result.error)
+
+Paths may be files, folders (searched recursively for image files) or glob patterns. Images are decoded
+exactly as in training and evaluation (``images.load_for_model``: Pillow, whole frame squashed to the
+model's square input, RGB in [0, 255]) on a small thread pool while the interpreter runs, and streamed:
+memory stays constant however many files there are. A file that cannot be read or decoded is reported
+and the rest go on. Class names come from ``--labels``, else the ``labels.txt`` embedded in the model file
+(a zip appended to the flatbuffer, see ``trashnet.artifact``), else a ``labels.txt`` beside the model.
+
+This module and everything it imports need only the standard library, NumPy, Pillow and ai-edge-litert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import io
+import json
+import os
+import sys
+import zipfile
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from trashnet import images
+from trashnet.litert import TFLiteModel
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+LABELS_FILE = "labels.txt"  # beside the model, and inside its appended zip
+METADATA_FILE = "metadata.json"  # inside the appended zip
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One input: the top-k ``(label, probability)`` pairs, or why it failed."""
+
+    path: str
+    top_k: tuple[tuple[str, float], ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def label(self) -> str | None:
+        return self.top_k[0][0] if self.top_k else None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "label": self.label,
+                "top_k": [{"label": label, "probability": round(prob, 6)} for label, prob in self.top_k]}
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+def _walk(folder: str) -> Iterator[str]:
+    """Image files under a folder, recursively, in sorted order, lazily."""
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                yield os.path.join(root, name)
+
+
+def expand(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | None]]:
+    """Each argument as ``(file, None)`` items, or ``(argument, error)`` when it names nothing.
+
+    A folder yields its image files (recursively, by extension); a glob pattern yields its matches in
+    sorted order (folders among them are walked); anything else is taken as a file, whatever its name.
+    """
+    for raw in paths:
+        path = os.fspath(raw)
+        if os.path.isdir(path):
+            yield from ((p, None) for p in _walk(path))
+        elif os.path.exists(path) or os.path.islink(path):
+            yield path, None
+        elif glob.has_magic(path):
+            matches = sorted(glob.glob(path, recursive=True))
+            if not matches:
+                yield path, "no-match: the pattern matches no file"
+            for match in matches:
+                if os.path.isdir(match):
+                    yield from ((p, None) for p in _walk(match))
+                else:
+                    yield match, None
+        else:
+            yield path, "not-found: no such file or folder"
+
+
+# --- labels ---------------------------------------------------------------------------------------
+
+def parse_labels(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def embedded_files(model: str | os.PathLike | bytes) -> dict[str, bytes]:
+    """Files of the zip appended to a ``.tflite`` (TFLite metadata convention); {} if there is none."""
+    source = io.BytesIO(model) if isinstance(model, bytes) else model
+    try:
+        with zipfile.ZipFile(source) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return {}
+
+
+def read_labels(model_path: str | os.PathLike, labels_path: str | os.PathLike | None = None) -> list[str] | None:
+    """Class names in output order: ``labels_path``, else embedded, else ``labels.txt`` beside the model."""
+    if labels_path is not None:
+        return parse_labels(Path(labels_path).read_text(encoding="utf-8"))
+    embedded = embedded_files(model_path).get(LABELS_FILE)
+    if embedded is not None:
+        return parse_labels(embedded.decode("utf-8"))
+    beside = Path(model_path).with_name(LABELS_FILE)
+    if beside.is_file():
+        return parse_labels(beside.read_text(encoding="utf-8"))
+    return None
+
+
+def embedded_metadata(model_path: str | os.PathLike) -> dict[str, Any] | None:
+    data = embedded_files(model_path).get(METADATA_FILE)
+    return json.loads(data) if data is not None else None
+
+
+# --- prediction -----------------------------------------------------------------------------------
+
+def _load(path: str, size: int) -> np.ndarray:
+    return images.load_for_model(path, size)
+
+
+def _error_text(error: BaseException) -> str:
+    if isinstance(error, images.ImageError):
+        return str(error)
+    if isinstance(error, OSError):
+        return f"unreadable: {error.strerror or error}"
+    return f"unreadable: {type(error).__name__}: {error}"
+
+
+def load_model(model: str | os.PathLike | TFLiteModel, *, labels: Sequence[str] | str | os.PathLike | None = None,
+               num_threads: int | None = None) -> tuple[TFLiteModel, list[str]]:
+    """The interpreter and its class names (checked against the output size)."""
+    runner = model if isinstance(model, TFLiteModel) else TFLiteModel(model, num_threads=num_threads)
+    if labels is None or isinstance(labels, (str, os.PathLike)):
+        if isinstance(model, TFLiteModel):
+            names = (parse_labels(Path(labels).read_text(encoding="utf-8")) if labels is not None else None)
+            if names is None:
+                embedded = embedded_files(model.content).get(LABELS_FILE)
+                names = parse_labels(embedded.decode("utf-8")) if embedded is not None else None
+        else:
+            names = read_labels(model, labels)
+    else:
+        names = list(labels)
+    if names is None:
+        names = [f"class_{i}" for i in range(runner.num_classes)]
+    if len(names) != runner.num_classes:
+        raise ValueError(f"{len(names)} labels for a model with {runner.num_classes} outputs")
+    return runner, names
+
+
+def predict(paths: Iterable[str | os.PathLike], model: str | os.PathLike | TFLiteModel, top_k: int = 1, *,
+            labels: Sequence[str] | str | os.PathLike | None = None, num_threads: int | None = None,
+            workers: int | None = None) -> Iterator[Prediction]:
+    """Classify every image the paths name, in order, one ``Prediction`` each, streaming.
+
+    ``workers`` threads decode images ahead of the interpreter (default: the CPU count); at most a few
+    per worker are in memory at once. ``num_threads`` goes to the LiteRT interpreter.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    runner, names = load_model(model, labels=labels, num_threads=num_threads)
+    k = min(top_k, len(names))
+    size = runner.image_size
+    workers = workers or os.cpu_count() or 2
+    window = 4 * workers
+    pending: deque[tuple[str, Future | str]] = deque()
+
+    def finish(path: str, job: Future | str) -> Prediction:
+        if isinstance(job, str):
+            return Prediction(path, error=job)
+        try:
+            image = job.result()
+        except Exception as error:  # noqa: BLE001 - any undecodable file is reported, the rest go on
+            return Prediction(path, error=_error_text(error))
+        probabilities = runner.predict_one(image)
+        order = np.argsort(-probabilities, kind="stable")[:k]  # ties: lowest index first, as argmax
+        return Prediction(path, tuple((names[i], float(probabilities[i])) for i in order))
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        for path, error in expand(paths):
+            pending.append((path, error if error else pool.submit(_load, path, size)))
+            if len(pending) >= window:
+                yield finish(*pending.popleft())
+        while pending:
+            yield finish(*pending.popleft())
+
+
+# --- evaluation on a prepared split (the artifact check and the TensorFlow-free deploy check) --------
+
+def read_split(dataset_dir: str | os.PathLike, split: str = "test") -> tuple[list[str], list[tuple[str, str]]]:
+    """Classes (sorted, as training orders them) and ``(file, class)`` of a prepared split's accepted images.
+
+    Reads ``manifest.csv`` with the standard library only (``inputs.read_accepted`` does the same for
+    training, but its module needs the training stack).
+    """
+    manifest = Path(dataset_dir) / "manifest.csv"
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["status"] == "accepted"]
+    classes = sorted({row["class"] for row in rows})
+    return classes, [(row["output"], row["class"]) for row in rows if row["split"] == split]
+
+
+def evaluate_split(model: str | os.PathLike | TFLiteModel, dataset_dir: str | os.PathLike, *, split: str = "test",
+                   num_threads: int | None = None) -> dict[str, Any]:
+    """Accuracy of a model on a prepared split, with each image's predicted class."""
+    classes, entries = read_split(dataset_dir, split)
+    runner, names = load_model(model, num_threads=num_threads)
+    if names != classes and not all(n.startswith("class_") for n in names):
+        raise ValueError(f"the model's labels {names} differ from the data set's classes {classes}")
+    dataset_dir = Path(dataset_dir)
+    results = list(predict([dataset_dir / rel for rel, _ in entries], runner, top_k=1, labels=classes))
+    errors = [r.to_dict() for r in results if not r.ok]
+    predicted = [r.label for r in results]
+    correct = sum(p == cls for p, (_, cls) in zip(predicted, entries))
+    return {"split": split, "n": len(entries), "correct": correct,
+            "accuracy": correct / len(entries) if entries else 0.0, "errors": errors,
+            "predictions": [{"path": rel, "label": cls, "predicted": p} for (rel, cls), p in zip(entries, predicted)]}
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="image files, folders (searched recursively) or glob patterns (quote them)")
+    parser.add_argument("--model", required=True, help="the .tflite file, e.g. models/final/trashnet.tflite")
+    parser.add_argument("--top-k", type=int, default=1, metavar="K", help="labels to show per image (default 1)")
+    parser.add_argument("--json", action="store_true",
+                        help="JSON Lines on stdout: one object per image (path, label, top_k or error)")
+    parser.add_argument("--labels", help="class names, one per line (default: embedded in the model, "
+                                         "else labels.txt beside it)")
+    parser.add_argument("--threads", type=int, default=None, help="LiteRT interpreter threads")
+    parser.add_argument("--workers", type=int, default=None, help="image-decoding threads (default: CPU count)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (shown on stderr when it is a terminal)")
+
+
+def _progress(iterator: Iterator[Prediction], enabled: bool) -> Iterator[Prediction]:
+    if not enabled:
+        return iterator
+    try:
+        from tqdm import tqdm
+    except ImportError:  # progress is a nicety; the deployment set has tqdm through ai-edge-litert anyway
+        return iterator
+    # disable=None: a bar on a terminal, nothing in a log file or pipe.
+    return iter(tqdm(iterator, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False, disable=None))
+
+
+def _table_line(result: Prediction) -> str:
+    pairs = "  ".join(f"{label} {100 * prob:6.2f}%" for label, prob in result.top_k)
+    return f"{pairs}  {result.path}"
+
+
+def command(args: argparse.Namespace) -> int:
+    if args.top_k < 1:
+        print("error: --top-k must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        runner, names = load_model(args.model, labels=args.labels, num_threads=args.threads)
+    except (OSError, ValueError, RuntimeError) as error:
+        print(f"error: cannot use model {args.model}: {error}", file=sys.stderr)
+        return 2
+    if names == [f"class_{i}" for i in range(len(names))]:
+        print(f"warning: no labels in or beside {args.model}: showing class indices (use --labels)", file=sys.stderr)
+    results = predict(args.paths, runner, args.top_k, labels=names, workers=args.workers)
+    failed = done = 0
+    try:
+        for result in _progress(results, enabled=not args.no_progress):
+            done += 1
+            if not result.ok:
+                failed += 1
+                print(f"{result.path}: {result.error}", file=sys.stderr)
+            if args.json:
+                _write(json.dumps(result.to_dict()) + "\n")
+            elif result.ok:
+                _write(_table_line(result) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `predict ... | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1 if failed else 0
+    print(f"{done - failed} classified, {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _write(text: str) -> None:
+    """To stdout; a file name that is not valid UTF-8 is written with backslash escapes, never a crash."""
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        sys.stdout.write(text.encode("utf-8", "backslashreplace").decode("utf-8"))

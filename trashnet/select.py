@@ -1,0 +1,397 @@
+"""Choosing the final model from the result files, by a stated rule.
+
+Reads every ``metrics.json`` under ``models/{baseline,pruned,quantized}/``, draws the Pareto fronts
+(test accuracy against gzipped size and against latency) over all of them, then applies the rule:
+
+1. **Candidates** are the TFLite results of the research's *hybrid* family (``SelectConfig``): by default
+   MobileNetV3-Large, quantized from the *pruned* model, in FP16 or INT16 (16x8). A result whose
+   conversion failed, that has no test metrics or whose model file is missing is never a candidate.
+   If no hybrid result exists, every usable TFLite result is a candidate instead, and ``fallback`` in
+   ``selection.json`` says so and why.
+2. Take the best test accuracy among the candidates; every candidate within ``accuracy_tolerance_pp``
+   of it is **eligible**.
+   An eligible candidate more than ``max_latency_ratio`` times slower than the fastest eligible one is
+   dropped: size alone would otherwise pick a file that runs on slow reference kernels.
+3. The final model is the eligible one with the **smallest gzipped file**; ties go to the lower
+   latency (``latency_ms[SelectConfig.latency].median``), then to the variant id.
+
+Nothing about the choice is fixed in code: change the results or the config and the choice follows.
+The float baseline of the chosen architecture is recorded as the *reference*, with the accuracy drop and
+whether it meets ``max_drop_pp``. Reads files only; imports neither TensorFlow nor any training module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from trashnet import fileio
+from trashnet.config import SelectConfig
+
+SELECTION_FILE = "selection.json"
+RESULT_STAGES = ("baseline", "pruned", "quantized")
+RUN_MANIFEST = "manifest.json"  # settings.RUN_MANIFEST_NAME
+METRICS_FILE = "metrics.json"  # as evaluate.METRICS_FILE (not imported: evaluate pulls in more than files)
+
+
+class SelectionError(ValueError):
+    """No result can be the final model; the message says what is missing."""
+
+
+def rule_text(config: SelectConfig) -> str:
+    """The rule in words, with this run's numbers, as written into ``selection.json``."""
+    family = describe_family(config)
+    limit = (f" and a {config.latency} median latency of at most {config.max_latency_ms:g} ms"
+             if config.max_latency_ms is not None else "")
+    ratio = (f" and whose {config.latency} median latency is at most {config.max_latency_ratio:g}x the fastest "
+             "such candidate's" if config.max_latency_ratio is not None else "")
+    return (f"Candidates: the TFLite results of the hybrid family ({family}) whose conversion succeeded and "
+            f"that have test metrics and a model file{limit}; if there are none, every such TFLite result "
+            f"(recorded as a fallback). Eligible: candidates whose test accuracy is within "
+            f"{config.accuracy_tolerance_pp:g} pp of the best candidate's{ratio}. Final: the eligible candidate with the "
+            f"smallest gzipped file; ties broken by the lower {config.latency} median latency, then by id.")
+
+
+def describe_family(config: SelectConfig) -> str:
+    parts = [f"architecture {config.architecture}" if config.architecture else "any architecture",
+             f"quantized from a {config.source_stage} model" if config.source_stage else "from any source",
+             f"precision in {', '.join(config.precisions)}" if config.precisions else "any precision"]
+    return "; ".join(parts)
+
+
+# --- reading results ------------------------------------------------------------------------------
+
+def _number(value: Any) -> int | float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _row(stage: str, variant_dir: Path, models_dir: Path, latency_key: str) -> dict[str, Any]:
+    """One result file flattened to what selection and the tables need."""
+    row: dict[str, Any] = {"id": variant_dir.name, "stage": stage, "dir": str(variant_dir.relative_to(models_dir))}
+    try:
+        record = fileio.read_json(variant_dir / METRICS_FILE)
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:
+        row.update(status="unreadable", error=f"{METRICS_FILE}: {error}")
+        return row
+    provenance = record.get("provenance") or {}
+    config = provenance.get("config") or {}
+    test = record.get("test") if isinstance(record.get("test"), dict) else None
+    size = record.get("size") if isinstance(record.get("size"), dict) else {}
+    latency = (record.get("latency_ms") or {}).get(latency_key) or {}
+    conversion = record.get("conversion") if isinstance(record.get("conversion"), dict) else {}
+    row.update(
+        id=record.get("variant", variant_dir.name),
+        arch=record.get("arch", config.get("arch")),
+        source=record.get("source", config.get("source")),
+        source_stage=record.get("source_stage", config.get("source_stage")),
+        precision=record.get("precision"),
+        format=record.get("format"),
+        weights=record.get("weights", provenance.get("weights")),
+        profile=record.get("profile", provenance.get("profile")),
+        seed=record.get("seed", provenance.get("seed")),
+        accuracy=_number(test.get("accuracy")) if test else None,
+        macro_f1=_number(test.get("macro_f1")) if test else None,
+        test_n=test.get("n") if test else None,
+        raw_bytes=_number(size.get("raw_bytes")),
+        gzip_bytes=_number(size.get("gzip_bytes")),
+        latency_ms=_number(latency.get("median")) if isinstance(latency, dict) else None,
+    )
+    file_name = size.get("file") or (f"{row['id']}.tflite" if row["format"] == "tflite" else None)
+    if file_name and (variant_dir / file_name).is_file():
+        row["file"] = str((variant_dir / file_name).relative_to(models_dir))
+    if conversion.get("status") == "failed":
+        row.update(status="conversion-failed", error=str(conversion.get("error", "")))
+    elif row["accuracy"] is None:
+        row.update(status="no-test", error="metrics.json has no test accuracy")
+    else:
+        row["status"] = "ok"
+    return row
+
+
+def read_results(models_dir: str | os.PathLike, *, latency_key: str = "tflite_threads1") -> list[dict[str, Any]]:
+    """Every ``models/<stage>/<id>/metrics.json`` of the result stages, in stage then id order."""
+    models_dir = Path(models_dir)
+    rows = []
+    for stage in RESULT_STAGES:
+        stage_dir = models_dir / stage
+        if not stage_dir.is_dir():
+            continue
+        # Hidden folders are the runner's unfinished ``.<id>.partial-<pid>`` copies: never results.
+        for variant_dir in sorted(p for p in stage_dir.iterdir()
+                                  if not p.name.startswith(".") and (p / METRICS_FILE).is_file()):
+            row = _row(stage, variant_dir, models_dir, latency_key)
+            row["run_manifest"] = (variant_dir / RUN_MANIFEST).is_file()  # the runner's "done" marker
+            rows.append(row)
+    # A quantized result says its source's id; where it does not say the source's stage, look it up.
+    stage_of = {row["id"]: row["stage"] for row in rows}
+    for row in rows:
+        if row.get("source") and not row.get("source_stage"):
+            row["source_stage"] = stage_of.get(row["source"])
+    return rows
+
+
+# --- Pareto fronts -------------------------------------------------------------------------------
+
+def pareto_front(points: Iterable[tuple[str, float, float]]) -> list[str]:
+    """Ids of ``(id, accuracy, cost)`` points no other point beats: higher accuracy, lower cost.
+
+    A point is dominated when another is at least as accurate and at most as costly, and strictly better
+    in one of the two. Returned in order of increasing cost.
+    """
+    points = list(points)
+    front = []
+    for pid, accuracy, cost in points:
+        dominated = any(a >= accuracy and c <= cost and (a > accuracy or c < cost) for _, a, c in points)
+        if not dominated:
+            front.append((cost, -accuracy, pid))
+    return [pid for _, _, pid in sorted(front)]
+
+
+def fronts(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    usable = [r for r in rows if r.get("status") == "ok"]
+    return {
+        "size": pareto_front((r["id"], r["accuracy"], r["gzip_bytes"]) for r in usable
+                             if r.get("gzip_bytes") is not None),
+        "latency": pareto_front((r["id"], r["accuracy"], r["latency_ms"]) for r in usable
+                                if r.get("latency_ms") is not None),
+    }
+
+
+# --- the rule ------------------------------------------------------------------------------------
+
+def _unusable(row: dict[str, Any]) -> str | None:
+    """Why a result can never be the final model, or None."""
+    if row.get("status") != "ok":
+        return f"{row.get('status')}: {row.get('error', '')}".rstrip(": ")
+    if row.get("format") != "tflite":
+        return f"not a TFLite result (format {row.get('format')})"
+    if not row.get("file"):
+        return "model file missing"
+    if row.get("gzip_bytes") is None:
+        return "no gzipped size"
+    return None
+
+
+def _outside_family(row: dict[str, Any], config: SelectConfig) -> str | None:
+    if config.architecture and row.get("arch") != config.architecture:
+        return f"architecture {row.get('arch')} is not {config.architecture}"
+    if config.source_stage and row.get("source_stage") != config.source_stage:
+        return f"source stage {row.get('source_stage')} is not {config.source_stage}"
+    if config.precisions and row.get("precision") not in config.precisions:
+        return f"precision {row.get('precision')} is not one of {', '.join(config.precisions)}"
+    return None
+
+
+def _too_slow(row: dict[str, Any], config: SelectConfig) -> str | None:
+    if config.max_latency_ms is None:
+        return None
+    if row.get("latency_ms") is None:
+        return f"no {config.latency} latency to compare with the {config.max_latency_ms:g} ms limit"
+    if row["latency_ms"] > config.max_latency_ms:
+        return f"latency {row['latency_ms']:.2f} ms is over the {config.max_latency_ms:g} ms limit"
+    return None
+
+
+def _reference(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> dict[str, Any] | None:
+    """The float baseline of the chosen architecture, preferring the same weights origin and profile."""
+    baselines = [r for r in rows if r["stage"] == "baseline" and r.get("status") == "ok"
+                 and r.get("arch") == chosen.get("arch")]
+    if not baselines:
+        return None
+    baselines.sort(key=lambda r: (r.get("weights") != chosen.get("weights"),
+                                  r.get("profile") != chosen.get("profile"), r["id"]))
+    ref = baselines[0]
+    return {"id": ref["id"], "accuracy": ref["accuracy"], "weights": ref.get("weights"),
+            "profile": ref.get("profile"), "same_weights": ref.get("weights") == chosen.get("weights"),
+            "same_profile": ref.get("profile") == chosen.get("profile")}
+
+
+def choose(rows: list[dict[str, Any]], config: SelectConfig) -> dict[str, Any]:
+    """Apply the rule to result rows (``read_results``); returns the selection record."""
+    usable, hybrid = [], []
+    for row in rows:
+        row.pop("excluded", None)
+        reason = _unusable(row) or _too_slow(row, config)
+        if reason:
+            row["excluded"] = reason
+            continue
+        usable.append(row)
+        outside = _outside_family(row, config)
+        if outside:
+            row["excluded"] = f"outside the hybrid family: {outside}"
+        else:
+            hybrid.append(row)
+    fallback = None
+    candidates = hybrid
+    if not hybrid:
+        if not usable:
+            problems = "; ".join(f"{r['id']}: {r.get('excluded')}" for r in rows) or "no metrics.json found"
+            raise SelectionError(f"no TFLite result can be the final model ({problems})")
+        candidates = usable
+        fallback = {"reason": f"no usable result of the hybrid family ({describe_family(config)})",
+                    "candidates": "every usable TFLite result"}
+        for row in candidates:
+            row.pop("excluded", None)
+    best = max(r["accuracy"] for r in candidates)
+    floor = best - config.accuracy_tolerance_pp / 100.0
+    accurate = [r for r in candidates if r["accuracy"] >= floor - 1e-12]
+    slow: dict[int, str] = {}
+    timed = [r["latency_ms"] for r in accurate if r.get("latency_ms") is not None]
+    if config.max_latency_ratio is not None and timed:
+        limit = config.max_latency_ratio * min(timed)
+        for row in accurate:
+            if row.get("latency_ms") is not None and row["latency_ms"] > limit + 1e-12:
+                slow[id(row)] = (f"latency {row['latency_ms']:.2f} ms is more than {config.max_latency_ratio:g}x "
+                                 f"the fastest eligible candidate's ({min(timed):.2f} ms)")
+    eligible = [r for r in accurate if id(r) not in slow]
+    eligible_ids = {id(r) for r in eligible}
+    for row in candidates:
+        row["candidate"] = True
+        row["eligible"] = id(row) in eligible_ids
+        if id(row) in slow:
+            row["excluded"] = slow[id(row)]
+        elif not row["eligible"]:
+            row["excluded"] = (f"accuracy {100 * row['accuracy']:.2f} % is more than "
+                               f"{config.accuracy_tolerance_pp:g} pp below the best candidate ({100 * best:.2f} %)")
+    ranked = sorted(eligible, key=lambda r: (r["gzip_bytes"], r["latency_ms"] if r.get("latency_ms") is not None
+                                             else math.inf, r["id"]))
+    chosen = ranked[0]
+    ties = [r["id"] for r in ranked if r["gzip_bytes"] == chosen["gzip_bytes"]]
+    reference = _reference(rows, chosen)
+    drop = None if reference is None else 100.0 * (reference["accuracy"] - chosen["accuracy"])
+    front = fronts(rows)
+    for row in rows:
+        row["front_size"] = row["id"] in front["size"]
+        row["front_latency"] = row["id"] in front["latency"]
+    return {
+        "rule": rule_text(config),
+        "config": config.model_dump(mode="json"),
+        "family": describe_family(config),
+        "fallback": fallback,
+        "candidates": [r["id"] for r in candidates],
+        "best_candidate_accuracy": best,
+        "eligible": [r["id"] for r in ranked],
+        "size_ties": ties if len(ties) > 1 else [],
+        "chosen": {k: chosen.get(k) for k in ("id", "stage", "arch", "source", "source_stage", "precision", "file",
+                                              "accuracy", "macro_f1", "test_n", "raw_bytes", "gzip_bytes",
+                                              "latency_ms", "weights", "profile", "seed", "dir")},
+        "reference": reference,
+        "accuracy_drop_pp": drop,
+        "meets_target": None if drop is None else bool(drop <= config.max_drop_pp + 1e-9),
+        "target": f"accuracy >= float {chosen.get('arch')} accuracy - {config.max_drop_pp:g} pp",
+        "pareto": front,
+        "results": rows,
+    }
+
+
+def select(models_dir: str | os.PathLike, config: SelectConfig) -> dict[str, Any]:
+    """Read the result files under ``models_dir`` and apply the rule."""
+    rows = read_results(models_dir, latency_key=config.latency)
+    selection = choose(rows, config)
+    selection["models_dir"] = str(Path(models_dir).resolve())
+    selection["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return selection
+
+
+def write_selection(selection: dict[str, Any], output_dir: str | os.PathLike) -> Path:
+    return fileio.write_json(Path(output_dir) / SELECTION_FILE, selection)
+
+
+def chosen_path(selection: dict[str, Any], models_dir: str | os.PathLike | None = None) -> Path:
+    """The chosen model file on disk."""
+    base = Path(models_dir) if models_dir is not None else Path(selection["models_dir"])
+    return base / selection["chosen"]["file"]
+
+
+# --- displays (notebook, report) -------------------------------------------------------------------
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "pct":
+        return f"{100 * value:.2f}"
+    if kind == "kb":
+        return f"{value / 1024:,.0f}"
+    if kind == "ms":
+        return f"{value:.2f}"
+    return str(value)
+
+
+def table_markdown(selection: dict[str, Any]) -> str:
+    """Every result as a Markdown table: accuracy, sizes, latency, fronts, and why it was (not) chosen."""
+    chosen = selection["chosen"]["id"]
+    lines = ["| variant | stage | precision | test acc. % | gzip KiB | raw KiB | latency ms | front (size/latency) "
+             "| selection |", "|---|---|---|---:|---:|---:|---:|:---:|---|"]
+    for row in selection["results"]:
+        front = ("S" if row.get("front_size") else "-") + "/" + ("L" if row.get("front_latency") else "-")
+        verdict = ("**chosen**" if row["id"] == chosen else
+                   "eligible" if row.get("eligible") else row.get("excluded", ""))
+        lines.append(f"| {row['id']} | {row['stage']} | {row.get('precision') or '-'} | "
+                     f"{_fmt(row.get('accuracy'), 'pct')} | {_fmt(row.get('gzip_bytes'), 'kb')} | "
+                     f"{_fmt(row.get('raw_bytes'), 'kb')} | {_fmt(row.get('latency_ms'), 'ms')} | {front} | "
+                     f"{verdict.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def summary_markdown(selection: dict[str, Any]) -> str:
+    chosen, ref = selection["chosen"], selection.get("reference")
+    lines = [f"**Rule.** {selection['rule']}", ""]
+    if selection.get("fallback"):
+        lines += [f"**Fallback used:** {selection['fallback']['reason']}; candidates = "
+                  f"{selection['fallback']['candidates']}.", ""]
+    lines.append(f"**Chosen:** `{chosen['id']}`: test accuracy {100 * chosen['accuracy']:.2f} %, "
+                 f"{chosen['gzip_bytes'] / 1e6:.2f} MB gzipped, latency {_fmt(chosen.get('latency_ms'), 'ms')} ms "
+                 f"({len(selection['candidates'])} candidates, {len(selection['eligible'])} eligible).")
+    if ref:
+        lines.append(f"Reference float `{ref['id']}`: {100 * ref['accuracy']:.2f} %; drop "
+                     f"{selection['accuracy_drop_pp']:+.2f} pp; target ({selection['target']}) "
+                     f"{'met' if selection['meets_target'] else 'NOT met'}"
+                     + ("" if ref["same_weights"] and ref["same_profile"] else
+                        " (the reference differs in weights origin or profile)") + ".")
+    else:
+        lines.append("No float baseline of the chosen architecture was found: no reference accuracy.")
+    return "\n".join(lines)
+
+
+def plot_pareto(selection: dict[str, Any]):
+    """Accuracy against gzipped size and against latency; fronts drawn as steps, the choice circled."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in selection["results"] if r.get("status") == "ok"]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for axis, key, front_key, label in ((axes[0], "gzip_bytes", "size", "gzipped size (MB)"),
+                                        (axes[1], "latency_ms", "latency", "latency (ms, batch 1)")):
+        scale = 1e-6 if key == "gzip_bytes" else 1.0
+        points = [r for r in rows if r.get(key) is not None]
+        for stage, marker in (("baseline", "s"), ("pruned", "^"), ("quantized", "o")):
+            xs = [r[key] * scale for r in points if r["stage"] == stage]
+            ys = [100 * r["accuracy"] for r in points if r["stage"] == stage]
+            if xs:
+                axis.scatter(xs, ys, marker=marker, label=stage, alpha=0.7)
+        by_id = {r["id"]: r for r in points}
+        front = [by_id[i] for i in selection["pareto"][front_key] if i in by_id]
+        if front:
+            axis.step([r[key] * scale for r in front], [100 * r["accuracy"] for r in front], where="post",
+                      color="black", linewidth=1, label="Pareto front")
+        chosen = by_id.get(selection["chosen"]["id"])
+        if chosen:
+            axis.scatter([chosen[key] * scale], [100 * chosen["accuracy"]], s=200, facecolors="none",
+                         edgecolors="red", linewidths=2, label=f"chosen: {chosen['id']}")
+        axis.set_xlabel(label)
+        axis.set_ylabel("test accuracy (%)")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def load_selection(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
