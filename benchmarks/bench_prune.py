@@ -63,6 +63,47 @@ def xnnpack_latency(*, arch: str, image_size: int, sparsity: float, runs: int, o
     return result
 
 
+def gzip_check(source: str, out: str) -> dict:
+    """The size half of the 2:4 target on a trained model, without data or fine-tuning: apply the 2:4
+    magnitude mask once (what tfmot does at its first step), verify it, convert dense and masked to FP32
+    TFLite, and compare raw and gzipped sizes. Fine-tuning moves the kept weights, not the zeros' count."""
+    import gzip
+
+    import numpy as np
+
+    from trashnet import fileio, prune
+    from trashnet.keras_env import keras
+
+    model = keras.models.load_model(source, compile=False)
+    dense = prune.to_tflite(model)
+    for name in prune.prunable_layer_names(model, "2of4"):
+        layer = model.get_layer(name)
+        kernel, *rest = layer.get_weights()
+        rows = np.moveaxis(kernel, -2, -1)
+        shape = rows.shape
+        blocks = rows.reshape(-1, 4)  # input channels are a multiple of 4 for every prunable layer
+        order = np.argsort(np.abs(blocks), axis=1)
+        np.put_along_axis(blocks, order[:, :2], 0.0, axis=1)
+        layer.set_weights([np.moveaxis(blocks.reshape(shape), -1, -2), *rest])
+    prune.check_m_by_n(model)
+    masked = prune.to_tflite(model)
+    sparse = prune.to_tflite(model, sparse=True)
+
+    def sizes(content):
+        return {"raw_bytes": len(content), "gzip_bytes": len(gzip.compress(content, 9, mtime=0))}
+
+    result = {"source": Path(source).name, "sha256": fileio.sha256_file(source),
+              "sparsity": prune.sparsity_report(model, "2of4")["total"],
+              "dense": sizes(dense), "masked_2of4": sizes(masked), "masked_2of4_sparse_format": sizes(sparse)}
+    for key in ("masked_2of4", "masked_2of4_sparse_format"):
+        for kind in ("raw", "gzip"):
+            result[f"{key}_{kind}_reduction_pct"] = round(
+                100 * (1 - result[key][f"{kind}_bytes"] / result["dense"][f"{kind}_bytes"]), 2)
+    fileio.write_json(out, result)
+    print(fileio.dumps_json(result))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("TRASHNET_REAL_DATA"),
@@ -80,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-size", type=int, default=224)
     parser.add_argument("--latency-sparsity", type=float, default=0.75)
     parser.add_argument("--latency-runs", type=int, default=100)
+    parser.add_argument("--gzip-check", metavar="KERAS",
+                        help="only the 2:4 size check on this trained .keras (no data, no training)")
     args = parser.parse_args(argv)
+    if args.gzip_check:
+        gzip_check(args.gzip_check, str(Path(args.out).with_name("bench_prune_gzip.json")))
+        return 0
     if args.latency_only:
         out = str(Path(args.out).with_name("bench_prune_xnnpack_latency.json"))
         xnnpack_latency(arch=args.arch, image_size=args.latency_size, sparsity=args.latency_sparsity,
