@@ -165,6 +165,7 @@ def evaluated_tree(models_dir: Path, dataset_dir: Path, *, image_size: int = 32)
         }
         evaluate.write_results(folder, record, paths=data.test.paths, labels=data.test.labels,
                                probabilities=probabilities)
+        mark_finished(folder)
     return models_dir
 
 
