@@ -75,7 +75,7 @@ def test_numbers_come_from_the_result_files(built):
         assert report.fmt_pct(metrics["test"]["accuracy"]) in html
         assert report.fmt_bytes(metrics["size"]["gzip_bytes"]) in html
     selection = fileio.read_json(layout.variant_dir("final", "final") / "selection.json")
-    assert f"<strong>{selection['chosen']}</strong>" in html
+    assert f"<strong>{selection['chosen']['id']}</strong>" in html
     assert selection["rule"] in html
     data_rows = report.read_data_manifest(layout.data_manifest)
     assert f"{len(data_rows)} files examined" in html

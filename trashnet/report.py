@@ -529,17 +529,10 @@ def checksums_section(final_dir: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def _chosen_id(selection: dict[str, Any], card: dict[str, Any]) -> str | None:
-    for key in ("chosen", "selected", "variant", "final", "winner"):
-        value = selection.get(key)
-        if isinstance(value, str):
-            return value
-        if isinstance(value, dict) and isinstance(value.get("id"), str):
-            return value["id"]
-    for key in ("variant", "source", "chosen"):
-        if isinstance(card.get(key), str):
-            return card[key]
-    return None
+def _chosen_id(selection: dict[str, Any]) -> str | None:
+    """The chosen variant's id, as ``select.choose`` records it."""
+    chosen = selection.get("chosen")
+    return chosen.get("id") if isinstance(chosen, dict) else None
 
 
 def _selection_results(selection: dict[str, Any], chosen: str | None) -> list[dict[str, str]]:
@@ -567,12 +560,11 @@ def summary_section(layout: settings.Layout, by_id: dict[str, Variant]) -> dict[
         (final_dir / settings.RUN_MANIFEST_NAME).exists()
     selection = _read_json(final_dir / "selection.json") if ok else {}
     card = _read_json(final_dir / "model_card.json") if ok else {}
-    chosen = _chosen_id(selection, card)
+    chosen = _chosen_id(selection)
     rule = selection.get("rule")
-    reason = next((selection[k] for k in ("reason", "why", "explanation") if isinstance(selection.get(k), str)),
-                  None)
-    hidden = {"rule", "reason", "why", "explanation", "chosen", "selected", "variant", "winner", "results",
-              "config", "models_dir"}
+    fallback = (selection.get("fallback") or {}).get("reason")
+    reason = f"the rule fell back to every usable TFLite result: {fallback}" if fallback else None
+    hidden = {"rule", "chosen", "results", "config", "models_dir"}
     details = [(key, describe(value)) for key, value in selection.items() if key not in hidden]
     metrics = final.metrics if final is not None and final.metrics else _read_json(final_dir / "metrics.json")
     if not metrics.get("test") and chosen in by_id:
