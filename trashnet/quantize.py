@@ -67,10 +67,13 @@ def frozen_function(model: keras.Model):
     return forward.get_concrete_function(spec)
 
 
-def convert(model: keras.Model, precision: str, *, representative: np.ndarray | None = None) -> bytes:
+def convert(model: keras.Model, precision: str, *, representative: np.ndarray | None = None,
+            sparse: bool = False) -> bytes:
     """``model`` as a .tflite flatbuffer at ``precision``.
 
     ``representative``: float32 images in [0, 255], (N, H, W, 3); required for ``int8`` and the 16x8 modes.
+    ``sparse`` adds ``Optimize.EXPERIMENTAL_SPARSITY``: kernels sparse enough are stored in TFLite's sparse
+    format, which XNNPack's sparse inference can use (the pruning stage measures it).
     For ``int16x8`` pass a MobileNetV3 already rebuilt with ``int16_compatible`` (``prepare_model`` does).
     """
     # No trackable object: given one, the converter first re-saves the whole Keras model as a
@@ -100,6 +103,8 @@ def convert(model: keras.Model, precision: str, *, representative: np.ndarray | 
             converter.target_spec.supported_ops = ops
     else:
         raise ValueError(f"unknown precision {precision!r}")
+    if sparse:
+        converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     return converter.convert()
 
 
