@@ -30,10 +30,13 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def gzip_size(path: str | os.PathLike) -> int:
-    """Bytes of the file after gzip -9: what zeros from pruning save in a download."""
-    data = Path(path).read_bytes()
+def gzip_size_of(data: bytes) -> int:
+    """Bytes after gzip -9: what zeros from pruning save in a download."""
     return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def gzip_size(path: str | os.PathLike) -> int:
+    return gzip_size_of(Path(path).read_bytes())
 
 
 def _read_umask() -> int:

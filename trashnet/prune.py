@@ -340,9 +340,7 @@ def to_tflite(model: keras.Model, *, sparse: bool = False) -> bytes:
 
 
 def _size_of_bytes(name: str, content: bytes) -> dict[str, Any]:
-    import gzip  # noqa: PLC0415
-
-    return {"file": name, "raw_bytes": len(content), "gzip_bytes": len(gzip.compress(content, 9, mtime=0))}
+    return {"file": name, "raw_bytes": len(content), "gzip_bytes": fileio.gzip_size_of(content)}
 
 
 def tflite_latency(content: bytes, cfg: VariantConfig) -> dict[str, dict[str, float]]:

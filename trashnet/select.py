@@ -29,12 +29,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from trashnet import fileio
+from trashnet import fileio, settings
 from trashnet.config import SelectConfig
 
 SELECTION_FILE = "selection.json"
 RESULT_STAGES = ("baseline", "pruned", "quantized")
-RUN_MANIFEST = "manifest.json"  # settings.RUN_MANIFEST_NAME
+RUN_MANIFEST = settings.RUN_MANIFEST_NAME
 METRICS_FILE = "metrics.json"  # as evaluate.METRICS_FILE (not imported: evaluate pulls in more than files)
 
 
