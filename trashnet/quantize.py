@@ -68,13 +68,17 @@ def frozen_function(model: keras.Model):
 
 
 def convert(model: keras.Model, precision: str, *, representative: np.ndarray | None = None,
-            sparse: bool = False) -> bytes:
+            sparse: bool = False, quantization_aware: bool = False) -> bytes:
     """``model`` as a .tflite flatbuffer at ``precision``.
 
     ``representative``: float32 images in [0, 255], (N, H, W, 3); required for ``int8`` and the 16x8 modes.
     ``sparse`` adds ``Optimize.EXPERIMENTAL_SPARSITY``: kernels sparse enough are stored in TFLite's sparse
     format, which XNNPack's sparse inference can use (the pruning stage measures it).
     For ``int16x8`` pass a MobileNetV3 already rebuilt with ``int16_compatible`` (``prepare_model`` does).
+    ``quantization_aware``: ``model`` came out of tfmot QAT (``qat.train``); its fake-quantization ranges
+    replace calibration. TF 2.21's converter still refuses int8 input/output without a representative
+    dataset (it checks before it looks at the graph), so pass a few images: the file is byte-identical
+    whichever images are given (checked in tests/test_qat.py).
     """
     # No trackable object: given one, the converter first re-saves the whole Keras model as a
     # SavedModel (tracing every layer), ~20-50x slower than converting the frozen graph directly.
@@ -87,6 +91,13 @@ def convert(model: keras.Model, precision: str, *, representative: np.ndarray | 
         converter.target_spec.supported_types = [tf.float16]
     elif precision == "int8-dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif precision == "int8" and quantization_aware:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        if representative is not None:
+            converter.representative_dataset = _dataset_gen(representative)
     elif precision in CALIBRATED_PRECISIONS:
         if representative is None or len(representative) == 0:
             raise ValueError(f"precision {precision!r} needs representative images for calibration")
@@ -103,6 +114,8 @@ def convert(model: keras.Model, precision: str, *, representative: np.ndarray | 
             converter.target_spec.supported_ops = ops
     else:
         raise ValueError(f"unknown precision {precision!r}")
+    if quantization_aware and precision != "int8":
+        raise ValueError(f"a quantization-aware model converts to 'int8' only, not {precision!r}")
     if sparse:
         converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     return converter.convert()
@@ -118,6 +131,12 @@ def int16_compatible(model: keras.Model, *, arch: str, image_size: int, alpha: f
     with models.int16_hard_swish():
         rebuilt = models.build_model(arch, num_classes=int(model.output_shape[-1]), image_size=image_size,
                                      alpha=alpha, dropout=dropout)
+    return carry_weights(model, rebuilt, arch=arch)
+
+
+def carry_weights(model: keras.Model, rebuilt: keras.Model, *, arch: str) -> keras.Model:
+    """Copy every weighted layer of ``model`` into the same-named layer of ``rebuilt`` (returned); both
+    must have exactly the same weighted layers."""
     source = {layer.name: layer for layer in model.layers if layer.weights}
     target = [layer for layer in rebuilt.layers if layer.weights]
     missing = sorted({layer.name for layer in target} ^ set(source))
