@@ -221,7 +221,8 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
                               if key in sparsity}
 
     tflite_path = output_dir / f"{cfg.id}.tflite"
-    for stale in (tflite_path, output_dir / evaluate.PREDICTIONS_FILE):  # from an earlier run of this variant
+    for stale in (tflite_path, output_dir / evaluate.PREDICTIONS_FILE,  # from an earlier run of this variant
+                  output_dir / evaluate.HISTORY_FILE):
         stale.unlink(missing_ok=True)
     started = time.perf_counter()
     try:
@@ -239,7 +240,11 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
         if cfg.precision in CALIBRATED_PRECISIONS:
             representative = representative_images(
                 data.train.images, cfg.quantize.representative_samples, seed=cfg.seed)
-        content = convert(converted, cfg.precision, representative=representative)
+        if cfg.quantize.qat.method == "none":
+            content = convert(converted, cfg.precision, representative=representative)
+        else:
+            content = _quantization_aware(model, data, cfg, record, representative, source_record, output_dir)
+            started += record["qat"]["seconds"]  # conversion time excludes the training
         fileio.atomic_write_bytes(tflite_path, content)
         runner = litert.TFLiteModel(content)  # loads, or says why not
     except Exception as error:  # noqa: BLE001 - any converter/LiteRT failure is this variant's result
@@ -276,6 +281,28 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
     evaluate.write_results(output_dir, record, paths=data.test.paths, labels=data.test.labels,
                            probabilities=probabilities)
     return record
+
+
+def _quantization_aware(model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, record: dict[str, Any],
+                        representative: np.ndarray, source_record: dict[str, Any], output_dir: Path) -> bytes:
+    """QAT (or PQAT) of ``model``, then its int8 file; fills ``record["qat"]``, writes ``history.csv``.
+
+    PQAT of a 2:4-pruned source must keep the pattern in the file's int8 kernels: else ``SparsityError``.
+    """
+    from trashnet import qat, train  # noqa: PLC0415 - tfmot and the training loop only when needed
+    from trashnet.prune import SparsityError  # noqa: PLC0415
+
+    qat_model, qat_record = qat.train(model, data, cfg, check_images=data.test.images[:REWRITE_CHECK_IMAGES])
+    fileio.atomic_write_text(output_dir / evaluate.HISTORY_FILE, train.history_csv(qat_record.pop("history")))
+    record["qat"] = qat_record
+    content = convert(qat_model, "int8", representative=representative, quantization_aware=True)
+    source_method = (source_record.get("sparsity") or {}).get("method")
+    if cfg.quantize.qat.method == "pqat" and source_method == "2of4":
+        check = qat.int8_m_by_n(content)
+        qat_record["m_by_n_int8"] = check
+        if not check["holds"]:
+            raise SparsityError(f"PQAT lost the 2:4 pattern in the int8 file: {check['violating']}")
+    return content
 
 
 def _float_reference(model: keras.Model, data: inputs.Dataset, source_sha: str,
@@ -337,6 +364,15 @@ def format_summary(record: dict[str, Any]) -> str:
     census = record["op_census"]
     lines.append(f"ops: {census['total']}, float compute ops: {census['float_compute_ops']} "
                  f"{census['float_compute_by_op'] or ''}".rstrip())
+    if "qat" in record:
+        qat_record = record["qat"]
+        lines.append(f"{qat_record['method']}: {qat_record['epochs']} epochs ({qat_record['scheme']}), "
+                     f"{qat_record['seconds']:.0f} s; annotatable rebuild differs from the float model by at most "
+                     f"{qat_record['rebuild']['float_max_abs_diff']:.2g} (probabilities)")
+        if "m_by_n_int8" in qat_record:
+            check = qat_record["m_by_n_int8"]
+            lines.append(f"2:4 in the int8 file: {'holds' if check['holds'] else 'BROKEN'} "
+                         f"({check['kernels_checked']} kernels checked)")
     if "rewrite" in record:
         rewrite = record["rewrite"]
         lines.append(f"hard-swish rewritten as {rewrite['hard_swish']}; on {rewrite['images']} test images the "
