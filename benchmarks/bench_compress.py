@@ -13,8 +13,8 @@ curve and, for QAT files, the op census and the 2:4 check of the int8 kernels. N
 holding ``mobilenet_v3_large.keras`` and its ``metrics.json``. Groups (run side by side with ``--threads 1``):
 
 - ``plain``: 2:4 fine-tune as in variants.yaml, its PTQ int8 and FP16 files, and its PQAT int8;
-- ``distill``: the distilled 2:4 fine-tune and its PQAT int8 and FP16 files, then PTQ int8 vs QAT int8 of
-  the float model;
+- ``distill``: the distilled 2:4 fine-tune and its PQAT int8, FP16 and PTQ int8 files;
+- ``qat``: PTQ int8 against QAT int8 of the float model;
 - ``alpha``: the distilled 2:4 fine-tune at other distillation weights (alpha curve);
 - ``unstructured``: 75 % unstructured, plain and distilled.
 """
@@ -34,7 +34,8 @@ GROUPS = {
     "plain": [f"{BASE}.prune-2of4", f"{BASE}.prune-2of4.int8", f"{BASE}.prune-2of4.fp16",
               f"{BASE}.prune-2of4.pqat.int8"],
     "distill": [f"{BASE}.prune-2of4-distill", f"{BASE}.prune-2of4-distill.pqat.int8",
-                f"{BASE}.prune-2of4-distill.fp16", f"{BASE}.int8", f"{BASE}.qat.int8"],
+                f"{BASE}.prune-2of4-distill.fp16", f"{BASE}.prune-2of4-distill.int8"],
+    "qat": [f"{BASE}.int8", f"{BASE}.qat.int8"],
     "alpha": [f"{BASE}.prune-2of4-distill@alpha0.9", f"{BASE}.prune-2of4-distill@alpha0.25"],
     "unstructured": [f"{BASE}.prune-75", f"{BASE}.prune-75-distill"],
 }
