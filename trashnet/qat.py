@@ -27,6 +27,7 @@ zero of the (2:4-pruned) kernels zero while training, so the int8 file keeps the
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from typing import Any, Iterator
 
@@ -78,12 +79,15 @@ class HardSwish(keras.layers.Layer):
         return {**super().get_config(), "form": self.form}
 
 
-def output_quantize_config():
-    """Fake-quantize only the layer's output, 8-bit asymmetric per tensor (what TFLite's int8 kernels use)."""
+@functools.cache
+def _output_quantize_config_class() -> type:
+    """Defined on first use: the base class lives in tfmot, which the rest of the package never imports."""
     tfmot = _tfmot()
     quantizers = tfmot.quantization.keras.quantizers
 
     class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        """Fake-quantize only the layer's output, 8-bit asymmetric per tensor (as TFLite's int8 kernels)."""
+
         def get_weights_and_quantizers(self, layer):
             return []
 
@@ -103,13 +107,18 @@ def output_quantize_config():
         def get_config(self):
             return {}
 
-    return OutputQuantizeConfig()
+    return OutputQuantizeConfig
+
+
+def output_quantize_config():
+    """The output-only 8-bit ``QuantizeConfig`` for weightless layers tfmot's registry does not know."""
+    return _output_quantize_config_class()()
 
 
 def scope() -> dict[str, Any]:
     """Custom objects for ``quantize_scope`` (and for loading a QAT model)."""
-    config = output_quantize_config()
-    return {"HardSwish": HardSwish, "HardSigmoid": HardSigmoid, type(config).__name__: type(config)}
+    config_class = _output_quantize_config_class()
+    return {"HardSwish": HardSwish, "HardSigmoid": HardSigmoid, config_class.__name__: config_class}
 
 
 @contextlib.contextmanager
