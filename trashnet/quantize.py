@@ -9,6 +9,9 @@ Precisions (``config.PRECISIONS``):
   hard-swish the converter does not fuse into HARD_SWISH (which 16x8 cannot quantize), keeping its weights;
 - ``int16x8-fallback``: 16x8 with float built-ins allowed, MobileNetV3's HARD_SWISH ops stay float.
 
+``int8`` with ``quantize.qat.method`` ``qat`` / ``pqat`` fine-tunes the model with tfmot's fake quantization
+first (``trashnet/qat.py``, docs/compression.md) and converts with the trained ranges instead of calibrated ones.
+
 Conversion starts from a frozen concrete function of the model (``training=False``) with no trackable
 object: 1-2 s for a 48 px MobileNetV3-Small on 2 cores, against 30-70 s through ``from_keras_model`` (or
 ``from_concrete_functions`` given the model), which first re-save the model as a SavedModel. The input
