@@ -103,6 +103,12 @@ class SelectConfig(Strict):
     # Eligible files at most this many times slower than the fastest eligible one: keeps a file that is
     # small but runs on slow reference kernels (16x8 on x86, ~40x FP16) from winning on size alone.
     max_latency_ratio: float | None = Field(3.0, ge=1)
+    # A candidate run with several seeds is judged on its mean test accuracy over them ("first": its own).
+    seed_accuracy: Literal["mean", "first"] = "mean"
+    # "tolerance": within accuracy_tolerance_pp of the best. "not-significantly-worse": instead, every candidate
+    # the exact McNemar test (Holm over the candidates) does not find worse than the best. Off by default: at a
+    # few hundred test images a non-significant drop can be several pp (docs/statistics.md).
+    eligibility: Literal["tolerance", "not-significantly-worse"] = "tolerance"
 
 
 class StatsConfig(Strict):
