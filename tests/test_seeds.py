@@ -121,3 +121,11 @@ def test_the_cpu_seeds_profile_runs_three_seeds_of_the_central_chain():
     assert len(trained) == 9 and len(chosen) == 16  # 3 x (V3-Small, V3-Large, 2:4) + 3 x (FP16, INT16) + final
     assert {variants[v].seed for v in chosen if v.startswith("mobilenet_v3_small")} == {42, 43, 44}
     assert variants["mobilenet_v3_large@seed44"].train.epochs == 45  # cpu's epoch budget, every seed
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in config.settings.PROFILES_DIR.glob("*.yaml")))
+def test_every_profile_resolves_every_variant(name):
+    profile = config.load_profile(name)
+    variants = config.load_variants(profile)
+    chosen = config.select_variants(variants, profile.variants)
+    assert chosen and all(variants[v].seed in variants[v].seeds for v in chosen)
