@@ -129,3 +129,28 @@ def test_every_profile_resolves_every_variant(name):
     variants = config.load_variants(profile)
     chosen = config.select_variants(variants, profile.variants)
     assert chosen and all(variants[v].seed in variants[v].seeds for v in chosen)
+
+
+@pytest.mark.slow  # starts papermill (stand-in notebooks)
+def test_the_runner_gives_each_seed_its_own_folder_and_seed(tmp_path):
+    import subprocess
+    import sys
+
+    import standin
+    from trashnet import fileio, pipeline, settings
+
+    profile = tmp_path / "seeded.yaml"
+    profile.write_text("data: {split: stratified}\nmodel: {image_size: 64}\n"
+                       "overrides:\n  mobilenet_v3_small: {seeds: [42, 43]}\n")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "trashnet", "run", "--out", str(out), "--profile", str(profile),
+                             "--variants", "mobilenet_v3_small", "-j", "2", "--no-report"],
+                            env=standin.environment(), capture_output=True, text=True, timeout=600,
+                            cwd=settings.REPO_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    layout = settings.Layout(out)
+    for variant_id, seed in (("mobilenet_v3_small", 42), ("mobilenet_v3_small@seed43", 43)):
+        folder = layout.variant_dir("baseline", variant_id)
+        assert pipeline.read_valid_manifest(folder) is not None, variant_id
+        record = fileio.read_json(folder / "metrics.json")
+        assert (record["variant"], record["seed"], record["provenance"]["config"]["seed"]) == (variant_id, seed, seed)
