@@ -68,6 +68,21 @@ overrides:
     assert config.split_seed_id(pruned) == (pruned, None)
 
 
+def test_a_first_seed_pairs_with_the_sources_run_of_that_seed(tmp_path):
+    _, variants = load(tmp_path, """
+overrides:
+  mobilenet_v3_large: {seeds: [42, 43, 44]}
+  mobilenet_v3_large.prune-2of4: {seeds: [43, 44]}
+  mobilenet_v3_large.prune-2of4.fp16: {seed: 5}
+""")
+    pruned = "mobilenet_v3_large.prune-2of4"
+    assert (variants[pruned].seed, variants[pruned].source) == (43, "mobilenet_v3_large@seed43")
+    assert variants[f"{pruned}@seed44"].source == "mobilenet_v3_large@seed44"
+    assert f"{pruned}@seed43" not in variants
+    # A seed the source never ran: one run, on the plain source (only extra seeds must match).
+    assert (variants[f"{pruned}.fp16"].seed, variants[f"{pruned}.fp16"].source) == (5, pruned)
+
+
 def test_profile_seeds_apply_to_every_variant(tmp_path):
     _, variants = load(tmp_path, "seeds: [1, 2]\n")
     assert variants["mobilenet_v3_small@seed2"].seed == 2

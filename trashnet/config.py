@@ -376,12 +376,8 @@ def load_variants(profile: Profile, path: str | Path = settings.VARIANTS_FILE) -
                     # A quantized file inherits the model settings its source was trained with.
                     entry = deep_merge({"model": upstream.model.model_dump(mode="json")}, entry)
             variant = resolve_variant(profile, entry, where=str(path))
-            if variant.source is not None and variant.seed != resolved[variant.source].seed:
-                # The first seed of a variant pairs with its source's run of that seed.
-                if variant.seed not in resolved[variant.source].seeds:
-                    raise ConfigError(
-                        f"{path}: variant {variant.id!r} runs seed {variant.seed}, but its source "
-                        f"{variant.source!r} does not (its seeds: {list(resolved[variant.source].seeds)})")
+            if variant.source is not None and variant.seed in resolved[variant.source].seeds:
+                # The first seed pairs with the source's run of that seed (else with the plain source).
                 variant = variant.model_copy(update={"source": seed_variant_id(
                     variant.source, variant.seed, resolved[variant.source].seeds)})
             for run in (variant, *_seed_runs(variant, resolved, str(path))):
