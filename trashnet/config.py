@@ -376,11 +376,12 @@ def load_variants(profile: Profile, path: str | Path = settings.VARIANTS_FILE) -
                     # A quantized file inherits the model settings its source was trained with.
                     entry = deep_merge({"model": upstream.model.model_dump(mode="json")}, entry)
             variant = resolve_variant(profile, entry, where=str(path))
+            extra = _seed_runs(variant, resolved, str(path))
             if variant.source is not None and variant.seed in resolved[variant.source].seeds:
                 # The first seed pairs with the source's run of that seed (else with the plain source).
                 variant = variant.model_copy(update={"source": seed_variant_id(
                     variant.source, variant.seed, resolved[variant.source].seeds)})
-            for run in (variant, *_seed_runs(variant, resolved, str(path))):
+            for run in (variant, *extra):
                 if run.id in resolved:
                     raise ConfigError(f"{path}: variant id {run.id!r} is defined twice")
                 resolved[run.id] = run
