@@ -82,7 +82,7 @@ class Comparison(Record):
 
 class SeedSummary(Record):
     variant: str  # the plain id; the seeds' runs are <variant>@seed<N> after the first
-    seeds: list[int]
+    seeds: list[int | None]  # None: the result does not say its seed
     accuracy: list[float]
     macro_f1: list[float | None]
     mean_accuracy: float
@@ -304,7 +304,8 @@ def seed_summaries(rows: list[dict[str, Any]]) -> list[SeedSummary]:
         f1 = [None if r.get("macro_f1") is None else float(r["macro_f1"]) for r in members]
         known_f1 = [v for v in f1 if v is not None]
         summaries.append(SeedSummary(
-            variant=variant, seeds=[int(r["seed"]) if r.get("seed") is not None else -1 for r in members],
+            variant=variant, seeds=[r["seed"] if isinstance(r.get("seed"), int) else split_seed_id(r["id"])[1]
+                                    for r in members],
             accuracy=accuracy, macro_f1=f1, mean_accuracy=statistics.fmean(accuracy), sd_accuracy=_sd(accuracy),
             mean_macro_f1=statistics.fmean(known_f1) if len(known_f1) == len(f1) else None,
             sd_macro_f1=_sd(known_f1) if len(known_f1) == len(f1) else None))
