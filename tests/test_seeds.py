@@ -169,3 +169,11 @@ def test_the_runner_gives_each_seed_its_own_folder_and_seed(tmp_path):
         assert pipeline.read_valid_manifest(folder) is not None, variant_id
         record = fileio.read_json(folder / "metrics.json")
         assert (record["variant"], record["seed"], record["provenance"]["config"]["seed"]) == (variant_id, seed, seed)
+
+
+def test_adding_a_seed_leaves_the_first_runs_config_unchanged(tmp_path):
+    _, one = load(tmp_path, "")
+    _, three = load(tmp_path, "overrides:\n  mobilenet_v3_small: {seeds: [42, 43, 44]}\n")
+    # The runner's cache key hashes config_to_dict: the seed-42 run is not redone when seeds are added.
+    assert config.config_to_dict(one["mobilenet_v3_small"]) == config.config_to_dict(three["mobilenet_v3_small"])
+    assert config.config_to_dict(three["mobilenet_v3_small@seed43"])["seed"] == 43

@@ -148,7 +148,9 @@ class VariantConfig(Strict):
     stage: Literal["baseline", "pruned", "quantized", "final"]
     profile: str
     seed: int  # this run's seed (training init, augmentation, shuffling, calibration sample)
-    seeds: tuple[int, ...] = ()  # every seed this variant runs with; the first keeps the plain id
+    # Every seed this variant runs with (the first keeps the plain id). Used while expanding the variants only,
+    # and left out of config_to_dict: adding a seed must not change the cache key of the runs already made.
+    seeds: tuple[int, ...] = Field((), exclude=True)
     arch: str | None = None  # baseline / pruned: the architecture
     source: str | None = None  # pruned: baseline id; quantized: baseline or pruned id
     source_stage: str | None = None
