@@ -287,3 +287,13 @@ def test_not_significantly_worse_eligibility(tmp_path):
     assert selection["eligible"] == [f"{PRUNED}.int16x8", f"{PRUNED}.fp16"]
     assert "significantly less accurate" in rows[f"{PRUNED}.int8-dynamic"]["excluded"]
     assert "not significantly worse" in selection["rule"]
+
+
+def test_the_tolerance_sentence_follows_the_interval_width():
+    wide = stats.Interval(variant="x", metric="accuracy", estimate=0.8, low=0.76, high=0.84, confidence=0.95,
+                          method="BCa", resamples=1000, seed=0, n=430)
+    narrow = wide.model_copy(update={"low": 0.798, "high": 0.802, "n": 100_000})
+    assert "cannot be told apart" in stats.tolerance_text([wide], 1.0, 0.95)
+    assert "4.3 of 430" in stats.tolerance_text([wide], 1.0, 0.95)
+    assert "may well be real" in stats.tolerance_text([narrow], 1.0, 0.95)
+    assert stats.tolerance_text([], 1.0, 0.95) is None

@@ -338,12 +338,16 @@ def tolerance_text(intervals: list[Interval], tolerance_pp: float, confidence: f
         return None
     half = statistics.median(100 * (i.high - i.low) / 2 for i in accuracy)
     n = int(statistics.median(i.n for i in accuracy))
-    return (f"The selection rule's accuracy tolerance of {tolerance_pp:g} pp is {tolerance_pp * n / 100:.1f} of "
+    text = (f"The selection rule's accuracy tolerance of {tolerance_pp:g} pp is {tolerance_pp * n / 100:.1f} of "
             f"{n} test images. A single variant's {100 * confidence:g} % interval here is about +/-{half:.1f} pp "
-            f"(median half-width), so candidates within the tolerance cannot be told apart from the best on "
-            f"this test set, and neither can most outside it: the tolerance is a stated trade-off of accuracy "
-            f"for size, not a finding that the eligible files are equally accurate. The paired comparisons in "
-            f"stats.json say which differences are significant.")
+            f"(median half-width), ")
+    if half > tolerance_pp:
+        text += ("so candidates within the tolerance cannot be told apart from the best by their intervals: the "
+                 "tolerance is a stated trade-off of accuracy for size, not a finding that the eligible files are "
+                 "equally accurate.")
+    else:
+        text += "narrower than the tolerance: a difference of that size may well be real."
+    return text + " The paired comparisons in stats.json say which differences are significant."
 
 
 def analyse(rows: list[dict[str, Any]], models_dir: str | os.PathLike, cfg: StatsConfig, *,
