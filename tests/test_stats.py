@@ -90,6 +90,35 @@ def test_accuracy_interval_covers_the_true_accuracy_about_95_percent_of_the_time
     assert 100 * (interval.high - interval.low) / 2 == pytest.approx(3.8, abs=0.6)
 
 
+def test_paired_difference_interval_covers_the_true_difference():
+    # 200 simulated pairs of models on 430 images: 4 % right only by a, 6 % only by b: a - b = -2 pp.
+    rng = np.random.default_rng(11)
+    hits = 0
+    for _ in range(200):
+        u = rng.random(430)
+        a = (u < 0.04) | (u >= 0.25)
+        b = ((u >= 0.04) & (u < 0.10)) | (u >= 0.25)
+        comparison = stats.paired_comparison("pruned_vs_dense", "a", "b", a, b, FAST)
+        hits += comparison.low_pp <= -2.0 <= comparison.high_pp
+    assert 0.90 <= hits / 200 <= 0.99
+
+
+@pytest.mark.slow  # ~5 s: 200 macro-F1 bootstraps with BCa
+def test_macro_f1_interval_covers_the_population_macro_f1():
+    # TrashNet's class sizes; 80 % right, errors spread evenly: per class TP = 0.8 p_k, FN = 0.2 p_k,
+    # FP = 0.04 (1 - p_k), so the population macro-F1 is known exactly.
+    prior = np.array([403, 501, 410, 594, 482, 137]) / 2527
+    truth = np.mean(2 * 0.8 * prior / (2 * 0.8 * prior + 0.04 * (1 - prior) + 0.2 * prior))
+    rng = np.random.default_rng(7)
+    hits = 0
+    for _ in range(200):
+        labels = rng.choice(6, 430, p=prior)
+        predicted = np.where(rng.random(430) < 0.8, labels, (labels + rng.integers(1, 6, 430)) % 6)
+        interval = stats.macro_f1_interval(labels, predicted, 6, FAST)
+        hits += interval.low <= truth <= interval.high
+    assert 0.90 <= hits / 200 <= 0.99
+
+
 def test_same_seed_gives_bit_identical_intervals_and_another_seed_does_not():
     rng = np.random.default_rng(5)
     labels = rng.integers(0, 6, 300)
