@@ -251,20 +251,23 @@ def _not_significantly_worse(candidates: list[dict[str, Any]], best: dict[str, A
             predictions[row["id"]] = stats.Predictions.read(row["id"], Path(models_dir) / row["dir"])
         except (stats.StatsError, OSError, ValueError) as error:
             row["p_holm_vs_best"], row["untested"] = None, str(error)
-    others = [r for r in candidates if r is not best and r["id"] in predictions]
-    # The family label is unused here: these tests stay in selection.json, not in stats.json.
-    tests = [stats.compare("final_vs_reference", r["id"], best["id"], predictions, stats_config) for r in others]
-    paired = []
-    for row, test in zip(others, tests):
-        if isinstance(test, str):
-            row["p_holm_vs_best"], row["untested"] = None, test
+    tested = []  # (row, images only it got right, images only the best got right)
+    for row in candidates:
+        if row is best or row["id"] not in predictions:
+            continue
+        if best["id"] not in predictions:
+            row["p_holm_vs_best"], row["untested"] = None, f"the best candidate {best['id']} has no predictions"
+            continue
+        counts = stats.discordant(predictions[row["id"]], predictions[best["id"]])
+        if isinstance(counts, str):
+            row["p_holm_vs_best"], row["untested"] = None, counts
         else:
-            paired.append((row, test))
-    adjusted, _ = stats.holm([t.p_value for _, t in paired], stats_config.alpha)
+            tested.append((row, *counts))
+    adjusted, _ = stats.holm([stats.mcnemar_exact(a, b) for _, a, b in tested], stats_config.alpha)
     keep = [best]
-    for (row, test), p_holm in zip(paired, adjusted):
+    for (row, only_row, only_best), p_holm in zip(tested, adjusted):
         row["p_holm_vs_best"] = p_holm
-        if not (p_holm < stats_config.alpha and test.diff_pp < 0):
+        if not (p_holm < stats_config.alpha and only_row < only_best):
             keep.append(row)
     return keep
 

@@ -400,6 +400,15 @@ def compare(family: str, a: str, b: str, predictions: dict[str, Predictions], cf
     return paired_comparison(family, a, b, predictions[a].correct(paths), predictions[b].correct(paths), cfg)
 
 
+def discordant(a: Predictions, b: Predictions) -> tuple[int, int] | str:
+    """Images only ``a`` / only ``b`` classified correctly, or why they cannot be paired."""
+    paths, reason = _paired(a, b)
+    if paths is None:
+        return reason
+    correct_a, correct_b = a.correct(paths), b.correct(paths)
+    return int((correct_a & ~correct_b).sum()), int((~correct_a & correct_b).sum())
+
+
 def add_final(result: StatsFile, selection: dict[str, Any], models_dir: str | os.PathLike,
               cfg: StatsConfig) -> StatsFile:
     """The final model against its float reference (one family of one test), once selection has chosen."""
