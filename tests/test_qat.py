@@ -54,6 +54,30 @@ def test_rebuild_refuses_a_model_whose_layers_differ():
         qat.annotatable_model(small, arch="mobilenet_v3_large", alpha=1.0, dropout=0.2)
 
 
+@pytest.mark.parametrize("method", ["qat", "pqat"])
+def test_every_kernel_is_fake_quantized_with_the_scheme_asked_for(method):
+    """tfmot's Conv2D -> ReLU transform would leave the squeeze-excite conv unquantized (NoOp), and so
+    without the PQAT sparsity mask; ``ConvReLU`` prevents it."""
+    from trashnet import models, qat
+    from trashnet.keras_env import keras
+
+    model = models.build_model("mobilenet_v3_small", num_classes=6, image_size=32)
+    qat_model = qat.quantize_model(qat.annotatable_model(model, arch="mobilenet_v3_small", alpha=1.0,
+                                                         dropout=0.2), method)
+    kernels = [layer for layer in qat_model.layers if isinstance(getattr(layer, "layer", None),
+                                                                 (keras.layers.Conv2D, keras.layers.Dense))]
+    assert len(kernels) == len([layer for layer in model.layers
+                                if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))])
+    configs = {type(layer.quantize_config).__name__ for layer in kernels}
+    assert "NoOpQuantizeConfig" not in configs, configs
+    quantizers = {type(layer.quantize_config.weight_quantizer).__name__ for layer in kernels
+                  if not isinstance(layer.layer, keras.layers.DepthwiseConv2D)}
+    if method == "pqat":
+        assert all(name.startswith("PrunePreserve") for name in quantizers), quantizers
+    else:
+        assert not any(name.startswith("PrunePreserve") for name in quantizers), quantizers
+
+
 def test_qat_config_needs_int8(quick_profile):
     entry = {"id": "x", "stage": "quantized", "arch": "mobilenet_v3_large", "source": "mobilenet_v3_large",
              "precision": "fp16", "quantize": {"qat": {"method": "qat"}}}
@@ -148,6 +172,11 @@ def test_pqat_keeps_the_2of4_pattern_in_the_int8_file(trained_model_factory, sam
                       cache_dir=tmp_path / ".cache", verbose=False)
 
     cfg = _variant("mobilenet_v3_large.prune-2of4.pqat.int8", pruned_cfg.id, "pruned")
+    # A learning rate high enough that a kernel trained without its mask visibly loses its zeros in int8
+    # (at the default, one epoch on the sample moves them too little to show).
+    data = config_lib.config_to_dict(cfg)
+    data["quantize"]["qat"]["learning_rate"] = 1e-2
+    cfg = config_lib.config_from_dict(data)
     out = tmp_path / "models" / "quantized" / cfg.id
     record = quantize.run_quantization(cfg, dataset_dir=sample_dataset, source_dir=pruned_dir, output_dir=out,
                                        cache_dir=tmp_path / ".cache")
