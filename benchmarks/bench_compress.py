@@ -15,6 +15,7 @@ holding ``mobilenet_v3_large.keras`` and its ``metrics.json``. Groups (run side 
 - ``plain``: 2:4 fine-tune as in variants.yaml, its PTQ int8 and FP16 files, and its PQAT int8;
 - ``distill``: the distilled 2:4 fine-tune and its PQAT int8, FP16 and PTQ int8 files;
 - ``qat``: PTQ int8 against QAT int8 of the float model;
+- ``pqat``, ``pqat-distill``: the PQAT int8 files again, on their own (after ``plain`` / ``distill``);
 - ``alpha``: the distilled 2:4 fine-tune at other distillation weights (alpha curve);
 - ``unstructured``: 75 % unstructured, plain and distilled.
 """
@@ -36,6 +37,8 @@ GROUPS = {
     "distill": [f"{BASE}.prune-2of4-distill", f"{BASE}.prune-2of4-distill.pqat.int8",
                 f"{BASE}.prune-2of4-distill.fp16", f"{BASE}.prune-2of4-distill.int8"],
     "qat": [f"{BASE}.int8", f"{BASE}.qat.int8"],
+    "pqat": [f"{BASE}.prune-2of4.pqat.int8"],  # after `plain` (its source); alone, to run beside the others
+    "pqat-distill": [f"{BASE}.prune-2of4-distill.pqat.int8"],  # after `distill`
     "alpha": [f"{BASE}.prune-2of4-distill@alpha0.9", f"{BASE}.prune-2of4-distill@alpha0.25"],
     "unstructured": [f"{BASE}.prune-75", f"{BASE}.prune-75-distill"],
 }
