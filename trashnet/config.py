@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trashnet import settings
 
@@ -51,6 +51,47 @@ class AugmentConfig(Strict):
     zoom: float = Field(0.15, ge=0, lt=1)  # max zoom in/out, fraction
     brightness: float = Field(0.15, ge=0, le=1)  # max brightness shift, fraction of the 0-255 range
     contrast: float = Field(0.15, ge=0, lt=1)  # max contrast change, fraction
+    # Robustness options for photos that are not TrashNet's (issue 18); all off by default so existing
+    # results stay comparable. Each applies to a whole batch in the tf.data graph, never in the model.
+    crop_scale: tuple[float, float] | None = None  # random resized crop: area range vs the image (>1 zooms
+    # out: the object shrinks on TrashNet's white board, which `background` can then replace); None = off
+    crop_ratio: tuple[float, float] = (0.75, 1.3333)  # aspect-ratio range of the crop window
+    saturation: float = Field(0.0, ge=0, le=1)  # max saturation change, fraction (0.4: x0.6 to x1.4)
+    hue: float = Field(0.0, ge=0, le=0.5)  # max hue shift, fraction of the colour wheel
+    blur: float = Field(0.0, ge=0, le=1)  # probability of a Gaussian blur of random strength
+    blur_sigma: float = Field(1.5, gt=0, le=8)  # strongest blur, sigma in pixels of the model input
+    noise: float = Field(0.0, ge=0, le=0.5)  # max std of Gaussian pixel noise, fraction of 255
+    jpeg: float = Field(0.0, ge=0, le=1)  # probability of a JPEG re-encoding
+    jpeg_quality: tuple[int, int] = (30, 95)  # its random quality range
+    grayscale: float = Field(0.0, ge=0, le=1)  # probability of a grayscale copy
+    background: float = Field(0.0, ge=0, le=1)  # probability of keying out the white board and
+    # compositing the object onto a random texture
+    background_value: int = Field(140, ge=0, le=255)  # board pixels: brightest channel at least this ...
+    background_saturation: float = Field(0.18, ge=0, le=1)  # ... and saturation at most this
+    background_max_fraction: float = Field(0.85, gt=0, le=1)  # keyed more than this: the object itself is
+    # white (paper, clear plastic), so leave that image alone
+    mixup: float = Field(0.0, ge=0)  # MixUp Beta(a, a) parameter; 0 = off
+    cutmix: float = Field(0.0, ge=0)  # CutMix Beta(a, a) parameter; 0 = off (not together with mixup)
+
+    @field_validator("crop_scale", "crop_ratio")
+    @classmethod
+    def _range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0 < value[0] <= value[1] <= 4:
+            raise ValueError(f"expected a range 0 < low <= high <= 4, got {list(value)}")
+        return value
+
+    @field_validator("jpeg_quality")
+    @classmethod
+    def _quality(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= value[0] <= value[1] <= 100:
+            raise ValueError(f"expected a quality range 1 <= low <= high <= 100, got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_mix(self) -> "AugmentConfig":
+        if self.mixup > 0 and self.cutmix > 0:
+            raise ValueError("choose MixUp or CutMix, not both (set one of mixup / cutmix to 0)")
+        return self
 
 
 class TrainConfig(Strict):

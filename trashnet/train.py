@@ -72,7 +72,14 @@ def training_pipeline(split: inputs.Split, cfg: VariantConfig, num_classes: int)
     """(augmented images, one-hot labels, per-sample class weights): one-hot for label smoothing."""
     pipeline = inputs.make_pipeline(split, batch_size=cfg.train.batch_size, training=True, seed=cfg.seed,
                                     augment=cfg.train.augment)
-    return with_targets(pipeline, split.labels, num_classes, cfg.train.class_weights)
+    pipeline = with_targets(pipeline, split.labels, num_classes, cfg.train.class_weights)
+    augment = cfg.train.augment
+    if augment.mixup > 0 or augment.cutmix > 0:  # needs the one-hot targets, so it comes after them
+        seeds = tf.data.Dataset.random(seed=cfg.seed + 1, rerandomize_each_iteration=True).batch(2)
+        pipeline = tf.data.Dataset.zip((pipeline, seeds)).map(
+            lambda batch, s: inputs.mix_batch(*batch, s, mixup=augment.mixup, cutmix=augment.cutmix),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return pipeline
 
 
 def with_targets(dataset, labels: np.ndarray, num_classes: int, class_weights: str):
