@@ -1,0 +1,176 @@
+"""``python -m trashnet evaluate``: any .tflite on any labelled folder, numbers checked by hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from results_tree import CLASSES
+from trashnet import folder_eval, images, settings
+
+SIZE = 16
+RED, GREEN, BLUE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 0, 0)
+
+
+def colour_tflite() -> bytes:
+    """A real .tflite whose answer is known from a photo's colour: red -> cardboard, green -> glass,
+    blue -> metal, black -> paper (mean RGB through fixed Dense weights)."""
+    from trashnet.keras_env import keras, tf
+
+    inputs = keras.Input((SIZE, SIZE, 3), dtype="float32")
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(len(CLASSES), activation="softmax")
+    model = keras.Model(inputs, dense(x))
+    weights = np.zeros((3, len(CLASSES)), np.float32)
+    weights[0, 0] = weights[1, 1] = weights[2, 2] = 10.0 / 255.0
+    bias = np.zeros(len(CLASSES), np.float32)
+    bias[3] = 3.0
+    dense.set_weights([weights, bias])
+    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32))
+    return tf.lite.TFLiteConverter.from_concrete_functions([function], model).convert()
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    (folder / "model.tflite").write_bytes(colour_tflite())
+    (folder / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    return folder / "model.tflite"
+
+
+def photo(path: Path, colour, fmt: str = "PNG") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 30), colour).save(path, fmt)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """Renamed folders (bottles, cans), two merged into one class (cans + tins -> metal), one skipped (misc),
+    one under its own name (paper), three classes missing, one broken file."""
+    root = tmp_path_factory.mktemp("data") / "photos"
+    for i, colour in enumerate([GREEN, GREEN, GREEN, RED, BLACK]):
+        photo(root / "bottles" / f"b{i}.png", colour)
+    for i, colour in enumerate([BLUE, BLUE, GREEN]):
+        photo(root / "cans" / f"c{i}.png", colour)
+    (root / "cans" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    photo(root / "tins" / "t0.jpg", BLUE, "JPEG")
+    photo(root / "tins" / "t1.png", BLACK)
+    photo(root / "misc" / "m0.png", RED)
+    photo(root / "misc" / "deep" / "m1.png", RED)
+    for i, colour in enumerate([BLACK, BLACK, RED]):
+        photo(root / "paper" / f"p{i}.png", colour)
+    (root / "README.txt").write_text("a file outside any class folder")
+    return root
+
+
+CLASS_MAP = {"bottles": "glass", "cans": "metal", "tins": "metal", "misc": None}
+
+
+def test_renamed_merged_and_missing_classes_give_the_hand_computed_numbers(model_file, data_dir):
+    record = folder_eval.evaluate_folder(model_file, data_dir, class_map=CLASS_MAP)
+    # By hand. glass: 5 photos, 3 called glass, 1 cardboard, 1 paper. metal: 5 (3 cans + 2 tins; the broken
+    # file is left out), 3 called metal, 1 glass, 1 paper. paper: 3, 2 called paper, 1 cardboard.
+    assert record["n"] == 13
+    assert record["accuracy"] == pytest.approx(8 / 13)
+    glass, metal, paper = (record["per_class"][name] for name in ("glass", "metal", "paper"))
+    assert (glass["precision"], glass["recall"], glass["n"]) == (pytest.approx(3 / 4), pytest.approx(3 / 5), 5)
+    assert glass["f1"] == pytest.approx(2 / 3)  # 2PR/(P+R) = 0.9 / 1.35
+    assert (metal["precision"], metal["recall"], metal["f1"], metal["n"]) == (1.0, pytest.approx(0.6),
+                                                                                pytest.approx(0.75), 5)
+    assert (paper["precision"], paper["recall"], paper["f1"]) == (0.5, pytest.approx(2 / 3), pytest.approx(4 / 7))
+    assert record["macro_f1"] == pytest.approx((2 / 3 + 0.75 + 4 / 7) / 3)  # over the 3 classes present
+    assert list(record["per_class"]) == ["glass", "metal", "paper"]
+    matrix = record["confusion_matrix"]
+    assert matrix["rows"] == ["glass", "metal", "paper"] and matrix["columns"] == list(CLASSES)
+    assert matrix["counts"] == [[1, 3, 0, 1, 0, 0], [0, 1, 3, 1, 0, 0], [1, 0, 0, 2, 0, 0]]
+    # Every file accounted for: 13 scored + 1 unreadable + 2 skipped (misc) = 16; the loose README listed.
+    assert record["files"] == 16 and record["skipped_folders"] == {"misc": 2}
+    assert record["unreadable"] == [{"path": "cans/broken.jpg", "error": record["unreadable"][0]["error"]}]
+    assert record["unreadable"][0]["error"].startswith("not-an-image")
+    assert record["loose_files"] == ["README.txt"]
+    assert record["class_map"] == {**CLASS_MAP, "paper": "paper"}
+    assert record["fit"] == "squash" and len(record["predictions"]) == 13
+
+
+def test_folder_names_the_map_does_not_cover_are_errors(model_file, data_dir):
+    with pytest.raises(folder_eval.EvaluationError, match="bottles, cans, misc, tins are not labels"):
+        folder_eval.evaluate_folder(model_file, data_dir)
+    with pytest.raises(folder_eval.EvaluationError, match="lacks: bins"):
+        folder_eval.evaluate_folder(model_file, data_dir, class_map={**CLASS_MAP, "bins": "metal"})
+    with pytest.raises(folder_eval.EvaluationError, match="maps to steel, not labels"):
+        folder_eval.evaluate_folder(model_file, data_dir, class_map={**CLASS_MAP, "cans": "steel"})
+
+
+def test_class_map_files(tmp_path):
+    yaml_file = tmp_path / "map.yaml"
+    yaml_file.write_text("bottles: glass\nmisc: null\n")
+    assert folder_eval.load_class_map(yaml_file) == {"bottles": "glass", "misc": None}
+    json_file = tmp_path / "map.json"
+    json_file.write_text(json.dumps({"cans": "metal"}))
+    assert folder_eval.load_class_map(json_file) == {"cans": "metal"}
+    (tmp_path / "bad.yaml").write_text("- a list\n")
+    with pytest.raises(folder_eval.EvaluationError, match="expected a mapping"):
+        folder_eval.load_class_map(tmp_path / "bad.yaml")
+    (tmp_path / "num.json").write_text('{"cans": 3}')
+    with pytest.raises(folder_eval.EvaluationError, match="use a model label or null"):
+        folder_eval.load_class_map(tmp_path / "num.json")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    code = ("import sys; from trashnet import cli; status = cli.main(sys.argv[1:]); "
+            "assert 'tensorflow' not in sys.modules, 'evaluate imported TensorFlow'; sys.exit(status)")
+    env = {**os.environ, "PYTHONPATH": str(settings.REPO_ROOT), "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-c", code, "evaluate", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_cli_writes_json_and_png_without_tensorflow(model_file, data_dir, tmp_path):
+    class_map = tmp_path / "map.yaml"
+    class_map.write_text("bottles: glass\ncans: metal\ntins: metal\nmisc: null\n")
+    done = run_cli("--model", str(model_file), "--data", str(data_dir), "--class-map", str(class_map),
+                   "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert "13 images, accuracy 61.5 %" in done.stdout
+    assert "cans/broken.jpg: not-an-image" in done.stderr and "1 unreadable" in done.stderr
+    record = json.loads((tmp_path / "out" / folder_eval.RESULT_FILE).read_text())
+    assert record["accuracy"] == pytest.approx(8 / 13)
+    assert (tmp_path / "out" / folder_eval.FIGURE_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    done = run_cli("--model", str(model_file), "--data", str(data_dir))
+    assert done.returncode == 2 and "error: folders bottles" in done.stderr and "--class-map" in done.stderr
+    done = run_cli("--model", str(model_file), "--data", str(tmp_path / "nowhere"), "--class-map", str(class_map))
+    assert done.returncode == 2 and "is not a folder" in done.stderr
+
+
+def test_fits_squash_crop_pad():
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 8, 20))  # a blue strip on the left fifth
+    squash = images.to_model_input(image, SIZE, "squash")
+    crop = images.to_model_input(image, SIZE, "crop")
+    pad = images.to_model_input(image, SIZE, "pad")
+    assert squash.shape == crop.shape == pad.shape == (SIZE, SIZE, 3)
+    assert squash[SIZE // 2, 0, 2] == 255  # squash keeps the left strip
+    assert crop[SIZE // 2, 0, 0] == 255 and crop[:, :, 2].max() == 0  # the centre square cuts it off
+    assert (pad[0] == 255).all() and (pad[-1] == 255).all()  # white margins above and below
+    assert pad[SIZE // 2, 0, 2] == 255  # and the whole frame is still there
+    with pytest.raises(ValueError, match="unknown fit"):
+        images.to_model_input(image, SIZE, "stretch")
+
+
+def test_fit_travels_with_the_model(model_file, data_dir, tmp_path):
+    from trashnet import artifact
+
+    content = artifact.append_zip(model_file.read_bytes(), {
+        "labels.txt": ("\n".join(CLASSES) + "\n").encode(), "metadata.json": json.dumps({"fit": "pad"}).encode()})
+    carried = tmp_path / "carried.tflite"
+    carried.write_bytes(content)
+    assert folder_eval.model_fit(content) == "pad"
+    assert folder_eval.evaluate_folder(carried, data_dir, class_map=CLASS_MAP)["fit"] == "pad"
+    assert folder_eval.evaluate_folder(carried, data_dir, class_map=CLASS_MAP, fit="crop")["fit"] == "crop"
