@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from results_tree import CLASSES
-from trashnet import folder_eval, images, settings
+from trashnet import folder_eval, images, predict, settings
 
 SIZE = 16
 RED, GREEN, BLUE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 0, 0)
@@ -171,6 +171,21 @@ def test_fit_travels_with_the_model(model_file, data_dir, tmp_path):
         "labels.txt": ("\n".join(CLASSES) + "\n").encode(), "metadata.json": json.dumps({"fit": "pad"}).encode()})
     carried = tmp_path / "carried.tflite"
     carried.write_bytes(content)
-    assert folder_eval.model_fit(content) == "pad"
+    assert predict.model_fit(content) == "pad"
     assert folder_eval.evaluate_folder(carried, data_dir, class_map=CLASS_MAP)["fit"] == "pad"
     assert folder_eval.evaluate_folder(carried, data_dir, class_map=CLASS_MAP, fit="crop")["fit"] == "crop"
+
+
+def test_predict_reads_the_fit_the_model_carries(model_file, tmp_path):
+    """A black letterbox photo: squashed it is black (paper); padded, white margins dominate (cardboard)."""
+    from trashnet import artifact
+
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (64, 8), BLACK).save(strip)
+    content = artifact.append_zip(model_file.read_bytes(), {
+        "labels.txt": ("\n".join(CLASSES) + "\n").encode(), "metadata.json": json.dumps({"fit": "pad"}).encode()})
+    carried = tmp_path / "carried.tflite"
+    carried.write_bytes(content)
+    assert [r.label for r in predict.predict([strip], model_file)] == ["paper"]
+    assert [r.label for r in predict.predict([strip], carried)] == ["cardboard"]
+    assert [r.label for r in predict.predict([strip], carried, fit="squash")] == ["paper"]

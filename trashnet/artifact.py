@@ -262,7 +262,8 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
     labels_text = "".join(f"{name}\n" for name in labels)
     original_bytes = original.read_bytes()
     metadata = {"name": "trashnet", "variant": chosen["id"], "classes": labels,
-                "input": {"range": "[0, 255]", "color": "RGB", "resize": "squash (no crop), bilinear"},
+                "input": {"range": "[0, 255]", "color": "RGB", "resize": f"{config.model.fit}, bilinear"},
+                "fit": config.model.fit,  # read by predict and evaluate (images.to_model_input)
                 "source_sha256": fileio.sha256_bytes(original_bytes), "weights": record.get("weights"),
                 "profile": record.get("profile"), "seed": record.get("seed")}
     model_path = output_dir / MODEL_FILE

@@ -43,6 +43,8 @@ class ModelConfig(Strict):
     weights: str = "none"  # "none" (from scratch), "imagenet" (Keras download) or a weights file path
     dropout: float = Field(0.2, ge=0, lt=1)  # before the classifier
     bn_momentum: float | None = Field(0.99, gt=0, lt=1)  # None keeps Keras' (0.999 for V3: too slow from scratch)
+    fit: Literal["squash", "crop", "pad"] = "squash"  # photo -> square input (images.to_model_input); it
+    # travels with the model (metadata.json), so predict and evaluate fit photos the way training did
 
 
 class AugmentConfig(Strict):
@@ -145,6 +147,13 @@ class SelectConfig(Strict):
     max_latency_ratio: float | None = Field(3.0, ge=1)
 
 
+class OodConfig(Strict):
+    """The out-of-distribution set every variant is also measured on: the folder comes from
+    ``$TRASHNET_OOD_DATA`` (unset: not measured), how its folders map to the model's labels from here."""
+
+    class_map: dict[str, str | None] = {}  # folder -> model label (null: skip it); unnamed folders = labels
+
+
 class Profile(Strict):
     """A whole run's defaults. ``name`` is the file stem; the rest is the YAML body."""
 
@@ -157,6 +166,7 @@ class Profile(Strict):
     prune: PruneConfig = PruneConfig()
     quantize: QuantizeConfig = QuantizeConfig()
     select: SelectConfig = SelectConfig()
+    ood: OodConfig = OodConfig()
     variants: list[str] | None = None  # ids to run (None = every variant in variants.yaml)
     overrides: dict[str, dict[str, Any]] = {}  # variant id -> sections that differ in this profile
 
@@ -178,6 +188,7 @@ class VariantConfig(Strict):
     prune: PruneConfig
     quantize: QuantizeConfig
     select: SelectConfig
+    ood: OodConfig = OodConfig()
 
     @field_validator("arch")
     @classmethod
@@ -263,7 +274,7 @@ def resolve_variant(profile: Profile, entry: dict[str, Any], *, where: str = "va
     variant_id = entry.get("id")
     if not isinstance(variant_id, str) or not variant_id:
         raise ConfigError(f"{where}: every variant needs a non-empty string 'id'")
-    sections = ("data", "model", "train", "prune", "quantize", "select")
+    sections = ("data", "model", "train", "prune", "quantize", "select", "ood")
     base = profile.model_dump(mode="python", include=set(sections))
     base.update(profile=profile.name, seed=profile.seed)
     merged = deep_merge(base, entry)

@@ -166,6 +166,35 @@ def ood_block(dataset: str, scored: dict[str, Any], class_map: dict[str, str | N
             "class_map": class_map, "unreadable": unreadable, "fit": fit}
 
 
+def measure_ood(predict_fn, labels: Sequence[str], image_size: int, *, fit: str = images.DEFAULT_FIT,
+                class_map: dict[str, str | None] | None = None, folder: str | os.PathLike | None = None
+                ) -> dict[str, Any] | None:
+    """The ``ood`` block for a model given as ``predict_fn(images uint8 (N, S, S, 3)) -> probabilities``.
+
+    ``folder`` defaults to ``$TRASHNET_OOD_DATA``; None when neither is set (then: not measured). The set
+    only measures: nothing here feeds training or checkpoint choice.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from trashnet import settings
+
+    folder = Path(folder) if folder is not None else settings.ood_data()
+    if folder is None:
+        return None
+    if not folder.is_dir():
+        raise EvaluationError(f"${settings.ENV_OOD_DATA}={folder} is not a folder: point it at a labelled "
+                              "<class>/<image> folder, or unset it to skip the OOD measurement")
+    scanned = scan(folder, labels, class_map)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        decoded = list(pool.map(lambda item: _decode(folder / item[0], image_size, fit), scanned.files))
+    kept = [(label, out) for (_, label), out in zip(scanned.files, decoded) if not isinstance(out, str)]
+    if not kept:
+        raise EvaluationError(f"none of the {len(scanned.files)} files in {folder} could be read as an image")
+    probabilities = np.asarray(predict_fn(np.stack([out for _, out in kept])))
+    scored = score([label for label, _ in kept], probabilities.argmax(axis=1), labels)
+    return ood_block(folder.name, scored, scanned.class_map, unreadable=len(scanned.files) - len(kept), fit=fit)
+
+
 # --- the model ------------------------------------------------------------------------------------
 
 def load_tflite(model: str | os.PathLike, *, labels: str | os.PathLike | None = None,
@@ -184,18 +213,7 @@ def load_tflite(model: str | os.PathLike, *, labels: str | os.PathLike | None = 
         runner, names = loader(model, num_threads=num_threads)
     else:
         runner, names = predict.load_model(model, labels=labels, num_threads=num_threads)
-    return runner, names, model_fit(runner.content)
-
-
-def model_fit(content: bytes) -> str:
-    """The test-time fit a model file carries in its ``metadata.json`` (``squash`` when it says none)."""
-    from trashnet import predict
-
-    raw = predict.embedded_files(content).get(predict.METADATA_FILE)
-    fit = json.loads(raw).get("fit", images.DEFAULT_FIT) if raw is not None else images.DEFAULT_FIT
-    if fit not in images.FITS:
-        raise EvaluationError(f"the model's metadata.json names an unknown fit {fit!r}")
-    return fit
+    return runner, names, predict.model_fit(runner.content)
 
 
 def _decode(path: Path, size: int, fit: str) -> np.ndarray | str:

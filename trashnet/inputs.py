@@ -62,19 +62,19 @@ def read_accepted(dataset_dir: str | os.PathLike) -> tuple[tuple[str, ...], dict
 
 
 def _load_split(dataset_dir: Path, entries: list[tuple[str, str]], classes: tuple[str, ...],
-                size: int) -> Split:
+                size: int, fit: str = images.DEFAULT_FIT) -> Split:
     index = {name: i for i, name in enumerate(classes)}
     paths = [dataset_dir / rel for rel, _ in entries]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # Pillow releases the GIL
-        arrays = list(pool.map(lambda p: images.load_for_model(p, size), paths))
+        arrays = list(pool.map(lambda p: images.load_for_model(p, size, fit), paths))
     stacked = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
     labels = np.array([index[cls] for _, cls in entries], dtype=np.int32)
     return Split(stacked, labels, tuple(rel for rel, _ in entries))
 
 
 def load_dataset(dataset_dir: str | os.PathLike, image_size: int, *,
-                 cache_dir: str | os.PathLike | None = None) -> Dataset:
-    """Every accepted image of a prepared data set, decoded at ``image_size``."""
+                 cache_dir: str | os.PathLike | None = None, fit: str = images.DEFAULT_FIT) -> Dataset:
+    """Every accepted image of a prepared data set, decoded at ``image_size`` with ``fit`` (squash/crop/pad)."""
     dataset_dir = Path(dataset_dir)
     classes, by_split = read_accepted(dataset_dir)
     manifest_sha = fileio.sha256_file(dataset_dir / settings.MANIFEST_NAME)
@@ -82,12 +82,13 @@ def load_dataset(dataset_dir: str | os.PathLike, image_size: int, *,
     for name in settings.SPLITS:
         cached = None
         if cache_dir is not None:
-            cached = Path(cache_dir) / "arrays" / f"{manifest_sha[:16]}-{image_size}px-{name}.npz"
+            suffix = "" if fit == images.DEFAULT_FIT else f"-{fit}"  # squash keeps the existing cache names
+            cached = Path(cache_dir) / "arrays" / f"{manifest_sha[:16]}-{image_size}px{suffix}-{name}.npz"
             if cached.is_file():
                 with np.load(cached) as data:
                     splits[name] = Split(data["images"], data["labels"], tuple(data["paths"].tolist()))
                 continue
-        splits[name] = _load_split(dataset_dir, by_split[name], classes, image_size)
+        splits[name] = _load_split(dataset_dir, by_split[name], classes, image_size, fit)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             temp = cached.with_suffix(f".{os.getpid()}.tmp.npz")

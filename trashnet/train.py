@@ -364,7 +364,7 @@ def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_d
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
-    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir)
+    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir, fit=cfg.model.fit)
     num_classes = len(data.classes)
     pretrained = cfg.model.weights != "none"
     mixed = use_mixed_precision(cfg.train.mixed_precision)
