@@ -189,3 +189,24 @@ def test_predict_reads_the_fit_the_model_carries(model_file, tmp_path):
     assert [r.label for r in predict.predict([strip], model_file)] == ["paper"]
     assert [r.label for r in predict.predict([strip], carried)] == ["cardboard"]
     assert [r.label for r in predict.predict([strip], carried, fit="squash")] == ["paper"]
+
+
+@pytest.mark.realdata
+def test_the_ood_dev_set_is_measured_whole(model_file, ood_data_dir, quick_profile):
+    """The real OOD set through measure_ood: every photo decodes and is scored in its class."""
+    from trashnet.litert import TFLiteModel
+
+    runner = TFLiteModel(model_file)
+    block = folder_eval.measure_ood(runner.predict, list(CLASSES), runner.image_size, folder=ood_data_dir,
+                                    class_map=dict(quick_profile.ood.class_map))
+    assert block["unreadable"] == 0 and block["n"] == sum(row["n"] for row in block["per_class"].values())
+    folders = sorted(p.name for p in ood_data_dir.iterdir() if p.is_dir())
+    assert sorted(block["per_class"]) == sorted(block["class_map"][f] for f in folders if block["class_map"][f])
+    assert 0.0 <= block["accuracy"] <= 1.0 and block["dataset"] == ood_data_dir.name
+
+
+def test_measure_ood_is_off_without_the_variable(model_file):
+    from trashnet.litert import TFLiteModel
+
+    runner = TFLiteModel(model_file)
+    assert folder_eval.measure_ood(runner.predict, list(CLASSES), runner.image_size) is None  # conftest unset it
