@@ -210,3 +210,26 @@ def test_measure_ood_is_off_without_the_variable(model_file):
 
     runner = TFLiteModel(model_file)
     assert folder_eval.measure_ood(runner.predict, list(CLASSES), runner.image_size) is None  # conftest unset it
+
+
+@pytest.mark.slow
+def test_a_trained_baseline_records_its_ood_block(sample_dataset, quick_profile, tmp_path, monkeypatch):
+    """The baseline stage with $TRASHNET_OOD_DATA set: metrics.json gains the block, with the class map."""
+    from test_train import variant
+    from trashnet import evaluate, train
+
+    ood = tmp_path / "ood"
+    for i, colour in enumerate([RED, GREEN, BLUE]):
+        photo(ood / "jars" / f"j{i}.png", colour)
+        photo(ood / "metal" / f"m{i}.png", colour)
+    photo(ood / "other" / "o.png", RED)
+    monkeypatch.setenv(settings.ENV_OOD_DATA, str(ood))
+    cfg = variant(quick_profile, train={"epochs": 1}, ood={"class_map": {"jars": "glass", "other": None}})
+    out = tmp_path / "run"
+    record = train.run_baseline(cfg, dataset_dir=sample_dataset, output_dir=out, verbose=False)
+    block = evaluate.read_metrics(out)["ood"]
+    assert block == record["ood"]
+    assert block["dataset"] == "ood" and block["n"] == 6 and sorted(block["per_class"]) == ["glass", "metal"]
+    assert block["class_map"] == {"jars": "glass", "metal": "metal", "other": None}
+    assert block["fit"] == "squash" and block["unreadable"] == 0
+    assert sum(map(sum, block["confusion_matrix"]["counts"])) == 6
