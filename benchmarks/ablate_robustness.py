@@ -150,13 +150,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {name}: training {args.arch} at {args.image_size} px for {args.epochs} epochs", flush=True)
             train.run_baseline(cfg, dataset_dir=dataset_dir, output_dir=run_dir, cache_dir=work / ".cache")
         record = fileio.read_json(metrics_file)
-        if out.is_file():  # another process of this script may have added recipes meanwhile
-            results["recipes"] = {**fileio.read_json(out).get("recipes", {}), **results["recipes"]}
         model = keras.models.load_model(run_dir / f"{cfg.id}.keras")
         start = time.perf_counter()
         fits = measure(model, args, dataset_dir, record["classes"], class_map)
         print(f"== {name}: test {fits['squash']['test']['accuracy']:.4f}, OOD {fits['squash']['ood']['accuracy']:.4f}"
               f" (measured in {time.perf_counter() - start:.0f} s)", flush=True)
+        if out.is_file():  # another process of this script may have added recipes meanwhile
+            results["recipes"] = {**fileio.read_json(out).get("recipes", {}), **results["recipes"]}
         results["recipes"][name] = {"augment": augment, "train_time_s": record["train_time_s"],
                                     "keras_test_accuracy": record["test"]["accuracy"], "fits": fits,
                                     "history": str(run_dir / "history.csv")}
