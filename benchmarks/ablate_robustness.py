@@ -42,6 +42,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "crop+colour": CROP_COLOUR,
     "crop+colour+background": BACKGROUND,
     "all": ALL,
+    "background": {"background": 0.7},  # alone, over the baseline
 }
 FITS = ("squash", "crop", "pad")
 
