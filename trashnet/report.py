@@ -604,8 +604,8 @@ def _environment():
                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def render_html(root: str | Path, *, use_cache: bool = True, log=print) -> tuple[str, Path]:
-    layout = settings.Layout(Path(root).resolve())
+def render_html(root: str | Path, profile: str, *, use_cache: bool = True, log=print) -> tuple[str, Path]:
+    layout = settings.Layout(Path(root).resolve(), profile)
     report_dir = layout.report
     run = _read_json(layout.logs / RUN_RECORD)
     variants = discover(layout, run)
@@ -665,7 +665,7 @@ def render_html(root: str | Path, *, use_cache: bool = True, log=print) -> tuple
     context = {
         "title": "TrashNet: small MobileNets, pruned and quantized",
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "profile": run.get("profile") or ", ".join(sorted({str(v.metrics.get("profile")) for v in variants
+        "profile": run.get("profile") or layout.profile or ", ".join(sorted({str(v.metrics.get("profile")) for v in variants
                                                            if v.metrics.get("profile")})) or "unknown",
         "data_source": run.get("data_source"), "sample": run.get("sample"),
         "counts": dict(counts), "total": len(variants),
@@ -702,10 +702,10 @@ def _relative(path: str, root: Path) -> str:
         return path
 
 
-def build(root: str | Path, *, pdf: bool = True, use_cache: bool = True, log=print) -> Path:
-    """Write ``<root>/report/index.html`` (and ``report.pdf``); returns the HTML path."""
+def build(root: str | Path, profile: str, *, pdf: bool = True, use_cache: bool = True, log=print) -> Path:
+    """Write ``<root>/report/<profile>/index.html`` (and ``report.pdf``); returns the HTML path."""
     start = time.perf_counter()
-    html, report_dir = render_html(root, use_cache=use_cache, log=log)
+    html, report_dir = render_html(root, profile, use_cache=use_cache, log=log)
     target = fileio.atomic_write_text(report_dir / REPORT_HTML, html)
     if pdf:
         import logging
@@ -724,17 +724,28 @@ def build(root: str | Path, *, pdf: bool = True, use_cache: bool = True, log=pri
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output root holding models/, dataset/, logs/ "
                         "(default: $TRASHNET_OUT, else the repository)")
+    parser.add_argument("--profile", default=None, help="which profile's results (default: the only one "
+                        "under <out>/logs/, else quick)")
     parser.add_argument("--no-pdf", action="store_true", help="only report/index.html")
 
 
 def command(args: argparse.Namespace) -> int:
     root = args.out.expanduser().resolve() if args.out else settings.default_output_root()
-    if not (root / "models").is_dir() and not (root / "logs" / RUN_RECORD).exists():
-        print(f"error: {root} has no models/ or logs/{RUN_RECORD}: run ./run_all.sh first", flush=True)
+    profile = args.profile or _only_profile(root)
+    layout = settings.Layout(root, profile)
+    if not layout.models.is_dir() and not (layout.logs / RUN_RECORD).exists():
+        print(f"error: {root} has no models/{profile}/ or logs/{profile}/{RUN_RECORD}: run ./run_all.sh "
+              f"--profile {profile} first (or pass --profile)", flush=True)
         return 2
-    path = build(root, pdf=not args.no_pdf)
+    path = build(root, profile, pdf=not args.no_pdf)
     print(path)
     return 0
+
+
+def _only_profile(root: Path) -> str:
+    """The profile whose run record is under ``<root>/logs/`` when there is exactly one, else ``quick``."""
+    found = sorted(path.parent.name for path in (root / "logs").glob(f"*/{RUN_RECORD}"))
+    return found[0] if len(found) == 1 else "quick"
 
 
 __all__ = ["build", "render_html", "pareto_front", "discover"]
