@@ -61,16 +61,6 @@ def test_config_inputs_hold_only_what_the_stage_reads(quick_profile):
 
 # --- reruns, end to end on the stand-in notebooks -------------------------------------------------------
 
-@pytest.fixture
-def standin_env(monkeypatch, tmp_path):
-    """The environment standin.run gives its subprocess, for an in-process pipeline.run; returns the trace."""
-    trace = tmp_path / "trace"
-    for name, value in standin.environment(trace).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv(settings.ENV_DATA, raising=False)
-    return trace
-
-
 def rerun(out: Path, trace: Path, *, profile: str | Path = "quick", report: bool = False) -> list[str]:
     """Run the stand-in selection again; the ids of the notebooks that ran (sorted)."""
     trace.unlink(missing_ok=True)
