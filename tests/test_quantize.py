@@ -109,7 +109,7 @@ def test_op_census_finds_float_hard_swish_only_in_the_fallback_file(v3_files):
 
 
 def test_keras_hard_swish_is_fused_and_refused_without_fallback(v3_model, representative):
-    """The relu6 form Keras builds becomes HARD_SWISH, which the 16x8 mode cannot quantize (FACTS.md)."""
+    """The relu6 form Keras builds becomes HARD_SWISH, which the 16x8 mode cannot quantize (docs/toolchain-facts.md)."""
     from trashnet import quantize
 
     with pytest.raises(Exception, match="HARD_SWISH"):
@@ -166,7 +166,7 @@ def test_rewritten_hard_swish_keeps_the_float_outputs(arch, trained_model_factor
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mobilenet_v1", "mobilenet_v2"])
 def test_int16x8_v1_v2_load_with_trained_weights_not_random_ones(arch, trained_model_factory, representative):
-    """FACTS.md saw 16x8 V1/V2 fail to prepare (`no_integer_overflow_from_quantization`) with random weights.
+    """docs/toolchain-facts.md records 16x8 V1/V2 fail to prepare (`no_integer_overflow_from_quantization`) with random weights.
 
     The cause: untrained BatchNorm statistics let activations shrink layer after layer, the calibrated
     int16 scale of a deep RELU6 output drops below 6 / 2**31, and the kernel's int32 clamp at 6 / scale

@@ -5,7 +5,7 @@
 - ``trashnet.tflite``: the chosen file, byte for byte, followed by a zip of ``labels.txt`` and
   ``metadata.json``. This is how the TFLite metadata convention packs associated files (tflite-support's
   ``MetadataPopulator`` appends them as a zip); tflite-support itself cannot be installed with this stack
-  (FACTS.md), so the flatbuffer's own ``metadata`` table is not written. Flatbuffers are read from their
+  (docs/toolchain-facts.md), so the flatbuffer's own ``metadata`` table is not written. Flatbuffers are read from their
   root offset, so the interpreter ignores the trailing zip, and any zip reader finds it from the end of the
   file: ``zipfile.ZipFile("trashnet.tflite")``. ``verification.json`` proves the file still loads and gives
   the same outputs as the chosen one.

@@ -10,14 +10,18 @@ The run, step by step:
    (``-j N`` at a time). A variant starts when its source is finished; ``final`` waits for every other
    selected variant and chooses among those that succeeded.
 
+Everything goes into the profile's own folders (``settings.Layout``): ``models/<profile>/``,
+``logs/<profile>/run.json``, ``report/<profile>/``. At the end the run is compared with the committed
+reference ``results/<profile>/`` when there is one (``trashnet.verify``).
+
 Caching: a variant's *key* is the sha256 of only what its stage reads: the config sections of
 ``STAGE_INPUTS`` (``train`` for a baseline, ``prune`` for a pruned variant, ``quantize`` for a quantized
 one, ``select`` for final), the code of the package modules its stage imports (``provenance.import_closure``
 of ``settings.STAGE_MODULES`` and the notebook's own imports), the lockfile, its notebook file, the data
 manifest, and the keys and output digests of its upstream variants. So a change to ``select.py`` or the
-``select:`` settings reruns only ``final``; the report is rebuilt after every run and is in no key. A finished variant folder holds ``manifest.json`` (written last) with
-that key and the sha256 of every file; a folder whose manifest is missing, stale or whose files no
-longer match is redone. Each variant runs in a temporary folder beside its target and is swapped into
+``select:`` settings reruns only ``final``; the report is rebuilt after every run and is in no key.
+A finished variant folder holds ``manifest.json`` (written last) with that key and the sha256 of every
+file; a folder whose manifest is missing, stale or whose files no longer match is redone. Each variant runs in a temporary folder beside its target and is swapped into
 place only when complete, so a killed run leaves nothing half-written that could count as done.
 
 A notebook that raises leaves ``failed.json`` (error, log) in the variant's folder instead of
