@@ -89,6 +89,7 @@ def edited_package(tmp_path: Path, module: str) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_select_settings_or_code_rerun_only_final(tmp_path_factory, tmp_path, standin_env, monkeypatch):
     out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
     assert rerun(out, standin_env) == []
@@ -98,6 +99,7 @@ def test_select_settings_or_code_rerun_only_final(tmp_path_factory, tmp_path, st
     assert rerun(out, standin_env, profile=profile) == ["final"]
 
 
+@pytest.mark.slow
 def test_one_prune_setting_reruns_that_variant_and_its_children(tmp_path_factory, tmp_path, standin_env):
     out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
     profile = edited_profile(tmp_path, {"overrides": {"mobilenet_v3_large.prune-2of4": {"prune": {"epochs": 3}}}})
@@ -106,6 +108,7 @@ def test_one_prune_setting_reruns_that_variant_and_its_children(tmp_path_factory
         "final", "mobilenet_v3_large.prune-2of4", "mobilenet_v3_large.prune-2of4.int16x8"]
 
 
+@pytest.mark.slow
 def test_report_code_or_templates_rebuild_only_the_report(tmp_path_factory, tmp_path, standin_env, monkeypatch):
     out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
     templates = tmp_path / "templates"

@@ -20,6 +20,7 @@ def manifest(out: Path, stage: str, variant: str) -> dict:
     return fileio.read_json(settings.Layout(out, "quick").variant_dir(stage, variant) / settings.RUN_MANIFEST_NAME)
 
 
+@pytest.mark.slow
 def test_first_run_writes_every_contract_file(tmp_path_factory):
     out = standin.completed_run(tmp_path_factory)
     layout = settings.Layout(out, "quick")
@@ -38,21 +39,20 @@ def test_first_run_writes_every_contract_file(tmp_path_factory):
     assert not [p for p in layout.models.rglob(".*") if pipeline.PARTIAL in p.name or pipeline.RETIRED in p.name]
 
 
+@pytest.mark.slow
 def test_rerun_with_nothing_changed_does_nothing(tmp_path_factory, tmp_path):
     # A copy in another folder: the cache depends on inputs, not on where the output root is.
     out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
     before = {p: p.stat().st_mtime_ns for p in (out / "models" / "quick").rglob("*")}
     trace = tmp_path / "trace"
-    start = time.perf_counter()
-    result = standin.run(out, "--no-report", trace=trace)
-    seconds = time.perf_counter() - start
+    result = standin.run(out, "--no-report", trace=trace)  # its time: benchmarks/bench_pipeline.py
     assert result.returncode == 0, result.stdout + result.stderr
     assert standin.traced(trace) == []  # no notebook ran
     assert "cached 6" in result.stdout and "up to date" in result.stdout
     assert {p: p.stat().st_mtime_ns for p in (out / "models" / "quick").rglob("*")} == before
-    assert seconds < 30
 
 
+@pytest.mark.slow
 def test_tampered_output_and_changed_config_are_redone(tmp_path_factory, tmp_path):
     out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
     layout = settings.Layout(out, "quick")
@@ -71,6 +71,7 @@ def test_tampered_output_and_changed_config_are_redone(tmp_path_factory, tmp_pat
     assert standin.traced(trace) == ["mobilenet_v3_small"]
 
 
+@pytest.mark.slow
 def test_failed_variant_skips_its_dependents_and_the_rest_go_on(tmp_path):
     out, trace = tmp_path / "out", tmp_path / "trace"
     behaviour = {"mobilenet_v3_large.prune-2of4": {"fail": True}}
@@ -112,6 +113,7 @@ def _processes_with(marker: str) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_redoing_finished_work(tmp_path):
     out, trace = tmp_path / "out", tmp_path / "trace"
     slow = "mobilenet_v3_large.prune-2of4"
@@ -189,6 +191,7 @@ def test_manifest_check_catches_missing_and_changed_files(tmp_path):
     assert pipeline.read_valid_manifest(folder) is None
 
 
+@pytest.mark.slow
 def test_sigterm_stops_workers_and_leaves_no_partial_folder(tmp_path):
     out, trace = tmp_path / "out", tmp_path / "trace"
     env = standin.environment(trace, {"mobilenet_v3_small": {"sleep": 300}})
@@ -211,6 +214,7 @@ def test_sigterm_stops_workers_and_leaves_no_partial_folder(tmp_path):
     assert _processes_with(marker) == []
 
 
+@pytest.mark.slow
 def test_one_run_per_output_folder(tmp_path):
     layout = settings.Layout(tmp_path / "out", "quick")
     with pipeline.run_lock(layout):
@@ -218,6 +222,7 @@ def test_one_run_per_output_folder(tmp_path):
     assert result.returncode == 2 and "another run is using" in result.stderr
 
 
+@pytest.mark.slow
 def test_variants_replace_the_profile_list(tmp_path):
     profile = tmp_path / "narrow.yaml"
     profile.write_text("variants: [mobilenet_v1]\nmodel: {image_size: 64}\n")
@@ -229,6 +234,7 @@ def test_variants_replace_the_profile_list(tmp_path):
                      log=lambda message: None)
 
 
+@pytest.mark.slow
 def test_a_notebook_that_writes_no_metrics_fails(tmp_path):
     out = tmp_path / "out"
     result = standin.run(out, "--no-report", "--variants", "mobilenet_v3_small",

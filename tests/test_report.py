@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -45,12 +44,11 @@ def parse(html: str) -> Elements:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path_factory.mktemp("report") / "out")
-    start = time.perf_counter()
-    report.build(out, "quick", log=lambda message: None)
-    assert time.perf_counter() - start <= 60
+    report.build(out, "quick", log=lambda message: None)  # its time: benchmarks/bench_pipeline.py
     return out
 
 
+@pytest.mark.slow
 def test_report_is_self_contained_with_every_section(built):
     html = (built / "report" / "quick" / "index.html").read_text(encoding="utf-8")
     elements = parse(html)
@@ -67,6 +65,7 @@ def test_report_is_self_contained_with_every_section(built):
         assert f"notebooks/{variant_id}.html" in elements.links
 
 
+@pytest.mark.slow
 def test_numbers_come_from_the_result_files(built):
     html = (built / "report" / "quick" / "index.html").read_text(encoding="utf-8")
     layout = settings.Layout(built, "quick")
@@ -84,6 +83,7 @@ def test_numbers_come_from_the_result_files(built):
     assert checks and {entry["check"] for entry in checks} == {"ok"}
 
 
+@pytest.mark.slow
 def test_failures_and_odd_results_are_shown_escaped(built, tmp_path):
     out = standin.copy_run(built, tmp_path / "out")
     layout = settings.Layout(out, "quick")
@@ -139,6 +139,7 @@ def not_blank(png: Path) -> bool:
     return stat.stddev[0] > 5  # a white (or any single-colour) page has ~0
 
 
+@pytest.mark.slow
 def test_pdf_has_pages_that_render(built, tmp_path):
     pdf = built / "report" / "quick" / report.REPORT_PDF
     assert pdf.read_bytes().startswith(b"%PDF")
@@ -165,6 +166,7 @@ def run_chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProces
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_report_in_headless_chromium(built, tmp_path):
     index = built / "report" / "quick" / "index.html"
@@ -188,6 +190,7 @@ def test_report_in_headless_chromium(built, tmp_path):
     assert int(images.group(1)) == 11 and int(broken.group(1)) == 0
 
 
+@pytest.mark.slow
 def test_selection_record_with_a_chosen_object_and_results(built, tmp_path):
     # The shape trashnet.select writes: "chosen" is a record, "results" every row with its verdict.
     out = standin.copy_run(built, tmp_path / "out")

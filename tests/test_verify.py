@@ -24,6 +24,7 @@ def published(tmp_path_factory) -> tuple[Path, Path]:
     return out, reference
 
 
+@pytest.mark.slow
 def test_publish_copies_only_the_small_outputs(published):
     out, reference = published
     files = {path.relative_to(reference).as_posix() for path in reference.rglob("*") if path.is_file()}
@@ -42,6 +43,7 @@ def test_publish_copies_only_the_small_outputs(published):
         (layout.variant_dir("final", "final") / "trashnet.tflite").read_bytes()
 
 
+@pytest.mark.slow
 def test_publish_refuses_more_than_the_limit_and_keeps_the_old_folder(published, monkeypatch):
     out, reference = published
     before = sorted(p.name for p in reference.rglob("*"))
@@ -51,6 +53,7 @@ def test_publish_refuses_more_than_the_limit_and_keeps_the_old_folder(published,
     assert sorted(p.name for p in reference.rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_a_reproduction_of_itself_verifies(published):
     out, reference = published
     lines: list[str] = []
@@ -60,6 +63,7 @@ def test_a_reproduction_of_itself_verifies(published):
     assert "agreement" in text and "100.00%" in text
 
 
+@pytest.mark.slow
 def test_outside_tolerance_and_missing_variants_fail(published, tmp_path):
     out, reference = published
     copy = standin.copy_run(out, tmp_path / "out")
@@ -84,6 +88,7 @@ def test_outside_tolerance_and_missing_variants_fail(published, tmp_path):
     assert result.returncode == 1 and "OUTSIDE" in result.stdout
 
 
+@pytest.mark.slow
 def test_other_data_is_not_compared(published, tmp_path):
     out, reference = published
     copy = standin.copy_run(out, tmp_path / "out")
@@ -97,6 +102,7 @@ def test_other_data_is_not_compared(published, tmp_path):
         verify.verify(tmp_path, layout)
 
 
+@pytest.mark.slow
 def test_run_verifies_against_a_committed_reference(published, tmp_path, standin_env, monkeypatch):
     out, reference = published
     results = tmp_path / "results"
