@@ -115,3 +115,33 @@ def test_run_verifies_against_a_committed_reference(published, tmp_path, standin
     text = "\n".join(lines)
     assert status == 0, text
     assert "verify: comparing with the committed reference" in text and "0 outside" in text
+
+
+# --- fast: hand-written result files -------------------------------------------------------------------
+
+def _variant(folder: Path, accuracy: float, predicted: list[str], gzip_bytes: int = 1000) -> None:
+    folder.mkdir(parents=True)
+    fileio.write_json(folder / "metrics.json", {"test": {"accuracy": accuracy, "macro_f1": accuracy - 0.02},
+                                                "size": {"raw_bytes": 4000, "gzip_bytes": gzip_bytes}})
+    rows = "".join(f"img{i}.jpg,glass,{label}\n" for i, label in enumerate(predicted))
+    (folder / "predictions.csv").write_text("path,label,predicted\n" + rows)
+
+
+def test_tolerances_on_hand_written_results(tmp_path):
+    reference, out = tmp_path / "results" / "cpu", tmp_path / "out"
+    layout = settings.Layout(out, "cpu")
+    same = ["glass"] * 18 + ["paper"] * 2
+    _variant(reference / "models" / "baseline" / "a", 0.90, same)
+    _variant(layout.variant_dir("baseline", "a"), 0.91, same[:-1] + ["glass"])  # +1 pp, 19/20 agree
+    _variant(reference / "models" / "quantized" / "a.fp16", 0.90, same, gzip_bytes=1000)
+    _variant(layout.variant_dir("quantized", "a.fp16"), 0.90, ["metal"] * 20, gzip_bytes=1200)
+    checks, missing = verify.verify(reference, layout)
+    verdict = {(c.variant, c.what): c.ok for c in checks}
+    assert missing == []
+    assert verdict[("a", "accuracy")] and verdict[("a", "agreement")] and verdict[("a", "gzip_bytes")]
+    assert not verdict[("a.fp16", "agreement")] and not verdict[("a.fp16", "gzip_bytes")]
+    assert verdict[("a.fp16", "raw_bytes")]
+    # Only the variants asked for are compared; one the reproduction lacks is named.
+    _variant(reference / "models" / "pruned" / "a.prune-2of4", 0.88, same)
+    checks, missing = verify.verify(reference, layout, ["a", "a.prune-2of4"])
+    assert {c.variant for c in checks} == {"a"} and missing == ["a.prune-2of4"]
