@@ -21,8 +21,9 @@ of ``settings.STAGE_MODULES`` and the notebook's own imports), the lockfile, its
 manifest, and the keys and output digests of its upstream variants. So a change to ``select.py`` or the
 ``select:`` settings reruns only ``final``; the report is rebuilt after every run and is in no key.
 A finished variant folder holds ``manifest.json`` (written last) with that key and the sha256 of every
-file; a folder whose manifest is missing, stale or whose files no longer match is redone. Each variant runs in a temporary folder beside its target and is swapped into
-place only when complete, so a killed run leaves nothing half-written that could count as done.
+file; a folder whose manifest is missing, stale or whose files no longer match is redone. Each variant
+runs in a temporary folder beside its target and is swapped into place only when complete, so a killed
+run leaves nothing half-written that could count as done.
 
 A notebook that raises leaves ``failed.json`` (error, log) in the variant's folder instead of
 ``manifest.json``; variants that need it are skipped with the reason, the rest and the report go on,
