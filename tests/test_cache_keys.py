@@ -53,7 +53,7 @@ def test_config_inputs_hold_only_what_the_stage_reads(quick_profile):
     assert extra("mobilenet_v3_large") == {"data", "model", "train", "quantize"}
     assert extra("mobilenet_v3_large.prune-2of4") == {"model", "prune", "train", "quantize"}
     assert extra("mobilenet_v3_large.fp16") == {"model", "quantize"}
-    assert extra("final") == {"select"}
+    assert extra("final") == {"select", "stats"}
     # A baseline keys on the two latency settings its evaluation reads, not the rest of `quantize`.
     baseline = pipeline.config_inputs(variants["mobilenet_v3_large"])
     assert "quantize.latency_runs" in baseline and "quantize" not in baseline

@@ -22,7 +22,9 @@ def test_every_variant_of_every_profile_resolves(name):
     stages = {variant.stage for variant in variants.values()}
     assert stages == set(settings.STAGES)
     for variant_id, variant in variants.items():
-        assert variant.id == variant_id and variant.profile == name and variant.seed == profile.seed
+        assert variant.id == variant_id and variant.profile == name
+        base_id, seed = config.split_seed_id(variant_id)  # extra seeds: "<id>@seed<N>" runs seed N
+        assert variant.seed == (seed if seed is not None else variant.seeds[0]), variant_id
         if variant.stage in ("baseline", "pruned", "quantized"):
             assert variant.arch in config.ARCHITECTURES, variant_id
         if variant.stage in ("pruned", "quantized"):
@@ -32,7 +34,8 @@ def test_every_variant_of_every_profile_resolves(name):
             assert variant.precision in config.PRECISIONS
             assert variant.model == source.model  # converted at the size its source was trained at
         # Round trip through the notebook parameter form, and a cache key input for each stage.
-        assert config.config_from_dict(config.config_to_dict(variant)) == variant
+        resolved = config.config_to_dict(variant)  # (without `seeds`: that list only expands variants)
+        assert config.config_to_dict(config.config_from_dict(resolved)) == resolved
         assert set(pipeline.config_inputs(variant)) >= set(pipeline.IDENTITY)
     # The profile's own selection and its overrides name real variants.
     ids = config.select_variants(variants, profile.variants)

@@ -16,7 +16,7 @@ reference ``results/<profile>/`` when there is one (``trashnet.verify``).
 
 Caching: a variant's *key* is the sha256 of only what its stage reads: the config sections of
 ``STAGE_INPUTS`` (``train`` for a baseline, ``prune`` for a pruned variant, ``quantize`` for a quantized
-one, ``select`` for final), the code of the package modules its stage imports (``provenance.import_closure``
+one, ``select`` and ``stats`` for final), the code of the package modules its stage imports (``provenance.import_closure``
 of ``settings.STAGE_MODULES`` and the notebook's own imports), the lockfile, its notebook file, the data
 manifest, and the keys and output digests of its upstream variants. So a change to ``select.py`` or the
 ``select:`` settings reruns only ``final``; the report is rebuilt after every run and is in no key.
@@ -274,7 +274,7 @@ STAGE_INPUTS = {
                "train.class_weights", "train.augment", "train.ema", "quantize.latency_threads",
                "quantize.latency_runs", "quantize.latency_warmup"),
     "quantized": ("model", "quantize"),
-    "final": ("select",),
+    "final": ("select", "stats"),
 }
 
 

@@ -49,7 +49,7 @@ STAGE_MODULES = {
     "baseline": ("train", "views"),
     "pruned": ("prune", "train", "views"),
     "quantized": ("quantize", "config"),
-    "final": ("artifact", "select", "config"),
+    "final": ("artifact", "select", "stats", "config"),
 }
 DATA_MODULES = ("data",)  # `prepare`: what the dataset folder depends on
 
