@@ -114,6 +114,7 @@ def test_report_of_an_empty_output_folder(tmp_path):
     path = report.build(tmp_path, "quick", pdf=False, log=lambda message: None)
     html = path.read_text(encoding="utf-8")
     assert "No final model" in html and "dataset/manifest.csv is missing" in html
+    assert "Profile <strong>quick</strong>: the results of <code>models/quick/</code>" in html  # which run it shows
     result = subprocess.run([sys.executable, "-m", "trashnet", "report", "--out", str(tmp_path / "nothing")],
                             capture_output=True, text=True, cwd=settings.REPO_ROOT)
     assert result.returncode == 2 and "run ./run_all.sh --profile quick first" in result.stdout
