@@ -301,6 +301,9 @@ def _png(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+_DRAWING_CODE = fileio.sha256_file(Path(__file__))
+
+
 class FigureCache:
     """PNG data URIs on disk, keyed by the sha256 of what a figure is drawn from: a report rebuilt after a
     partial rerun only draws the figures whose data changed."""
@@ -312,8 +315,9 @@ class FigureCache:
     def get(self, kind: str, data: Any, draw) -> str | None:
         if self.folder is None:
             return draw()
-        key = fileio.sha256_bytes(json.dumps([kind, FIGURE_VERSION, fileio.to_jsonable(data)], sort_keys=True,
-                                             default=str).encode())
+        # The drawing code is part of the key: editing this module redraws every figure.
+        key = fileio.sha256_bytes(json.dumps([kind, FIGURE_VERSION, _DRAWING_CODE, fileio.to_jsonable(data)],
+                                             sort_keys=True, default=str).encode())
         path = self.folder / f"{kind}-{key[:32]}.txt"
         if path.exists():
             self.hits += 1
