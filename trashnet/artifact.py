@@ -1,4 +1,4 @@
-"""The deployable artifact in ``models/final/``: the chosen ``.tflite`` with its labels, model card and checks.
+"""The deployable artifact in ``models/<profile>/final/``: the chosen ``.tflite`` with its labels, model card and checks.
 
 ``build_final`` applies the selection rule (``trashnet.select``) to the result files, then writes:
 
@@ -244,7 +244,7 @@ def check_sums(output_dir: str | os.PathLike) -> dict[str, bool]:
 def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models_dir: str | os.PathLike,
                 output_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
                 strict: bool = True) -> dict[str, Any]:
-    """Select the final model and write the artifact into ``output_dir`` (``models/final/``).
+    """Select the final model and write the artifact into ``output_dir`` (``models/<profile>/final/``).
 
     Returns ``{"selection", "statistics", "verification", "card", "card_markdown", "files"}``. With ``strict`` an
     ``ArtifactError`` is raised (after ``verification.json`` is written) when the file does not reproduce

@@ -1,8 +1,8 @@
-"""``python -m trashnet report``: ``report/index.html`` and ``report/report.pdf`` from the result files.
+"""``python -m trashnet report``: ``report/<profile>/index.html`` and ``report.pdf`` from the result files.
 
-Reads only files: ``logs/run.json`` (what the last run selected and how each variant ended), every
+Reads only files of one profile (``settings.Layout``): ``logs/<profile>/run.json`` (what the last run selected and how each variant ended), every
 variant folder's ``metrics.json`` / ``manifest.json`` / ``failed.json`` / ``history.csv`` / rendered
-notebook, ``models/final/`` (``selection.json``, ``model_card.json``, ``SHA256SUMS``) and
+notebook, ``models/<profile>/final/`` (``selection.json``, ``model_card.json``, ``SHA256SUMS``) and
 ``dataset/manifest.csv``. It never imports a training, pruning or quantization module, and no number
 is typed into a template. The HTML is self-contained (CSS inline, figures as PNG data URIs) and opens
 offline; the executed notebooks are copied beside it to ``report/notebooks/<id>.html`` and linked.
@@ -29,7 +29,7 @@ from trashnet import fileio, provenance, settings
 
 REPORT_HTML = "index.html"
 REPORT_PDF = "report.pdf"
-RUN_RECORD = "run.json"  # logs/run.json, written by the pipeline
+RUN_RECORD = "run.json"  # logs/<profile>/run.json, written by the pipeline
 FAILED_NAME = "failed.json"
 # Single-image latency, in order of preference, for the format the row's size is of: a Keras result is timed
 # as a Keras model, a TFLite result in LiteRT (one thread first: comparable across machines).
@@ -730,7 +730,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(default: $TRASHNET_OUT, else the repository)")
     parser.add_argument("--profile", default=None, help="which profile's results (default: the only one "
                         "under <out>/logs/, else quick)")
-    parser.add_argument("--no-pdf", action="store_true", help="only report/index.html")
+    parser.add_argument("--no-pdf", action="store_true", help="only report/<profile>/index.html")
 
 
 def command(args: argparse.Namespace) -> int:
