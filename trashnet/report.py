@@ -1,11 +1,11 @@
 """``python -m trashnet report``: ``report/<profile>/index.html`` and ``report.pdf`` from the result files.
 
-Reads only files of one profile (``settings.Layout``): ``logs/<profile>/run.json`` (what the last run selected and how each variant ended), every
-variant folder's ``metrics.json`` / ``manifest.json`` / ``failed.json`` / ``history.csv`` / rendered
-notebook, ``models/<profile>/final/`` (``selection.json``, ``model_card.json``, ``SHA256SUMS``) and
-``dataset/manifest.csv``. It never imports a training, pruning or quantization module, and no number
+Reads only files of one profile (``settings.Layout``): ``logs/<profile>/run.json`` (what the last run
+selected and how each variant ended), every variant folder's ``metrics.json`` / ``manifest.json`` /
+``failed.json`` / ``history.csv`` / rendered notebook, ``models/<profile>/final/`` (``selection.json``,
+``model_card.json``, ``SHA256SUMS``) and ``dataset/<profile>/manifest.csv``. It never imports a training, pruning or quantization module, and no number
 is typed into a template. The HTML is self-contained (CSS inline, figures as PNG data URIs) and opens
-offline; the executed notebooks are copied beside it to ``report/notebooks/<id>.html`` and linked.
+offline; the executed notebooks are copied beside it to ``report/<profile>/notebooks/<id>.html`` and linked.
 """
 
 from __future__ import annotations
