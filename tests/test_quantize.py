@@ -151,8 +151,8 @@ def test_which_hard_swish_forms_the_converter_fuses(form):
         assert census["float_compute_ops"] == 0
 
 
-@pytest.mark.parametrize("arch", ["mobilenet_v3_small",
-                                  pytest.param("mobilenet_v3_large", marks=pytest.mark.slow)])
+@pytest.mark.slow  # trains (trained_model_factory)
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "mobilenet_v3_large"])
 def test_rewritten_hard_swish_keeps_the_float_outputs(arch, trained_model_factory, sample_arrays):
     from trashnet import quantize
     from trashnet.keras_env import keras
