@@ -141,7 +141,9 @@ def cpu_model() -> str:
 
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-                            "system": platform.system()}
+                            "system": platform.system(),
+                            # set by `run -j N` (cores / N per worker); timings depend on it
+                            "intra_op_threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "default")}
     if "tensorflow" in sys.modules:  # only ask TensorFlow about GPUs if it is already loaded
         tf = sys.modules["tensorflow"]
         info["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
