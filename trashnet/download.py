@@ -20,16 +20,15 @@ import os
 import re
 import shutil
 import stat
-import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from trashnet import fileio, settings
+from trashnet import fileio, owned, settings
+from trashnet.errors import UserError, os_error_hint, os_error_text
 
 # garythung/trashnet on Hugging Face, commit 94cd17e ("Add dataset"); the sha256 is that file's git-LFS oid.
 DEFAULT_URL = ("https://huggingface.co/datasets/garythung/trashnet/resolve/"
@@ -38,12 +37,13 @@ DEFAULT_SHA256 = "c060e8abfe5d6de0578ca15be1ed8ad0794a865d333c3473d53d1d9ad6e38b
 # sha256 of every image of the dataset-resized copy used in development and CI (../shared/data/trashnet).
 BUNDLED_SUMS = settings.RESOURCES_DIR / "dataset-resized.SHA256SUMS"
 STAMP_NAME = "download.json"
+OWNED_KIND = "download"  # owned.stamp kind: the only folders `download` ever replaces
 MAX_ARCHIVE_BYTES = 2 << 30  # refuse to download more than 2 GiB
 MAX_EXTRACTED_BYTES = 4 << 30  # refuse archives that expand to more than 4 GiB (zip bombs)
 _CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """The download, its checksum or its archive is unusable; the message says what went wrong."""
 
 
@@ -92,10 +92,11 @@ def _refuse_link(name: str, kind: str) -> None:
 def _plan_zip(archive: zipfile.ZipFile) -> list[tuple[PurePosixPath, zipfile.ZipInfo | None]]:
     plan = []
     for info in archive.infolist():
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
+        # Only Unix-made entries carry a file type; zipfile.writestr leaves it out (mode 0o600): a file.
+        kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
+        if kind == stat.S_IFLNK:
             _refuse_link(info.filename, "symbolic link")
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             _refuse_link(info.filename, "special file")
         rel = _safe_name(info.filename)
         plan.append((rel, None if info.is_dir() else info))
@@ -115,6 +116,17 @@ def _plan_tar(archive: tarfile.TarFile) -> list[tuple[PurePosixPath, tarfile.Tar
     return plan
 
 
+def _refuse_clashes(plan: list[tuple[PurePosixPath, object]]) -> None:
+    """An entry that is a file in one place and a folder (or a parent of one) in another: refused."""
+    files = {rel for rel, entry in plan if entry is not None}
+    folders = {rel for rel, entry in plan if entry is None}
+    folders |= {parent for rel, _ in plan for parent in rel.parents if parent.parts}
+    clash = sorted(files & folders)
+    if clash:
+        raise DownloadError(f"archive entry {clash[0].as_posix()!r} is both a file and a folder in the archive: "
+                            f"the archive is refused and nothing was extracted", "check --url")
+
+
 def extract(archive_path: Path, target: Path) -> list[str]:
     """Extract a zip or tar archive into the (new, empty) folder ``target``; return the files written.
 
@@ -130,6 +142,7 @@ def extract(archive_path: Path, target: Path) -> list[str]:
                                 f"{archive_path.stat().st_size:,} bytes); check --url")
         with opened as archive:
             plan = _plan_zip(archive) if isinstance(archive, zipfile.ZipFile) else _plan_tar(archive)
+            _refuse_clashes(plan)
             declared = sum(entry.file_size if isinstance(entry, zipfile.ZipInfo) else entry.size
                            for _, entry in plan if entry is not None)
             if declared > MAX_EXTRACTED_BYTES:
@@ -166,7 +179,11 @@ def extract(archive_path: Path, target: Path) -> list[str]:
 def read_sums(path: Path) -> dict[str, str]:
     """``sha256sum`` output (``<hex>  <relative path>`` a line) -> {path: hex}."""
     sums = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = fileio.read_text(path)
+    except (OSError, UnicodeDecodeError) as error:
+        raise DownloadError(f"cannot read the checksum list {path} ({error})", "check --sums") from error
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         match = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line)
@@ -211,20 +228,20 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
     if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
         raise DownloadError(f"--sha256 {sha256!r} is not a sha256 (64 hex digits)")
     expected_sums = read_sums(Path(sums)) if sums is not None else None
-    if out.exists():
-        stamp = out / STAMP_NAME
-        if stamp.is_file():
-            try:
-                previous = fileio.read_json(stamp)
-            except (OSError, ValueError):
-                previous = {}
-            if sha256 is not None and previous.get("archive_sha256") == sha256.lower():
-                return _dataset_folder(out), False
-        elif not out.is_dir() or any(out.iterdir()):
-            raise DownloadError(f"{out} exists and is not a folder made by this command: choose another --out "
-                                f"or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.download-", dir=out.parent))
+    owned.check_replaceable(out, OWNED_KIND, made_by="`download`", hint="choose another --out, or move it away")
+    if owned.is_ours(out, OWNED_KIND):
+        try:
+            previous = fileio.read_json(out / STAMP_NAME)
+        except (OSError, ValueError):
+            previous = {}
+        if sha256 is not None and previous.get("archive_sha256") == sha256.lower():
+            return _dataset_folder(out), False
+    prefix = f".{out.name}.download-"
+    try:
+        owned.remove_leftovers(out.parent, (prefix,))  # of a killed download
+        work = owned.make_temp_dir(out.parent, prefix)
+    except OSError as error:
+        raise DownloadError(f"cannot write to {out}: {os_error_text(error)}", os_error_hint(error)) from error
     try:
         archive = work / "archive"
         digest = fetch(url, archive, timeout=timeout)
@@ -238,15 +255,19 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
             verify_files(staged, expected_sums)
         archive.unlink()
         fileio.write_json(staged / STAMP_NAME, {
-            "url": url, "archive_sha256": digest, "files": len(written),
+            "url": url, "archive_sha256": digest, "files": len(written), "archive_verified": sha256 is not None,
             "verified_files": len(expected_sums) if expected_sums is not None else 0})
         umask = os.umask(0)
         os.umask(umask)
         staged.chmod(0o777 & ~umask)
         (staged / STAMP_NAME).chmod(0o666 & ~umask)
-        if out.exists():
+        owned.stamp(staged, OWNED_KIND)
+        if os.path.lexists(out):
+            owned.check_replaceable(out, OWNED_KIND, made_by="`download`", hint="choose another --out")
             os.rename(out, work / "previous")
         os.rename(staged, out)
+    except OSError as error:
+        raise DownloadError(f"cannot write to {out}: {os_error_text(error)}", os_error_hint(error)) from error
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _dataset_folder(out), True
@@ -268,12 +289,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    try:
-        folder, fetched = download(args.out, url=args.url, sha256=args.sha256, sums=args.sums,
-                                   timeout=args.timeout)
-    except DownloadError as error:
-        print(f"download: error: {error}", file=sys.stderr)
-        return 1
-    print(("Downloaded and verified" if fetched else "Already downloaded and verified") + f": {folder}")
+    folder, fetched = download(args.out, url=args.url, sha256=args.sha256, sums=args.sums, timeout=args.timeout)
+    record = fileio.read_json(Path(args.out).expanduser().resolve() / STAMP_NAME)
+    checks = []
+    if record.get("archive_verified"):
+        checks.append("archive sha256 verified")
+    if record.get("verified_files"):
+        checks.append(f"{record['verified_files']} files verified against --sums")
+    status = ", ".join(checks) if checks else "not verified: no --sha256"
+    print(("Downloaded" if fetched else "Already downloaded") + f" ({status}): {folder}")
     print(f"Next: python -m trashnet prepare --source {folder} --split official")
     return 0

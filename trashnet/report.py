@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trashnet import fileio, provenance, settings
+from trashnet import fileio, owned, provenance, settings
 
 REPORT_HTML = "index.html"
 REPORT_PDF = "report.pdf"
@@ -611,13 +611,14 @@ def render_html(root: str | Path, *, use_cache: bool = True, log=print) -> tuple
     variants = discover(layout, run)
     by_id = {v.id: v for v in variants}
     notebooks_dir = report_dir / "notebooks"
-    if notebooks_dir.exists():
-        shutil.rmtree(notebooks_dir)
+    owned.remove(notebooks_dir, "report-notebooks", made_by="`report`", hint="move it away or choose another --out")
     for variant in variants:
         rendered = variant.folder / f"{variant.id}.html"
         if rendered.is_file():
             target = notebooks_dir / f"{variant.id}.html"
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if not notebooks_dir.is_dir():
+                notebooks_dir.mkdir(parents=True)
+                owned.stamp(notebooks_dir, "report-notebooks")  # rebuilt from scratch on every report
             shutil.copyfile(rendered, target)
             variant.notebook = f"notebooks/{variant.id}.html"
 
