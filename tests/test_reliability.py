@@ -310,3 +310,29 @@ def test_download_without_sha256_does_not_claim_verified(tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_an_earlier_download_is_reused_only_while_its_files_are_intact(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    content = zip_bytes({"dataset-resized/glass/a.jpg": b"a", "dataset-resized/paper/b.jpg": b"b"})
+    (served / "d.zip").write_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/d.zip"
+        folder, fetched = download.download(tmp_path / "out", url=url, sha256=digest)
+        assert fetched and download.download(tmp_path / "out", url=url, sha256=digest) == (folder, False)
+        (folder / "glass" / "a.jpg").write_bytes(b"changed")
+        assert download.download(tmp_path / "out", url=url, sha256=digest) == (folder, True)
+        assert (folder / "glass" / "a.jpg").read_bytes() == b"a"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -193,9 +193,16 @@ def read_sums(path: Path) -> dict[str, str]:
     return sums
 
 
+def _sha256_or_empty(path: Path) -> str:
+    try:
+        return fileio.sha256_file(path)
+    except OSError:
+        return ""
+
+
 def verify_files(folder: Path, sums: dict[str, str]) -> None:
     missing = [rel for rel in sums if not (folder / rel).is_file()]
-    wrong = [rel for rel in sums if rel not in missing and fileio.sha256_file(folder / rel) != sums[rel]]
+    wrong = [rel for rel in sums if rel not in missing and _sha256_or_empty(folder / rel) != sums[rel]]
     if missing or wrong:
         parts = []
         if missing:
@@ -207,6 +214,18 @@ def verify_files(folder: Path, sums: dict[str, str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- download
+
+
+def _intact(out: Path, record: dict) -> bool:
+    """Whether every file the earlier download extracted is still there, unchanged (else: download again)."""
+    sums = record.get("files_sha256")
+    if not isinstance(sums, dict) or not sums:
+        return False
+    try:
+        verify_files(out, sums)
+    except DownloadError:
+        return False
+    return True
 
 
 def _dataset_folder(out: Path) -> Path:
@@ -234,7 +253,7 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
             previous = fileio.read_json(out / STAMP_NAME)
         except (OSError, ValueError):
             previous = {}
-        if sha256 is not None and previous.get("archive_sha256") == sha256.lower():
+        if sha256 is not None and previous.get("archive_sha256") == sha256.lower() and _intact(out, previous):
             return _dataset_folder(out), False
     prefix = f".{out.name}.download-"
     try:
@@ -256,7 +275,8 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
         archive.unlink()
         fileio.write_json(staged / STAMP_NAME, {
             "url": url, "archive_sha256": digest, "files": len(written), "archive_verified": sha256 is not None,
-            "verified_files": len(expected_sums) if expected_sums is not None else 0})
+            "verified_files": len(expected_sums) if expected_sums is not None else 0,
+            "files_sha256": {rel: fileio.sha256_file(staged / rel) for rel in written}})
         umask = os.umask(0)
         os.umask(umask)
         staged.chmod(0o777 & ~umask)
