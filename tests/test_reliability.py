@@ -336,3 +336,20 @@ def test_an_earlier_download_is_reused_only_while_its_files_are_intact(tmp_path)
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_cached_image_arrays_are_not_reused_after_the_decoding_code_changed(sample_dataset, tmp_path, monkeypatch):
+    import numpy as np
+
+    from trashnet import images, inputs
+
+    first = inputs.load_dataset(sample_dataset, 32, cache_dir=tmp_path)
+    for cached in (tmp_path / "arrays").glob("*.npz"):  # poison the cache: reused arrays would be all zeros
+        with np.load(cached) as arrays:
+            np.savez(cached, images=np.zeros_like(arrays["images"]), labels=arrays["labels"], paths=arrays["paths"])
+    assert not inputs.load_dataset(sample_dataset, 32, cache_dir=tmp_path).train.images.any()
+    edited = tmp_path / "images.py"
+    edited.write_text(Path(images.__file__).read_text() + "\n# a change to how photos are decoded\n")
+    monkeypatch.setattr(images, "__file__", str(edited))
+    again = inputs.load_dataset(sample_dataset, 32, cache_dir=tmp_path)
+    assert np.array_equal(again.train.images, first.train.images)

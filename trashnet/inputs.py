@@ -82,7 +82,9 @@ def load_dataset(dataset_dir: str | os.PathLike, image_size: int, *,
     for name in settings.SPLITS:
         cached = None
         if cache_dir is not None:
-            cached = Path(cache_dir) / "arrays" / f"{manifest_sha[:16]}-{image_size}px-{name}.npz"
+            # Keyed on the decoding code too: arrays decoded by an older images.py are not these arrays.
+            decoder = fileio.sha256_file(images.__file__)[:12]
+            cached = Path(cache_dir) / "arrays" / f"{manifest_sha[:16]}-{decoder}-{image_size}px-{name}.npz"
             if cached.is_file():
                 with np.load(cached) as data:
                     splits[name] = Split(data["images"], data["labels"], tuple(data["paths"].tolist()))
