@@ -153,7 +153,8 @@ def _error_text(error: BaseException) -> str:
 def load_model(model: str | os.PathLike | TFLiteModel, *, labels: Sequence[str] | str | os.PathLike | None = None,
                num_threads: int | None = None) -> tuple[TFLiteModel, list[str]]:
     """The interpreter and its class names (checked against the output size)."""
-    runner = model if isinstance(model, TFLiteModel) else TFLiteModel(model, num_threads=num_threads)
+    # Read through fileio: a named pipe or device given as the model is refused instead of blocking.
+    runner = model if isinstance(model, TFLiteModel) else TFLiteModel(fileio.read_bytes(model), num_threads=num_threads)
     if labels is None or isinstance(labels, (str, os.PathLike)):
         if isinstance(model, TFLiteModel):
             names = parse_labels(fileio.read_text(labels)) if labels is not None else None
