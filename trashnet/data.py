@@ -585,7 +585,8 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, *, split: str = "
     try:
         temp = owned.make_temp_dir(out.parent, _leftover_prefixes(out)[0])
     except OSError as error:
-        raise DataError(f"cannot write the data set to {out}: {os_error_text(error)}", os_error_hint(error)) from error
+        raise DataError(f"cannot write the data set to {out}: {os_error_text(error)}",
+                        os_error_hint(error, "--out")) from error
     try:
         accepted = [row for row in rows if row["status"] == "accepted"]
         with ThreadPoolExecutor(_WORKERS) as pool:
@@ -606,7 +607,8 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, *, split: str = "
         if error.filename is not None and str(error.filename).startswith(str(source)):
             raise DataError(f"cannot read {os_error_text(error)} (it changed while `prepare` ran)",
                             "run it again") from error
-        raise DataError(f"cannot write the data set to {out}: {os_error_text(error)}", os_error_hint(error)) from error
+        raise DataError(f"cannot write the data set to {out}: {os_error_text(error)}",
+                        os_error_hint(error, "--out")) from error
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise

@@ -260,7 +260,7 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
         owned.remove_leftovers(out.parent, (prefix,))  # of a killed download
         work = owned.make_temp_dir(out.parent, prefix)
     except OSError as error:
-        raise DownloadError(f"cannot write to {out}: {os_error_text(error)}", os_error_hint(error)) from error
+        raise DownloadError(f"cannot write to {out}: {os_error_text(error)}", os_error_hint(error, "--out")) from error
     try:
         archive = work / "archive"
         digest = fetch(url, archive, timeout=timeout)
@@ -287,7 +287,7 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
             os.rename(out, work / "previous")
         os.rename(staged, out)
     except OSError as error:
-        raise DownloadError(f"cannot write to {out}: {os_error_text(error)}", os_error_hint(error)) from error
+        raise DownloadError(f"cannot write to {out}: {os_error_text(error)}", os_error_hint(error, "--out")) from error
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _dataset_folder(out), True

@@ -39,9 +39,11 @@ def os_error_text(error: OSError) -> str:
     return f"{name}: {reason}" if name else reason
 
 
-def os_error_hint(error: OSError) -> str:
+def os_error_hint(error: OSError, option: str | None = None) -> str:
+    """What to do about an OSError; ``option`` names the command's output option, when it has one."""
+    elsewhere = f"choose another folder ({option})" if option else "choose another folder"
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "free some disk space or choose another output folder"
+        return f"free some disk space or {elsewhere}"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "choose a folder you can write to (--out) or fix its permissions"
+        return f"fix the permissions or {elsewhere}"
     return "check the path"

@@ -681,7 +681,7 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
         layout.root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise PipelineError(f"cannot write to --out {layout.root}: {os_error_text(error)}",
-                            os_error_hint(error)) from error
+                            os_error_hint(error, "--out")) from error
     with run_lock(layout):
         data_sha = prepare_data(source, layout, profile_obj.data, force=force, log=log)
         _clean_leftovers(sorted({job.target.parent for job in jobs_plan.values()}))
