@@ -731,8 +731,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     root = args.out.expanduser().resolve() if args.out else settings.default_output_root()
     if not (root / "models").is_dir() and not (root / "logs" / RUN_RECORD).exists():
-        print(f"error: {root} has no models/ or logs/{RUN_RECORD}: run ./run_all.sh first", flush=True)
-        return 2
+        from trashnet.errors import UsageError
+
+        raise UsageError(f"{root} has no models/ or logs/{RUN_RECORD}", "run ./run_all.sh first, or pass --out")
     path = build(root, pdf=not args.no_pdf)
     print(path)
     return 0
