@@ -353,3 +353,21 @@ def test_cached_image_arrays_are_not_reused_after_the_decoding_code_changed(samp
     monkeypatch.setattr(images, "__file__", str(edited))
     again = inputs.load_dataset(sample_dataset, 32, cache_dir=tmp_path)
     assert np.array_equal(again.train.images, first.train.images)
+
+
+def test_truncated_images_stay_rejected_after_weasyprint_is_imported(tmp_path):
+    from PIL import ImageFile
+
+    from trashnet import images
+
+    photo = sorted((SOURCE / "glass").iterdir())[0].read_bytes()
+    (tmp_path / "half.jpg").write_bytes(photo[: len(photo) // 2])
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    try:
+        import weasyprint  # noqa: F401 - its import sets ImageFile.LOAD_TRUNCATED_IMAGES = True, process-wide
+
+        ImageFile.LOAD_TRUNCATED_IMAGES = True  # as it is after a first import anywhere in the process
+        with pytest.raises(images.ImageError, match="truncated"):
+            images.inspect(tmp_path / "half.jpg")
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from trashnet import fileio
 
@@ -75,6 +75,8 @@ def _open_checked(path: str | os.PathLike) -> Image.Image:
 
 
 def _decode(image: Image.Image) -> None:
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # WeasyPrint's import relaxes Pillow process-wide: undo it, a
+        ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated photo must fail here, not decode half grey
     try:
         image.load()
     except OSError as error:

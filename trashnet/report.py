@@ -711,7 +711,12 @@ def build(root: str | Path, *, pdf: bool = True, use_cache: bool = True, log=pri
     if pdf:
         import logging
 
+        from PIL import ImageFile
+
+        strict = ImageFile.LOAD_TRUNCATED_IMAGES
         import weasyprint
+
+        ImageFile.LOAD_TRUNCATED_IMAGES = strict  # its import sets it True for the whole process
 
         logging.getLogger("weasyprint").setLevel(logging.ERROR)
         logging.getLogger("fontTools").setLevel(logging.ERROR)
