@@ -371,3 +371,24 @@ def test_truncated_images_stay_rejected_after_weasyprint_is_imported(tmp_path):
             images.inspect(tmp_path / "half.jpg")
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
+@pytest.mark.parametrize("raised, expected", [
+    (OSError(28, "No space left on device", "/out/dataset"), "/out/dataset: No space left on device - free some"),
+    (PermissionError(13, "Permission denied", "/out"), "/out: Permission denied - fix the permissions"),
+    ("network", "network: [Errno -3] Temporary failure in name resolution - check the connection"),
+])
+def test_no_space_no_permission_and_no_network_are_one_line(monkeypatch, capsys, raised, expected):
+    import socket
+    import urllib.error
+
+    if raised == "network":
+        raised = urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    def failing(args):
+        raise raised
+
+    monkeypatch.setattr(download, "command", failing)
+    assert cli.main(["download", "--out", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: " + expected), err
