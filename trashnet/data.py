@@ -179,7 +179,7 @@ def _walk_files(folder: Path, rel: str) -> list[tuple[str, Path]]:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as error:
-        raise DataError(f"cannot read folder {folder} ({error.strerror}): make it readable") from error
+        raise DataError(f"cannot read folder {folder} ({error.strerror})", "make it readable") from error
     for entry in entries:
         child_rel = f"{rel}/{entry.name}" if rel else entry.name
         if entry.is_dir(follow_symlinks=not rel):
@@ -202,19 +202,19 @@ def _reject(row: dict[str, str], reason: str) -> None:
 def _scan(source: Path) -> tuple[list[str], list[dict[str, str]], dict[str, Path]]:
     """Classes, one row per file seen (candidates have an empty status) and each row's file."""
     if not source.exists():
-        raise DataError(f"source folder {source} does not exist: pass --source with a folder of "
+        raise DataError(f"source folder {source} does not exist", "pass --source with a folder of "
                         f"<class>/<image> files (or run `python -m trashnet download` first)")
     if not source.is_dir():
-        raise DataError(f"source {source} is not a folder: pass --source with a folder of <class>/<image> files")
+        raise DataError(f"source {source} is not a folder", "pass --source with a folder of <class>/<image> files")
     if not os.access(source, os.R_OK | os.X_OK):
-        raise DataError(f"source folder {source} is not readable: fix its permissions (chmod u+rx)")
+        raise DataError(f"source folder {source} is not readable", "fix its permissions (chmod u+rx)")
     files = _walk_files(source, "")
     top = sorted(entry for entry in os.listdir(source) if (source / entry).is_dir())
     classes = [name for name in top if not _is_hidden(name)]
     if len(classes) < 2:
         raise DataError(
-            f"{source} has {len(classes)} class folder(s){' (' + ', '.join(classes) + ')' if classes else ''}: "
-            f"need at least two, one sub-folder per class holding its images (e.g. glass/, paper/)")
+            f"{source} has {len(classes)} class folder(s){' (' + ', '.join(classes) + ')' if classes else ''}",
+            "need at least two, one sub-folder per class holding its images (e.g. glass/, paper/)")
     rows, where = [], {}
     real_source = os.path.realpath(source)
     for rel, path in files:
@@ -237,8 +237,8 @@ def _scan(source: Path) -> tuple[list[str], list[dict[str, str]], dict[str, Path
         where[shown] = path
     empty = [cls for cls in classes if not any(r["class"] == cls and not r["status"] for r in rows)]
     if empty:
-        raise DataError(f"class folder(s) without any image file: {', '.join(empty)} (in {source}): "
-                        f"add images or remove the empty folder(s)")
+        raise DataError(f"class folder(s) without any image file: {', '.join(empty)} (in {source})",
+                        "add images or remove the empty folder(s)")
     return classes, rows, where
 
 
@@ -359,9 +359,9 @@ def _official_split(rows: list[dict[str, str]], source: Path) -> None:
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         raise DataError(
-            f"the official split names {len(missing)} image(s) that are not in {source}: {shown}. "
-            f"Point --source at the complete TrashNet dataset-resized folder (python -m trashnet download), "
-            f"or use --split stratified for another or a partial data set")
+            f"the official split names {len(missing)} image(s) that are not in {source}: {shown}",
+            "point --source at the complete TrashNet dataset-resized folder (python -m trashnet download), "
+            "or use --split stratified for another or a partial data set")
     for row in rows:
         if row["status"] != "accepted":
             continue
@@ -535,15 +535,15 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, *, split: str = "
     started = time.perf_counter()
     source, out = Path(source).expanduser().resolve(), Path(out).expanduser().resolve()
     if split not in SPLIT_METHODS:
-        raise DataError(f"unknown split {split!r}: use one of {', '.join(SPLIT_METHODS)}")
+        raise DataError(f"unknown split {split!r}", f"use one of {', '.join(SPLIT_METHODS)}")
     ratios = tuple(float(r) for r in ratios)
     if (len(ratios) != 3 or not all(math.isfinite(r) and r >= 0 for r in ratios)
             or abs(sum(ratios) - 1.0) > 1e-6):
         raise DataError(f"ratios {ratios} must be three non-negative numbers (train validation test) summing to 1",
                         "e.g. --ratios 0.7 0.15 0.15")
     if out == source or source in out.parents or out in source.parents:
-        raise DataError(f"--out {out} and --source {source} must not contain each other: "
-                        f"the source is never written to; choose an output folder outside it")
+        raise DataError(f"--out {out} and --source {source} must not contain each other (the source is never "
+                        f"written to)", "choose an output folder outside it")
     classes, rows, where = _scan(source)
     _check_replaceable(out)
     owned.remove_leftovers(out.parent, _leftover_prefixes(out))  # of a killed prepare, stamped as ours
@@ -577,8 +577,8 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, *, split: str = "
         details = "; ".join(
             f"{cls}: " + ", ".join(f"{n} {code}" for code, n in sorted(Counter(
                 reason_code(r["reason"]) for r in rows if r["class"] == cls).items())) for cls in unusable)
-        raise DataError(f"class folder(s) with no usable image: {details}. Add valid images to them or remove "
-                        f"the folder(s); manifest reasons are listed by `prepare` per file")
+        raise DataError(f"class folder(s) with no usable image: {details}", "add valid images to them or remove "
+                        "the folder(s); `prepare` lists the reason for every file")
     _assign_outputs(rows, infos)
 
     report = PrepareReport(out, rows, split=split, seed=int(seed))

@@ -59,14 +59,14 @@ def fetch(url: str, target: Path, *, timeout: float = 60.0) -> str:
                 size += len(chunk)
                 if size > MAX_ARCHIVE_BYTES:
                     raise DownloadError(f"{url} is larger than {MAX_ARCHIVE_BYTES:,} bytes: not the TrashNet "
-                                        f"release; check --url")
+                                        f"release", "check --url")
                 digest.update(chunk)
                 handle.write(chunk)
     except urllib.error.HTTPError as error:
-        raise DownloadError(f"cannot download {url}: HTTP {error.code} {error.reason}; check --url") from error
+        raise DownloadError(f"cannot download {url}: HTTP {error.code} {error.reason}", "check --url") from error
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise DownloadError(f"cannot download {url}: {reason}; check the network connection or --url") from error
+        raise DownloadError(f"cannot download {url}: {reason}", "check the network connection or --url") from error
     return digest.hexdigest()
 
 
@@ -139,7 +139,7 @@ def extract(archive_path: Path, target: Path) -> list[str]:
             opened = tarfile.open(archive_path)
         else:
             raise DownloadError(f"the download is neither a zip nor a tar archive (broken or wrong file, "
-                                f"{archive_path.stat().st_size:,} bytes); check --url")
+                                f"{archive_path.stat().st_size:,} bytes)", "check --url")
         with opened as archive:
             plan = _plan_zip(archive) if isinstance(archive, zipfile.ZipFile) else _plan_tar(archive)
             _refuse_clashes(plan)
@@ -165,11 +165,11 @@ def extract(archive_path: Path, target: Path) -> list[str]:
     except DownloadError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, zlib.error, EOFError, ValueError) as error:
-        raise DownloadError(f"the archive is broken ({error}); download it again or check --url") from error
+        raise DownloadError(f"the archive is broken ({error})", "download it again or check --url") from error
     except (RuntimeError, NotImplementedError) as error:  # encrypted entries, unknown compression methods
-        raise DownloadError(f"the archive cannot be extracted ({error}); check --url") from error
+        raise DownloadError(f"the archive cannot be extracted ({error})", "check --url") from error
     except FileExistsError as error:
-        raise DownloadError(f"the archive holds {error.filename} twice: refused") from error
+        raise DownloadError(f"the archive holds {error.filename} twice: refused", "check --url") from error
     return written
 
 
@@ -210,7 +210,8 @@ def verify_files(folder: Path, sums: dict[str, str]) -> None:
         if wrong:
             parts.append(f"{len(wrong)} file(s) with a different sha256 (e.g. {', '.join(wrong[:3])})")
         raise DownloadError("the extracted files do not match the checksum list: " + "; ".join(parts)
-                            + ". The download is corrupt or a different release; nothing was kept")
+                            + "; the download is corrupt or a different release; nothing was kept",
+                            "check --url and --sums")
 
 
 # ---------------------------------------------------------------------------------------------- download
@@ -266,7 +267,8 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
         digest = fetch(url, archive, timeout=timeout)
         if sha256 is not None and digest != sha256.lower():
             raise DownloadError(f"checksum mismatch for {url}: expected sha256 {sha256.lower()}, got {digest}. "
-                                f"The download is corrupt or the URL serves a different file; nothing was kept")
+                                f"The download is corrupt or the URL serves a different file; nothing was kept",
+                                "check --url and --sha256")
         staged = work / "extracted"
         staged.mkdir()
         written = extract(archive, staged)

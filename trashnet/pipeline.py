@@ -201,7 +201,8 @@ def run_lock(layout: settings.Layout):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
-            raise PipelineError(f"another run is using {layout.root} (lock {handle.name})") from error
+            raise PipelineError(f"another run is using {layout.root} (lock {handle.name})",
+                                "wait for it to finish, or choose another --out") from error
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         yield
@@ -264,7 +265,7 @@ def plan(variants: dict[str, config.VariantConfig], ids: list[str], layout: sett
                                soft=variant.stage == "final")
     missing = sorted({str(job.notebook) for job in jobs.values() if not job.notebook.exists()})
     if missing:
-        raise PipelineError("stage notebook(s) missing: " + ", ".join(missing))
+        raise PipelineError("stage notebook(s) missing: " + ", ".join(missing), "restore them from the repository")
     return jobs
 
 
@@ -599,7 +600,8 @@ def resolve_data(data: Path | None) -> tuple[Path, bool]:
         data = Path(value)
     data = data.expanduser().resolve()
     if not data.is_dir():
-        raise PipelineError(f"data folder {data} does not exist (or is not a folder)")
+        raise PipelineError(f"data folder {data} does not exist (or is not a folder)",
+                            "pass --data with a folder of <class>/<image> files")
     return data, data == settings.SAMPLE_DIR.resolve()
 
 
@@ -654,7 +656,7 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
 
     log = log or say
     if jobs < 1:
-        raise PipelineError("-j must be at least 1")
+        raise PipelineError(f"-j {jobs}: must be at least 1", "e.g. -j 2")
     source, is_sample = resolve_data(data)
     if is_sample:
         log(f"data: no --data and ${settings.ENV_DATA} unset: using the bundled sample ({source}); "
