@@ -236,11 +236,19 @@ def test_links_that_leave_the_source_are_followed_and_recorded(tmp_path):
 # --- 5. tracebacks become messages ---------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux sysfs (unwritable even for root)")
 def test_unwritable_output_is_one_line_in_prepare_run_and_download():
     one_error_line(trashnet("prepare", "--source", str(SOURCE), "--out", str(UNWRITABLE / "d")))
     one_error_line(trashnet("run", "--out", str(UNWRITABLE), "--no-report"))
     one_error_line(trashnet("download", "--out", str(UNWRITABLE / "d"), "--url", "http://127.0.0.1:9/x.zip",
                             "--timeout", "2"))
+
+
+def test_an_output_below_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    line = one_error_line(trashnet("prepare", "--source", str(SOURCE), "--out", str(tmp_path / "file" / "d")))
+    assert "a file stands where a folder is needed" in line
+    one_error_line(trashnet("run", "--out", str(tmp_path / "file" / "r"), "--no-report"))
 
 
 def test_nan_ratios_negative_workers_and_empty_variants_are_errors(tmp_path):

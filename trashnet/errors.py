@@ -46,4 +46,6 @@ def os_error_hint(error: OSError, option: str | None = None) -> str:
         return f"free some disk space or {elsewhere}"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"fix the permissions or {elsewhere}"
+    if error.errno in (errno.EEXIST, errno.ENOTDIR):
+        return f"a file stands where a folder is needed: move it or {elsewhere}"
     return "check the path"
