@@ -117,7 +117,7 @@ def test_report_of_an_empty_output_folder(tmp_path):
     assert "Profile <strong>quick</strong>: the results of <code>models/quick/</code>" in html  # which run it shows
     result = subprocess.run([sys.executable, "-m", "trashnet", "report", "--out", str(tmp_path / "nothing")],
                             capture_output=True, text=True, cwd=settings.REPO_ROOT)
-    assert result.returncode == 2 and "run ./run_all.sh --profile quick first" in result.stdout
+    assert result.returncode == 2 and "run ./run_all.sh --profile quick first" in result.stderr
 
 
 def test_pareto_front():

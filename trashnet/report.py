@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trashnet import fileio, provenance, settings
+from trashnet import fileio, owned, provenance, settings
 
 REPORT_HTML = "index.html"
 REPORT_PDF = "report.pdf"
@@ -615,13 +615,14 @@ def render_html(root: str | Path, profile: str, *, use_cache: bool = True, log=p
     variants = discover(layout, run)
     by_id = {v.id: v for v in variants}
     notebooks_dir = report_dir / "notebooks"
-    if notebooks_dir.exists():
-        shutil.rmtree(notebooks_dir)
+    owned.remove(notebooks_dir, "report-notebooks", made_by="`report`", hint="move it away or choose another --out")
     for variant in variants:
         rendered = variant.folder / f"{variant.id}.html"
         if rendered.is_file():
             target = notebooks_dir / f"{variant.id}.html"
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if not notebooks_dir.is_dir():
+                notebooks_dir.mkdir(parents=True)
+                owned.stamp(notebooks_dir, "report-notebooks")  # rebuilt from scratch on every report
             shutil.copyfile(rendered, target)
             variant.notebook = f"notebooks/{variant.id}.html"
 
@@ -714,7 +715,12 @@ def build(root: str | Path, profile: str, *, pdf: bool = True, use_cache: bool =
     if pdf:
         import logging
 
+        from PIL import ImageFile
+
+        strict = ImageFile.LOAD_TRUNCATED_IMAGES
         import weasyprint
+
+        ImageFile.LOAD_TRUNCATED_IMAGES = strict  # its import sets it True for the whole process
 
         logging.getLogger("weasyprint").setLevel(logging.ERROR)
         logging.getLogger("fontTools").setLevel(logging.ERROR)
@@ -738,9 +744,10 @@ def command(args: argparse.Namespace) -> int:
     profile = args.profile or _only_profile(root)
     layout = settings.Layout(root, profile)
     if not layout.models.is_dir() and not (layout.logs / RUN_RECORD).exists():
-        print(f"error: {root} has no models/{profile}/ or logs/{profile}/{RUN_RECORD}: run ./run_all.sh "
-              f"--profile {profile} first (or pass --profile)", flush=True)
-        return 2
+        from trashnet.errors import UsageError
+
+        raise UsageError(f"{root} has no models/{profile}/ or logs/{profile}/{RUN_RECORD}",
+                         f"run ./run_all.sh --profile {profile} first, or pass --out / --profile")
     path = build(root, profile, pdf=not args.no_pdf)
     print(path)
     return 0
