@@ -118,6 +118,12 @@ def test_report_of_an_empty_output_folder(tmp_path):
     result = subprocess.run([sys.executable, "-m", "trashnet", "report", "--out", str(tmp_path / "nothing")],
                             capture_output=True, text=True, cwd=settings.REPO_ROOT)
     assert result.returncode == 2 and "run ./run_all.sh --profile quick first" in result.stderr
+    for profile in ("cpu", "full"):  # two runs side by side: the command asks which one
+        (tmp_path / "two" / "logs" / profile).mkdir(parents=True)
+        (tmp_path / "two" / "logs" / profile / "run.json").write_text("{}")
+    result = subprocess.run([sys.executable, "-m", "trashnet", "report", "--out", str(tmp_path / "two")],
+                            capture_output=True, text=True, cwd=settings.REPO_ROOT)
+    assert result.returncode == 2 and "several profiles (cpu, full)" in result.stderr
 
 
 def test_pareto_front():

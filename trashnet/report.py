@@ -754,9 +754,14 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _only_profile(root: Path) -> str:
-    """The profile whose run record is under ``<root>/logs/`` when there is exactly one, else ``quick``."""
+    """The profile whose run record is under ``<root>/logs/`` when there is exactly one; none: ``quick``."""
     found = sorted(path.parent.name for path in (root / "logs").glob(f"*/{RUN_RECORD}"))
-    return found[0] if len(found) == 1 else "quick"
+    if len(found) > 1:
+        from trashnet.errors import UsageError
+
+        raise UsageError(f"{root} holds the runs of several profiles ({', '.join(found)})",
+                         "pass --profile to say which report to build")
+    return found[0] if found else "quick"
 
 
 __all__ = ["build", "render_html", "pareto_front", "discover"]
