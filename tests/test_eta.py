@@ -43,6 +43,9 @@ def test_an_earlier_run_wins_and_scales_with_epochs(cpu_variants):
     assert (other.source, other.seconds) == ("history-stage", 20.0)
     # A pruned variant of another arch has no history of its own kind: defaults.
     assert eta.estimate(cpu_variants["mobilenet_v2.prune-2of4"], history).source == "defaults"
+    # A failed run stopped early: it says nothing about how long the variant takes.
+    failed = {"variant": {"mobilenet_v3_large": {"stage": "baseline", "status": "failed", "seconds": 5.0, "units": 45}}}
+    assert eta.estimate(cpu_variants["mobilenet_v3_large"], failed).source == "defaults"
     # Entries from before the ETA recorded units are ignored rather than guessed.
     old = {"variant": {"mobilenet_v3_large": {"stage": "baseline", "seconds": 900.0}}}
     assert eta.estimate(cpu_variants["mobilenet_v3_large"], old).source == "defaults"

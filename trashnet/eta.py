@@ -63,7 +63,9 @@ def estimate(variant: VariantConfig, history: dict[str, Any] | None = None,
              train_images: int | None = None) -> Estimate:
     """Seconds ``variant`` will take; ``history``: an earlier ``run.json`` of the same profile."""
     now = units(variant)
-    entries = (history or {}).get("variant") or {}
+    # Only runs that finished say how long a variant takes (a failure stops early; None = older records).
+    entries = {vid: entry for vid, entry in ((history or {}).get("variant") or {}).items()
+               if entry.get("status") in ("done", "cached", None)}
     previous = entries.get(variant.id) or {}
     if previous.get("seconds") and previous.get("units"):
         if variant.stage in ("baseline", "pruned"):
