@@ -72,6 +72,11 @@ def _load_split(dataset_dir: Path, entries: list[tuple[str, str]], classes: tupl
     return Split(stacked, labels, tuple(rel for rel, _ in entries))
 
 
+def decoder_key() -> str:
+    """Short hash of the decoding code (``images.py``): part of every cache key over decoded pixels."""
+    return fileio.sha256_file(images.__file__)[:12]
+
+
 def load_dataset(dataset_dir: str | os.PathLike, image_size: int, *,
                  cache_dir: str | os.PathLike | None = None, fit: str = images.DEFAULT_FIT) -> Dataset:
     """Every accepted image of a prepared data set, decoded at ``image_size`` with ``fit`` (squash/crop/pad)."""
@@ -82,8 +87,9 @@ def load_dataset(dataset_dir: str | os.PathLike, image_size: int, *,
     for name in settings.SPLITS:
         cached = None
         if cache_dir is not None:
-            suffix = "" if fit == images.DEFAULT_FIT else f"-{fit}"  # squash keeps the existing cache names
-            cached = Path(cache_dir) / "arrays" / f"{manifest_sha[:16]}-{image_size}px{suffix}-{name}.npz"
+            # Keyed on the decoding code and the fit too: arrays decoded otherwise are not these arrays.
+            cached = (Path(cache_dir) / "arrays"
+                      / f"{manifest_sha[:16]}-{decoder_key()}-{image_size}px-{fit}-{name}.npz")
             if cached.is_file():
                 with np.load(cached) as data:
                     splits[name] = Split(data["images"], data["labels"], tuple(data["paths"].tolist()))
