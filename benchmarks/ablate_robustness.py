@@ -108,7 +108,10 @@ def markdown(results: dict[str, Any]) -> str:
              "Squash fit unless the column says otherwise.", "",
              "| recipe | TrashNet test acc | test macro-F1 | OOD acc | OOD macro-F1 | OOD per-class recall | "
              "OOD acc crop / pad | train min |", "|---|---|---|---|---|---|---|---|"]
-    for name, row in results["recipes"].items():
+    order = [name for name in RECIPES if name in results["recipes"]]
+    order += [name for name in results["recipes"] if name not in RECIPES]
+    for name in order:
+        row = results["recipes"][name]
         squash = row["fits"]["squash"]
         recall = ", ".join(f"{c} {100 * v['recall']:.0f}" for c, v in squash["ood"]["per_class"].items())
         other = " / ".join(f"{100 * row['fits'][f]['ood']['accuracy']:.1f}" for f in ("crop", "pad"))
@@ -116,7 +119,9 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{100 * squash['ood']['accuracy']:.1f} | {squash['ood']['macro_f1']:.3f} | {recall} | "
                      f"{other} | {row['train_time_s'] / 60:.1f} |")
     lines += ["", "Augment options per recipe (over the profile's flips, rotation, zoom, brightness, contrast):", ""]
-    lines += [f"- `{name}`: `{row['augment']}`" for name, row in results["recipes"].items()]
+    lines += [f"- `{name}`: `{results['recipes'][name]['augment']}`" for name in order]
+    lines += ["", "Train minutes are wall time under different loads (several trainings shared 2 cores), "
+              "not a cost comparison."]
     return "\n".join(lines) + "\n"
 
 
