@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -233,3 +234,17 @@ def test_a_trained_baseline_records_its_ood_block(sample_dataset, quick_profile,
     assert block["class_map"] == {"jars": "glass", "metal": "metal", "other": None}
     assert block["fit"] == "squash" and block["unreadable"] == 0
     assert sum(map(sum, block["confusion_matrix"]["counts"])) == 6
+
+
+def test_the_ood_set_joins_the_run_cache_key_only_when_set(data_dir, tmp_path, monkeypatch):
+    """A run measured without an OOD set, or on another one, is run again (pipeline.cache_key)."""
+    from trashnet import pipeline
+
+    assert pipeline.ood_fingerprint() is None  # unset: cache keys stay as they were
+    copy = tmp_path / "ood"
+    shutil.copytree(data_dir, copy)
+    monkeypatch.setenv(settings.ENV_OOD_DATA, str(copy))
+    first = pipeline.ood_fingerprint()
+    assert first is not None and pipeline.ood_fingerprint() == first
+    photo(copy / "paper" / "new.png", RED)
+    assert pipeline.ood_fingerprint() != first
