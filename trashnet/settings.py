@@ -21,11 +21,14 @@ PROFILES_DIR = EXPERIMENTS_DIR / "profiles"
 VARIANTS_FILE = EXPERIMENTS_DIR / "variants.yaml"
 TEMPLATES_DIR = REPO_ROOT / "templates"
 LOCK_FILE = REPO_ROOT / "requirements.lock"
+METADATA_VENV = REPO_ROOT / ".venv-metadata"  # tool venv of tflite-support (requirements-metadata.lock)
+DIST_DIR = REPO_ROOT / "dist"  # `release` writes the bundle here by default
 
 # Environment variables the project reads (documented in the README).
 ENV_DATA = "TRASHNET_DATA"  # a folder of <class>/<image> files; unset = the bundled sample
 ENV_OUT = "TRASHNET_OUT"  # output root; unset = the repository root
 ENV_REAL_DATA = "TRASHNET_REAL_DATA"  # tests: the full TrashNet dataset-resized folder
+ENV_METADATA_PYTHON = "TRASHNET_METADATA_PYTHON"  # the metadata writer's interpreter (default .venv-metadata)
 
 SPLITS = ("train", "validation", "test")
 STAGES = ("baseline", "pruned", "quantized", "final")
