@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("trashnet.pipeline", "run every stage notebook for every variant (cached, resumable)"),
     "report": ("trashnet.report", "build report/index.html and report/report.pdf from the result files"),
     "predict": ("trashnet.predict", "classify image files, folders or globs with a .tflite model"),
+    "release": ("trashnet.release", "pack the final model as dist/trashnet-<version>.zip (byte-reproducible)"),
 }
 
 

@@ -22,7 +22,6 @@ VARIANTS_FILE = EXPERIMENTS_DIR / "variants.yaml"
 TEMPLATES_DIR = REPO_ROOT / "templates"
 LOCK_FILE = REPO_ROOT / "requirements.lock"
 METADATA_VENV = REPO_ROOT / ".venv-metadata"  # tool venv of tflite-support (requirements-metadata.lock)
-DIST_DIR = REPO_ROOT / "dist"  # `release` writes the bundle here by default
 
 # Environment variables the project reads (documented in the README).
 ENV_DATA = "TRASHNET_DATA"  # a folder of <class>/<image> files; unset = the bundled sample
@@ -87,6 +86,10 @@ class Layout:
     @property
     def cache(self) -> Path:
         return self.root / ".cache"
+
+    @property
+    def dist(self) -> Path:
+        return self.root / "dist"  # `release` writes trashnet-<version>.zip here
 
     def stage_dir(self, stage: str) -> Path:
         if stage not in STAGES:
