@@ -76,3 +76,42 @@ def test_metadata_displayer_shows_the_labels_and_the_normalization(final_dir):
     ours = litert.read_metadata((final_dir / "trashnet.tflite").read_bytes())
     assert ours["normalization"] == tensor["process_units"][0]["options"]
     assert ours["version"] == meta["version"] and ours["associated_files"] == ["labels.txt"]
+
+
+def test_load_applies_a_non_trivial_normalization_from_the_metadata(final_dir, tmp_path):
+    """A file whose metadata says mean 127.5, std 127.5: ``litert.load`` feeds (x - 127.5) / 127.5."""
+    python = artifact.metadata_python()
+    original = next(final_dir.parent.glob("quantized/*.fp16/*.tflite"))
+    labels = (final_dir / "labels.txt").read_text().split()
+    (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n")
+    spec = {"model": str(original), "labels": str(tmp_path / "labels.txt"), "output": str(tmp_path / "m.tflite"),
+            "name": "n", "version": "v", "description": "d", "author": "a", "license": "l",
+            "mean": [127.5], "std": [127.5]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    done = subprocess.run([str(python), str(artifact.WRITER_SCRIPT), "write", str(tmp_path / "spec.json")],
+                          capture_output=True, text=True, env=clean_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    model = litert.load(tmp_path / "m.tflite")
+    assert model.preprocessing.source == "tflite-metadata" and model.preprocessing.mean == (127.5,)
+    assert model.labels == labels
+    pixels = np.random.default_rng(0).integers(0, 256, (4, model.image_size, model.image_size, 3)).astype(np.float32)
+    raw = litert.TFLiteModel(original)
+    np.testing.assert_allclose(model.predict(pixels), raw.predict((pixels - 127.5) / 127.5), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.realdata
+def test_mediapipe_agrees_with_litert_on_real_trashnet_photos(final_dir, real_data_dir):
+    """The same check on 120 real TrashNet photos (every 21st file), decoded from their original JPEGs."""
+    python = tool_python(settings.REPO_ROOT / "requirements-mediapipe.lock")
+    model = litert.load(final_dir / "trashnet.tflite")
+    paths = [str(p) for p in sorted(real_data_dir.rglob("*.jpg"))[::21]]
+    done = subprocess.run([str(python), str(settings.REPO_ROOT / "tests" / "mediapipe_check.py"),
+                           str(final_dir / "trashnet.tflite"), str(model.image_size), *paths],
+                          capture_output=True, text=True, env=clean_env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    scores = json.loads(done.stdout.splitlines()[-1])["scores"]
+    probs = model.predict(np.stack([images.load_for_model(p, model.image_size) for p in paths]))
+    mediapipe = np.array([[scores[p][name] for name in model.labels] for p in paths])
+    assert (mediapipe.argmax(1) == probs.argmax(1)).all()
+    np.testing.assert_allclose(mediapipe, probs, atol=1e-5)
+    assert len(paths) >= 100

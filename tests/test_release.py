@@ -105,3 +105,18 @@ def test_a_damaged_or_foreign_file_is_a_clear_error(bundle, tmp_path):
         litert.load(tmp_path / "empty.zip")
     with pytest.raises(litert.ModelError, match="cannot read"):
         litert.load(tmp_path / "missing.tflite")
+
+
+def test_load_takes_labels_from_the_caller_beside_or_nowhere(final_dir, tmp_path):
+    from results_tree import tiny_tflite
+
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(tiny_tflite(32))  # no metadata, no packed labels
+    model = litert.load(bare)
+    assert model.labels == [f"class_{i}" for i in range(6)] and model.preprocessing.source == "default"
+    assert model.metadata == {} and model.preprocessing.identity
+    (tmp_path / "labels.txt").write_text("a\nb\nc\nd\ne\nf\n")
+    assert litert.load(bare).labels == list("abcdef")
+    assert litert.load(final_dir / "trashnet.tflite", labels=list("uvwxyz")).labels == list("uvwxyz")
+    with pytest.raises(litert.ModelError, match="2 labels for a model with 6 outputs"):
+        litert.load(bare, labels=["a", "b"])
