@@ -194,3 +194,7 @@ def test_weaknesses_and_the_ood_block_from_hand_made_metrics():
                                         "per_class": {"a": {"f1": 0.1, "support": 5}}, "class_map": {}}})
     assert ood.measured and ood.n == 355
     assert any("ood-dev, 355 photos: accuracy 20.0 %" in line for line in artifact.limitations(test, ood))
+    # 80 of 100 right: Wilson 95 % interval 71.1-86.7 % (z = 1.96).
+    lines = artifact.limitations({"n": 100, "accuracy": 0.8}, artifact.OODSection(measured=False))
+    assert any("100 photos: the 95 % interval of the test accuracy (Wilson) is 71.1-86.7 %" in l for l in lines)
+    assert "20.0 %" in artifact.out_of_scope({"accuracy": 0.8})[0]

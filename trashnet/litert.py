@@ -305,7 +305,8 @@ def load(path: str | os.PathLike, *, labels: Sequence[str] | str | os.PathLike |
     """
     path = Path(path)
     try:
-        head = path.open("rb").read(8)
+        with path.open("rb") as handle:
+            head = handle.read(8)
     except OSError as error:
         raise ModelError(f"cannot read model {path}: {error.strerror or error}") from error
     if head[:4] == b"PK\x03\x04":
