@@ -80,14 +80,18 @@ def test_the_file_carries_labels_and_still_runs_like_the_chosen_one(built, sampl
     model_file = output_dir / "trashnet.tflite"
     original = (models_dir / result["selection"]["chosen"]["file"]).read_bytes()
     with zipfile.ZipFile(model_file) as archive:
-        assert archive.namelist() == ["labels.txt"]  # the metadata's associated file, nothing else
+        assert archive.namelist() == ["labels.txt", "metadata.json"]  # the files the metadata records
         assert archive.read("labels.txt").decode().split() == result["card"]["classes"]
+        info = json.loads(archive.read("metadata.json"))
+        assert info["source_sha256"] == fileio.sha256_bytes(original) and info["version"] == result["card"]["version"]
         # MediaPipe refuses a compressed appendix; fixed timestamps give stable bytes.
         assert all(i.compress_type == zipfile.ZIP_STORED and i.date_time == artifact.ZIP_DATE
                    for i in archive.infolist())
     metadata = litert.read_metadata(model_file.read_bytes())
     assert metadata["normalization"] == {"mean": [0.0], "std": [1.0]} and metadata["color_space"] == "RGB"
-    assert metadata["associated_files"] == ["labels.txt"] and metadata["version"] == result["card"]["version"]
+    assert metadata["associated_files"] == ["labels.txt"] and metadata["model_files"] == ["metadata.json"]
+    assert metadata["version"] == result["card"]["version"]
+    assert predict.embedded_metadata(model_file) == info
     assert predict.read_labels(model_file) == result["card"]["classes"]
     image = images.load_for_model(next((sample_dataset / "test").rglob("*.jpg")), 32)
     np.testing.assert_array_equal(TFLiteModel(model_file).predict_one(image), TFLiteModel(original).predict_one(image))
@@ -155,9 +159,10 @@ def test_the_metadata_gives_the_same_bytes_for_the_same_inputs(built):
     _, models_dir, output_dir = built
     original = next((models_dir / "quantized").glob("*.fp16/*.tflite")).read_bytes()
     labels = (output_dir / "labels.txt").read_text().split()
-    first = artifact.write_metadata(original, labels, version="0.2.0+quick.gtest")
-    assert artifact.write_metadata(original, labels, version="0.2.0+quick.gtest") == first
-    assert artifact.write_metadata(original, labels, version="0.2.0+quick.gother") != first
+    first = artifact.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 1})
+    assert artifact.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 1}) == first
+    assert artifact.write_metadata(original, labels, version="0.2.0+quick.gother", info={"seed": 1}) != first
+    assert artifact.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 2}) != first
 
 
 def test_the_model_card_has_the_convention_sections(built, sample_dataset):

@@ -71,12 +71,16 @@ def test_metadata_displayer_shows_the_labels_and_the_normalization(final_dir):
     output = meta["subgraph_metadata"][0]["output_tensor_metadata"][0]
     assert output["associated_files"][0]["name"] == "labels.txt"
     assert output["associated_files"][0]["type"] == "TENSOR_AXIS_LABELS"
-    assert shown["packed_files"] == ["labels.txt"]
+    assert meta["associated_files"] == [{"name": "metadata.json", "type": "DESCRIPTIONS",
+                                         "description": meta["associated_files"][0]["description"]}]
+    assert shown["packed_files"] == ["labels.txt", "metadata.json"]
     assert shown["files"]["labels.txt"].split() == card["classes"]
+    assert json.loads(shown["files"]["metadata.json"])["version"] == card["version"]
     # The project's own TF-free reader sees the same fields.
     ours = litert.read_metadata((final_dir / "trashnet.tflite").read_bytes())
     assert ours["normalization"] == tensor["process_units"][0]["options"]
     assert ours["version"] == meta["version"] and ours["associated_files"] == ["labels.txt"]
+    assert ours["model_files"] == ["metadata.json"]
 
 
 def test_load_applies_a_non_trivial_normalization_from_the_metadata(final_dir, tmp_path):

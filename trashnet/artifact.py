@@ -5,8 +5,8 @@
 - ``trashnet.tflite``: the chosen file with the official TFLite metadata of an image classifier, written by
   tflite-support's ``MetadataWriter`` in its own tool venv (``write_metadata``; tflite-support needs
   protobuf < 4, TensorFlow's lock has 7): input NormalizationOptions mean 0 / std 1 (raw 0-255 RGB),
-  ImageProperties RGB, ``labels.txt`` as a TENSOR_AXIS_LABELS file, and name, version, description,
-  author, licence. MediaPipe Tasks' ``ImageClassifier`` and Android Studio's ML Model Binding read it. The
+  ImageProperties RGB, ``labels.txt`` as a TENSOR_AXIS_LABELS file, name, version, description,
+  author, licence, and the project's ``metadata.json`` as a model-level associated file. MediaPipe Tasks' ``ImageClassifier`` and Android Studio's ML Model Binding read it. The
   populator appends the labels as a zip stamped with the current time; that zip is replaced by the same
   entries, ``ZIP_STORED`` (MediaPipe refuses compressed appendices) with fixed timestamps, so the same
   inputs always give the same bytes. ``verification.json`` proves the file still gives the same outputs as
@@ -37,7 +37,7 @@ import tempfile
 from trashnet import __version__, fileio, images, provenance, select, settings
 from trashnet.config import VariantConfig, config_to_dict
 from trashnet.litert import TFLiteModel, read_metadata
-from trashnet.predict import LABELS_FILE, embedded_files, evaluate_split
+from trashnet.predict import LABELS_FILE, METADATA_FILE, embedded_files, evaluate_split
 
 MODEL_FILE = "trashnet.tflite"
 CARD_JSON = "model_card.json"
@@ -102,11 +102,13 @@ def metadata_python() -> Path:
     return Path(value) if value else settings.METADATA_VENV / "bin" / "python"
 
 
-def write_metadata(model: bytes, labels: list[str], *, version: str) -> bytes:
+def write_metadata(model: bytes, labels: list[str], *, version: str, info: dict[str, Any] | None = None) -> bytes:
     """``model`` with the official TFLite image-classifier metadata, written by tflite-support in its venv.
 
-    Deterministic: the same model, labels and version give the same bytes. Raises ``ArtifactError`` with
-    what to do when the tool venv is missing or the writer fails.
+    ``info`` is packed as ``metadata.json``, a model-level associated file (type DESCRIPTIONS) that the
+    project's own readers use (``predict.embedded_metadata``). Deterministic: the same model, labels,
+    version and info give the same bytes. Raises ``ArtifactError`` with what to do when the tool venv is
+    missing or the writer fails.
     """
     python = metadata_python()
     if not python.is_file():
@@ -121,12 +123,17 @@ def write_metadata(model: bytes, labels: list[str], *, version: str) -> bytes:
                 "output": str(folder / "out.tflite"), "name": MODEL_NAME, "version": version,
                 "description": MODEL_DESCRIPTION, "author": MODEL_AUTHOR, "license": MODEL_LICENSE,
                 **NORMALIZATION}
+        if info is not None:
+            (folder / METADATA_FILE).write_text(fileio.dumps_json(info), encoding="utf-8")
+            spec["model_files"] = [{"path": str(folder / METADATA_FILE),
+                                    "description": "The project's record of this model: variant, classes, input "
+                                                   "preparation, source file hash, weights, profile, seed (JSON)."}]
         (folder / "spec.json").write_text(fileio.dumps_json(spec), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
         done = subprocess.run([str(python), str(WRITER_SCRIPT), "write", str(folder / "spec.json")],
                               capture_output=True, text=True, env=env, timeout=300)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        if done.returncode != 0 or not (folder / "out.tflite").is_file():
+            last = (done.stderr.strip().splitlines() or ["it wrote no model"])[-1]
             hint = (" (Debian: apt-get install libusb-1.0-0)" if "libusb" in done.stderr else "")
             raise ArtifactError(f"the TFLite metadata writer failed{hint}: {last}")
         return restamp_zip((folder / "out.tflite").read_bytes())
@@ -419,6 +426,7 @@ def model_card(selection: dict[str, Any], record: dict[str, Any], verification: 
                      "name": metadata.get("name"), "version": metadata.get("version"),
                      "normalization": metadata.get("normalization"), "color_space": metadata.get("color_space"),
                      "associated_files": metadata.get("associated_files", []),
+                     "model_files": metadata.get("model_files", []),
                      "packed_files": sorted(embedded_files(model_path))},
         "files": {"labels": LABELS_FILE, "selection": select.SELECTION_FILE, "verification": VERIFICATION_FILE,
                   "checksums": SUMS_FILE},
@@ -549,8 +557,13 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
         raise ArtifactError(f"{variant_dir / METRICS_FILE} lists no classes: cannot write labels.txt")
     labels_text = "".join(f"{name}\n" for name in labels)
     version = provenance.release_version(config.profile)
+    original_bytes = original.read_bytes()
+    info = {"name": MODEL_NAME, "version": version, "variant": chosen["id"], "classes": labels,
+            "input": {"range": "[0, 255]", "color": "RGB", "resize": "squash (no crop), bilinear", **NORMALIZATION},
+            "source_sha256": fileio.sha256_bytes(original_bytes), "weights": record.get("weights"),
+            "profile": record.get("profile"), "seed": record.get("seed")}
     model_path = output_dir / MODEL_FILE
-    fileio.atomic_write_bytes(model_path, write_metadata(original.read_bytes(), labels, version=version))
+    fileio.atomic_write_bytes(model_path, write_metadata(original_bytes, labels, version=version, info=info))
     fileio.atomic_write_text(output_dir / LABELS_FILE, labels_text)
     select.write_selection(selection, output_dir)
 

@@ -447,8 +447,8 @@ def read_metadata(model: bytes) -> dict[str, Any] | None:
     """The image-classifier fields of a file's ``TFLITE_METADATA``, or None when it has none.
 
     ``{"name", "version", "description", "author", "license", "normalization": {"mean", "std"} | None,
-    "color_space", "associated_files": [...]}``: the input's NormalizationOptions and ImageProperties, and
-    the output's associated files (the labels). Files without the table (or not flatbuffers) give None.
+    "color_space", "associated_files": [...], "model_files": [...]}``: the input's NormalizationOptions and
+    ImageProperties, the output's associated files (the labels) and the model's own (``metadata.json``). Files without the table (or not flatbuffers) give None.
     """
     try:
         root = _Table(model, struct.unpack_from("<I", model, 0)[0])
@@ -462,7 +462,8 @@ def read_metadata(model: bytes) -> dict[str, Any] | None:
         meta = _Table(content, struct.unpack_from("<I", content, 0)[0])
         result: dict[str, Any] = {"name": meta.string(0), "description": meta.string(1), "version": meta.string(2),
                                   "author": meta.string(4), "license": meta.string(5), "normalization": None,
-                                  "color_space": None, "associated_files": []}
+                                  "color_space": None, "associated_files": [],
+                                  "model_files": [f.string(0) for f in meta.tables(6)]}  # ModelMetadata files
         subgraphs = meta.tables(3)
         if subgraphs:
             inputs, outputs = subgraphs[0].tables(2), subgraphs[0].tables(3)

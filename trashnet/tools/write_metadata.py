@@ -4,13 +4,15 @@ Runs in the tool venv ``.venv-metadata`` (``requirements-metadata.lock``: tflite
 protobuf < 4, which TensorFlow's lock cannot have), called as a subprocess by ``trashnet.artifact``.
 It imports only tflite_support and the standard library, never the trashnet package.
 
-    python write_metadata.py write SPEC.json   # SPEC: model, labels, output, name, version, description, author, license, mean, std
+    python write_metadata.py write SPEC.json   # SPEC: model, labels, output, name, version, description, author,
+                                               #       license, mean, std, [model_files: [{path, description}]]
     python write_metadata.py display MODEL     # JSON on stdout: the metadata, the packed files, the labels
 
 ``write`` follows ``image_classifier.MetadataWriter.create_for_inference`` (input NormalizationOptions with
 the given mean and std, ImageProperties RGB, the labels as a TENSOR_AXIS_LABELS file) and adds the general
-fields (name, version, description, author, licence) through ``create_from_metadata_info``, as that
-method's documentation says to.
+fields (name, version, description, author, licence), as that method's documentation says to, plus optional
+model-level associated files (type DESCRIPTIONS: the project's ``metadata.json``), through the writer's
+``create_from_metadata`` so every packed file is recorded in the metadata.
 """
 
 from __future__ import annotations
@@ -37,8 +39,20 @@ def write(spec_path: str) -> int:
     general_md = metadata_info.GeneralMd(name=spec["name"], version=spec["version"],
                                          description=spec["description"], author=spec["author"],
                                          licenses=spec["license"])
-    writer = image_classifier.MetadataWriter.create_from_metadata_info(
-        model, general_md=general_md, input_md=input_md, output_md=output_md)
+    model_metadata = general_md.create_metadata()
+    extra = spec.get("model_files", [])
+    if extra:
+        model_metadata.associatedFiles = []
+        for item in extra:
+            entry = schema.AssociatedFileT()
+            entry.name = Path(item["path"]).name
+            entry.description = item["description"]
+            entry.type = schema.AssociatedFileType.DESCRIPTIONS
+            model_metadata.associatedFiles.append(entry)
+    writer = image_classifier.MetadataWriter.create_from_metadata(
+        model, model_metadata=model_metadata, input_metadata=[input_md.create_metadata()],
+        output_metadata=[output_md.create_metadata()],
+        associated_files=[spec["labels"], *(item["path"] for item in extra)])
     writer_utils.save_file(writer.populate(), spec["output"])
     return 0
 
