@@ -347,6 +347,13 @@ def load(path: str | os.PathLike, *, labels: Sequence[str] | str | os.PathLike |
     return LoadedModel(runner, names, preprocessing, path, kind, metadata, card)
 
 
+def load_model(path: str | os.PathLike, *, labels: Sequence[str] | str | os.PathLike | None = None,
+               num_threads: int | None = None) -> tuple[TFLiteModel, list[str]]:
+    """``(runner, labels)`` of ``load(path)``: the pair ``predict.load_model`` and ``evaluate`` use."""
+    loaded = load(path, labels=labels, num_threads=num_threads)
+    return loaded.runner, loaded.labels
+
+
 def _read_bundle(path: Path) -> tuple[bytes, list[str], Preprocessing | None, dict[str, Any] | None, str]:
     """The model, labels and preprocessing of a release bundle, the model checked against SHA256SUMS."""
     try:

@@ -139,8 +139,7 @@ def load_model(model: str | os.PathLike | TFLiteModel, *, labels: Sequence[str] 
 
     A path goes through ``litert.load``: a bare ``.tflite`` or a release bundle ``.zip``."""
     if not isinstance(model, TFLiteModel):
-        loaded = litert.load(model, labels=labels, num_threads=num_threads)
-        return loaded.runner, loaded.labels
+        return litert.load_model(model, labels=labels, num_threads=num_threads)
     runner = model
     if labels is None or isinstance(labels, (str, os.PathLike)):
         names = (parse_labels(Path(labels).read_text(encoding="utf-8")) if labels is not None else None)
