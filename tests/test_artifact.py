@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from results_tree import evaluated_tree
 
-from trashnet import artifact, config, fileio, images, litert, predict
+from trashnet import artifact, config, fileio, images, litert, predict, stats
 from trashnet.litert import TFLiteModel
 
 pytestmark = pytest.mark.slow  # converts two tiny Keras models (~10 s)
@@ -35,7 +35,7 @@ def built(tmp_path_factory, sample_dataset, final_config):
 def test_the_artifact_files_and_checksums(built):
     result, _, output_dir = built
     expected = {"trashnet.tflite", "labels.txt", "model_card.json", "model_card.md", "selection.json",
-                "verification.json", "metrics.json", "SHA256SUMS"}
+                "stats.json", "verification.json", "metrics.json", "SHA256SUMS"}
     assert expected <= {p.name for p in output_dir.iterdir()}
     assert set(result["files"]) == expected
     sums = artifact.check_sums(output_dir)
@@ -46,6 +46,19 @@ def test_the_artifact_files_and_checksums(built):
     assert artifact.check_sums(output_dir)["labels.txt"] is False
     (output_dir / "labels.txt").write_text("".join(f"{c}\n" for c in result["card"]["classes"]))
     assert all(artifact.check_sums(output_dir).values())
+
+
+def test_stats_json_sits_next_to_selection_json_and_accounts_for_every_result(built):
+    result, _, output_dir = built
+    stats_file = stats.load_stats(output_dir / "stats.json")
+    selection = json.loads((output_dir / "selection.json").read_text())
+    assert stats_file == result["statistics"]
+    # The two evaluated candidates have predictions: intervals; the hand-made results have none: skipped.
+    assert {i.variant for i in stats_file.intervals} == {c for c in selection["candidates"]}
+    accounted = {i.variant for i in stats_file.intervals} | {s.variant for s in stats_file.skipped}
+    assert accounted >= {row["id"] for row in selection["results"]}
+    assert selection["statistics"]["file"] == "stats.json" and "pp" in selection["statistics"]["tolerance"]
+    assert selection["accuracy_basis"]
 
 
 def test_the_model_card_matches_the_files(built):
@@ -180,6 +193,10 @@ def test_the_model_card_has_the_convention_sections(built, sample_dataset):
     assert card["out_of_distribution"] == {"measured": False, "dataset": None, "n": None, "accuracy": None,
                                            "macro_f1": None, "per_class": None}
     assert any("not measured" in line for line in card["limitations"])
+    intervals = json.loads((output_dir / "stats.json").read_text())["intervals"]
+    chosen = [i for i in intervals if i["variant"] == card["variant"] and i["metric"] == "accuracy"]
+    if chosen:  # the card states stats.json's interval, not a second one
+        assert any(f"({chosen[0]['method']}) is {100 * chosen[0]['low']:.1f}-" in line for line in card["limitations"])
     markdown = (output_dir / "model_card.md").read_text()
     for heading in ("Intended use", "Out-of-scope use", "Training and evaluation data", "Known limitations",
                     "Per-class weaknesses", "How to report a problem"):
@@ -202,4 +219,7 @@ def test_weaknesses_and_the_ood_block_from_hand_made_metrics():
     # 80 of 100 right: Wilson 95 % interval 71.1-86.7 % (z = 1.96).
     lines = artifact.limitations({"n": 100, "accuracy": 0.8}, artifact.OODSection(measured=False))
     assert any("100 photos: the 95 % interval of the test accuracy (Wilson) is 71.1-86.7 %" in l for l in lines)
+    given = {"low": 0.7, "high": 0.9, "confidence": 0.9, "method": "bootstrap"}
+    lines = artifact.limitations({"n": 100, "accuracy": 0.8}, artifact.OODSection(measured=False), given)
+    assert any("the 90 % interval of the test accuracy (bootstrap) is 70.0-90.0 %" in l for l in lines)
     assert "20.0 %" in artifact.out_of_scope({"accuracy": 0.8})[0]

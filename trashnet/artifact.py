@@ -12,6 +12,7 @@
   inputs always give the same bytes. ``verification.json`` proves the file still gives the same outputs as
   the chosen one.
 - ``labels.txt`` (class names in output order), ``selection.json`` (the rule, the candidates, the fronts),
+  ``stats.json`` (intervals, paired tests and seed spread: ``trashnet.stats``, computed before selection),
   ``metrics.json`` (the chosen result, restated for the final file), ``verification.json`` (the copied
   file re-evaluated with LiteRT on the test split: it must reproduce the reported accuracy exactly),
   ``model_card.json`` and ``model_card.md``, and ``SHA256SUMS`` over all of them (``sha256sum -c``).
@@ -25,16 +26,15 @@ import copy
 import csv
 import io
 import os
+import subprocess
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-import subprocess
-import tempfile
-
-from trashnet import __version__, fileio, images, provenance, select, settings
+from trashnet import fileio, images, provenance, select, settings, stats
 from trashnet.config import VariantConfig, config_to_dict
 from trashnet.litert import TFLiteModel, read_metadata
 from trashnet.predict import LABELS_FILE, METADATA_FILE, embedded_files, evaluate_split
@@ -327,15 +327,16 @@ def ood_section(record: dict[str, Any]) -> OODSection:
     return OODSection(measured=True, **{k: ood.get(k) for k in ("dataset", "n", "accuracy", "macro_f1", "per_class")})
 
 
-def accuracy_interval(test: dict[str, Any]) -> tuple[float, float] | None:
-    """95 % Wilson interval of the test accuracy (statsmodels), or None without counts."""
+def accuracy_interval(test: dict[str, Any]) -> dict[str, Any] | None:
+    """95 % Wilson interval of the test accuracy (statsmodels), or None without counts. Used where stats.json
+    has no interval for the chosen variant."""
     n, accuracy = test.get("n"), test.get("accuracy")
     if not n or accuracy is None:
         return None
     from statsmodels.stats.proportion import proportion_confint
 
     low, high = proportion_confint(round(accuracy * n), n, alpha=0.05, method="wilson")
-    return float(low), float(high)
+    return {"low": float(low), "high": float(high), "confidence": 0.95, "method": "Wilson"}
 
 
 def out_of_scope(test: dict[str, Any]) -> list[str]:
@@ -344,8 +345,10 @@ def out_of_scope(test: dict[str, Any]) -> list[str]:
     return [OUT_OF_SCOPE[0].format(wrong=wrong), *OUT_OF_SCOPE[1:]]
 
 
-def limitations(test: dict[str, Any], ood: OODSection) -> list[str]:
-    interval = accuracy_interval(test)
+def limitations(test: dict[str, Any], ood: OODSection, interval: dict[str, Any] | None = None) -> list[str]:
+    """The known limitations; ``interval`` (low, high, confidence, method) is stats.json's for the chosen
+    variant's accuracy, else the Wilson interval."""
+    interval = interval or accuracy_interval(test)
     lines = [
         "TrashNet's photos show one object on a white poster board in indoor light, photographed from close by. "
         "Photos taken in the field (cluttered backgrounds, several objects, dirt, crushed or wet items, outdoor "
@@ -354,8 +357,9 @@ def limitations(test: dict[str, Any], ood: OODSection) -> list[str]:
         "are not calibrated and a high one does not mean the answer is right.",
     ]
     if interval is not None:
-        lines.append(f"The test split holds {test['n']} photos: the 95 % interval of the test accuracy "
-                     f"(Wilson) is {100 * interval[0]:.1f}-{100 * interval[1]:.1f} %.")
+        lines.append(f"The test split holds {test['n']} photos: the {100 * interval['confidence']:g} % interval of "
+                     f"the test accuracy ({interval['method']}) is {100 * interval['low']:.1f}-"
+                     f"{100 * interval['high']:.1f} %.")
     if ood.measured:
         lines.append(f"Measured away from TrashNet: {ood.dataset}, {ood.n} photos: accuracy "
                      f"{100 * (ood.accuracy or 0):.1f} %, macro-F1 {ood.macro_f1:.3f}.")
@@ -366,7 +370,7 @@ def limitations(test: dict[str, Any], ood: OODSection) -> list[str]:
 
 def model_card(selection: dict[str, Any], record: dict[str, Any], verification: dict[str, Any],
                model_path: Path, labels: list[str], build: dict[str, Any], *, version: str,
-               data: DataSection) -> dict[str, Any]:
+               data: DataSection, interval: dict[str, Any] | None = None) -> dict[str, Any]:
     runner = TFLiteModel(model_path)
     size, dtype = runner.image_size, runner.input_dtype.name
     trained = record.get("provenance") or {}
@@ -400,7 +404,7 @@ def model_card(selection: dict[str, Any], record: dict[str, Any], verification: 
         "metrics": {"test": {k: test.get(k) for k in ("n", "accuracy", "macro_f1", "per_class")},
                     "verified_accuracy": verification["reproduced"]["accuracy"],
                     "verified": verification["passed"]},
-        "limitations": limitations(test, ood),
+        "limitations": limitations(test, ood, interval),
         "out_of_distribution": ood,
         "per_class_weaknesses": class_weaknesses(test, labels),
         "report_a_problem": REPORT_A_PROBLEM,
@@ -541,13 +545,20 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
                 strict: bool = True) -> dict[str, Any]:
     """Select the final model and write the artifact into ``output_dir`` (``models/final/``).
 
-    Returns ``{"selection", "verification", "card", "card_markdown", "files"}``. With ``strict`` an
+    Returns ``{"selection", "statistics", "verification", "card", "card_markdown", "files"}``. With ``strict`` an
     ``ArtifactError`` is raised (after ``verification.json`` is written) when the file does not reproduce
     its reported accuracy exactly. ``cache_dir`` is accepted for the stage-notebook contract; unused.
     """
     dataset_dir, models_dir, output_dir = Path(dataset_dir), Path(models_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    selection = select.select(models_dir, config.select, profile=config.profile)
+    # Statistics first: the rule may use them (its eligibility option) and selection.json states what the
+    # tolerance means against the intervals; the final-vs-reference test follows once the final is chosen.
+    rows = select.finished_results(models_dir, config.select, profile=config.profile)
+    statistics = stats.analyse(rows, models_dir, config.stats, tolerance_pp=config.select.accuracy_tolerance_pp)
+    selection = select.select(models_dir, config.select, profile=config.profile, rows=rows, statistics=statistics,
+                              stats_config=config.stats)
+    statistics = stats.add_final(statistics, selection, models_dir, config.stats)
+    stats.write_stats(statistics, output_dir)
     chosen = selection["chosen"]
     variant_dir = models_dir / chosen["dir"]
     record = fileio.read_json(variant_dir / METRICS_FILE)
@@ -579,8 +590,10 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
 
     build = provenance.collect(seed=config.seed, profile=config.profile, config=config_to_dict(config),
                                data_manifest=dataset_dir / settings.MANIFEST_NAME, weights=record.get("weights"))
+    interval = next((i.model_dump(mode="json") for i in statistics.intervals
+                     if i.variant == chosen["id"] and i.metric == "accuracy"), None)
     card = model_card(selection, record, verification, model_path, labels, build, version=version,
-                      data=data_section(dataset_dir, config))
+                      data=data_section(dataset_dir, config), interval=interval)
     fileio.write_json(output_dir / CARD_JSON, card)
     markdown = card_markdown(card)
     fileio.atomic_write_text(output_dir / CARD_MD, markdown)
@@ -591,7 +604,8 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
                               "gzip_bytes": card["size"]["gzip_bytes"]}, provenance=build)
     fileio.write_json(output_dir / METRICS_FILE, final_record)
 
-    names = [MODEL_FILE, LABELS_FILE, CARD_JSON, CARD_MD, select.SELECTION_FILE, VERIFICATION_FILE, METRICS_FILE]
+    names = [MODEL_FILE, LABELS_FILE, CARD_JSON, CARD_MD, select.SELECTION_FILE, stats.STATS_FILE, VERIFICATION_FILE,
+             METRICS_FILE]
     write_sums(output_dir, names)
-    return {"selection": selection, "verification": verification, "card": card, "card_markdown": markdown,
-            "files": [*names, SUMS_FILE]}
+    return {"selection": selection, "statistics": statistics, "verification": verification, "card": card,
+            "card_markdown": markdown, "files": [*names, SUMS_FILE]}
