@@ -10,10 +10,13 @@
 #   --data DIR       a <class>/<image> folder (default: $TRASHNET_DATA, else the bundled sample)
 #   --out DIR        output root for dataset/ models/ report/ logs/ (default: $TRASHNET_OUT, else here)
 #   --variants P,..  variant ids or shell patterns from experiments/variants.yaml (sources come along)
+#   --split S        official or stratified (default: the profile's; official needs the complete TrashNet,
+#                    so another data folder gets the stratified split unless --split official is given)
 #   -j N             variants in parallel (default 1)
 #   --force          rerun every selected variant, ignoring the cache
 #   --setup-only     stop after the environment step
 #   --no-report      skip the report
+#   --debug          show the traceback of an error
 #
 # Environment: TRASHNET_PYTHON (an existing interpreter to use instead of ./.venv/bin/python; only checked),
 # TRASHNET_METADATA_PYTHON (the same for the TFLite metadata writer's tool venv, ./.venv-metadata),
@@ -41,14 +44,14 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --setup-only) setup_only=1 ;;
-    --force|--no-report) args+=("$1") ;;
-    --profile|--variants|-j|--jobs)
+    --force|--no-report|--debug) args+=("$1") ;;
+    --profile|--variants|--split|-j|--jobs)
       [ $# -ge 2 ] || die "$1 needs a value"
       args+=("$1" "$2"); shift ;;
     --data|--out)
       [ $# -ge 2 ] || die "$1 needs a value"
       args+=("$1" "$(absolute "$2")"); shift ;;
-    --profile=*|--variants=*|--jobs=*) args+=("$1") ;;
+    --profile=*|--variants=*|--split=*|--jobs=*) args+=("$1") ;;
     --data=*|--out=*) args+=("${1%%=*}" "$(absolute "${1#*=}")") ;;
     -j[0-9]*) args+=("-j" "${1#-j}") ;;
     *) die "unknown option $1 (see ./run_all.sh --help)" ;;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import zipfile
@@ -105,6 +106,9 @@ def test_a_damaged_or_foreign_file_is_a_clear_error(bundle, tmp_path):
         litert.load(tmp_path / "empty.zip")
     with pytest.raises(litert.ModelError, match="cannot read"):
         litert.load(tmp_path / "missing.tflite")
+    os.mkfifo(tmp_path / "pipe.zip")  # refused, never read (a read would block)
+    with pytest.raises(litert.ModelError, match="named pipe"):
+        litert.load(tmp_path / "pipe.zip")
 
 
 def test_load_takes_labels_from_the_caller_beside_or_nowhere(final_dir, tmp_path):

@@ -116,7 +116,7 @@ def test_report_of_an_empty_output_folder(tmp_path):
     assert "No final model" in html and "dataset/manifest.csv is missing" in html
     result = subprocess.run([sys.executable, "-m", "trashnet", "report", "--out", str(tmp_path / "nothing")],
                             capture_output=True, text=True, cwd=settings.REPO_ROOT)
-    assert result.returncode == 2 and "run ./run_all.sh first" in result.stdout
+    assert result.returncode == 2 and "run ./run_all.sh first" in result.stderr
 
 
 def test_pareto_front():

@@ -32,6 +32,8 @@ from typing import Any, Sequence
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from trashnet import fileio  # standard library only
+
 
 class TFLiteModel:
     """One .tflite classifier: ``predict`` images -> class probabilities (float32)."""
@@ -304,19 +306,18 @@ def load(path: str | os.PathLike, *, labels: Sequence[str] | str | os.PathLike |
     labels that do not match the model's outputs.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(8)
+    try:  # through fileio: a named pipe or device is refused instead of blocking
+        content = fileio.read_bytes(path)
     except OSError as error:
         raise ModelError(f"cannot read model {path}: {error.strerror or error}") from error
-    if head[:4] == b"PK\x03\x04":
-        model_bytes, names, preprocessing, card, kind = _read_bundle(path)
-    elif head[4:8] == b"TFL3":
-        model_bytes, card, kind = path.read_bytes(), None, "tflite"
+    if content[:4] == b"PK\x03\x04":
+        model_bytes, names, preprocessing, card, kind = _read_bundle(path, content)
+    elif content[4:8] == b"TFL3":
+        model_bytes, card, kind = content, None, "tflite"
         embedded = embedded_files(model_bytes).get(LABELS_FILE)
         beside = path.with_name(LABELS_FILE)
         names = (parse_labels(embedded.decode("utf-8")) if embedded is not None
-                 else parse_labels(beside.read_text(encoding="utf-8")) if beside.is_file() else None)
+                 else parse_labels(fileio.read_text(beside)) if beside.is_file() else None)
         preprocessing = None
     else:
         raise ModelError(f"{path} is neither a .tflite model (no TFL3 identifier) nor a release bundle .zip: "
@@ -337,8 +338,7 @@ def load(path: str | os.PathLike, *, labels: Sequence[str] | str | os.PathLike |
     if not preprocessing.identity:
         runner.normalization = (np.asarray(preprocessing.mean, np.float32), np.asarray(preprocessing.std, np.float32))
     if labels is not None:
-        names = (parse_labels(Path(labels).read_text(encoding="utf-8")) if isinstance(labels, (str, os.PathLike))
-                 else list(labels))
+        names = (parse_labels(fileio.read_text(labels)) if isinstance(labels, (str, os.PathLike)) else list(labels))
     if names is None:
         names = [f"class_{i}" for i in range(runner.num_classes)]
     if len(names) != runner.num_classes:
@@ -354,10 +354,11 @@ def load_model(path: str | os.PathLike, *, labels: Sequence[str] | str | os.Path
     return loaded.runner, loaded.labels
 
 
-def _read_bundle(path: Path) -> tuple[bytes, list[str], Preprocessing | None, dict[str, Any] | None, str]:
+def _read_bundle(path: Path, content: bytes) -> tuple[bytes, list[str], Preprocessing | None, dict[str, Any] | None,
+                                                     str]:
     """The model, labels and preprocessing of a release bundle, the model checked against SHA256SUMS."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
             members = {PurePosixPath(n): n for n in archive.namelist() if not n.endswith("/")}
             models = [p for p in members if p.suffix == ".tflite"]
             if len(models) != 1:

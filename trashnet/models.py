@@ -11,11 +11,11 @@ functional graphs (stem to classifier in one ``Model``), which per-layer pruning
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from trashnet import fileio
 from trashnet.keras_env import keras, tf
 
 INPUT_NAME = "image"
@@ -87,7 +87,7 @@ def weights_origin(weights: str) -> str:
     resolved = resolve_weights(weights)
     if resolved in (None, "imagenet"):
         return weights
-    digest = hashlib.sha256(Path(resolved).read_bytes()).hexdigest()[:16]
+    digest = fileio.sha256_file(resolved)[:16]  # checks the type first: a named pipe would block a read
     return f"file:{Path(resolved).name}@sha256:{digest}"
 
 

@@ -39,7 +39,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trashnet import config, fileio, provenance, settings
+from trashnet import config, fileio, owned, provenance, settings
+from trashnet.errors import UserError, os_error_hint, os_error_text
 
 KERNEL = "python3"
 FAILED_NAME = "failed.json"
@@ -47,12 +48,15 @@ METRICS_NAME = "metrics.json"  # evaluate.METRICS_FILE: every stage writes it (n
 RUN_RECORD = "run.json"  # <out>/logs/run.json: what the last run did, for the report
 PREPARE_STAMP = "prepare.json"  # <out>/.cache/prepare.json: what the dataset folder was prepared from
 PARTIAL = ".partial-"  # temporary variant folders: .<name>.partial-<pid>
+OWNED_KIND = "variant"  # owned.stamp kind of a variant's run folder
 RETIRED = ".retired-"  # a finished folder being replaced: .<name>.retired-<pid>
 ENV_NOTEBOOKS = "TRASHNET_NOTEBOOKS"  # tests: a folder with stand-in stage notebooks
 
 
-class PipelineError(RuntimeError):
+class PipelineError(UserError, RuntimeError):
     """The run cannot start (bad arguments, missing data or notebook); the message says what to fix."""
+
+    exit_status = 2
 
 
 def _now() -> str:
@@ -72,13 +76,18 @@ def _duration(seconds: float) -> str:
 
 # --- data ----------------------------------------------------------------------------------------
 
-def _source_fingerprint(source: Path) -> list[tuple[str, int, int]]:
-    """Every file under the source folder with size and mtime: cheap, and catches any edit."""
+def _source_fingerprint(source: Path) -> list[tuple[str, int, int, int]]:
+    """Every file ``prepare`` sees in the source (the same walk: linked class folders are followed), with
+    the size, mtime and inode of what it points to: cheap, and catches any edit or re-pointed link."""
+    from trashnet import data
+
     entries = []
-    for path in sorted(source.rglob("*")):
-        if path.is_file():
-            stat = path.stat()
-            entries.append((str(path.relative_to(source)), stat.st_size, stat.st_mtime_ns))
+    for rel, path in data._walk_files(source, ""):
+        try:
+            info = os.stat(path)
+        except OSError:  # a dangling link: prepare rejects it; its own entry still counts
+            info = os.lstat(path)
+        entries.append((rel, info.st_size, info.st_mtime_ns, info.st_ino))
     return entries
 
 
@@ -93,15 +102,19 @@ def prepare_data(source: Path, layout: settings.Layout, data_config: config.Data
         "code": provenance.code_hash(),
     }
     manifest = layout.data_manifest
+    from trashnet import data
+
     if not force and manifest.exists() and stamp_path.exists():
         with contextlib.suppress(ValueError, OSError):
             stamp = fileio.read_json(stamp_path)
             digest = fileio.sha256_file(manifest)
             if stamp.get("inputs") == wanted and stamp.get("manifest_sha256") == digest:
-                log(f"data: {layout.dataset} is up to date ({source})")
-                return digest
-    from trashnet import data
-
+                # The manifest alone does not vouch for the images: each prepared file is checked too.
+                stale = data.verify_prepared(layout.dataset)
+                if stale is None:
+                    log(f"data: {layout.dataset} is up to date ({source})")
+                    return digest
+                log(f"data: {layout.dataset} changed since it was prepared ({stale}); preparing it again")
     log(f"data: preparing {source} -> {layout.dataset} (split {data_config.split})")
     start = time.perf_counter()
     report = data.prepare(source, layout.dataset, split=data_config.split, seed=data_config.seed,
@@ -120,7 +133,7 @@ def list_files(folder: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file in ``folder`` except its manifest."""
     files = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != settings.RUN_MANIFEST_NAME:
+        if path.is_file() and path.name not in (settings.RUN_MANIFEST_NAME, owned.STAMP_NAME):
             files[path.relative_to(folder).as_posix()] = fileio.sha256_file(path)
     return files
 
@@ -156,10 +169,10 @@ def read_valid_manifest(folder: Path, key: str | None = None) -> dict[str, Any] 
 def _swap_into_place(temp: Path, target: Path) -> None:
     """Replace ``target`` by ``temp``: two renames; in between, ``target`` is simply absent (= redo)."""
     retired = None
-    if target.exists():
+    if os.path.lexists(target):
+        owned.check_replaceable(target, OWNED_KIND, made_by="`run`", hint="move it away, or choose another --out")
         retired = target.with_name(f".{target.name}{RETIRED}{os.getpid()}")
-        if retired.exists():
-            shutil.rmtree(retired)
+        owned.remove(retired, OWNED_KIND, made_by="`run`")
         os.replace(target, retired)
     os.replace(temp, target)
     if retired is not None:
@@ -172,7 +185,8 @@ def _clean_leftovers(folders: list[Path]) -> None:
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
-            if path.name.startswith(".") and (PARTIAL in path.name or RETIRED in path.name) and path.is_dir():
+            if (path.name.startswith(".") and (PARTIAL in path.name or RETIRED in path.name)
+                    and owned.is_ours(path, OWNED_KIND)):  # a look-alike without our stamp is the user's
                 shutil.rmtree(path, ignore_errors=True)
 
 
@@ -187,7 +201,8 @@ def run_lock(layout: settings.Layout):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
-            raise PipelineError(f"another run is using {layout.root} (lock {handle.name})") from error
+            raise PipelineError(f"another run is using {layout.root} (lock {handle.name})",
+                                "wait for it to finish, or choose another --out") from error
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         yield
@@ -250,7 +265,7 @@ def plan(variants: dict[str, config.VariantConfig], ids: list[str], layout: sett
                                soft=variant.stage == "final")
     missing = sorted({str(job.notebook) for job in jobs.values() if not job.notebook.exists()})
     if missing:
-        raise PipelineError("stage notebook(s) missing: " + ", ".join(missing))
+        raise PipelineError("stage notebook(s) missing: " + ", ".join(missing), "restore them from the repository")
     return jobs
 
 
@@ -406,10 +421,12 @@ class Runner:
     def launch(self, job: Job) -> None:
         variant = job.variant
         job.target.parent.mkdir(parents=True, exist_ok=True)
+        # Refuse now, not after the notebook ran: a folder in the way that the project did not make.
+        owned.check_replaceable(job.target, OWNED_KIND, made_by="`run`", hint="move it away, or choose another --out")
         job.temp = job.target.with_name(f".{job.target.name}{PARTIAL}{os.getpid()}")
-        if job.temp.exists():
-            shutil.rmtree(job.temp)
+        owned.remove(job.temp, OWNED_KIND, made_by="`run`")
         job.temp.mkdir(parents=True)
+        owned.stamp(job.temp, OWNED_KIND)  # the only variant folders a run ever replaces or cleans up
         self.layout.logs.mkdir(parents=True, exist_ok=True)
         self.layout.cache.mkdir(parents=True, exist_ok=True)
         job.log = self.layout.logs / f"{job.id}.log"
@@ -565,6 +582,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "else the bundled sample)")
     parser.add_argument("--out", type=Path, help="output root (default: $TRASHNET_OUT, else the repository)")
     parser.add_argument("--variants", help="comma-separated ids or shell patterns (their sources come along)")
+    parser.add_argument("--split", choices=("official", "stratified"), default=None,
+                        help="data split (default: the profile's; its official TrashNet split falls back to "
+                             "stratified when the data folder is not the complete TrashNet)")
     parser.add_argument("--variants-file", type=Path, default=settings.VARIANTS_FILE, help=argparse.SUPPRESS)
     parser.add_argument("-j", "--jobs", type=int, default=1, help="variants run in parallel (default 1)")
     parser.add_argument("--force", action="store_true", help="rerun every selected variant, ignoring the cache")
@@ -580,8 +600,34 @@ def resolve_data(data: Path | None) -> tuple[Path, bool]:
         data = Path(value)
     data = data.expanduser().resolve()
     if not data.is_dir():
-        raise PipelineError(f"data folder {data} does not exist (or is not a folder)")
+        raise PipelineError(f"data folder {data} does not exist (or is not a folder)",
+                            "pass --data with a folder of <class>/<image> files")
     return data, data == settings.SAMPLE_DIR.resolve()
+
+
+def resolve_split(split: str | None, profile: config.Profile, source: Path, log=print) -> str:
+    """The data split of this run: ``split`` if given, else the profile's.
+
+    The official split is the TrashNet authors' lists: it fits only the complete TrashNet. When the profile
+    asks for it and ``source`` is another (or a partial) data set, the run uses the stratified split and
+    says so; an explicit ``--split official`` that does not fit is an error.
+    """
+    wanted = split or profile.data.split
+    if wanted != "official":
+        return wanted
+    from trashnet import data
+
+    listed, missing = data.official_split_fits(source)
+    if not missing:
+        return "official"
+    why = f"{missing} of the {listed} images the official TrashNet split lists are not in {source}"
+    if split == "official":
+        raise PipelineError(f"--split official does not fit this data: {why}",
+                            "use --split stratified for another or a partial data set")
+    log(f"data: {why}: using the stratified split (seed {profile.data.seed}, ratios "
+        f"{'/'.join(f'{r:g}' for r in profile.data.ratios)}) instead of profile {profile.name}'s official one; "
+        f"--split official insists on it")
+    return "stratified"
 
 
 def default_profile(is_sample: bool) -> str:
@@ -595,10 +641,7 @@ def command(args: argparse.Namespace) -> int:
     try:
         return run(profile=args.profile, data=args.data, out=args.out, variants=args.variants,
                    variants_file=args.variants_file, jobs=args.jobs, force=args.force,
-                   report=not args.no_report)
-    except (PipelineError, config.ConfigError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+                   report=not args.no_report, split=args.split)
     except KeyboardInterrupt:
         print("run: interrupted; finished variants are kept, rerun to resume", file=sys.stderr)
         return 130
@@ -606,30 +649,41 @@ def command(args: argparse.Namespace) -> int:
 
 def run(*, profile: str | None = None, data: Path | None = None, out: Path | None = None,
         variants: str | list[str] | None = None, variants_file: Path = settings.VARIANTS_FILE, jobs: int = 1,
-        force: bool = False, report: bool = True, log=None) -> int:
+        force: bool = False, report: bool = True, split: str | None = None, log=None) -> int:
     """The whole run; returns the exit status (0 = every selected variant succeeded)."""
     def say(message: str) -> None:
         print(message, flush=True)
 
     log = log or say
     if jobs < 1:
-        raise PipelineError("-j must be at least 1")
+        raise PipelineError(f"-j {jobs}: must be at least 1", "e.g. -j 2")
     source, is_sample = resolve_data(data)
     if is_sample:
         log(f"data: no --data and ${settings.ENV_DATA} unset: using the bundled sample ({source}); "
             "its numbers only show that everything runs")
     profile_obj = config.load_profile(profile or default_profile(is_sample))
+    effective = resolve_split(split, profile_obj, source, log)
+    if effective != profile_obj.data.split:  # every variant's config then records the split it ran on
+        profile_obj = profile_obj.model_copy(update={"data": profile_obj.data.model_copy(update={"split": effective})})
     layout = settings.Layout(Path(out).expanduser().resolve()) if out else settings.Layout.default()
     notebooks_dir = Path(os.environ[ENV_NOTEBOOKS]) if os.environ.get(ENV_NOTEBOOKS) else None
     all_variants = config.load_variants(profile_obj, variants_file)
     patterns = profile_obj.variants  # the profile's default selection (None = every variant)
-    if variants:
+    if variants is not None:
         # --variants replaces the profile's list: `--variants '*'` runs every variant of the profile.
         patterns = [p.strip() for p in variants.split(",")] if isinstance(variants, str) else list(variants)
         patterns = [p for p in patterns if p]
+        if not patterns:
+            raise PipelineError(f"--variants {variants!r} names no variant",
+                                "give ids or patterns, e.g. --variants mobilenet_v3_small, or '*' for all")
     ids = config.select_variants(all_variants, patterns)
     log(f"run: profile {profile_obj.name}, {len(ids)} variants, -j {jobs}, output {layout.root}")
     jobs_plan = plan(all_variants, ids, layout, notebooks_dir)  # a missing notebook stops us before any work
+    try:
+        layout.root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PipelineError(f"cannot write to --out {layout.root}: {os_error_text(error)}",
+                            os_error_hint(error, "--out")) from error
     with run_lock(layout):
         data_sha = prepare_data(source, layout, profile_obj.data, force=force, log=log)
         _clean_leftovers(sorted({job.target.parent for job in jobs_plan.values()}))

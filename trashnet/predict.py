@@ -33,7 +33,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from trashnet import images, litert
+from trashnet import fileio, images, litert
 from trashnet.litert import LABELS_FILE, TFLiteModel, embedded_files, parse_labels  # noqa: F401 - re-exported
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -104,7 +104,7 @@ def expand(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | None
 def read_labels(model_path: str | os.PathLike, labels_path: str | os.PathLike | None = None) -> list[str] | None:
     """Class names in output order: ``labels_path``, else embedded, else ``labels.txt`` beside the model."""
     if labels_path is not None:
-        return parse_labels(Path(labels_path).read_text(encoding="utf-8"))
+        return parse_labels(fileio.read_text(labels_path))
     embedded = embedded_files(model_path).get(LABELS_FILE)
     if embedded is not None:
         return parse_labels(embedded.decode("utf-8"))
@@ -137,12 +137,13 @@ def load_model(model: str | os.PathLike | TFLiteModel, *, labels: Sequence[str] 
                num_threads: int | None = None) -> tuple[TFLiteModel, list[str]]:
     """The interpreter and its class names (checked against the output size).
 
-    A path goes through ``litert.load``: a bare ``.tflite`` or a release bundle ``.zip``."""
+    A path goes through ``litert.load``: a bare ``.tflite`` or a release bundle ``.zip`` (read through
+    ``fileio``: a named pipe or device given as the model is refused instead of blocking)."""
     if not isinstance(model, TFLiteModel):
         return litert.load_model(model, labels=labels, num_threads=num_threads)
     runner = model
     if labels is None or isinstance(labels, (str, os.PathLike)):
-        names = (parse_labels(Path(labels).read_text(encoding="utf-8")) if labels is not None else None)
+        names = parse_labels(fileio.read_text(labels)) if labels is not None else None
         if names is None:
             embedded = embedded_files(model.content).get(LABELS_FILE)
             names = parse_labels(embedded.decode("utf-8")) if embedded is not None else None
@@ -165,10 +166,12 @@ def predict(paths: Iterable[str | os.PathLike], model: str | os.PathLike | TFLit
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     runner, names = load_model(model, labels=labels, num_threads=num_threads)
     k = min(top_k, len(names))
     size = runner.image_size
-    workers = workers or os.cpu_count() or 2
+    workers = workers or os.cpu_count() or 2  # None: one per core
     window = 4 * workers
     pending: deque[tuple[str, Future | str]] = deque()
 
@@ -236,10 +239,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="JSON Lines on stdout: one object per image (path, label, top_k or error)")
     parser.add_argument("--labels", help="class names, one per line (default: embedded in the model, "
                                          "else labels.txt beside it)")
-    parser.add_argument("--threads", type=int, default=None, help="LiteRT interpreter threads")
-    parser.add_argument("--workers", type=int, default=None, help="image-decoding threads (default: CPU count)")
+    parser.add_argument("--threads", type=_at_least_one, default=None, help="LiteRT interpreter threads")
+    parser.add_argument("--workers", type=_at_least_one, default=None,
+                        help="image-decoding threads (default: CPU count)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (shown on stderr when it is a terminal)")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _progress(iterator: Iterator[Prediction], enabled: bool) -> Iterator[Prediction]:
@@ -263,9 +277,12 @@ def command(args: argparse.Namespace) -> int:
         print("error: --top-k must be at least 1", file=sys.stderr)
         return 2
     try:
+        for path in (args.model, args.labels):
+            if path is not None:
+                fileio.open_regular(path).close()  # a named pipe or device would block the read
         runner, names = load_model(args.model, labels=args.labels, num_threads=args.threads)
     except (OSError, ValueError, RuntimeError) as error:
-        print(f"error: cannot use model {args.model}: {error}", file=sys.stderr)
+        print(f"error: cannot use model {args.model}: {error} - check --model and --labels", file=sys.stderr)
         return 2
     if names == [f"class_{i}" for i in range(len(names))]:
         print(f"warning: no labels in or beside {args.model}: showing class indices (use --labels)", file=sys.stderr)

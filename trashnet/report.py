@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trashnet import fileio, provenance, settings
+from trashnet import fileio, owned, provenance, settings
 
 REPORT_HTML = "index.html"
 REPORT_PDF = "report.pdf"
@@ -611,13 +611,14 @@ def render_html(root: str | Path, *, use_cache: bool = True, log=print) -> tuple
     variants = discover(layout, run)
     by_id = {v.id: v for v in variants}
     notebooks_dir = report_dir / "notebooks"
-    if notebooks_dir.exists():
-        shutil.rmtree(notebooks_dir)
+    owned.remove(notebooks_dir, "report-notebooks", made_by="`report`", hint="move it away or choose another --out")
     for variant in variants:
         rendered = variant.folder / f"{variant.id}.html"
         if rendered.is_file():
             target = notebooks_dir / f"{variant.id}.html"
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if not notebooks_dir.is_dir():
+                notebooks_dir.mkdir(parents=True)
+                owned.stamp(notebooks_dir, "report-notebooks")  # rebuilt from scratch on every report
             shutil.copyfile(rendered, target)
             variant.notebook = f"notebooks/{variant.id}.html"
 
@@ -710,7 +711,12 @@ def build(root: str | Path, *, pdf: bool = True, use_cache: bool = True, log=pri
     if pdf:
         import logging
 
+        from PIL import ImageFile
+
+        strict = ImageFile.LOAD_TRUNCATED_IMAGES
         import weasyprint
+
+        ImageFile.LOAD_TRUNCATED_IMAGES = strict  # its import sets it True for the whole process
 
         logging.getLogger("weasyprint").setLevel(logging.ERROR)
         logging.getLogger("fontTools").setLevel(logging.ERROR)
@@ -730,8 +736,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     root = args.out.expanduser().resolve() if args.out else settings.default_output_root()
     if not (root / "models").is_dir() and not (root / "logs" / RUN_RECORD).exists():
-        print(f"error: {root} has no models/ or logs/{RUN_RECORD}: run ./run_all.sh first", flush=True)
-        return 2
+        from trashnet.errors import UsageError
+
+        raise UsageError(f"{root} has no models/ or logs/{RUN_RECORD}", "run ./run_all.sh first, or pass --out")
     path = build(root, pdf=not args.no_pdf)
     print(path)
     return 0
