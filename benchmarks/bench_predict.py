@@ -37,7 +37,7 @@ def default_images() -> Path:
 
 
 def untrained_model(size: int, cache: Path, precision: str = "fp16") -> Path:
-    """MobileNetV3-Large, random weights, FP32 or FP16 TFLite, converted from a concrete function (FACTS.md)."""
+    """MobileNetV3-Large, random weights, FP32 or FP16 TFLite, converted from a concrete function (docs/toolchain-facts.md)."""
     path = cache / f"mobilenet_v3_large-untrained-{size}px-{precision}.tflite"
     if not path.is_file():
         from trashnet import models
@@ -56,8 +56,10 @@ def untrained_model(size: int, cache: Path, precision: str = "fp16") -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="a .tflite file (default: models/final/trashnet.tflite, else an untrained "
+    parser.add_argument("--model", help="a .tflite file or bundle (default: models/<profile>/final/trashnet.tflite, "
+                                        "else an untrained "
                                         "MobileNetV3-Large)")
+    parser.add_argument("--profile", default="cpu", help="whose final model to time by default (cpu: 128 px)")
     parser.add_argument("--image-size", type=int, default=128, help="for the untrained model")
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp16", help="for the untrained model")
     parser.add_argument("--images", type=Path, default=None, help="folder of images (default: $TRASHNET_REAL_DATA, "
@@ -74,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, available[:args.cores])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
-    final = settings.Layout.default().variant_dir("final", "final") / "trashnet.tflite"
+    layout = settings.Layout.default(args.profile)
+    final = layout.variant_dir("final", "final") / "trashnet.tflite"
     model_path = Path(args.model) if args.model else final if final.is_file() else untrained_model(
-        args.image_size, settings.Layout.default().cache / "bench", args.precision)
+        args.image_size, layout.cache / "bench", args.precision)
     folder = args.images or default_images()
     files = list(itertools.islice(itertools.cycle([p for p, _ in predict.expand([folder])]), args.limit))
     if not files:

@@ -124,3 +124,15 @@ def test_load_takes_labels_from_the_caller_beside_or_nowhere(final_dir, tmp_path
     assert litert.load(final_dir / "trashnet.tflite", labels=list("uvwxyz")).labels == list("uvwxyz")
     with pytest.raises(litert.ModelError, match="2 labels for a model with 6 outputs"):
         litert.load(bare, labels=["a", "b"])
+
+
+def test_the_command_finds_the_profiles_final_folder(final_dir, bundle, tmp_path, capsys):
+    shutil.copytree(final_dir, tmp_path / "out" / "models" / "quick" / "final")
+    assert cli.main(["release", "--out", str(tmp_path / "out")]) == 0  # the only profile with a final model
+    written = tmp_path / "out" / "dist" / bundle.name
+    assert written.read_bytes() == bundle.read_bytes() and str(written) in capsys.readouterr().out
+    shutil.copytree(final_dir, tmp_path / "out" / "models" / "cpu" / "final")
+    assert cli.main(["release", "--out", str(tmp_path / "out")]) == 2
+    assert "pass --profile" in capsys.readouterr().err
+    assert cli.main(["release", "--out", str(tmp_path / "out"), "--profile", "cpu",
+                     "--dist", str(tmp_path / "d")]) == 0

@@ -111,12 +111,12 @@ def test_pipeline_never_replaces_or_cleans_a_folder_it_did_not_make(tmp_path):
 def test_report_never_removes_a_notebooks_folder_it_did_not_make(tmp_path):
     from trashnet import report
 
-    mine = tmp_path / "report" / "notebooks"
+    mine = tmp_path / "report" / "quick" / "notebooks"
     mine.mkdir(parents=True)
     (mine / "my-notes.html").write_text("keep")
-    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "quick").mkdir(parents=True)
     with pytest.raises(owned.NotOursError, match="not made by"):
-        report.render_html(tmp_path, use_cache=False, log=lambda message: None)
+        report.render_html(tmp_path, "quick", use_cache=False, log=lambda message: None)
     assert (mine / "my-notes.html").read_text() == "keep"
 
 
@@ -157,7 +157,7 @@ def test_run_all_with_a_folder_that_is_not_the_full_trashnet(tmp_path):
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "stratified" in result.stdout
-    record = fileio.read_json(tmp_path / "r" / "logs" / pipeline.RUN_RECORD)
+    record = fileio.read_json(tmp_path / "r" / "logs" / "cpu" / pipeline.RUN_RECORD)
     assert record["profile"] == "cpu" and record["variant"]["mobilenet_v3_small"]["status"] == "done"
 
 
@@ -190,7 +190,7 @@ def test_sha256_and_json_reads_refuse_special_files(tmp_path):
 
 def test_prepared_images_are_checked_not_only_the_manifest(tmp_path):
     source = two_classes(tmp_path / "src")
-    layout = settings.Layout(tmp_path / "out")
+    layout = settings.Layout(tmp_path / "out", "quick")
     said: list[str] = []
     digest = pipeline.prepare_data(source, layout, config.DataConfig(), log=said.append)
     pipeline.prepare_data(source, layout, config.DataConfig(), log=said.append)

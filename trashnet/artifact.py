@@ -1,4 +1,4 @@
-"""The deployable artifact in ``models/final/``: the chosen ``.tflite`` with its labels, model card and checks.
+"""The deployable artifact in ``models/<profile>/final/``: the chosen ``.tflite`` with its labels, model card and checks.
 
 ``build_final`` applies the selection rule (``trashnet.select``) to the result files, then writes:
 
@@ -6,8 +6,9 @@
   tflite-support's ``MetadataWriter`` in its own tool venv (``write_metadata``; tflite-support needs
   protobuf < 4, TensorFlow's lock has 7): input NormalizationOptions mean 0 / std 1 (raw 0-255 RGB),
   ImageProperties RGB, ``labels.txt`` as a TENSOR_AXIS_LABELS file, name, version, description,
-  author, licence, and the project's ``metadata.json`` as a model-level associated file. MediaPipe Tasks' ``ImageClassifier`` and Android Studio's ML Model Binding read it. The
-  populator appends the labels as a zip stamped with the current time; that zip is replaced by the same
+  author, licence, and the project's ``metadata.json`` as a model-level associated file. MediaPipe Tasks'
+  ``ImageClassifier`` and Android Studio's ML Model Binding read it (docs/toolchain-facts.md). The
+  populator appends the files as a zip stamped with the current time; that zip is replaced by the same
   entries, ``ZIP_STORED`` (MediaPipe refuses compressed appendices) with fixed timestamps, so the same
   inputs always give the same bytes. ``verification.json`` proves the file still gives the same outputs as
   the chosen one.
@@ -543,7 +544,7 @@ def check_sums(output_dir: str | os.PathLike) -> dict[str, bool]:
 def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models_dir: str | os.PathLike,
                 output_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
                 strict: bool = True) -> dict[str, Any]:
-    """Select the final model and write the artifact into ``output_dir`` (``models/final/``).
+    """Select the final model and write the artifact into ``output_dir`` (``models/<profile>/final/``).
 
     Returns ``{"selection", "statistics", "verification", "card", "card_markdown", "files"}``. With ``strict`` an
     ``ArtifactError`` is raised (after ``verification.json`` is written) when the file does not reproduce

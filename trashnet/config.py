@@ -64,7 +64,7 @@ class TrainConfig(Strict):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     class_weights: Literal["balanced", "none"] = "balanced"  # trash has 137 images, paper 594
     ema: bool = True  # evaluate an exponential moving average of the weights
-    checkpoint: Literal["best", "last"] = "last"  # FACTS.md: best-on-validation cost ~1 pp on test
+    checkpoint: Literal["best", "last"] = "last"  # docs/toolchain-facts.md: best-on-validation cost ~1 pp on test
     early_stopping_patience: int | None = Field(None, ge=1)  # epochs without val improvement; None = off
     head_epochs: int = Field(10, ge=0)  # pretrained only: frozen-backbone phase on cached features
     head_learning_rate: float = Field(1e-3, gt=0)

@@ -623,7 +623,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", type=Path, default=None,
                         help="folder of <class>/<image> files (default: $TRASHNET_DATA, else the bundled sample)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="dataset folder to write (default: dataset/ under the output root)")
+                        help="dataset folder to write (default: dataset/<profile>/ under the output root)")
+    parser.add_argument("--profile", default="quick",
+                        help="the profile whose dataset/<profile>/ folder --out defaults to (default quick)")
     parser.add_argument("--split", choices=SPLIT_METHODS, default="stratified",
                         help="official: the TrashNet authors' lists (full TrashNet only); "
                              "stratified: per-class random split (default)")
@@ -635,7 +637,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     source = args.source if args.source is not None else settings.default_data_source()
-    out = args.out if args.out is not None else settings.Layout.default().dataset
+    out = args.out if args.out is not None else settings.Layout.default(args.profile).dataset
     report = prepare(source, out, split=args.split, seed=args.seed, ratios=tuple(args.ratios), force=args.force)
     print(report.summary())
     return 0

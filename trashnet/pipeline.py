@@ -10,12 +10,20 @@ The run, step by step:
    (``-j N`` at a time). A variant starts when its source is finished; ``final`` waits for every other
    selected variant and chooses among those that succeeded.
 
-Caching: a variant's *key* is the sha256 of its resolved config, the package code
-(``provenance.code_hash``), the lockfile, its notebook file, the data manifest, and the keys and output
-digests of its upstream variants. A finished variant folder holds ``manifest.json`` (written last) with
-that key and the sha256 of every file; a folder whose manifest is missing, stale or whose files no
-longer match is redone. Each variant runs in a temporary folder beside its target and is swapped into
-place only when complete, so a killed run leaves nothing half-written that could count as done.
+Everything goes into the profile's own folders (``settings.Layout``): ``models/<profile>/``,
+``logs/<profile>/run.json``, ``report/<profile>/``. At the end the run is compared with the committed
+reference ``results/<profile>/`` when there is one (``trashnet.verify``).
+
+Caching: a variant's *key* is the sha256 of only what its stage reads: the config sections of
+``STAGE_INPUTS`` (``train`` for a baseline, ``prune`` for a pruned variant, ``quantize`` for a quantized
+one, ``select`` and ``stats`` for final), the code of the package modules its stage imports (``provenance.import_closure``
+of ``settings.STAGE_MODULES`` and the notebook's own imports), the lockfile, its notebook file, the data
+manifest, and the keys and output digests of its upstream variants. So a change to ``select.py`` or the
+``select:`` settings reruns only ``final``; the report is rebuilt after every run and is in no key.
+A finished variant folder holds ``manifest.json`` (written last) with that key and the sha256 of every
+file; a folder whose manifest is missing, stale or whose files no longer match is redone. Each variant
+runs in a temporary folder beside its target and is swapped into place only when complete, so a killed
+run leaves nothing half-written that could count as done.
 
 A notebook that raises leaves ``failed.json`` (error, log) in the variant's folder instead of
 ``manifest.json``; variants that need it are skipped with the reason, the rest and the report go on,
@@ -39,14 +47,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trashnet import config, fileio, owned, provenance, settings
+from trashnet import config, eta, fileio, owned, provenance, settings
 from trashnet.errors import UserError, os_error_hint, os_error_text
 
 KERNEL = "python3"
 FAILED_NAME = "failed.json"
 METRICS_NAME = "metrics.json"  # evaluate.METRICS_FILE: every stage writes it (not imported: evaluate needs numpy)
-RUN_RECORD = "run.json"  # <out>/logs/run.json: what the last run did, for the report
-PREPARE_STAMP = "prepare.json"  # <out>/.cache/prepare.json: what the dataset folder was prepared from
+RUN_RECORD = "run.json"  # <out>/logs/<profile>/run.json: what the last run did, for the report
+PREPARE_STAMP = "prepare.json"  # <out>/.cache/<profile>/prepare.json: what the dataset was prepared from
 PARTIAL = ".partial-"  # temporary variant folders: .<name>.partial-<pid>
 OWNED_KIND = "variant"  # owned.stamp kind of a variant's run folder
 RETIRED = ".retired-"  # a finished folder being replaced: .<name>.retired-<pid>
@@ -99,7 +107,7 @@ def prepare_data(source: Path, layout: settings.Layout, data_config: config.Data
         "source": str(source),
         "files": _sha256_json(_source_fingerprint(source)),
         "data": config.config_to_dict(data_config),
-        "code": provenance.code_hash(),
+        "code": provenance.code_hash(provenance.import_closure(settings.DATA_MODULES)),
     }
     manifest = layout.data_manifest
     from trashnet import data
@@ -230,6 +238,7 @@ class Job:
     process: subprocess.Popen | None = field(default=None, repr=False)
     temp: Path | None = None
     error_file: Path | None = None
+    estimate: eta.Estimate | None = None
 
     @property
     def id(self) -> str:
@@ -269,13 +278,47 @@ def plan(variants: dict[str, config.VariantConfig], ids: list[str], layout: sett
     return jobs
 
 
+# What of a variant's resolved config each stage reads (a section, or one field of it), found by reading
+# the stage's code: a baseline's evaluation times Keras with quantize's latency settings, pruning
+# fine-tunes with the training recipe's batch, loss, augmentation and optimizer settings (not its epochs).
+# Every variant also keys on IDENTITY. Anything else (another stage's section) cannot change its outputs.
+IDENTITY = ("id", "stage", "seed", "arch", "source", "source_stage", "precision")
+STAGE_INPUTS = {
+    "baseline": ("data", "model", "train", "quantize.latency_runs", "quantize.latency_warmup"),
+    "pruned": ("model", "prune", "train.batch_size", "train.weight_decay", "train.label_smoothing",
+               "train.class_weights", "train.augment", "train.ema", "quantize.latency_threads",
+               "quantize.latency_runs", "quantize.latency_warmup"),
+    "quantized": ("model", "quantize"),
+    "final": ("select", "stats"),
+}
+
+
+def config_inputs(variant: config.VariantConfig) -> dict[str, Any]:
+    """The part of ``variant``'s config its stage reads (``STAGE_INPUTS``), as a flat dict."""
+    resolved = config.config_to_dict(variant)
+    picked: dict[str, Any] = {name: resolved[name] for name in IDENTITY}
+    for path in STAGE_INPUTS[variant.stage]:
+        value: Any = resolved
+        for part in path.split("."):
+            value = value[part]
+        picked[path] = value
+    return picked
+
+
+def stage_code(stage: str, notebook: Path) -> tuple[list[str], str]:
+    """The package files a stage's notebook runs (its import closure) and their sha256."""
+    modules = provenance.import_closure(set(settings.STAGE_MODULES[stage]) | provenance.notebook_imports(notebook))
+    return modules, provenance.code_hash(modules)
+
+
 def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha: str) -> str:
+    """``code``: ``stage_code(...)[1]`` for the job's stage."""
     upstream = {}
     for dep in job.deps:
         other = jobs[dep]
         upstream[dep] = {"key": other.key, "outputs": other.digest} if other.ok else other.status
     return _sha256_json({
-        "config": config.config_to_dict(job.variant),
+        "config": config_inputs(job.variant),
         "code": code,
         "lockfile": lock,
         "notebook": fileio.sha256_file(job.notebook),
@@ -354,17 +397,26 @@ def _ansi_free(text: str) -> str:
 
 class Runner:
     def __init__(self, jobs: dict[str, Job], layout: settings.Layout, *, data_sha: str, jobs_at_once: int = 1,
-                 force: bool = False, log=print):
+                 force: bool = False, log=print, history: dict[str, Any] | None = None,
+                 train_images: int | None = None):
         self.jobs = jobs
         self.layout = layout
         self.data_sha = data_sha
         self.parallel = max(1, jobs_at_once)
         self.force = force
         self.log = log
-        self.code = provenance.code_hash()
         self.lock = provenance.lockfile_hash()
+        self._code: dict[tuple[str, Path], tuple[list[str], str]] = {}
         self.start = time.monotonic()
-        self.durations: list[float] = []
+        for job in jobs.values():  # from its config, or from the profile's previous run (eta module)
+            job.estimate = eta.estimate(job.variant, history, train_images)
+
+    def code(self, job: Job) -> tuple[list[str], str]:
+        """The job's stage code (modules, sha256), computed once per stage and notebook."""
+        where = (job.variant.stage, job.notebook)
+        if where not in self._code:
+            self._code[where] = stage_code(*where)
+        return self._code[where]
 
     # Progress --------------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -378,16 +430,18 @@ class Runner:
         total = len(self.jobs)
         finished = total - counts["running"] - counts["pending"]
         elapsed = time.monotonic() - self.start
-        if self.durations:
-            average = sum(self.durations) / len(self.durations)
-            left = counts["pending"] + counts["running"] * 0.5
-            eta = f"~{_duration(average * left / self.parallel)}" if left else "0s"
-        else:
-            eta = "?"
+        now = time.monotonic()
+        left = eta.remaining(
+            [j.estimate for j in self.jobs.values() if j.status == "pending"],
+            [(j.estimate, now - j.started) for j in self.jobs.values() if j.status == "running"],
+            [(j.estimate, j.seconds) for j in self.jobs.values()
+             if j.status in ("done", "failed") and j.started is not None and j.seconds is not None],
+            self.parallel)
+        remaining = f"~{_duration(left)}" if counts["pending"] or counts["running"] else "0s"
         extra = f" ({_duration(job.seconds)})" if job.seconds is not None and event != "start" else ""
         reason = f": {job.reason}" if job.reason and event in ("failed", "skipped") else ""
         self.log(f"[{finished:>{len(str(total))}}/{total}] {event:<7} {job.id} [{job.variant.stage}]{extra}{reason}"
-                 f" | elapsed {_duration(elapsed)}, ETA {eta} | done {counts['done']}, cached {counts['cached']},"
+                 f" | elapsed {_duration(elapsed)}, ETA {remaining} | done {counts['done']}, cached {counts['cached']},"
                  f" failed {counts['failed']}, skipped {counts['skipped']}, running {counts['running']}")
 
     # Scheduling ------------------------------------------------------------------------------------
@@ -407,7 +461,7 @@ class Runner:
             job.reason = "no variant to choose from succeeded"
             self.progress(job, "skipped")
             return True
-        job.key = cache_key(job, self.jobs, code=self.code, lock=self.lock, data_sha=self.data_sha)
+        job.key = cache_key(job, self.jobs, code=self.code(job)[1], lock=self.lock, data_sha=self.data_sha)
         if not self.force:
             manifest = read_valid_manifest(job.target, job.key)
             if manifest is not None:
@@ -487,7 +541,8 @@ class Runner:
                 "variant": job.id, "stage": job.variant.stage, "status": "done", "key": job.key,
                 "finished": _now(), "seconds": round(job.seconds, 2), "notebook": str(job.notebook),
                 "log": str(job.log), "files": files,
-                "inputs": {"code_sha256": self.code, "lockfile_sha256": self.lock,
+                "inputs": {"code_sha256": self.code(job)[1], "code_modules": self.code(job)[0],
+                           "config": config_inputs(job.variant), "lockfile_sha256": self.lock,
                            "data_manifest_sha256": self.data_sha,
                            "upstream": {dep: self.jobs[dep].key if self.jobs[dep].ok else self.jobs[dep].status
                                         for dep in job.deps}},
@@ -496,7 +551,6 @@ class Runner:
             _swap_into_place(job.temp, job.target)
             job.status = "done"
             job.digest = outputs_digest(files)
-            self.durations.append(job.seconds)
             self.progress(job, "done")
             return
         error: dict[str, Any] = {}
@@ -519,7 +573,6 @@ class Runner:
         job.status = "failed"
         job.reason = message.splitlines()[0][:300] if message else "failed"
         job.error = message
-        self.durations.append(job.seconds)
         self.progress(job, "failed")
 
     def stop_all(self) -> None:
@@ -563,7 +616,10 @@ class Runner:
     def record(self) -> dict[str, Any]:
         return {
             "variant": {job.id: {
-                "stage": job.variant.stage, "status": job.status, "reason": job.reason or None,
+                "stage": job.variant.stage, "arch": job.variant.arch, "status": job.status,
+                "reason": job.reason or None, "units": job.estimate.units if job.estimate else None,
+                "estimate_s": round(job.estimate.seconds, 1) if job.estimate else None,
+                "estimate_from": job.estimate.source if job.estimate else None,
                 "key": job.key, "seconds": None if job.seconds is None else round(job.seconds, 2),
                 "folder": str(job.target.relative_to(self.layout.root)),
                 "log": str(job.log.relative_to(self.layout.root)) if job.log else None,
@@ -571,6 +627,23 @@ class Runner:
             } for job in self.jobs.values()},
             "counts": self.counts(),
         }
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    with contextlib.suppress(OSError, ValueError):
+        record = fileio.read_json(path)
+        return record if isinstance(record, dict) else None
+    return None
+
+
+def _train_images(manifest: Path) -> int | None:
+    """Accepted training images in the prepared data set's manifest (for the ETA); None if unreadable."""
+    import csv
+
+    with contextlib.suppress(OSError, KeyError, csv.Error):
+        with manifest.open(newline="", encoding="utf-8") as handle:
+            return sum(1 for row in csv.DictReader(handle) if row["status"] == "accepted" and row["split"] == "train")
+    return None
 
 
 # --- command line -------------------------------------------------------------------------------------
@@ -589,6 +662,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-j", "--jobs", type=int, default=1, help="variants run in parallel (default 1)")
     parser.add_argument("--force", action="store_true", help="rerun every selected variant, ignoring the cache")
     parser.add_argument("--no-report", action="store_true", help="do not build report/ at the end")
+    parser.add_argument("--no-verify", action="store_true", help="do not compare with results/<profile>/ "
+                        "at the end (done whenever that reference exists)")
 
 
 def resolve_data(data: Path | None) -> tuple[Path, bool]:
@@ -641,7 +716,7 @@ def command(args: argparse.Namespace) -> int:
     try:
         return run(profile=args.profile, data=args.data, out=args.out, variants=args.variants,
                    variants_file=args.variants_file, jobs=args.jobs, force=args.force,
-                   report=not args.no_report, split=args.split)
+                   report=not args.no_report, verify=not args.no_verify, split=args.split)
     except KeyboardInterrupt:
         print("run: interrupted; finished variants are kept, rerun to resume", file=sys.stderr)
         return 130
@@ -649,7 +724,8 @@ def command(args: argparse.Namespace) -> int:
 
 def run(*, profile: str | None = None, data: Path | None = None, out: Path | None = None,
         variants: str | list[str] | None = None, variants_file: Path = settings.VARIANTS_FILE, jobs: int = 1,
-        force: bool = False, report: bool = True, split: str | None = None, log=None) -> int:
+        force: bool = False, report: bool = True, verify: bool = True, split: str | None = None,
+        log=None) -> int:
     """The whole run; returns the exit status (0 = every selected variant succeeded)."""
     def say(message: str) -> None:
         print(message, flush=True)
@@ -665,7 +741,8 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
     effective = resolve_split(split, profile_obj, source, log)
     if effective != profile_obj.data.split:  # every variant's config then records the split it ran on
         profile_obj = profile_obj.model_copy(update={"data": profile_obj.data.model_copy(update={"split": effective})})
-    layout = settings.Layout(Path(out).expanduser().resolve()) if out else settings.Layout.default()
+    root = Path(out).expanduser().resolve() if out else settings.default_output_root()
+    layout = settings.Layout(root, profile_obj.name)
     notebooks_dir = Path(os.environ[ENV_NOTEBOOKS]) if os.environ.get(ENV_NOTEBOOKS) else None
     all_variants = config.load_variants(profile_obj, variants_file)
     patterns = profile_obj.variants  # the profile's default selection (None = every variant)
@@ -677,7 +754,8 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
             raise PipelineError(f"--variants {variants!r} names no variant",
                                 "give ids or patterns, e.g. --variants mobilenet_v3_small, or '*' for all")
     ids = config.select_variants(all_variants, patterns)
-    log(f"run: profile {profile_obj.name}, {len(ids)} variants, -j {jobs}, output {layout.root}")
+    log(f"run: profile {profile_obj.name}, {len(ids)} variants, -j {jobs}, output {layout.root} "
+        f"(models/{layout.profile}/, report/{layout.profile}/)")
     jobs_plan = plan(all_variants, ids, layout, notebooks_dir)  # a missing notebook stops us before any work
     try:
         layout.root.mkdir(parents=True, exist_ok=True)
@@ -687,7 +765,9 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
     with run_lock(layout):
         data_sha = prepare_data(source, layout, profile_obj.data, force=force, log=log)
         _clean_leftovers(sorted({job.target.parent for job in jobs_plan.values()}))
-        runner = Runner(jobs_plan, layout, data_sha=data_sha, jobs_at_once=jobs, force=force, log=log)
+        history = _read_record(layout.logs / RUN_RECORD)  # the profile's previous run: the ETA learns from it
+        runner = Runner(jobs_plan, layout, data_sha=data_sha, jobs_at_once=jobs, force=force, log=log,
+                        history=history, train_images=_train_images(layout.data_manifest))
         started = _now()
         clock = time.monotonic()
         try:
@@ -709,9 +789,18 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
         try:
             from trashnet import report as reporter
 
-            built = reporter.build(layout.root, log=log)
+            built = reporter.build(layout.root, layout.profile, log=log)
             log(f"report: {built}")
         except Exception as error:  # the run's results stand even if the report cannot be built
             log(f"report: FAILED: {type(error).__name__}: {error}")
             status = 1
+    reference = settings.RESULTS_DIR / layout.profile
+    if verify and reference.is_dir():
+        from trashnet import verify as verifier
+
+        log(f"verify: comparing with the committed reference {reference}")
+        try:
+            status = max(status, verifier.verify_and_print(reference, layout, ids, log=log))
+        except verifier.VerifyError as error:
+            log(f"verify: skipped: {error}")
     return status

@@ -1,6 +1,6 @@
 """Classify image files with a ``.tflite`` model: the deployment path, TensorFlow-free.
 
-    python -m trashnet predict photo.jpg photos/ 'more/**/*.png' --model models/final/trashnet.tflite --top-k 3
+    python -m trashnet predict photo.jpg photos/ 'more/**/*.png' --model models/cpu/final/trashnet.tflite --top-k 3
 
 and from Python::
 

@@ -1,6 +1,6 @@
 """``python -m trashnet release``: the final model as one versioned, byte-reproducible zip.
 
-    python -m trashnet release [--final models/final] [--dist dist]
+    python -m trashnet release [--profile cpu] [--out ROOT] [--final DIR] [--dist DIR]
 
 writes ``dist/trashnet-<version>.zip`` (and ``.zip.sha256``, the line a release page shows) holding one folder
 ``trashnet-<version>/`` with:
@@ -138,23 +138,34 @@ def build(final_dir: str | os.PathLike, dist_dir: str | os.PathLike) -> Path:
 # --- command line ---------------------------------------------------------------------------------
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    layout = settings.Layout.default()
-    parser.add_argument("--final", type=Path, default=None,
-                        help=f"the final model's folder (default: {layout.variant_dir('final', 'final')}, "
-                             f"under --out)")
+    parser.add_argument("--profile", default=None,
+                        help="whose final model: <out>/models/<profile>/final/ (default: the only profile with one)")
     parser.add_argument("--out", type=Path, default=None, help="output root (default: $TRASHNET_OUT, else the "
                                                                "repository)")
-    parser.add_argument("--dist", type=Path, default=None, help="where the zip goes (default: dist/ under --out)")
+    parser.add_argument("--final", type=Path, default=None,
+                        help="a final model's folder instead (e.g. results/cpu/models/final of a reference run)")
+    parser.add_argument("--dist", type=Path, default=None, help="where the zip goes (default: <out>/dist/)")
+
+
+def final_dir_of(root: Path, profile: str | None) -> Path:
+    """``<root>/models/<profile>/final``; without a profile, the only one that has a model card."""
+    if profile is None:
+        found = sorted(p.parent.parent.name for p in (root / "models").glob(f"*/final/{CARD_JSON}"))
+        if len(found) != 1:
+            raise ReleaseError(f"{root / 'models'} holds the final models of {len(found)} profiles "
+                               f"({', '.join(found) or 'none'}): pass --profile (and run ./run_all.sh --profile "
+                               "P first if there is none)")
+        profile = found[0]
+    return settings.Layout(root, profile).variant_dir("final", "final")
 
 
 def command(args: argparse.Namespace) -> int:
-    layout = settings.Layout(args.out.expanduser().resolve()) if args.out else settings.Layout.default()
-    final_dir = args.final or layout.variant_dir("final", "final")
+    root = args.out.expanduser().resolve() if args.out else settings.default_output_root()
     try:
-        path = build(final_dir, args.dist or layout.dist)
+        final_dir = args.final or final_dir_of(root, args.profile)
+        path = build(final_dir, args.dist or settings.dist_dir(root))
     except (ReleaseError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    digest = fileio.sha256_file(path)
-    print(f"{path}\nsha256 {digest}")
+    print(f"{path}\nsha256 {fileio.sha256_file(path)}")
     return 0

@@ -1,11 +1,11 @@
-"""``python -m trashnet report``: ``report/index.html`` and ``report/report.pdf`` from the result files.
+"""``python -m trashnet report``: ``report/<profile>/index.html`` and ``report.pdf`` from the result files.
 
-Reads only files: ``logs/run.json`` (what the last run selected and how each variant ended), every
-variant folder's ``metrics.json`` / ``manifest.json`` / ``failed.json`` / ``history.csv`` / rendered
-notebook, ``models/final/`` (``selection.json``, ``model_card.json``, ``SHA256SUMS``) and
-``dataset/manifest.csv``. It never imports a training, pruning or quantization module, and no number
+Reads only files of one profile (``settings.Layout``): ``logs/<profile>/run.json`` (what the last run
+selected and how each variant ended), every variant folder's ``metrics.json`` / ``manifest.json`` /
+``failed.json`` / ``history.csv`` / rendered notebook, ``models/<profile>/final/`` (``selection.json``,
+``model_card.json``, ``SHA256SUMS``) and ``dataset/<profile>/manifest.csv``. It never imports a training, pruning or quantization module, and no number
 is typed into a template. The HTML is self-contained (CSS inline, figures as PNG data URIs) and opens
-offline; the executed notebooks are copied beside it to ``report/notebooks/<id>.html`` and linked.
+offline; the executed notebooks are copied beside it to ``report/<profile>/notebooks/<id>.html`` and linked.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from trashnet import fileio, owned, provenance, settings
 
 REPORT_HTML = "index.html"
 REPORT_PDF = "report.pdf"
-RUN_RECORD = "run.json"  # logs/run.json, written by the pipeline
+RUN_RECORD = "run.json"  # logs/<profile>/run.json, written by the pipeline
 FAILED_NAME = "failed.json"
 # Single-image latency, in order of preference, for the format the row's size is of: a Keras result is timed
 # as a Keras model, a TFLite result in LiteRT (one thread first: comparable across machines).
@@ -301,6 +301,9 @@ def _png(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+_DRAWING_CODE = fileio.sha256_file(Path(__file__))
+
+
 class FigureCache:
     """PNG data URIs on disk, keyed by the sha256 of what a figure is drawn from: a report rebuilt after a
     partial rerun only draws the figures whose data changed."""
@@ -312,8 +315,9 @@ class FigureCache:
     def get(self, kind: str, data: Any, draw) -> str | None:
         if self.folder is None:
             return draw()
-        key = fileio.sha256_bytes(json.dumps([kind, FIGURE_VERSION, fileio.to_jsonable(data)], sort_keys=True,
-                                             default=str).encode())
+        # The drawing code is part of the key: editing this module redraws every figure.
+        key = fileio.sha256_bytes(json.dumps([kind, FIGURE_VERSION, _DRAWING_CODE, fileio.to_jsonable(data)],
+                                             sort_keys=True, default=str).encode())
         path = self.folder / f"{kind}-{key[:32]}.txt"
         if path.exists():
             self.hits += 1
@@ -604,8 +608,8 @@ def _environment():
                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def render_html(root: str | Path, *, use_cache: bool = True, log=print) -> tuple[str, Path]:
-    layout = settings.Layout(Path(root).resolve())
+def render_html(root: str | Path, profile: str, *, use_cache: bool = True, log=print) -> tuple[str, Path]:
+    layout = settings.Layout(Path(root).resolve(), profile)
     report_dir = layout.report
     run = _read_json(layout.logs / RUN_RECORD)
     variants = discover(layout, run)
@@ -666,7 +670,7 @@ def render_html(root: str | Path, *, use_cache: bool = True, log=print) -> tuple
     context = {
         "title": "TrashNet: small MobileNets, pruned and quantized",
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "profile": run.get("profile") or ", ".join(sorted({str(v.metrics.get("profile")) for v in variants
+        "profile": run.get("profile") or layout.profile or ", ".join(sorted({str(v.metrics.get("profile")) for v in variants
                                                            if v.metrics.get("profile")})) or "unknown",
         "data_source": run.get("data_source"), "sample": run.get("sample"),
         "counts": dict(counts), "total": len(variants),
@@ -703,10 +707,10 @@ def _relative(path: str, root: Path) -> str:
         return path
 
 
-def build(root: str | Path, *, pdf: bool = True, use_cache: bool = True, log=print) -> Path:
-    """Write ``<root>/report/index.html`` (and ``report.pdf``); returns the HTML path."""
+def build(root: str | Path, profile: str, *, pdf: bool = True, use_cache: bool = True, log=print) -> Path:
+    """Write ``<root>/report/<profile>/index.html`` (and ``report.pdf``); returns the HTML path."""
     start = time.perf_counter()
-    html, report_dir = render_html(root, use_cache=use_cache, log=log)
+    html, report_dir = render_html(root, profile, use_cache=use_cache, log=log)
     target = fileio.atomic_write_text(report_dir / REPORT_HTML, html)
     if pdf:
         import logging
@@ -730,18 +734,34 @@ def build(root: str | Path, *, pdf: bool = True, use_cache: bool = True, log=pri
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output root holding models/, dataset/, logs/ "
                         "(default: $TRASHNET_OUT, else the repository)")
-    parser.add_argument("--no-pdf", action="store_true", help="only report/index.html")
+    parser.add_argument("--profile", default=None, help="which profile's results (default: the only one "
+                        "under <out>/logs/, else quick)")
+    parser.add_argument("--no-pdf", action="store_true", help="only report/<profile>/index.html")
 
 
 def command(args: argparse.Namespace) -> int:
     root = args.out.expanduser().resolve() if args.out else settings.default_output_root()
-    if not (root / "models").is_dir() and not (root / "logs" / RUN_RECORD).exists():
+    profile = args.profile or _only_profile(root)
+    layout = settings.Layout(root, profile)
+    if not layout.models.is_dir() and not (layout.logs / RUN_RECORD).exists():
         from trashnet.errors import UsageError
 
-        raise UsageError(f"{root} has no models/ or logs/{RUN_RECORD}", "run ./run_all.sh first, or pass --out")
-    path = build(root, pdf=not args.no_pdf)
+        raise UsageError(f"{root} has no models/{profile}/ or logs/{profile}/{RUN_RECORD}",
+                         f"run ./run_all.sh --profile {profile} first, or pass --out / --profile")
+    path = build(root, profile, pdf=not args.no_pdf)
     print(path)
     return 0
+
+
+def _only_profile(root: Path) -> str:
+    """The profile whose run record is under ``<root>/logs/`` when there is exactly one; none: ``quick``."""
+    found = sorted(path.parent.name for path in (root / "logs").glob(f"*/{RUN_RECORD}"))
+    if len(found) > 1:
+        from trashnet.errors import UsageError
+
+        raise UsageError(f"{root} holds the runs of several profiles ({', '.join(found)})",
+                         "pass --profile to say which report to build")
+    return found[0] if found else "quick"
 
 
 __all__ = ["build", "render_html", "pareto_front", "discover"]

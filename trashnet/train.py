@@ -6,7 +6,7 @@
 From scratch (``model.weights: none``): AdamW (no weight decay on BatchNorm or biases), linear warm-up then
 cosine decay, label smoothing, balanced class weights (as per-sample weights), batch augmentation
 (``inputs.augment_batch``) and an exponential moving average (EMA) of the weights. BatchNorm momentum comes
-from the config (0.99: tf_keras' 0.999 for V3 never catches up on ~1,800 images, FACTS.md).
+from the config (0.99: tf_keras' 0.999 for V3 never catches up on ~1,800 images, docs/toolchain-facts.md).
 
 Pretrained (``imagenet`` or a weights file): first the classifier alone on the backbone's pooled features,
 computed once in inference mode and cached (the frozen-backbone phase then costs seconds), then the whole
