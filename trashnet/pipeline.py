@@ -42,9 +42,9 @@ from typing import Any
 from trashnet import config, fileio, provenance, settings
 
 KERNEL = "python3"
-FAILED_NAME = "failed.json"
-METRICS_NAME = "metrics.json"  # evaluate.METRICS_FILE: every stage writes it (not imported: evaluate needs numpy)
-RUN_RECORD = "run.json"  # <out>/logs/run.json: what the last run did, for the report
+FAILED_NAME = settings.FAILED_FILE
+METRICS_NAME = settings.METRICS_FILE  # every stage writes it
+RUN_RECORD = settings.RUN_RECORD  # <out>/logs/run.json: what the last run did, for the report
 PREPARE_STAMP = "prepare.json"  # <out>/.cache/prepare.json: what the dataset folder was prepared from
 PARTIAL = ".partial-"  # temporary variant folders: .<name>.partial-<pid>
 RETIRED = ".retired-"  # a finished folder being replaced: .<name>.retired-<pid>

@@ -22,20 +22,19 @@ whether it meets ``max_drop_pp``. Reads files only; imports neither TensorFlow n
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from trashnet import fileio, settings
+from trashnet import fileio, results, settings
 from trashnet.config import SelectConfig
 
-SELECTION_FILE = "selection.json"
+SELECTION_FILE = settings.SELECTION_FILE
 RESULT_STAGES = ("baseline", "pruned", "quantized")
 RUN_MANIFEST = settings.RUN_MANIFEST_NAME
-METRICS_FILE = "metrics.json"  # as evaluate.METRICS_FILE (not imported: evaluate pulls in more than files)
+METRICS_FILE = settings.METRICS_FILE
 
 
 class SelectionError(ValueError):
@@ -74,41 +73,35 @@ def _number(value: Any) -> int | float | None:
 def _row(stage: str, variant_dir: Path, models_dir: Path, latency_key: str) -> dict[str, Any]:
     """One result file flattened to what selection and the tables need."""
     row: dict[str, Any] = {"id": variant_dir.name, "stage": stage, "dir": str(variant_dir.relative_to(models_dir))}
-    try:
-        record = fileio.read_json(variant_dir / METRICS_FILE)
-        if not isinstance(record, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as error:
-        row.update(status="unreadable", error=f"{METRICS_FILE}: {error}")
+    record, problem = results.try_read(results.read_metrics, variant_dir)
+    if record is None:
+        row.update(status="unreadable", error=f"{METRICS_FILE}: {problem}")
         return row
-    provenance = record.get("provenance") or {}
-    config = provenance.get("config") or {}
-    test = record.get("test") if isinstance(record.get("test"), dict) else None
-    size = record.get("size") if isinstance(record.get("size"), dict) else {}
-    latency = (record.get("latency_ms") or {}).get(latency_key) or {}
-    conversion = record.get("conversion") if isinstance(record.get("conversion"), dict) else {}
+    config = record.config
+    test, size = record.test, record.size
+    latency = record.latency_ms.get(latency_key)
     row.update(
-        id=record.get("variant", variant_dir.name),
-        arch=record.get("arch", config.get("arch")),
-        source=record.get("source", config.get("source")),
-        source_stage=record.get("source_stage", config.get("source_stage")),
-        precision=record.get("precision"),
-        format=record.get("format"),
-        weights=record.get("weights", provenance.get("weights")),
-        profile=record.get("profile", provenance.get("profile")),
-        seed=record.get("seed", provenance.get("seed")),
-        accuracy=_number(test.get("accuracy")) if test else None,
-        macro_f1=_number(test.get("macro_f1")) if test else None,
-        test_n=test.get("n") if test else None,
-        raw_bytes=_number(size.get("raw_bytes")),
-        gzip_bytes=_number(size.get("gzip_bytes")),
-        latency_ms=_number(latency.get("median")) if isinstance(latency, dict) else None,
+        id=record.variant,
+        arch=record.arch or config.get("arch"),
+        source=record.source or config.get("source"),
+        source_stage=record.source_stage or config.get("source_stage"),
+        precision=record.precision,
+        format=record.format,
+        weights=record.weights or record.provenance.get("weights"),
+        profile=record.profile or record.provenance.get("profile"),
+        seed=record.seed if record.seed is not None else record.provenance.get("seed"),
+        accuracy=_number(test.accuracy) if test else None,
+        macro_f1=_number(test.macro_f1) if test else None,
+        test_n=test.n if test else None,
+        raw_bytes=size.raw_bytes if size else None,
+        gzip_bytes=size.gzip_bytes if size else None,
+        latency_ms=_number(latency.median) if latency else None,
     )
-    file_name = size.get("file") or (f"{row['id']}.tflite" if row["format"] == "tflite" else None)
+    file_name = (size.file if size else None) or (f"{row['id']}.tflite" if row["format"] == "tflite" else None)
     if file_name and (variant_dir / file_name).is_file():
         row["file"] = str((variant_dir / file_name).relative_to(models_dir))
-    if conversion.get("status") == "failed":
-        row.update(status="conversion-failed", error=str(conversion.get("error", "")))
+    if not record.converted:
+        row.update(status="conversion-failed", error=str(record.conversion.error or ""))
     elif row["accuracy"] is None:
         row.update(status="no-test", error="metrics.json has no test accuracy")
     else:
@@ -310,11 +303,12 @@ def select(models_dir: str | os.PathLike, config: SelectConfig, *, profile: str 
     selection = choose(rows, config)
     selection["models_dir"] = str(Path(models_dir).resolve())
     selection["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results.Selection.model_validate(selection)  # the record select writes is the one readers parse
     return selection
 
 
 def write_selection(selection: dict[str, Any], output_dir: str | os.PathLike) -> Path:
-    return fileio.write_json(Path(output_dir) / SELECTION_FILE, selection)
+    return results.write_selection(output_dir, selection)
 
 
 def chosen_path(selection: dict[str, Any], models_dir: str | os.PathLike | None = None) -> Path:
@@ -406,4 +400,4 @@ def plot_pareto(selection: dict[str, Any]):
 
 
 def load_selection(path: str | os.PathLike) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return results.Selection.model_validate(fileio.read_json(path)).dump()
