@@ -367,37 +367,5 @@ def summary_markdown(selection: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_pareto(selection: dict[str, Any]):
-    """Accuracy against gzipped size and against latency; fronts drawn as steps, the choice circled."""
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in selection["results"] if r.get("status") == "ok"]
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for axis, key, front_key, label in ((axes[0], "gzip_bytes", "size", "gzipped size (MB)"),
-                                        (axes[1], "latency_ms", "latency", "latency (ms, batch 1)")):
-        scale = 1e-6 if key == "gzip_bytes" else 1.0
-        points = [r for r in rows if r.get(key) is not None]
-        for stage, marker in (("baseline", "s"), ("pruned", "^"), ("quantized", "o")):
-            xs = [r[key] * scale for r in points if r["stage"] == stage]
-            ys = [100 * r["accuracy"] for r in points if r["stage"] == stage]
-            if xs:
-                axis.scatter(xs, ys, marker=marker, label=stage, alpha=0.7)
-        by_id = {r["id"]: r for r in points}
-        front = [by_id[i] for i in selection["pareto"][front_key] if i in by_id]
-        if front:
-            axis.step([r[key] * scale for r in front], [100 * r["accuracy"] for r in front], where="post",
-                      color="black", linewidth=1, label="Pareto front")
-        chosen = by_id.get(selection["chosen"]["id"])
-        if chosen:
-            axis.scatter([chosen[key] * scale], [100 * chosen["accuracy"]], s=200, facecolors="none",
-                         edgecolors="red", linewidths=2, label=f"chosen: {chosen['id']}")
-        axis.set_xlabel(label)
-        axis.set_ylabel("test accuracy (%)")
-        axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    return figure
-
-
 def load_selection(path: str | os.PathLike) -> dict[str, Any]:
     return results.Selection.model_validate(fileio.read_json(path)).dump()
