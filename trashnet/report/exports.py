@@ -112,15 +112,16 @@ def write(chapter: Chapter, drawn: dict[str, Any], lang: str, folder: Path) -> l
     gettext = i18n.translations(lang).gettext
     written = []
     for table in chapter.tables.values():
-        stem = file_stem(f"{gettext('Table')} {table.number}")
+        stem = file_stem(gettext("Table") + " " + table.number)
         written.append(fileio.atomic_write_text(folder / f"{stem}.tex", latex(table, lang)))
         written.append(fileio.atomic_write_text(folder / f"{stem}.csv", csv_text(table, lang)))
         written.append(fileio.atomic_write_bytes(folder / f"{stem}.xlsx", xlsx_bytes([table], lang)))
     if chapter.tables:
-        written.append(fileio.atomic_write_bytes(folder / f"{file_stem(gettext('Tables'))}.xlsx",
+        workbook = file_stem(gettext("All tables")) + ".xlsx"
+        written.append(fileio.atomic_write_bytes(folder / workbook,
                                                  xlsx_bytes(list(chapter.tables.values()), lang)))
     for key, spec in chapter.figures.items():
-        stem = file_stem(f"{gettext('Figure')} {spec.number}")
+        stem = file_stem(gettext("Figure") + " " + spec.number)
         written.append(fileio.atomic_write_bytes(folder / f"{stem}.svg", figures.render(drawn[key], "svg")))
         written.append(fileio.atomic_write_bytes(folder / f"{stem}.png",
                                                  figures.render(drawn[key], "png", dpi=EXPORT_DPI)))

@@ -83,7 +83,7 @@ def table_view(table: Table, lang: str) -> dict[str, Any]:
                 cells.append({"text": fmt.cell(number, column.kind), "raw": number, "numeric": True,
                               "best": r in best[c]})
         rows.append({"cells": cells, "highlight": r in table.highlight})
-    return {"key": table.key, "id": f"tab-{table.key}", "label": f"{gettext('Table')} {table.number}",
+    return {"key": table.key, "id": f"tab-{table.key}", "label": gettext("Table") + " " + table.number,
             "caption": gettext(table.caption) % {k: gettext(str(v)) for k, v in table.args.items()},
             "headers": headers, "rows": rows, "number": table.number}
 
@@ -91,7 +91,7 @@ def table_view(table: Table, lang: str) -> dict[str, Any]:
 def figure_view(chapter: Chapter, key: str, lang: str, uri: str) -> dict[str, Any]:
     gettext = i18n.translations(lang).gettext
     spec = chapter.figures[key]
-    return {"key": key, "id": f"fig-{key}", "label": f"{gettext('Figure')} {spec.number}", "uri": uri,
+    return {"key": key, "id": f"fig-{key}", "label": gettext("Figure") + " " + spec.number, "uri": uri,
             "caption": gettext(spec.caption) % {k: gettext(str(v)) for k, v in spec.args.items()},
             "wide": spec.wide, "number": spec.number}
 
