@@ -24,8 +24,8 @@ from pathlib import Path
 
 from trashnet import figures, fileio, settings
 from trashnet.report import chapter as chapter_module
-from trashnet.report import exports, i18n, render
-from trashnet.report.collect import ReportData, collect
+from trashnet.report import collect, exports, i18n, render
+from trashnet.report.collect import ReportData
 
 REPORT_HTML = "index.html"
 REPORT_PDF = "report.pdf"
@@ -58,7 +58,7 @@ def build(root: str | Path, *, languages: tuple[str, ...] = i18n.LANGUAGES, pdf:
           export: bool = True, log=print) -> Path:
     """Write the report of the output root ``root`` in each language; returns the report folder."""
     start = time.perf_counter()
-    data = collect(root)
+    data = collect.collect(root)
     chapter = chapter_module.build(data)
     links = copy_notebooks(data)
     for lang in languages:
@@ -100,4 +100,4 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["build", "collect", "configure", "command", "REPORT_HTML", "REPORT_PDF"]
+__all__ = ["build", "configure", "command", "REPORT_HTML", "REPORT_PDF"]
