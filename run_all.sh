@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce everything: set up (or check) the environment, prepare the data, run every stage notebook for
-# every variant (cached, resumable), build report/index.html and report/report.pdf.
+# every variant (cached, resumable), build the report (report/{id,en}/index.html and report.pdf).
 #
 #   ./run_all.sh                                  # bundled sample, quick profile: a smoke run
 #   ./run_all.sh --data ~/trashnet/dataset-resized --profile cpu -j 2

@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("trashnet.data", "validate a <class>/<image> folder, split it and write dataset/ + manifest.csv"),
     "download": ("trashnet.download", "download the official TrashNet release and verify its checksum"),
     "run": ("trashnet.pipeline", "run every stage notebook for every variant (cached, resumable)"),
-    "report": ("trashnet.report", "build report/index.html and report/report.pdf from the result files"),
+    "report": ("trashnet.report", "build the results chapter (id, en: HTML, PDF, exports) from the result files"),
     "predict": ("trashnet.predict", "classify image files, folders or globs with a .tflite model"),
 }
 
