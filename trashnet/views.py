@@ -64,6 +64,36 @@ def read_history(output_dir: str | os.PathLike) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def history_table(output_dir: str | os.PathLike, rows: int = 8):
+    """The training history in a few rows: the first and last epochs, the best validation epoch, the epoch
+    where a phase begins, and evenly spaced ones between (instead of one printed line per epoch)."""
+    history = read_history(output_dir)
+    if not history:
+        return _markdown("(no history.csv)")
+
+    def number(row, key):
+        try:
+            return float(row.get(key) or "nan")
+        except ValueError:
+            return float("nan")
+
+    best = max(range(len(history)), key=lambda i: (number(history[i], "val_accuracy") == number(
+        history[i], "val_accuracy"), number(history[i], "val_accuracy")))
+    keep = {0, len(history) - 1, best}
+    keep |= {i for i in range(1, len(history)) if history[i].get("phase") != history[i - 1].get("phase")}
+    step = max(1, len(history) // max(1, rows - len(keep)))
+    keep |= set(range(0, len(history), step))
+    columns = [key for key in ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1",
+                               "learning_rate", "seconds") if key in history[0]]
+    table = []
+    for i in sorted(keep):
+        cells = [history[i].get(key, "") for key in columns]
+        cells = [f"{float(c):.4g}" if key not in ("epoch", "phase") and c not in ("", None) else c
+                 for key, c in zip(columns, cells)]
+        table.append([*cells, "best validation" if i == best else ""])
+    return _markdown(f"{len(history)} epochs; {len(keep)} shown.\n\n" + _table([*columns, ""], table))
+
+
 def history_plot(output_dir: str | os.PathLike):
     return figures.show(figures.history(read_history(output_dir)))
 
