@@ -324,25 +324,26 @@ def _fmt(value: Any, kind: str) -> str:
         return "-"
     if kind == "pct":
         return f"{100 * value:.2f}"
-    if kind == "kb":
-        return f"{value / 1024:,.0f}"
+    if kind == "mb":
+        return f"{value / 1e6:,.2f}"
     if kind == "ms":
         return f"{value:.2f}"
     return str(value)
 
 
 def table_markdown(selection: dict[str, Any]) -> str:
-    """Every result as a Markdown table: accuracy, sizes, latency, fronts, and why it was (not) chosen."""
+    """Every result as a Markdown table: accuracy, sizes (MB = 10^6 bytes), latency, fronts, and why it was (not)
+    chosen."""
     chosen = selection["chosen"]["id"]
-    lines = ["| variant | stage | precision | test acc. % | gzip KiB | raw KiB | latency ms | front (size/latency) "
+    lines = ["| variant | stage | precision | test acc. % | gzip MB | raw MB | latency ms | front (size/latency) "
              "| selection |", "|---|---|---|---:|---:|---:|---:|:---:|---|"]
     for row in selection["results"]:
         front = ("S" if row.get("front_size") else "-") + "/" + ("L" if row.get("front_latency") else "-")
         verdict = ("**chosen**" if row["id"] == chosen else
                    "eligible" if row.get("eligible") else row.get("excluded", ""))
         lines.append(f"| {row['id']} | {row['stage']} | {row.get('precision') or '-'} | "
-                     f"{_fmt(row.get('accuracy'), 'pct')} | {_fmt(row.get('gzip_bytes'), 'kb')} | "
-                     f"{_fmt(row.get('raw_bytes'), 'kb')} | {_fmt(row.get('latency_ms'), 'ms')} | {front} | "
+                     f"{_fmt(row.get('accuracy'), 'pct')} | {_fmt(row.get('gzip_bytes'), 'mb')} | "
+                     f"{_fmt(row.get('raw_bytes'), 'mb')} | {_fmt(row.get('latency_ms'), 'ms')} | {front} | "
                      f"{verdict.replace('|', '/')} |")
     return "\n".join(lines)
 
