@@ -43,7 +43,7 @@ def environment(lang: str):
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(settings.TEMPLATES_DIR)), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.StrictUndefined, lstrip_blocks=True,
                              extensions=["jinja2.ext.i18n"])
     env.policies["ext.i18n.trimmed"] = True  # a {% trans %} block's line breaks are not part of its message
     env.install_gettext_translations(i18n.translations(lang), newstyle=True)
