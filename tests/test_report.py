@@ -161,6 +161,19 @@ def test_pdf_has_contents_lists_and_numbered_pages(built, tmp_path):
         assert len(list(tmp_path.glob(f"{lang}-*.png"))) == 4
 
 
+def test_pdf_bookmarks_follow_the_sections(built):
+    import weasyprint
+
+    folder = settings.Layout(built).report / "id"
+    document = weasyprint.HTML(filename=str(folder / report.REPORT_HTML)).render()
+    titles = [bookmark.label for bookmark in document.make_bookmark_tree()]
+    assert titles[0].startswith("Hasil") and "Daftar Isi" in titles
+    assert any(title.startswith("4.5 Pemangkasan") for title in titles)
+    assert any(title.startswith("4.6 Kuantisasi") for title in titles)
+    assert document.pages[0].width < document.pages[0].height  # A4 portrait
+    assert round(document.pages[0].width * 25.4 / 96) == 210
+
+
 def test_exports_for_the_thesis(built):
     folder = settings.Layout(built).report / report.EXPORTS_DIR
     for lang, table, figure in (("id", "tabel", "gambar"), ("en", "table", "figure")):
