@@ -89,6 +89,7 @@ GZIP = Column("gzip_bytes", N_("Size (gzip)"), "mb", "MB", "min")
 LATENCY = Column("latency_ms", N_("Latency"), "ms", "ms", "min")
 OOD = Column("ood_accuracy", N_("OOD accuracy"), "pct", "%", "max")
 MODEL = Column("id", N_("Model"))
+SPLIT_NAMES = {"train": N_("train"), "validation": N_("validation"), "test": N_("test")}
 
 
 def _values(variant: Variant, columns: list[Column]) -> list[Any]:
@@ -124,7 +125,7 @@ def data_section(chapter: Chapter, data: ReportData) -> None:
     d = data.data
     if not d.present:
         return
-    columns = [Column("class", N_("Class"))] + [Column(s, s, "int") for s in d.splits] + \
+    columns = [Column("class", N_("Class"))] + [Column(s, SPLIT_NAMES.get(s, s), "int") for s in d.splits] + \
         [Column("total", N_("Total"), "int"), Column("rejected", N_("Rejected"), "int")]
     rows = [[name, *[d.counts[name][s] for s in d.splits], sum(d.counts[name].values()),
              d.rejected_by_class.get(name, 0)] for name in d.classes]
