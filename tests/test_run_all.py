@@ -93,7 +93,8 @@ def test_stand_in_run_through_run_all(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     out = tmp_path / "out"
     assert "bundled sample" in result.stdout and "ETA" in result.stdout
-    assert (out / "report" / "index.html").exists() and (out / "report" / "report.pdf").exists()
+    assert (out / "report" / "index.html").exists()
+    assert all((out / "report" / lang / name).exists() for lang in ("id", "en") for name in ("index.html", "report.pdf"))
     record = fileio.read_json(out / "logs" / pipeline.RUN_RECORD)
     assert record["profile"] == "quick" and record["sample"] is True
     assert record["selected"] == ["mobilenet_v3_small", "mobilenet_v3_small.fp16"]
@@ -119,9 +120,9 @@ def test_end_to_end_on_the_sample_with_the_real_notebooks(tmp_path):
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     assert seconds <= 15 * 60
     out = tmp_path / "out"
-    html = (out / "report" / "index.html").read_text(encoding="utf-8")
+    html = (out / "report" / "en" / "index.html").read_text(encoding="utf-8")
     assert "No final model" not in html
-    assert (out / "report" / "report.pdf").exists()
+    assert (out / "report" / "en" / "report.pdf").exists() and (out / "report" / "id" / "report.pdf").exists()
     start = time.perf_counter()
     again = run_all("--out", str(tmp_path / "out"), "--no-report", *subset, env=env)
     assert again.returncode == 0 and " done 0," in again.stdout.splitlines()[-1]
