@@ -54,9 +54,10 @@ def _index_page(languages: list[str]) -> str:
             f"<body><h1>TrashNet</h1><ul>{items}</ul></body></html>\n")
 
 
-def build(root: str | Path, *, languages: tuple[str, ...] = i18n.LANGUAGES, pdf: bool = True,
+def build(root: str | Path | settings.Layout, *, languages: tuple[str, ...] = i18n.LANGUAGES, pdf: bool = True,
           export: bool = True, log=print) -> Path:
-    """Write the report of the output root ``root`` in each language; returns the report folder."""
+    """Write the report of an output root (or a ``settings.Layout``) in each language; returns the report
+    folder (``Layout.report``)."""
     start = time.perf_counter()
     data = collect.collect(root)
     chapter = chapter_module.build(data)

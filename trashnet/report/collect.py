@@ -293,8 +293,9 @@ def checksums(final_dir: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def collect(root: str | Path) -> ReportData:
-    layout = settings.Layout(Path(root).resolve())
+def collect(where: str | Path | settings.Layout) -> ReportData:
+    """Everything the report shows, from an output root or a ``settings.Layout`` (e.g. one profile's)."""
+    layout = where if isinstance(where, settings.Layout) else settings.Layout(Path(where).resolve())
     run = _json(layout.logs / settings.RUN_RECORD)
     variants = [read_variant(*entry) for entry in _entries(layout, run)]
     final = next((v for v in variants if v.stage == "final"), None)
