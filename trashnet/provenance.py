@@ -21,7 +21,7 @@ from trashnet import fileio, settings
 LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy",
              "pillow", "scikit-learn", "papermill")
 # Modules whose code cannot change a stage's results: left out of the cache key.
-_NOT_RESULT_CODE = {"report.py", "cli.py", "__main__.py", "pipeline.py"}
+_NOT_RESULT_CODE = {"report", "cli.py", "__main__.py", "pipeline.py"}  # report: the reporter package
 
 
 def git_commit(repo: Path = settings.REPO_ROOT) -> str:
@@ -40,7 +40,7 @@ def code_hash() -> str:
     """sha256 over the package's result-producing sources (a code version that needs no git)."""
     digest = hashlib.sha256()
     for path in sorted(settings.PACKAGE_DIR.rglob("*.py")):
-        if path.name in _NOT_RESULT_CODE:
+        if path.relative_to(settings.PACKAGE_DIR).parts[0] in _NOT_RESULT_CODE:
             continue
         digest.update(str(path.relative_to(settings.PACKAGE_DIR)).encode())
         digest.update(path.read_bytes())
