@@ -5,7 +5,8 @@ A variant's folder holds ``metrics.json`` (one record, schema below), ``predicti
 test image) and whatever model files it made. The report and the final-model selection read only
 these files. Metrics come from scikit-learn; nothing here imports TensorFlow at module level.
 
-``metrics.json`` keys (absent where they do not apply):
+``metrics.json`` keys (absent where they do not apply; typed by ``trashnet.results.Metrics``, which
+``write_results`` validates against before writing):
     variant, stage, arch, source, precision ("fp32", "fp16", ...), format ("keras" | "tflite"),
     profile, seed, weights, image_size, classes,
     test: {n, accuracy, macro_f1, per_class: {cls: {precision, recall, f1, support}},
@@ -15,6 +16,7 @@ these files. Metrics come from scikit-learn; nothing here imports TensorFlow at 
     latency_ms: {<name>: {median, p90, mean, runs}}   e.g. keras_batch1, keras_batch32, tflite_threads1,
     train_time_s, sparsity, agreement, op_census, notes, provenance,
     validation: {n, accuracy, macro_f1}   (Keras models: the validation split, same preprocessing),
+    ood: {dataset, n, accuracy, macro_f1, per_class, class_map}   (the ``evaluate`` command; absent = not run),
     training: {...}   (training stages: phases, epochs run, best epoch, checkpoint, EMA, precision, devices)
 
 Keras models get all of the above from ``evaluate_keras_model`` / ``write_keras_results`` (the baseline
