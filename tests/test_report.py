@@ -205,6 +205,21 @@ def test_exports_for_the_thesis(built):
     assert round(Image.open(png).info["dpi"][0]) == 300
 
 
+def test_latex_exports_compile(built, tmp_path):
+    if not shutil.which("pdflatex"):
+        pytest.skip("no pdflatex (Debian: texlive-latex-base texlive-latex-recommended): structure checked above")
+    folder = settings.Layout(built).report / report.EXPORTS_DIR
+    tables = sorted((folder / "id").glob("tabel-*.tex")) + sorted((folder / "en").glob("table-*.tex"))
+    body = "\n".join(r"\input{" + str(path) + "}" for path in tables)
+    document = tmp_path / "tables.tex"
+    document.write_text(r"\documentclass{article}\usepackage[T1]{fontenc}\usepackage{booktabs}"
+                        r"\usepackage[a4paper,margin=15mm]{geometry}\begin{document}" + body + r"\end{document}")
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert (tmp_path / "tables.pdf").is_file()
+
+
 def test_the_gallery_shows_the_final_models_misclassified_images(built):
     html = (settings.Layout(built).report / "en" / "index.html").read_text(encoding="utf-8")
     assert 'id="fig-misclassified"' in html
