@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 import results_tree
-from trashnet import artifact, config, data, evaluate, fileio, results, settings
+from trashnet import artifact, config, data, evaluate, results, settings
+from trashnet import stats as trashnet_stats
 
 _BUILT: dict[str, Path] = {}
 
@@ -57,12 +58,13 @@ def _enrich(folder: Path, *, accuracy: float, gzip_bytes: int, history: bool = F
 
 
 STATS = {
-    "method": {"bootstrap": "percentile", "test": "mcnemar-exact", "correction": "holm"},
+    "method": {"bootstrap": "percentile", "test": "mcnemar-exact", "correction": "holm"},  # trashnet.stats' shape
     "intervals": [{"variant": "mobilenet_v3_large", "metric": "accuracy", "estimate": 0.8, "low": 0.76,
                    "high": 0.84, "confidence": 0.95, "method": "bootstrap", "resamples": 2000, "seed": 42, "n": 430}],
     "comparisons": [{"family": "pruned_vs_dense", "a": "mobilenet_v3_large.prune-2of4", "b": "mobilenet_v3_large",
                      "diff_pp": -0.93, "low_pp": -2.1, "high_pp": 0.3, "n": 430, "a_only_correct": 5,
-                     "b_only_correct": 9, "p_value": 0.424, "p_holm": 0.848, "significant": False}],
+                     "b_only_correct": 9, "p_value": 0.424, "p_holm": 0.848, "significant": False,
+                     "method": "percentile"}],
     "seeds": [{"variant": "mobilenet_v3_large", "seeds": [42, 43], "accuracy": [0.79, 0.8], "macro_f1": [0.78, 0.79],
                "mean_accuracy": 0.795, "sd_accuracy": 0.0071, "mean_macro_f1": 0.785, "sd_macro_f1": 0.0071}],
 }
@@ -84,8 +86,10 @@ def build(tmp_path_factory, *, stats: bool = False, ood: bool = False) -> Path:
         final_dir = layout.variant_dir("final", "final")
         artifact.build_final(final_cfg, dataset_dir=layout.dataset, models_dir=layout.models, output_dir=final_dir)
         results_tree.mark_finished(final_dir)
-        if stats:
-            fileio.write_json(final_dir / settings.STATS_FILE, STATS)
+        if stats:  # a fuller record than the tiny tree gives (seeds too), through trashnet.stats' model
+            trashnet_stats.write_stats(trashnet_stats.StatsFile.model_validate(STATS), final_dir)
+        else:  # statistics not run
+            (final_dir / settings.STATS_FILE).unlink(missing_ok=True)
         _BUILT[key] = root
     return _BUILT[key]
 

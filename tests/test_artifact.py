@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from results_tree import evaluated_tree
 
-from trashnet import artifact, config, fileio, images, predict
+from trashnet import artifact, config, fileio, images, predict, stats
 from trashnet.litert import TFLiteModel
 
 pytestmark = pytest.mark.slow  # converts two tiny Keras models (~10 s)
@@ -35,7 +35,7 @@ def built(tmp_path_factory, sample_dataset, final_config):
 def test_the_artifact_files_and_checksums(built):
     result, _, output_dir = built
     expected = {"trashnet.tflite", "labels.txt", "model_card.json", "model_card.md", "selection.json",
-                "verification.json", "metrics.json", "SHA256SUMS"}
+                "stats.json", "verification.json", "metrics.json", "SHA256SUMS"}
     assert expected <= {p.name for p in output_dir.iterdir()}
     assert set(result["files"]) == expected
     sums = artifact.check_sums(output_dir)
@@ -46,6 +46,19 @@ def test_the_artifact_files_and_checksums(built):
     assert artifact.check_sums(output_dir)["labels.txt"] is False
     (output_dir / "labels.txt").write_text("".join(f"{c}\n" for c in result["card"]["classes"]))
     assert all(artifact.check_sums(output_dir).values())
+
+
+def test_stats_json_sits_next_to_selection_json_and_accounts_for_every_result(built):
+    result, _, output_dir = built
+    stats_file = stats.load_stats(output_dir / "stats.json")
+    selection = json.loads((output_dir / "selection.json").read_text())
+    assert stats_file == result["statistics"]
+    # The two evaluated candidates have predictions: intervals; the hand-made results have none: skipped.
+    assert {i.variant for i in stats_file.intervals} == {c for c in selection["candidates"]}
+    accounted = {i.variant for i in stats_file.intervals} | {s.variant for s in stats_file.skipped}
+    assert accounted >= {row["id"] for row in selection["results"]}
+    assert selection["statistics"]["file"] == "stats.json" and "pp" in selection["statistics"]["tolerance"]
+    assert selection["accuracy_basis"]
 
 
 def test_the_model_card_matches_the_files(built):

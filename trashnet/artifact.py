@@ -10,6 +10,7 @@
   file: ``zipfile.ZipFile("trashnet.tflite")``. ``verification.json`` proves the file still loads and gives
   the same outputs as the chosen one.
 - ``labels.txt`` (class names in output order), ``selection.json`` (the rule, the candidates, the fronts),
+  ``stats.json`` (intervals, paired tests and seed spread: ``trashnet.stats``, computed before selection),
   ``metrics.json`` (the chosen result, restated for the final file), ``verification.json`` (the copied
   file re-evaluated with LiteRT on the test split: it must reproduce the reported accuracy exactly),
   ``model_card.json`` and ``model_card.md``, and ``SHA256SUMS`` over all of them (``sha256sum -c``).
@@ -27,7 +28,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from trashnet import fileio, images, provenance, results, select, settings
+from trashnet import fileio, images, provenance, results, select, settings, stats
 from trashnet.config import VariantConfig, config_to_dict
 from trashnet.litert import TFLiteModel
 from trashnet.predict import LABELS_FILE, METADATA_FILE, embedded_files, evaluate_split
@@ -245,13 +246,20 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
                 strict: bool = True) -> dict[str, Any]:
     """Select the final model and write the artifact into ``output_dir`` (``models/final/``).
 
-    Returns ``{"selection", "verification", "card", "card_markdown", "files"}``. With ``strict`` an
+    Returns ``{"selection", "statistics", "verification", "card", "card_markdown", "files"}``. With ``strict`` an
     ``ArtifactError`` is raised (after ``verification.json`` is written) when the file does not reproduce
     its reported accuracy exactly. ``cache_dir`` is accepted for the stage-notebook contract; unused.
     """
     dataset_dir, models_dir, output_dir = Path(dataset_dir), Path(models_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    selection = select.select(models_dir, config.select, profile=config.profile)
+    # Statistics first: the rule may use them (its eligibility option) and selection.json states what the
+    # tolerance means against the intervals; the final-vs-reference test follows once the final is chosen.
+    rows = select.finished_results(models_dir, config.select, profile=config.profile)
+    statistics = stats.analyse(rows, models_dir, config.stats, tolerance_pp=config.select.accuracy_tolerance_pp)
+    selection = select.select(models_dir, config.select, profile=config.profile, rows=rows, statistics=statistics,
+                              stats_config=config.stats)
+    statistics = stats.add_final(statistics, selection, models_dir, config.stats)
+    stats.write_stats(statistics, output_dir)
     chosen = selection["chosen"]
     variant_dir = models_dir / chosen["dir"]
     record = results.read_metrics(variant_dir).dump()
@@ -294,7 +302,8 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
                               "gzip_bytes": card["size"]["gzip_bytes"]}, provenance=build)
     results.write_metrics(output_dir, final_record)
 
-    names = [MODEL_FILE, LABELS_FILE, CARD_JSON, CARD_MD, select.SELECTION_FILE, VERIFICATION_FILE, METRICS_FILE]
+    names = [MODEL_FILE, LABELS_FILE, CARD_JSON, CARD_MD, select.SELECTION_FILE, stats.STATS_FILE, VERIFICATION_FILE,
+             METRICS_FILE]
     write_sums(output_dir, names)
-    return {"selection": selection, "verification": verification, "card": card, "card_markdown": markdown,
-            "files": [*names, SUMS_FILE]}
+    return {"selection": selection, "statistics": statistics, "verification": verification, "card": card,
+            "card_markdown": markdown, "files": [*names, SUMS_FILE]}

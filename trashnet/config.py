@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trashnet import settings
 
 ARCHITECTURES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+SEED_MARK = "@seed"  # extra seeds of a variant: "<id>@seed<N>", each with its own run folder
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8", "int16x8", "int16x8-fallback")
 
 
@@ -102,6 +103,22 @@ class SelectConfig(Strict):
     # Eligible files at most this many times slower than the fastest eligible one: keeps a file that is
     # small but runs on slow reference kernels (16x8 on x86, ~40x FP16) from winning on size alone.
     max_latency_ratio: float | None = Field(3.0, ge=1)
+    # A candidate run with several seeds is judged on its mean test accuracy over them ("first": its own).
+    seed_accuracy: Literal["mean", "first"] = "mean"
+    # "tolerance": within accuracy_tolerance_pp of the best. "not-significantly-worse": instead, every candidate
+    # the exact McNemar test (Holm over the candidates) does not find worse than the best. Off by default: at a
+    # few hundred test images a non-significant drop can be several pp (docs/statistics.md).
+    eligibility: Literal["tolerance", "not-significantly-worse"] = "tolerance"
+
+
+class StatsConfig(Strict):
+    """How stats.json measures uncertainty (trashnet/stats.py, docs/statistics.md)."""
+
+    confidence: float = Field(0.95, gt=0, lt=1)  # of every interval
+    resamples: int = Field(9999, ge=100)  # bootstrap resamples (scipy's default)
+    method: Literal["BCa", "percentile"] = "BCa"  # percentile is used where BCa is undefined (recorded)
+    seed: int = 0  # bootstrap seed: the same results give bit-identical intervals
+    alpha: float = Field(0.05, gt=0, lt=1)  # significance level after the Holm correction
 
 
 class Profile(Strict):
@@ -110,12 +127,16 @@ class Profile(Strict):
     name: str
     description: str = ""
     seed: int = 42  # one seed for everything: split order, init, augmentation, shuffling
+    # Every variant runs once per seed (None = [seed]); a variant or an override may set its own list.
+    # The data split keeps data.seed: every seed is tested on the same images (paired comparisons).
+    seeds: tuple[int, ...] | None = None
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     prune: PruneConfig = PruneConfig()
     quantize: QuantizeConfig = QuantizeConfig()
     select: SelectConfig = SelectConfig()
+    stats: StatsConfig = StatsConfig()
     variants: list[str] | None = None  # ids to run (None = every variant in variants.yaml)
     overrides: dict[str, dict[str, Any]] = {}  # variant id -> sections that differ in this profile
 
@@ -126,7 +147,10 @@ class VariantConfig(Strict):
     id: str
     stage: Literal["baseline", "pruned", "quantized", "final"]
     profile: str
-    seed: int
+    seed: int  # this run's seed (training init, augmentation, shuffling, calibration sample)
+    # Every seed this variant runs with (the first keeps the plain id). Used while expanding the variants only,
+    # and left out of config_to_dict: adding a seed must not change the cache key of the runs already made.
+    seeds: tuple[int, ...] = Field((), exclude=True)
     arch: str | None = None  # baseline / pruned: the architecture
     source: str | None = None  # pruned: baseline id; quantized: baseline or pruned id
     source_stage: str | None = None
@@ -137,6 +161,7 @@ class VariantConfig(Strict):
     prune: PruneConfig
     quantize: QuantizeConfig
     select: SelectConfig
+    stats: StatsConfig = StatsConfig()
 
     @field_validator("arch")
     @classmethod
@@ -209,9 +234,27 @@ def _validate(model: type[Strict], data: dict[str, Any], where: str) -> Any:
         raise _explain(error, where) from error
 
 
+def _profile_body(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The YAML body, over the body of the profile it ``extends`` (same folder), if any."""
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'extends' loops back to itself")
+    body = _read_yaml(path)
+    parent = body.pop("extends", None)
+    if parent is None:
+        return body
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(f"{path}: 'extends' must name another profile, e.g. 'extends: cpu'")
+    parent_path = path.parent / f"{parent}.yaml"
+    if not parent_path.is_file():
+        raise ConfigError(f"{path}: extends unknown profile {parent!r} (no {parent_path})")
+    inherited = _profile_body(parent_path, (*seen, path.resolve()))
+    inherited.pop("name", None)  # a profile is named by its own file
+    return deep_merge(inherited, body)
+
+
 def load_profile(name_or_path: str | Path) -> Profile:
     path = profile_path(name_or_path)
-    body = _read_yaml(path)
+    body = _profile_body(path)
     body.setdefault("name", path.stem)
     return _validate(Profile, body, str(path))
 
@@ -222,13 +265,55 @@ def resolve_variant(profile: Profile, entry: dict[str, Any], *, where: str = "va
     variant_id = entry.get("id")
     if not isinstance(variant_id, str) or not variant_id:
         raise ConfigError(f"{where}: every variant needs a non-empty string 'id'")
-    sections = ("data", "model", "train", "prune", "quantize", "select")
+    if SEED_MARK in variant_id:
+        raise ConfigError(f"{where}: variant id {variant_id!r} must not contain {SEED_MARK!r}: extra seeds get "
+                          "that suffix themselves (list them under 'seeds:')")
+    sections = ("data", "model", "train", "prune", "quantize", "select", "stats")
     base = profile.model_dump(mode="python", include=set(sections))
     base.update(profile=profile.name, seed=profile.seed)
     merged = deep_merge(base, entry)
     override = profile.overrides.get(variant_id, {})
     merged = deep_merge(merged, override)
+    # The most specific `seeds` wins; a `seed` alone means just that seed.
+    seeds = override.get("seeds", entry.get("seeds"))
+    if seeds is None:
+        seeds = [merged["seed"]] if "seed" in override or "seed" in entry or profile.seeds is None \
+            else list(profile.seeds)
+    if not isinstance(seeds, (list, tuple)) or not seeds or len(set(map(str, seeds))) != len(seeds):
+        raise ConfigError(f"{where} {variant_id!r}: seeds must be a non-empty list of distinct integers, "
+                          f"got {seeds!r}")
+    merged.update(seeds=list(seeds), seed=seeds[0])
     return _validate(VariantConfig, merged, f"{where} {variant_id!r}")
+
+
+def seed_variant_id(variant_id: str, seed: int, seeds: tuple[int, ...]) -> str:
+    """The id of ``variant_id``'s run with ``seed``: the first seed keeps the plain id."""
+    return variant_id if seed == seeds[0] else f"{variant_id}{SEED_MARK}{seed}"
+
+
+def split_seed_id(variant_id: str) -> tuple[str, int | None]:
+    """``"x@seed43"`` -> ``("x", 43)``; a plain id -> ``(id, None)``."""
+    base, mark, seed = variant_id.rpartition(SEED_MARK)
+    if mark and seed.isdigit():
+        return base, int(seed)
+    return variant_id, None
+
+
+def _seed_runs(variant: VariantConfig, resolved: dict[str, VariantConfig], where: str) -> list[VariantConfig]:
+    """The extra-seed copies of ``variant``: same recipe, own seed, own id, the source's run of that seed."""
+    runs = []
+    for seed in variant.seeds[1:]:
+        source = variant.source
+        if source is not None:
+            upstream = resolved[source]
+            if seed not in upstream.seeds:
+                raise ConfigError(
+                    f"{where}: variant {variant.id!r} runs seed {seed}, but its source {source!r} does not "
+                    f"(its seeds: {list(upstream.seeds)}); give the source that seed too")
+            source = seed_variant_id(source, seed, upstream.seeds)
+        runs.append(variant.model_copy(update={"id": seed_variant_id(variant.id, seed, variant.seeds),
+                                               "seed": seed, "source": source}))
+    return runs
 
 
 def config_to_dict(config: Strict) -> dict[str, Any]:
@@ -286,16 +371,24 @@ def load_variants(profile: Profile, path: str | Path = settings.VARIANTS_FILE) -
                         "which is not defined above it")
                 upstream = resolved[source]
                 entry.setdefault("arch", upstream.arch)
+                if profile.seeds is None and "seeds" not in entry:
+                    entry.setdefault("seed", upstream.seed)  # unless told otherwise: one run, on the plain source
                 entry["source_stage"] = upstream.stage
                 if stage == "quantized":
                     # A quantized file inherits the model settings its source was trained with.
                     entry = deep_merge({"model": upstream.model.model_dump(mode="json")}, entry)
             variant = resolve_variant(profile, entry, where=str(path))
-            if variant.id in resolved:
-                raise ConfigError(f"{path}: variant id {variant.id!r} is defined twice")
-            resolved[variant.id] = variant
+            extra = _seed_runs(variant, resolved, str(path))
+            if variant.source is not None and variant.seed in resolved[variant.source].seeds:
+                # The first seed pairs with the source's run of that seed (else with the plain source).
+                variant = variant.model_copy(update={"source": seed_variant_id(
+                    variant.source, variant.seed, resolved[variant.source].seeds)})
+            for run in (variant, *extra):
+                if run.id in resolved:
+                    raise ConfigError(f"{path}: variant id {run.id!r} is defined twice")
+                resolved[run.id] = run
     for variant_id in profile.overrides:
-        if variant_id not in resolved:
+        if variant_id not in resolved or split_seed_id(variant_id)[1] is not None:
             raise ConfigError(f"profile {profile.name!r}: overrides name unknown variant {variant_id!r}")
     return resolved
 
@@ -313,7 +406,8 @@ def select_variants(variants: dict[str, VariantConfig], patterns: list[str] | No
             if not matches:
                 raise ConfigError(f"variant pattern {pattern!r} matches nothing; known: {', '.join(variants)}")
             chosen |= matches
-    # Pull in sources, and for `final` every other chosen variant (it chooses among them).
+    # A chosen variant brings its extra seeds ("<id>@seed<N>"), then everything brings its sources.
+    chosen |= {vid for vid in variants if split_seed_id(vid)[0] in chosen}
     pending = list(chosen)
     while pending:
         source = variants[pending.pop()].source

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from trashnet import fileio, results, settings
-from trashnet.config import SelectConfig
+from trashnet.config import SelectConfig, StatsConfig, split_seed_id
 
 SELECTION_FILE = settings.SELECTION_FILE
 RESULT_STAGES = ("baseline", "pruned", "quantized")
@@ -48,10 +48,15 @@ def rule_text(config: SelectConfig) -> str:
              if config.max_latency_ms is not None else "")
     ratio = (f" and whose {config.latency} median latency is at most {config.max_latency_ratio:g}x the fastest "
              "such candidate's" if config.max_latency_ratio is not None else "")
+    basis = ("test accuracy (the mean over its seeds where a candidate ran with several)"
+             if config.seed_accuracy == "mean" else "test accuracy (its first seed's)")
+    eligible = (f"within {config.accuracy_tolerance_pp:g} pp of the best candidate's"
+                if config.eligibility == "tolerance" else
+                "not significantly worse than the best candidate's (exact McNemar, Holm over the candidates)")
     return (f"Candidates: the TFLite results of the hybrid family ({family}) whose conversion succeeded and "
             f"that have test metrics and a model file{limit}; if there are none, every such TFLite result "
-            f"(recorded as a fallback). Eligible: candidates whose test accuracy is within "
-            f"{config.accuracy_tolerance_pp:g} pp of the best candidate's{ratio}. Final: the eligible candidate with the "
+            f"(recorded as a fallback); a variant's extra seeds count in its mean, never as candidates of their "
+            f"own. Eligible: candidates whose {basis} is {eligible}{ratio}. Final: the eligible candidate with the "
             f"smallest gzipped file; ties broken by the lower {config.latency} median latency, then by id.")
 
 
@@ -207,12 +212,72 @@ def _reference(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> dict[str, 
             "same_profile": ref.get("profile") == chosen.get("profile")}
 
 
-def choose(rows: list[dict[str, Any]], config: SelectConfig) -> dict[str, Any]:
-    """Apply the rule to result rows (``read_results``); returns the selection record."""
+def _rule_accuracy(rows: list[dict[str, Any]], candidates: list[dict[str, Any]], config: SelectConfig) -> str:
+    """Set each candidate's ``rule_accuracy`` (and ``seeds``); returns the basis, in words, for selection.json."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("status") == "ok" and row.get("accuracy") is not None:
+            runs.setdefault(split_seed_id(row["id"])[0], []).append(row)
+    several = False
+    for row in candidates:
+        group = runs.get(row["id"], [row]) if config.seed_accuracy == "mean" else [row]
+        row["seeds"] = [r.get("seed") for r in group]
+        row["rule_accuracy"] = sum(r["accuracy"] for r in group) / len(group)
+        several = several or len(group) > 1
+    if config.seed_accuracy == "first":
+        return "first seed: each candidate's own test accuracy (extra seeds are not used)"
+    if several:
+        return "mean over seeds: each candidate's mean test accuracy over its finished seeds (see seeds)"
+    return "mean over seeds, here a single seed each: each candidate's own test accuracy"
+
+
+def _not_significantly_worse(candidates: list[dict[str, Any]], best: dict[str, Any],
+                             models_dir: str | os.PathLike | None, stats_config: StatsConfig) -> list[dict[str, Any]]:
+    """Candidates the exact McNemar test (Holm over them) does not find less accurate than ``best``."""
+    from trashnet import stats
+
+    if models_dir is None:
+        raise SelectionError("the 'not-significantly-worse' eligibility needs the models folder (predictions)")
+    predictions = {}
+    for row in candidates:
+        try:
+            predictions[row["id"]] = stats.Predictions.read(row["id"], Path(models_dir) / row["dir"])
+        except (stats.StatsError, OSError, ValueError) as error:
+            row["p_holm_vs_best"], row["untested"] = None, str(error)
+    tested = []  # (row, images only it got right, images only the best got right)
+    for row in candidates:
+        if row is best or row["id"] not in predictions:
+            continue
+        if best["id"] not in predictions:
+            row["p_holm_vs_best"], row["untested"] = None, f"the best candidate {best['id']} has no predictions"
+            continue
+        counts = stats.discordant(predictions[row["id"]], predictions[best["id"]])
+        if isinstance(counts, str):
+            row["p_holm_vs_best"], row["untested"] = None, counts
+        else:
+            tested.append((row, *counts))
+    adjusted, _ = stats.holm([stats.mcnemar_exact(a, b) for _, a, b in tested], stats_config.alpha)
+    keep = [best]
+    for (row, only_row, only_best), p_holm in zip(tested, adjusted):
+        row["p_holm_vs_best"] = p_holm
+        if not (p_holm < stats_config.alpha and only_row < only_best):
+            keep.append(row)
+    return keep
+
+
+def choose(rows: list[dict[str, Any]], config: SelectConfig, *, models_dir: str | os.PathLike | None = None,
+           stats_config: StatsConfig | None = None) -> dict[str, Any]:
+    """Apply the rule to result rows (``read_results``); returns the selection record.
+
+    ``models_dir`` and ``stats_config`` are needed only by the ``not-significantly-worse`` eligibility, which
+    compares per-image predictions.
+    """
     usable, hybrid = [], []
     for row in rows:
         row.pop("excluded", None)
-        reason = _unusable(row) or _too_slow(row, config)
+        base, seed = split_seed_id(row["id"])
+        reason = _unusable(row) or _too_slow(row, config) or (
+            None if seed is None else f"extra seed of {base}: counted in its mean, not a candidate by itself")
         if reason:
             row["excluded"] = reason
             continue
@@ -233,9 +298,14 @@ def choose(rows: list[dict[str, Any]], config: SelectConfig) -> dict[str, Any]:
                     "candidates": "every usable TFLite result"}
         for row in candidates:
             row.pop("excluded", None)
-    best = max(r["accuracy"] for r in candidates)
-    floor = best - config.accuracy_tolerance_pp / 100.0
-    accurate = [r for r in candidates if r["accuracy"] >= floor - 1e-12]
+    basis = _rule_accuracy(rows, candidates, config)
+    best_row = max(candidates, key=lambda r: (r["rule_accuracy"], -r["gzip_bytes"]))
+    best = best_row["rule_accuracy"]
+    if config.eligibility == "tolerance":
+        floor = best - config.accuracy_tolerance_pp / 100.0
+        accurate = [r for r in candidates if r["rule_accuracy"] >= floor - 1e-12]
+    else:
+        accurate = _not_significantly_worse(candidates, best_row, models_dir, stats_config or StatsConfig())
     slow: dict[int, str] = {}
     timed = [r["latency_ms"] for r in accurate if r.get("latency_ms") is not None]
     if config.max_latency_ratio is not None and timed:
@@ -251,9 +321,14 @@ def choose(rows: list[dict[str, Any]], config: SelectConfig) -> dict[str, Any]:
         row["eligible"] = id(row) in eligible_ids
         if id(row) in slow:
             row["excluded"] = slow[id(row)]
-        elif not row["eligible"]:
-            row["excluded"] = (f"accuracy {100 * row['accuracy']:.2f} % is more than "
+        elif not row["eligible"] and config.eligibility == "tolerance":
+            row["excluded"] = (f"accuracy {100 * row['rule_accuracy']:.2f} % is more than "
                                f"{config.accuracy_tolerance_pp:g} pp below the best candidate ({100 * best:.2f} %)")
+        elif not row["eligible"] and row.get("p_holm_vs_best") is None:
+            row["excluded"] = f"could not be tested against the best candidate: {row.get('untested')}"
+        elif not row["eligible"]:
+            row["excluded"] = (f"significantly less accurate than the best candidate {best_row['id']} "
+                               f"(Holm-adjusted McNemar p = {row['p_holm_vs_best']:.3g})")
     ranked = sorted(eligible, key=lambda r: (r["gzip_bytes"], r["latency_ms"] if r.get("latency_ms") is not None
                                              else math.inf, r["id"]))
     chosen = ranked[0]
@@ -271,11 +346,13 @@ def choose(rows: list[dict[str, Any]], config: SelectConfig) -> dict[str, Any]:
         "fallback": fallback,
         "candidates": [r["id"] for r in candidates],
         "best_candidate_accuracy": best,
+        "accuracy_basis": basis,
         "eligible": [r["id"] for r in ranked],
         "size_ties": ties if len(ties) > 1 else [],
         "chosen": {k: chosen.get(k) for k in ("id", "stage", "arch", "source", "source_stage", "precision", "file",
                                               "accuracy", "macro_f1", "test_n", "raw_bytes", "gzip_bytes",
-                                              "latency_ms", "weights", "profile", "seed", "dir")},
+                                              "latency_ms", "weights", "profile", "seed", "seeds",
+                                              "rule_accuracy", "dir")},
         "reference": reference,
         "accuracy_drop_pp": drop,
         "meets_target": None if drop is None else bool(drop <= config.max_drop_pp + 1e-9),
@@ -285,8 +362,9 @@ def choose(rows: list[dict[str, Any]], config: SelectConfig) -> dict[str, Any]:
     }
 
 
-def select(models_dir: str | os.PathLike, config: SelectConfig, *, profile: str | None = None) -> dict[str, Any]:
-    """Read the result files under ``models_dir`` and apply the rule.
+def finished_results(models_dir: str | os.PathLike, config: SelectConfig, *,
+                     profile: str | None = None) -> list[dict[str, Any]]:
+    """``read_results``, with unfinished variants and other profiles' results marked as such.
 
     Only finished variants count (the runner's ``manifest.json`` is there: a variant that crashed after
     writing ``metrics.json`` does not). With ``profile``, results of another profile left in ``models/``
@@ -300,7 +378,23 @@ def select(models_dir: str | os.PathLike, config: SelectConfig, *, profile: str 
             row.update(status="unfinished", error="no manifest.json: the runner did not finish this variant")
         elif profile is not None and row.get("profile") != profile:
             row.update(status="other-profile", error=f"from profile {row.get('profile')!r}, not {profile!r}")
-    selection = choose(rows, config)
+    return rows
+
+
+def select(models_dir: str | os.PathLike, config: SelectConfig, *, profile: str | None = None,
+           rows: list[dict[str, Any]] | None = None, statistics=None,
+           stats_config: StatsConfig | None = None) -> dict[str, Any]:
+    """Read the result files under ``models_dir`` (or take ``finished_results`` rows) and apply the rule.
+
+    ``statistics`` (a ``stats.StatsFile`` of the same rows) adds what the tolerance means against its
+    intervals; ``stats_config`` sets the test of the ``not-significantly-worse`` eligibility.
+    """
+    rows = finished_results(models_dir, config, profile=profile) if rows is None else rows
+    selection = choose(rows, config, models_dir=models_dir, stats_config=stats_config)
+    if statistics is not None:
+        from trashnet import stats
+
+        selection["statistics"] = {"file": stats.STATS_FILE, "tolerance": statistics.tolerance}
     selection["models_dir"] = str(Path(models_dir).resolve())
     selection["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results.Selection.model_validate(selection)  # the record select writes is the one readers parse

@@ -293,6 +293,16 @@ def checksums(final_dir: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def read_stats(final_dir: Path) -> dict[str, Any] | None:
+    """``stats.json`` through ``trashnet.stats``' model (None when absent: the report says "not run")."""
+    from trashnet import stats
+
+    path = final_dir / settings.STATS_FILE
+    if not path.is_file():
+        return None
+    return stats.load_stats(path).model_dump(mode="json")  # a malformed file is an error, not "not run"
+
+
 def collect(where: str | Path | settings.Layout) -> ReportData:
     """Everything the report shows, from an output root or a ``settings.Layout`` (e.g. one profile's)."""
     layout = where if isinstance(where, settings.Layout) else settings.Layout(Path(where).resolve())
@@ -305,7 +315,7 @@ def collect(where: str | Path | settings.Layout) -> ReportData:
     if final is not None and final.status in ("done", "cached"):
         selection, selection_problem = results.try_read(results.read_selection, final_dir)
         card, _ = results.try_read(results.read_model_card, final_dir)
-        stats = _json(final_dir / settings.STATS_FILE) or None
+        stats = read_stats(final_dir)
     report_variants = [v for v in variants if v.stage != "final"]
     chosen = next((v for v in report_variants if selection and v.id == selection.chosen.id), None)
     shown, total = misclassified(chosen, layout.dataset)
