@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce everything: set up (or check) the environment, prepare the data, run every stage notebook for
-# every variant (cached, resumable), build the report (report/{id,en}/index.html and report.pdf).
+# every variant (cached, resumable), build the report (report/<profile>/{id,en}/index.html and report.pdf),
+# and, when results/<profile>/ is committed, check the run against it (python -m trashnet verify).
 #
 #   ./run_all.sh                                  # bundled sample, quick profile: a smoke run
 #   ./run_all.sh --data ~/trashnet/dataset-resized --profile cpu -j 2
@@ -8,12 +9,18 @@
 # Options (everything after the environment step is `python -m trashnet run`):
 #   --profile NAME   experiments/profiles/NAME.yaml (default: quick on the sample, cpu on --data)
 #   --data DIR       a <class>/<image> folder (default: $TRASHNET_DATA, else the bundled sample)
-#   --out DIR        output root for dataset/ models/ report/ logs/ (default: $TRASHNET_OUT, else here)
+#   --out DIR        output root for dataset/ models/ report/ logs/, each with a <profile>/ folder
+#                    (default: $TRASHNET_OUT, else here)
 #   --variants P,..  variant ids or shell patterns from experiments/variants.yaml (sources come along)
-#   -j N             variants in parallel (default 1)
+#   --split S        official or stratified (default: the profile's; official needs the complete TrashNet,
+#                    so another data folder gets the stratified split unless --split official is given)
+#   -j N             variants in parallel, threads split between them (default 1; on 2 cores use -j 2:
+#                    two 1-thread workers train 1.2x faster than one 2-thread process, docs/toolchain-facts.md)
 #   --force          rerun every selected variant, ignoring the cache
 #   --setup-only     stop after the environment step
 #   --no-report      skip the report
+#   --no-verify      skip the comparison with results/<profile>/
+#   --debug          show the traceback of an error
 #
 # Environment: TRASHNET_PYTHON (an existing interpreter to use instead of ./.venv/bin/python; only checked),
 # TRASHNET_DATA, TRASHNET_OUT.
@@ -36,14 +43,14 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --setup-only) setup_only=1 ;;
-    --force|--no-report) args+=("$1") ;;
-    --profile|--variants|-j|--jobs)
+    --force|--no-report|--no-verify|--debug) args+=("$1") ;;
+    --profile|--variants|--split|-j|--jobs)
       [ $# -ge 2 ] || die "$1 needs a value"
       args+=("$1" "$2"); shift ;;
     --data|--out)
       [ $# -ge 2 ] || die "$1 needs a value"
       args+=("$1" "$(absolute "$2")"); shift ;;
-    --profile=*|--variants=*|--jobs=*) args+=("$1") ;;
+    --profile=*|--variants=*|--split=*|--jobs=*) args+=("$1") ;;
     --data=*|--out=*) args+=("${1%%=*}" "$(absolute "${1#*=}")") ;;
     -j[0-9]*) args+=("-j" "${1#-j}") ;;
     *) die "unknown option $1 (see ./run_all.sh --help)" ;;

@@ -36,7 +36,7 @@ def default_images() -> Path:
 
 
 def untrained_model(size: int, cache: Path) -> Path:
-    """MobileNetV3-Large, random weights, FP32 TFLite, converted from a concrete function (FACTS.md)."""
+    """MobileNetV3-Large, random weights, FP32 TFLite, converted from a concrete function (docs/toolchain-facts.md)."""
     path = cache / f"mobilenet_v3_large-untrained-{size}px-fp32.tflite"
     if not path.is_file():
         from trashnet import models

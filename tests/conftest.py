@@ -66,3 +66,18 @@ def trained_model_factory(sample_dataset, tmp_path_factory):
         return built[key]
 
     return make
+
+
+@pytest.fixture
+def standin_env(monkeypatch, tmp_path):
+    """The environment ``standin.run`` gives its subprocess, set for an in-process ``pipeline.run``.
+
+    Returns the trace file the stand-in notebooks append their variant ids to.
+    """
+    import standin
+
+    trace = tmp_path / "trace"
+    for name, value in standin.environment(trace).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv(settings.ENV_DATA, raising=False)
+    return trace

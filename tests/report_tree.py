@@ -75,7 +75,7 @@ def build(tmp_path_factory, *, stats: bool = False, ood: bool = False) -> Path:
     key = f"{tmp_path_factory.getbasetemp()}-{stats}-{ood}"
     if key not in _BUILT:
         root = tmp_path_factory.mktemp("report-tree")
-        layout = settings.Layout(root)
+        layout = settings.Layout(root, "quick")
         data.prepare(settings.SAMPLE_DIR, layout.dataset, split="stratified", seed=42)
         results_tree.evaluated_tree(layout.models, layout.dataset)
         _enrich(layout.variant_dir("baseline", "mobilenet_v3_large"), accuracy=0.8023, gzip_bytes=10_000_000,

@@ -98,7 +98,7 @@ def tiny_tflite(image_size: int = 32, num_classes: int = len(CLASSES), seed: int
     """A real, small float TFLite classifier with the project's input contract (RGB [0, 255], softmax).
 
     Random weights (seeded): predictions are arbitrary but deterministic, which is all predict and artifact
-    tests need. Converted from a frozen concrete function, as the quantize stage does (FACTS.md).
+    tests need. Converted from a frozen concrete function, as the quantize stage does (docs/toolchain-facts.md).
     """
     key = (image_size, num_classes, seed, int8)
     if key not in _TINY:

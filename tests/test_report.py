@@ -7,6 +7,7 @@ import csv
 import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -66,12 +67,12 @@ def parse(path: Path) -> Page:
 def built(tmp_path_factory) -> Path:
     root = report_tree.copy(report_tree.build(tmp_path_factory, stats=True, ood=True),
                             tmp_path_factory.mktemp("built") / "out")
-    report.build(root, log=lambda message: None)
+    report.build(root, "quick", log=lambda message: None)
     return root
 
 
 def test_both_languages_with_numbered_tables_and_figures(built):
-    folder = settings.Layout(built).report
+    folder = settings.Layout(built, "quick").report
     for lang, table, figure in (("id", "Tabel", "Gambar"), ("en", "Table", "Figure")):
         page = parse(folder / lang / "index.html")
         html = (folder / lang / "index.html").read_text(encoding="utf-8")
@@ -90,7 +91,7 @@ def test_both_languages_with_numbered_tables_and_figures(built):
 
 
 def test_every_number_in_a_table_is_the_result_files_value(built):
-    layout = settings.Layout(built)
+    layout = settings.Layout(built, "quick")
     baseline = results.read_metrics(layout.variant_dir("baseline", "mobilenet_v3_large"))
     for lang in i18n.LANGUAGES:
         fmt = i18n.Formatter(lang)
@@ -115,14 +116,14 @@ def test_every_number_in_a_table_is_the_result_files_value(built):
 
 
 def test_the_best_value_of_each_column_is_marked(built):
-    html = (settings.Layout(built).report / "en" / "index.html").read_text(encoding="utf-8")
+    html = (settings.Layout(built, "quick").report / "en" / "index.html").read_text(encoding="utf-8")
     table = html[html.index('id="tab-headline"'):]
     table = table[:table.index("</table>")]
     assert table.count(' best"') >= 2
 
 
 def test_significance_and_ood_are_rendered_when_present(built):
-    html = (settings.Layout(built).report / "en" / "index.html").read_text(encoding="utf-8")
+    html = (settings.Layout(built, "quick").report / "en" / "index.html").read_text(encoding="utf-8")
     assert 'id="tab-intervals"' in html and 'id="tab-comparisons"' in html and 'id="tab-seeds"' in html
     assert 'id="tab-ood"' in html and "OOD accuracy" in html and 'id="sec-robustness"' in html
     assert "stats-not-run" not in html
@@ -130,8 +131,8 @@ def test_significance_and_ood_are_rendered_when_present(built):
 
 def test_a_missing_statistics_file_reads_not_run(tmp_path_factory, tmp_path):
     root = report_tree.copy(report_tree.build(tmp_path_factory), tmp_path / "out")
-    report.build(root, pdf=False, export=False, log=lambda message: None)
-    folder = settings.Layout(root).report
+    report.build(root, "quick", pdf=False, export=False, log=lambda message: None)
+    folder = settings.Layout(root, "quick").report
     assert "Tidak dijalankan: berkas stats.json" in (folder / "id" / "index.html").read_text(encoding="utf-8")
     en = (folder / "en" / "index.html").read_text(encoding="utf-8")
     assert "Not run: there is no stats.json" in en
@@ -142,7 +143,7 @@ def test_a_missing_statistics_file_reads_not_run(tmp_path_factory, tmp_path):
 def test_pdf_has_contents_lists_and_numbered_pages(built, tmp_path):
     if not shutil.which("pdftotext") or not shutil.which("pdftoppm"):
         pytest.skip("poppler-utils (pdftotext, pdftoppm) is not installed")
-    folder = settings.Layout(built).report
+    folder = settings.Layout(built, "quick").report
     for lang, words in (("id", ("Daftar Isi", "Daftar Tabel", "Daftar Gambar", "Tabel 4.1", "Gambar 4.1")),
                         ("en", ("Contents", "List of tables", "List of figures", "Table 4.1", "Figure 4.1"))):
         pdf = folder / lang / report.REPORT_PDF
@@ -164,7 +165,7 @@ def test_pdf_has_contents_lists_and_numbered_pages(built, tmp_path):
 def test_pdf_bookmarks_follow_the_sections(built):
     import weasyprint
 
-    folder = settings.Layout(built).report / "id"
+    folder = settings.Layout(built, "quick").report / "id"
     document = weasyprint.HTML(filename=str(folder / report.REPORT_HTML)).render()
     titles = [mark[1] for page in document.pages for mark in page.bookmarks]  # (level, label, ...)
     assert titles[0].startswith("Hasil") and "Daftar Isi" in titles
@@ -175,7 +176,7 @@ def test_pdf_bookmarks_follow_the_sections(built):
 
 
 def test_exports_for_the_thesis(built):
-    folder = settings.Layout(built).report / report.EXPORTS_DIR
+    folder = settings.Layout(built, "quick").report / report.EXPORTS_DIR
     for lang, table, figure in (("id", "tabel", "gambar"), ("en", "table", "figure")):
         tex = sorted((folder / lang).glob(f"{table}-4-*.tex"))
         assert len(tex) >= 10
@@ -188,7 +189,7 @@ def test_exports_for_the_thesis(built):
         for number in range(1, len(list((folder / lang).glob(f"{figure}-4-*.svg"))) + 1):
             assert (folder / lang / f"{figure}-4-{number}.png").is_file()
     # CSV numbers are the result file's, in the header's unit.
-    layout = settings.Layout(built)
+    layout = settings.Layout(built, "quick")
     baseline = results.read_metrics(layout.variant_dir("baseline", "mobilenet_v3_large"))
     number = next(p for p in (folder / "en").glob("table-4-*.csv")
                   if "Training time" in p.read_text(encoding="utf-8"))
@@ -208,7 +209,7 @@ def test_exports_for_the_thesis(built):
 def test_latex_exports_compile(built, tmp_path):
     if not shutil.which("pdflatex"):
         pytest.skip("no pdflatex (Debian: texlive-latex-base texlive-latex-recommended): structure checked above")
-    folder = settings.Layout(built).report / report.EXPORTS_DIR
+    folder = settings.Layout(built, "quick").report / report.EXPORTS_DIR
     tables = sorted((folder / "id").glob("tabel-*.tex")) + sorted((folder / "en").glob("table-*.tex"))
     body = "\n".join(r"\input{" + str(path) + "}" for path in tables)
     document = tmp_path / "tables.tex"
@@ -221,19 +222,25 @@ def test_latex_exports_compile(built, tmp_path):
 
 
 def test_the_gallery_shows_the_final_models_misclassified_images(built):
-    html = (settings.Layout(built).report / "en" / "index.html").read_text(encoding="utf-8")
+    html = (settings.Layout(built, "quick").report / "en" / "index.html").read_text(encoding="utf-8")
     assert 'id="fig-misclassified"' in html
     match = re.search(r"(\d+) of (\d+) shown", html)
-    chosen = results.read_selection(settings.Layout(built).variant_dir("final", "final")).chosen
-    predictions = settings.Layout(built).models / chosen.dir / settings.PREDICTIONS_FILE
+    chosen = results.read_selection(settings.Layout(built, "quick").variant_dir("final", "final")).chosen
+    predictions = settings.Layout(built, "quick").models / chosen.dir / settings.PREDICTIONS_FILE
     wrong = [r for r in csv.DictReader(predictions.open()) if r["label"] != r["predicted"]]
     assert match and int(match.group(2)) == len(wrong) and int(match.group(1)) == min(len(wrong), 24)
 
 
-def test_report_of_an_empty_output_folder(tmp_path):
-    from trashnet import cli
-
-    assert cli.main(["report", "--out", str(tmp_path)]) == 2
+def test_report_of_an_empty_output_folder_or_of_several_profiles(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "trashnet", "report", "--out", str(tmp_path)],
+                            capture_output=True, text=True, cwd=settings.REPO_ROOT)
+    assert result.returncode == 2 and "run ./run_all.sh --profile quick first" in result.stderr
+    for profile in ("cpu", "full"):  # two runs side by side: the command asks which one
+        (tmp_path / "two" / "logs" / profile).mkdir(parents=True)
+        (tmp_path / "two" / "logs" / profile / "run.json").write_text("{}")
+    result = subprocess.run([sys.executable, "-m", "trashnet", "report", "--out", str(tmp_path / "two")],
+                            capture_output=True, text=True, cwd=settings.REPO_ROOT)
+    assert result.returncode == 2 and "several profiles (cpu, full)" in result.stderr
 
 
 def chromium() -> str:
@@ -248,7 +255,7 @@ def test_report_in_headless_chromium(built, tmp_path):
     from PIL import Image, ImageStat
 
     for lang in i18n.LANGUAGES:
-        index = settings.Layout(built).report / lang / "index.html"
+        index = settings.Layout(built, "quick").report / lang / "index.html"
         shot = tmp_path / f"{lang}.png"
         subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                         "--no-first-run", f"--screenshot={shot}", "--window-size=1280,2400", "--hide-scrollbars",

@@ -1,11 +1,11 @@
-"""The deployable artifact in ``models/final/``: the chosen ``.tflite`` with its labels, model card and checks.
+"""The deployable artifact in ``models/<profile>/final/``: the chosen ``.tflite`` with its labels, model card and checks.
 
 ``build_final`` applies the selection rule (``trashnet.select``) to the result files, then writes:
 
 - ``trashnet.tflite``: the chosen file, byte for byte, followed by a zip of ``labels.txt`` and
   ``metadata.json``. This is how the TFLite metadata convention packs associated files (tflite-support's
   ``MetadataPopulator`` appends them as a zip); tflite-support itself cannot be installed with this stack
-  (FACTS.md), so the flatbuffer's own ``metadata`` table is not written. Flatbuffers are read from their
+  (docs/toolchain-facts.md), so the flatbuffer's own ``metadata`` table is not written. Flatbuffers are read from their
   root offset, so the interpreter ignores the trailing zip, and any zip reader finds it from the end of the
   file: ``zipfile.ZipFile("trashnet.tflite")``. ``verification.json`` proves the file still loads and gives
   the same outputs as the chosen one.
@@ -244,7 +244,7 @@ def check_sums(output_dir: str | os.PathLike) -> dict[str, bool]:
 def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models_dir: str | os.PathLike,
                 output_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
                 strict: bool = True) -> dict[str, Any]:
-    """Select the final model and write the artifact into ``output_dir`` (``models/final/``).
+    """Select the final model and write the artifact into ``output_dir`` (``models/<profile>/final/``).
 
     Returns ``{"selection", "statistics", "verification", "card", "card_markdown", "files"}``. With ``strict`` an
     ``ArtifactError`` is raised (after ``verification.json`` is written) when the file does not reproduce

@@ -19,7 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from trashnet import settings
+from trashnet import fileio, settings
+from trashnet.errors import UserError
 
 ARCHITECTURES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
 SEED_MARK = "@seed"  # extra seeds of a variant: "<id>@seed<N>", each with its own run folder
@@ -63,7 +64,7 @@ class TrainConfig(Strict):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     class_weights: Literal["balanced", "none"] = "balanced"  # trash has 137 images, paper 594
     ema: bool = True  # evaluate an exponential moving average of the weights
-    checkpoint: Literal["best", "last"] = "last"  # FACTS.md: best-on-validation cost ~1 pp on test
+    checkpoint: Literal["best", "last"] = "last"  # docs/toolchain-facts.md: best-on-validation cost ~1 pp on test
     early_stopping_patience: int | None = Field(None, ge=1)  # epochs without val improvement; None = off
     head_epochs: int = Field(10, ge=0)  # pretrained only: frozen-backbone phase on cached features
     head_learning_rate: float = Field(1e-3, gt=0)
@@ -178,15 +179,19 @@ class VariantConfig(Strict):
         return value
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A profile or variants file is wrong; the message says where and what to fix."""
+
+    exit_status = 2
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(fileio.read_text(path))
     except FileNotFoundError as error:
         raise ConfigError(f"{path}: file not found") from error
+    except (OSError, UnicodeDecodeError) as error:  # a folder, a named pipe, no permission
+        raise ConfigError(f"{path}: cannot read it ({error})") from error
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
     if data is None:

@@ -11,11 +11,14 @@ object is cut off, and the same 4:3 distortion is applied everywhere.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from trashnet import fileio
 
 # Refuse decompression bombs before decoding: 40 megapixels is ~8x a modern phone photo's
 # need for a 224 px model, and decodes to 120 MB of RGB.
@@ -35,9 +38,12 @@ class ImageError(ValueError):
 def _open_checked(path: str | os.PathLike) -> Image.Image:
     path = Path(path)
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as error:
         raise ImageError("unreadable", f"cannot read the file ({error.strerror})") from error
+    if not stat.S_ISREG(info.st_mode):  # opening a named pipe or a device would block or never end
+        raise ImageError("not-a-file", f"{fileio.file_kind(info.st_mode)}, not a regular file; not read")
+    size = info.st_size
     if size == 0:
         raise ImageError("empty-file", "the file has zero bytes")
     try:
@@ -69,6 +75,8 @@ def _open_checked(path: str | os.PathLike) -> Image.Image:
 
 
 def _decode(image: Image.Image) -> None:
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # WeasyPrint's import relaxes Pillow process-wide: undo it, a
+        ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated photo must fail here, not decode half grey
     try:
         image.load()
     except OSError as error:

@@ -72,6 +72,11 @@ def _load_split(dataset_dir: Path, entries: list[tuple[str, str]], classes: tupl
     return Split(stacked, labels, tuple(rel for rel, _ in entries))
 
 
+def decoder_key() -> str:
+    """Short hash of the decoding code (``images.py``): part of every cache key over decoded pixels."""
+    return fileio.sha256_file(images.__file__)[:12]
+
+
 def load_dataset(dataset_dir: str | os.PathLike, image_size: int, *,
                  cache_dir: str | os.PathLike | None = None) -> Dataset:
     """Every accepted image of a prepared data set, decoded at ``image_size``."""
@@ -82,7 +87,8 @@ def load_dataset(dataset_dir: str | os.PathLike, image_size: int, *,
     for name in settings.SPLITS:
         cached = None
         if cache_dir is not None:
-            cached = Path(cache_dir) / "arrays" / f"{manifest_sha[:16]}-{image_size}px-{name}.npz"
+            # Keyed on the decoding code too: arrays decoded by an older images.py are not these arrays.
+            cached = Path(cache_dir) / "arrays" / f"{manifest_sha[:16]}-{decoder_key()}-{image_size}px-{name}.npz"
             if cached.is_file():
                 with np.load(cached) as data:
                     splits[name] = Split(data["images"], data["labels"], tuple(data["paths"].tolist()))

@@ -1,6 +1,6 @@
 """Classify image files with a ``.tflite`` model: the deployment path, TensorFlow-free.
 
-    python -m trashnet predict photo.jpg photos/ 'more/**/*.png' --model models/final/trashnet.tflite --top-k 3
+    python -m trashnet predict photo.jpg photos/ 'more/**/*.png' --model models/cpu/final/trashnet.tflite --top-k 3
 
 and from Python::
 
@@ -35,7 +35,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from trashnet import images
+from trashnet import fileio, images
 from trashnet.litert import TFLiteModel
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -121,7 +121,7 @@ def embedded_files(model: str | os.PathLike | bytes) -> dict[str, bytes]:
 def read_labels(model_path: str | os.PathLike, labels_path: str | os.PathLike | None = None) -> list[str] | None:
     """Class names in output order: ``labels_path``, else embedded, else ``labels.txt`` beside the model."""
     if labels_path is not None:
-        return parse_labels(Path(labels_path).read_text(encoding="utf-8"))
+        return parse_labels(fileio.read_text(labels_path))
     embedded = embedded_files(model_path).get(LABELS_FILE)
     if embedded is not None:
         return parse_labels(embedded.decode("utf-8"))
@@ -153,10 +153,11 @@ def _error_text(error: BaseException) -> str:
 def load_model(model: str | os.PathLike | TFLiteModel, *, labels: Sequence[str] | str | os.PathLike | None = None,
                num_threads: int | None = None) -> tuple[TFLiteModel, list[str]]:
     """The interpreter and its class names (checked against the output size)."""
-    runner = model if isinstance(model, TFLiteModel) else TFLiteModel(model, num_threads=num_threads)
+    # Read through fileio: a named pipe or device given as the model is refused instead of blocking.
+    runner = model if isinstance(model, TFLiteModel) else TFLiteModel(fileio.read_bytes(model), num_threads=num_threads)
     if labels is None or isinstance(labels, (str, os.PathLike)):
         if isinstance(model, TFLiteModel):
-            names = (parse_labels(Path(labels).read_text(encoding="utf-8")) if labels is not None else None)
+            names = parse_labels(fileio.read_text(labels)) if labels is not None else None
             if names is None:
                 embedded = embedded_files(model.content).get(LABELS_FILE)
                 names = parse_labels(embedded.decode("utf-8")) if embedded is not None else None
@@ -181,10 +182,12 @@ def predict(paths: Iterable[str | os.PathLike], model: str | os.PathLike | TFLit
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     runner, names = load_model(model, labels=labels, num_threads=num_threads)
     k = min(top_k, len(names))
     size = runner.image_size
-    workers = workers or os.cpu_count() or 2
+    workers = workers or os.cpu_count() or 2  # None: one per core
     window = 4 * workers
     pending: deque[tuple[str, Future | str]] = deque()
 
@@ -251,10 +254,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="JSON Lines on stdout: one object per image (path, label, top_k or error)")
     parser.add_argument("--labels", help="class names, one per line (default: embedded in the model, "
                                          "else labels.txt beside it)")
-    parser.add_argument("--threads", type=int, default=None, help="LiteRT interpreter threads")
-    parser.add_argument("--workers", type=int, default=None, help="image-decoding threads (default: CPU count)")
+    parser.add_argument("--threads", type=_at_least_one, default=None, help="LiteRT interpreter threads")
+    parser.add_argument("--workers", type=_at_least_one, default=None,
+                        help="image-decoding threads (default: CPU count)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (shown on stderr when it is a terminal)")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _progress(iterator: Iterator[Prediction], enabled: bool) -> Iterator[Prediction]:
@@ -278,9 +292,12 @@ def command(args: argparse.Namespace) -> int:
         print("error: --top-k must be at least 1", file=sys.stderr)
         return 2
     try:
+        for path in (args.model, args.labels):
+            if path is not None:
+                fileio.open_regular(path).close()  # a named pipe or device would block the read
         runner, names = load_model(args.model, labels=args.labels, num_threads=args.threads)
     except (OSError, ValueError, RuntimeError) as error:
-        print(f"error: cannot use model {args.model}: {error}", file=sys.stderr)
+        print(f"error: cannot use model {args.model}: {error} - check --model and --labels", file=sys.stderr)
         return 2
     if names == [f"class_{i}" for i in range(len(names))]:
         print(f"warning: no labels in or beside {args.model}: showing class indices (use --labels)", file=sys.stderr)

@@ -265,8 +265,11 @@ def _float_reference(model: keras.Model, data: inputs.Dataset, source_sha: str,
     one source compares against the same reference, computed once."""
     if cache_dir is None:
         return evaluate.keras_probabilities(model, data.test.images)
+    # The source file, the data, how pixels are decoded, the evaluation code and TensorFlow (the lockfile).
+    key = fileio.sha256_bytes(" ".join([inputs.decoder_key(), fileio.sha256_file(evaluate.__file__),
+                                        provenance.lockfile_hash()]).encode())[:12]
     path = (Path(cache_dir) / "quantize" /
-            f"{source_sha[:16]}-{data.manifest_sha256[:16]}-{data.image_size}px-test-probabilities.npy")
+            f"{source_sha[:16]}-{data.manifest_sha256[:16]}-{key}-{data.image_size}px-test-probabilities.npy")
     if path.is_file():
         return np.load(path)
     reference = evaluate.keras_probabilities(model, data.test.images)

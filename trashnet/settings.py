@@ -1,8 +1,11 @@
 """One place for paths, environment variables and fixed names.
 
-Everything generated lives under one output root (``TRASHNET_OUT``, default: the repository), in the
-research layout ``dataset/``, ``models/{baseline,pruned,quantized,final}/``, ``report/``, plus ``logs/``
-and a ``.cache/`` of derived arrays. Raw data is never written to.
+Everything generated lives under one output root (``TRASHNET_OUT``, default: the repository), one folder
+per profile in each part of the research layout: ``dataset/<profile>/``,
+``models/<profile>/{baseline,pruned,quantized}/<id>/`` and ``models/<profile>/final/``,
+``report/<profile>/``, ``logs/<profile>/`` and ``.cache/<profile>/`` (derived arrays). So the ``cpu`` and
+``full`` runs live side by side and never overwrite each other. Raw data is never written to.
+Committed reference results use the same layout minus the profile level, under ``results/<profile>/``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 PROFILES_DIR = EXPERIMENTS_DIR / "profiles"
 VARIANTS_FILE = EXPERIMENTS_DIR / "variants.yaml"
 TEMPLATES_DIR = REPO_ROOT / "templates"
+RESULTS_DIR = REPO_ROOT / "results"  # committed reference results, one folder per profile
 LOCK_FILE = REPO_ROOT / "requirements.lock"
 
 # Environment variables the project reads (documented in the README).
@@ -52,6 +56,16 @@ NOTEBOOKS = {
     "final": EXPERIMENTS_DIR / "final.ipynb",
 }
 
+# The package modules each stage's notebook calls: the start of its import closure, whose code is in the
+# stage's cache key (provenance.import_closure; tests check these against the notebooks' imports).
+STAGE_MODULES = {
+    "baseline": ("train", "views"),
+    "pruned": ("prune", "train", "views"),
+    "quantized": ("quantize", "config"),
+    "final": ("artifact", "select", "stats", "config"),
+}
+DATA_MODULES = ("data",)  # `prepare`: what the dataset folder depends on
+
 
 def default_data_source() -> Path:
     """The data folder to prepare: ``$TRASHNET_DATA`` if set, else the bundled sample."""
@@ -66,17 +80,35 @@ def default_output_root() -> Path:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where everything generated goes, under one root."""
+    """Where everything generated for one profile goes, under one root.
+
+    ``Layout(root, profile)`` is a run's output; ``Layout.reference(folder)`` reads a committed
+    ``results/<profile>/`` folder, which has the same layout without the profile level.
+    """
 
     root: Path
+    profile: str
+    flat: bool = False  # True: no <profile> level (a committed reference folder)
+
+    def __post_init__(self) -> None:
+        if not self.profile or "/" in self.profile or self.profile.startswith("."):
+            raise ValueError(f"invalid profile name {self.profile!r} for an output folder")
 
     @classmethod
-    def default(cls) -> "Layout":
-        return cls(default_output_root())
+    def default(cls, profile: str) -> "Layout":
+        return cls(default_output_root(), profile)
+
+    @classmethod
+    def reference(cls, folder: Path, profile: str | None = None) -> "Layout":
+        folder = Path(folder)
+        return cls(folder, profile or folder.name, flat=True)
+
+    def _part(self, name: str) -> Path:
+        return self.root / name if self.flat else self.root / name / self.profile
 
     @property
     def dataset(self) -> Path:
-        return self.root / "dataset"
+        return self._part("dataset")
 
     @property
     def data_manifest(self) -> Path:
@@ -84,19 +116,19 @@ class Layout:
 
     @property
     def models(self) -> Path:
-        return self.root / "models"
+        return self._part("models")
 
     @property
     def report(self) -> Path:
-        return self.root / "report"
+        return self._part("report")
 
     @property
     def logs(self) -> Path:
-        return self.root / "logs"
+        return self._part("logs")
 
     @property
     def cache(self) -> Path:
-        return self.root / ".cache"
+        return self._part(".cache")
 
     def stage_dir(self, stage: str) -> Path:
         if stage not in STAGES:
@@ -104,7 +136,7 @@ class Layout:
         return self.models / stage
 
     def variant_dir(self, stage: str, variant: str) -> Path:
-        # There is one final model: it lives in models/final/ itself, where the deployment app fetches it.
+        # There is one final model: it lives in models/<profile>/final/ itself, where the app fetches it.
         if stage == "final":
             return self.stage_dir(stage)
         return self.stage_dir(stage) / variant

@@ -6,7 +6,7 @@
 From scratch (``model.weights: none``): AdamW (no weight decay on BatchNorm or biases), linear warm-up then
 cosine decay, label smoothing, balanced class weights (as per-sample weights), batch augmentation
 (``inputs.augment_batch``) and an exponential moving average (EMA) of the weights. BatchNorm momentum comes
-from the config (0.99: tf_keras' 0.999 for V3 never catches up on ~1,800 images, FACTS.md).
+from the config (0.99: tf_keras' 0.999 for V3 never catches up on ~1,800 images, docs/toolchain-facts.md).
 
 Pretrained (``imagenet`` or a weights file): first the classifier alone on the backbone's pooled features,
 computed once in inference mode and cached (the frozen-backbone phase then costs seconds), then the whole
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from trashnet import evaluate, fileio, inputs, models
+from trashnet import evaluate, fileio, inputs, models, settings
 from trashnet.config import VariantConfig
 from trashnet.keras_env import keras, seed_everything, tf
 
@@ -243,6 +243,9 @@ def backbone_features(model: keras.Model, data: inputs.Dataset, cfg: VariantConf
     key = hashlib.sha256(json.dumps({
         "arch": cfg.arch, "alpha": cfg.model.alpha, "size": cfg.model.image_size, "mixed": mixed,
         "weights": models.weights_origin(cfg.model.weights), "manifest": data.manifest_sha256,
+        # What else the features depend on: the decoded pixels, the network's code, the TensorFlow version.
+        "decoder": inputs.decoder_key(), "models": fileio.sha256_file(models.__file__),
+        "lockfile": fileio.sha256_file(settings.LOCK_FILE) if settings.LOCK_FILE.exists() else "missing",
     }, sort_keys=True).encode()).hexdigest()[:16]
     extractor = keras.Model(model.input, model.get_layer("pool").output)
     features = {}

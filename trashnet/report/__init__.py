@@ -6,7 +6,7 @@ it into numbered tables and figures; ``render`` writes the HTML (Jinja2 + gettex
 places the executed notebooks beside the report. The reporter reads files only: it never imports a
 training, pruning or quantization module, and no number is typed into a template.
 
-Output, under the profile's report folder (``settings.Layout.report``)::
+Output, under the profile's report folder (``settings.Layout.report``: ``<out>/report/<profile>/``)::
 
     id/index.html  id/report.pdf      the chapter in Bahasa Indonesia
     en/index.html  en/report.pdf      the chapter in English
@@ -22,7 +22,7 @@ import shutil
 import time
 from pathlib import Path
 
-from trashnet import figures, fileio, settings
+from trashnet import figures, fileio, owned, settings
 from trashnet.report import chapter as chapter_module
 from trashnet.report import collect, exports, i18n, render
 from trashnet.report.collect import ReportData
@@ -33,15 +33,21 @@ NOTEBOOKS_DIR = "notebooks"
 EXPORTS_DIR = "exports"
 
 
+def fresh_folder(folder: Path, kind: str) -> Path:
+    """An empty folder of generated files, rebuilt on every report (never someone else's folder)."""
+    owned.remove(folder, kind, made_by="`report`", hint="move it away or choose another --out")
+    folder.mkdir(parents=True)
+    owned.stamp(folder, kind)
+    return folder
+
+
 def copy_notebooks(data: ReportData) -> dict[str, str]:
     """The executed notebooks into ``<report>/notebooks/``; variant id -> path relative to the report."""
-    target_dir = data.report_dir / NOTEBOOKS_DIR
-    if target_dir.exists():
-        shutil.rmtree(target_dir)
+    target_dir = fresh_folder(data.report_dir / NOTEBOOKS_DIR, "report-notebooks")
     links = {}
     for variant in [*data.variants, *([data.final] if data.final else [])]:
         if variant.notebook is not None:
-            fileio.atomic_copy(variant.notebook, target_dir / f"{variant.id}.html")
+            shutil.copyfile(variant.notebook, target_dir / f"{variant.id}.html")
             links[variant.id] = f"{NOTEBOOKS_DIR}/{variant.id}.html"
     return links
 
@@ -54,12 +60,12 @@ def _index_page(languages: list[str]) -> str:
             f"<body><h1>TrashNet</h1><ul>{items}</ul></body></html>\n")
 
 
-def build(root: str | Path | settings.Layout, *, languages: tuple[str, ...] = i18n.LANGUAGES, pdf: bool = True,
-          export: bool = True, log=print) -> Path:
-    """Write the report of an output root (or a ``settings.Layout``) in each language; returns the report
-    folder (``Layout.report``)."""
+def build(root: str | Path | settings.Layout, profile: str | None = None, *,
+          languages: tuple[str, ...] = i18n.LANGUAGES, pdf: bool = True, export: bool = True, log=print) -> Path:
+    """Write the report of one profile (a ``settings.Layout``, or an output root and a profile) in each
+    language; returns the report folder (``Layout.report``: ``<root>/report/<profile>/``)."""
     start = time.perf_counter()
-    data = collect.collect(root)
+    data = collect.collect(root, profile)
     chapter = chapter_module.build(data)
     links = copy_notebooks(data)
     for lang in languages:
@@ -72,7 +78,8 @@ def build(root: str | Path | settings.Layout, *, languages: tuple[str, ...] = i1
             pages = render.write_pdf(page, data.report_dir / lang / REPORT_PDF, target.parent)
             log(f"report: {data.report_dir / lang / REPORT_PDF} ({pages} pages)")
         if export:
-            written = exports.write(chapter, drawn, lang, data.report_dir / EXPORTS_DIR / lang)
+            folder = fresh_folder(data.report_dir / EXPORTS_DIR / lang, "report-exports")
+            written = exports.write(chapter, drawn, lang, folder)
             log(f"report: {len(written)} export files in {data.report_dir / EXPORTS_DIR / lang}")
     fileio.atomic_write_text(data.report_dir / REPORT_HTML, _index_page(list(languages)))
     log(f"report: {len(chapter.tables)} tables, {len(chapter.figures)} figures, built in "
@@ -83,6 +90,8 @@ def build(root: str | Path | settings.Layout, *, languages: tuple[str, ...] = i1
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output root holding models/, dataset/, logs/ "
                         "(default: $TRASHNET_OUT, else the repository)")
+    parser.add_argument("--profile", default=None, help="which profile's results (default: the only one "
+                        "under <out>/logs/, else quick)")
     parser.add_argument("--lang", choices=(*i18n.LANGUAGES, "all"), default="all",
                         help="language of the report: id (Bahasa Indonesia), en, or all (default)")
     parser.add_argument("--no-pdf", action="store_true", help="only the HTML pages")
@@ -90,15 +99,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    from trashnet.errors import UsageError
+
     root = args.out.expanduser().resolve() if args.out else settings.default_output_root()
-    layout = settings.Layout(root)
+    profile = args.profile or _only_profile(root)
+    layout = settings.Layout(root, profile)
     if not layout.models.is_dir() and not (layout.logs / settings.RUN_RECORD).exists():
-        print(f"error: {root} has no models/ or logs/{settings.RUN_RECORD}: run ./run_all.sh first", flush=True)
-        return 2
+        raise UsageError(f"{root} has no models/{profile}/ or logs/{profile}/{settings.RUN_RECORD}",
+                         f"run ./run_all.sh --profile {profile} first, or pass --out / --profile")
     languages = i18n.LANGUAGES if args.lang == "all" else (args.lang,)
-    folder = build(root, languages=languages, pdf=not args.no_pdf, export=not args.no_exports)
+    folder = build(layout, languages=languages, pdf=not args.no_pdf, export=not args.no_exports)
     print(folder)
     return 0
+
+
+def _only_profile(root: Path) -> str:
+    """The profile whose run record is under ``<root>/logs/`` when there is exactly one; none: ``quick``."""
+    from trashnet.errors import UsageError
+
+    found = sorted(path.parent.name for path in (root / "logs").glob(f"*/{settings.RUN_RECORD}"))
+    if len(found) > 1:
+        raise UsageError(f"{root} holds the runs of several profiles ({', '.join(found)})",
+                         "pass --profile to say which report to build")
+    return found[0] if found else "quick"
 
 
 __all__ = ["build", "configure", "command", "REPORT_HTML", "REPORT_PDF"]

@@ -303,9 +303,14 @@ def read_stats(final_dir: Path) -> dict[str, Any] | None:
     return stats.load_stats(path).model_dump(mode="json")  # a malformed file is an error, not "not run"
 
 
-def collect(where: str | Path | settings.Layout) -> ReportData:
-    """Everything the report shows, from an output root or a ``settings.Layout`` (e.g. one profile's)."""
-    layout = where if isinstance(where, settings.Layout) else settings.Layout(Path(where).resolve())
+def collect(where: str | Path | settings.Layout, profile: str | None = None) -> ReportData:
+    """Everything the report shows of one profile: from ``settings.Layout`` or an output root and a profile."""
+    if isinstance(where, settings.Layout):
+        layout = where
+    else:
+        if profile is None:
+            raise ValueError("collect needs the profile of the output root's results")
+        layout = settings.Layout(Path(where).resolve(), profile)
     run = _json(layout.logs / settings.RUN_RECORD)
     variants = [read_variant(*entry) for entry in _entries(layout, run)]
     final = next((v for v in variants if v.stage == "final"), None)
@@ -322,7 +327,7 @@ def collect(where: str | Path | settings.Layout) -> ReportData:
     profiles = sorted({v.metrics.profile for v in report_variants if v.metrics and v.metrics.profile})
     return ReportData(
         root=layout.root, report_dir=layout.report,
-        profile=run.get("profile") or ", ".join(profiles) or "unknown",
+        profile=run.get("profile") or layout.profile or ", ".join(profiles) or "unknown",
         sample=bool(run.get("sample")), data_source=run.get("data_source"), run=run,
         variants=report_variants, final=final, selection=selection, selection_problem=selection_problem,
         card=card, stats=stats, data=data_summary(layout.dataset), misclassified=shown,

@@ -120,9 +120,14 @@ def html(data: ReportData, chapter: Chapter, lang: str, uris: dict[str, str], *,
 
 def write_pdf(html_text: str, target: Path, base_url: Path) -> int:
     """``report.pdf`` (A4, WeasyPrint); returns the page count."""
-    import weasyprint
+    from PIL import ImageFile
 
     from trashnet import fileio
+
+    strict = ImageFile.LOAD_TRUNCATED_IMAGES
+    import weasyprint
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = strict  # its import sets it True for the whole process
 
     for name in ("weasyprint", "fontTools"):
         logging.getLogger(name).setLevel(logging.ERROR)
