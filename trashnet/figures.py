@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from trashnet.select import pareto_front
+from trashnet.pareto import pareto_front
 
 GROUP_COLOURS = {"baseline": "#1f77b4", "pruned": "#ff7f0e", "quantized": "#2ca02c", "hybrid": "#d62728",
                  "final": "#9467bd"}
@@ -126,7 +126,7 @@ def pareto(points: Iterable[tuple[str, str, float, float]], *, xlabel: str, chos
            log_x: bool = True, text: Mapping[str, str] | None = None):
     """Test accuracy against a cost: ``points`` are (id, group, cost, accuracy as a fraction).
 
-    The front is ``select.pareto_front``, the function the selection rule records in ``selection.json``:
+    The front is ``pareto.pareto_front``, the function the selection rule records in ``selection.json``:
     the figure and the record cannot disagree.
     """
     figure = _figure(6.4, 3.8)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from trashnet import fileio, results, settings
+from trashnet.pareto import pareto_front  # the one front, also drawn by trashnet.figures
 from trashnet.config import SelectConfig, StatsConfig, split_seed_id
 
 SELECTION_FILE = settings.SELECTION_FILE
@@ -137,21 +138,6 @@ def read_results(models_dir: str | os.PathLike, *, latency_key: str = "tflite_th
 
 
 # --- Pareto fronts -------------------------------------------------------------------------------
-
-def pareto_front(points: Iterable[tuple[str, float, float]]) -> list[str]:
-    """Ids of ``(id, accuracy, cost)`` points no other point beats: higher accuracy, lower cost.
-
-    A point is dominated when another is at least as accurate and at most as costly, and strictly better
-    in one of the two. Returned in order of increasing cost.
-    """
-    points = list(points)
-    front = []
-    for pid, accuracy, cost in points:
-        dominated = any(a >= accuracy and c <= cost and (a > accuracy or c < cost) for _, a, c in points)
-        if not dominated:
-            front.append((cost, -accuracy, pid))
-    return [pid for _, _, pid in sorted(front)]
-
 
 def fronts(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     usable = [r for r in rows if r.get("status") == "ok"]

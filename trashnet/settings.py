@@ -60,9 +60,9 @@ NOTEBOOKS = {
 # stage's cache key (provenance.import_closure; tests check these against the notebooks' imports).
 STAGE_MODULES = {
     "baseline": ("train", "views"),
-    "pruned": ("prune", "train", "views"),
+    "pruned": ("prune", "train", "views", "figures"),
     "quantized": ("quantize", "config"),
-    "final": ("artifact", "select", "stats", "config"),
+    "final": ("artifact", "select", "stats", "config", "figures"),
 }
 DATA_MODULES = ("data",)  # `prepare`: what the dataset folder depends on
 
