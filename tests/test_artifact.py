@@ -127,10 +127,13 @@ def test_a_file_that_does_not_reproduce_its_accuracy_is_refused(tmp_path, sample
     assert not (tmp_path / "models" / "final" / "SHA256SUMS").exists()
 
 
-def test_the_final_notebook_runs(tmp_path, sample_dataset, final_config):
+def test_the_final_notebook_runs(tmp_path, sample_dataset, final_config, monkeypatch):
+    import nbformat
     import papermill
 
     from trashnet import settings
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as the pipeline runs it: the Pareto figure must still appear
 
     models_dir = evaluated_tree(tmp_path / "models", sample_dataset)
     output_dir = tmp_path / "models" / "final"
@@ -143,7 +146,9 @@ def test_the_final_notebook_runs(tmp_path, sample_dataset, final_config):
                     "output_dir": str(output_dir), "cache_dir": str(tmp_path / ".cache")})
     assert all(artifact.check_sums(output_dir).values())
     text = executed.read_text()
-    assert "**Chosen:**" in text and "Model card: trashnet" in text and "image/png" in text
+    assert "**Chosen:**" in text and "Model card: trashnet" in text
+    pareto = [c for c in nbformat.read(executed, as_version=4).cells if "pareto_selection" in c.source]
+    assert pareto and any("image/png" in output.get("data", {}) for output in pareto[0].outputs)
 
 
 def test_a_trained_mobilenet_v3_large_fp16_file_reproduces_exactly(tmp_path, sample_dataset, final_config,

@@ -28,17 +28,17 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from trashnet import fileio, images, provenance, select, settings, stats
+from trashnet import fileio, images, provenance, results, select, settings, stats
 from trashnet.config import VariantConfig, config_to_dict
 from trashnet.litert import TFLiteModel
 from trashnet.predict import LABELS_FILE, METADATA_FILE, embedded_files, evaluate_split
 
 MODEL_FILE = "trashnet.tflite"
-CARD_JSON = "model_card.json"
-CARD_MD = "model_card.md"
-VERIFICATION_FILE = "verification.json"
-SUMS_FILE = "SHA256SUMS"
-METRICS_FILE = "metrics.json"
+CARD_JSON = settings.MODEL_CARD_FILE
+CARD_MD = settings.MODEL_CARD_MD
+VERIFICATION_FILE = settings.VERIFICATION_FILE
+SUMS_FILE = settings.SUMS_FILE
+METRICS_FILE = settings.METRICS_FILE
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same inputs give the same bytes
 
 PREPROCESSING = (
@@ -67,7 +67,7 @@ def append_zip(model: bytes, files: dict[str, bytes]) -> bytes:
 
 
 def _reported_predictions(variant_dir: Path) -> dict[str, str] | None:
-    path = variant_dir / "predictions.csv"
+    path = variant_dir / settings.PREDICTIONS_FILE
     if not path.is_file():
         return None
     with open(path, newline="", encoding="utf-8") as handle:
@@ -262,7 +262,7 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
     stats.write_stats(statistics, output_dir)
     chosen = selection["chosen"]
     variant_dir = models_dir / chosen["dir"]
-    record = fileio.read_json(variant_dir / METRICS_FILE)
+    record = results.read_metrics(variant_dir).dump()
     original = select.chosen_path(selection, models_dir)
     labels = list(record.get("classes") or [])
     if not labels:
@@ -292,7 +292,7 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
     build = provenance.collect(seed=config.seed, profile=config.profile, config=config_to_dict(config),
                                data_manifest=dataset_dir / settings.MANIFEST_NAME, weights=record.get("weights"))
     card = model_card(selection, record, verification, model_path, labels, build)
-    fileio.write_json(output_dir / CARD_JSON, card)
+    results.write_model_card(output_dir, card)
     markdown = card_markdown(card)
     fileio.atomic_write_text(output_dir / CARD_MD, markdown)
 
@@ -300,7 +300,7 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
     final_record.update(variant="final", stage="final", selected_variant=chosen["id"], format="tflite",
                         size={"file": MODEL_FILE, "raw_bytes": card["size"]["raw_bytes"],
                               "gzip_bytes": card["size"]["gzip_bytes"]}, provenance=build)
-    fileio.write_json(output_dir / METRICS_FILE, final_record)
+    results.write_metrics(output_dir, final_record)
 
     names = [MODEL_FILE, LABELS_FILE, CARD_JSON, CARD_MD, select.SELECTION_FILE, stats.STATS_FILE, VERIFICATION_FILE,
              METRICS_FILE]
