@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce everything: set up (or check) the environment, prepare the data, run every stage notebook for
-# every variant (cached, resumable), build report/<profile>/index.html and report.pdf, and, when
-# results/<profile>/ is committed, check the run against it (python -m trashnet verify).
+# every variant (cached, resumable), build the report (report/<profile>/{id,en}/index.html and report.pdf),
+# and, when results/<profile>/ is committed, check the run against it (python -m trashnet verify).
 #
 #   ./run_all.sh                                  # bundled sample, quick profile: a smoke run
 #   ./run_all.sh --data ~/trashnet/dataset-resized --profile cpu -j 2

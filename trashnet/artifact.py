@@ -33,19 +33,18 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from trashnet import fileio, images, provenance, select, settings, stats
+from trashnet import fileio, images, provenance, results, select, settings, stats
 from trashnet.config import VariantConfig, config_to_dict
 from trashnet.litert import TFLiteModel, read_metadata
 from trashnet.predict import LABELS_FILE, METADATA_FILE, embedded_files, evaluate_split
+from trashnet.results import ClassWeakness, DataSection, ModelCard, OODSection, SplitCount
 
 MODEL_FILE = "trashnet.tflite"
-CARD_JSON = "model_card.json"
-CARD_MD = "model_card.md"
-VERIFICATION_FILE = "verification.json"
-SUMS_FILE = "SHA256SUMS"
-METRICS_FILE = "metrics.json"
+CARD_JSON = settings.MODEL_CARD_FILE
+CARD_MD = settings.MODEL_CARD_MD
+VERIFICATION_FILE = settings.VERIFICATION_FILE
+SUMS_FILE = settings.SUMS_FILE
+METRICS_FILE = settings.METRICS_FILE
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same inputs give the same bytes
 
 PREPROCESSING = (
@@ -141,7 +140,7 @@ def write_metadata(model: bytes, labels: list[str], *, version: str, info: dict[
 
 
 def _reported_predictions(variant_dir: Path) -> dict[str, str] | None:
-    path = variant_dir / "predictions.csv"
+    path = variant_dir / settings.PREDICTIONS_FILE
     if not path.is_file():
         return None
     with open(path, newline="", encoding="utf-8") as handle:
@@ -188,75 +187,9 @@ def verify(model_path: Path, original_path: Path, dataset_dir: Path, record: dic
     }
 
 
-# --- model card: the fields of artifact.model_card, plus the model-card convention's sections -------------
-# (Mitchell et al. 2019, "Model Cards for Model Reporting"; Hugging Face's model card template). Typed here:
-# trashnet/results.py (the typed result files) does not exist on this branch.
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SplitCount(_Section):
-    images: int
-    per_class: dict[str, int]
-
-
-class DataSection(_Section):
-    dataset: str
-    source: str
-    license: str
-    description: str
-    split_method: str
-    splits: dict[str, SplitCount]  # accepted images of the prepared data set per split
-    rejected_files: int
-    manifest_sha256: str | None
-
-
-class ClassWeakness(_Section):
-    name: str = Field(alias="class")
-    f1: float
-    precision: float
-    recall: float
-    support: int
-    most_confused_with: str | None = None  # the commonest wrong prediction for this class on the test split
-    confused_count: int | None = None
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class OODSection(_Section):
-    """The ``ood`` block of metrics.json (the ``evaluate`` command), or ``measured: False``."""
-
-    measured: bool
-    dataset: str | None = None
-    n: int | None = None
-    accuracy: float | None = None
-    macro_f1: float | None = None
-    per_class: dict[str, Any] | None = None
-
-
-class ModelCard(BaseModel):
-    """``model_card.json``: the convention's sections are typed; the technical fields are kept as written."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str
-    version: str
-    variant: str
-    model_file: str
-    classes: list[str]
-    intended_use: list[str]
-    out_of_scope_use: list[str]
-    training_data: DataSection
-    evaluation_data: str
-    limitations: list[str]
-    out_of_distribution: OODSection
-    per_class_weaknesses: list[ClassWeakness]
-    report_a_problem: str
-
-    def dump(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
-
+# --- model card: the technical fields, plus the model-card convention's sections ----------------------------
+# (Mitchell et al. 2019, "Model Cards for Model Reporting"; Hugging Face's model card template), typed in
+# trashnet/results.py (ModelCard and its sections).
 
 INTENDED_USE = [
     "Sorting aid for photos of a single piece of household waste, one of six classes (cardboard, glass, metal, "
@@ -562,7 +495,7 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
     stats.write_stats(statistics, output_dir)
     chosen = selection["chosen"]
     variant_dir = models_dir / chosen["dir"]
-    record = fileio.read_json(variant_dir / METRICS_FILE)
+    record = results.read_metrics(variant_dir).dump()
     original = select.chosen_path(selection, models_dir)
     labels = list(record.get("classes") or [])
     if not labels:
@@ -595,7 +528,7 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
                      if i.variant == chosen["id"] and i.metric == "accuracy"), None)
     card = model_card(selection, record, verification, model_path, labels, build, version=version,
                       data=data_section(dataset_dir, config), interval=interval)
-    fileio.write_json(output_dir / CARD_JSON, card)
+    results.write_model_card(output_dir, card)
     markdown = card_markdown(card)
     fileio.atomic_write_text(output_dir / CARD_MD, markdown)
 
@@ -603,7 +536,7 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
     final_record.update(variant="final", stage="final", selected_variant=chosen["id"], format="tflite",
                         size={"file": MODEL_FILE, "raw_bytes": card["size"]["raw_bytes"],
                               "gzip_bytes": card["size"]["gzip_bytes"]}, provenance=build)
-    fileio.write_json(output_dir / METRICS_FILE, final_record)
+    results.write_metrics(output_dir, final_record)
 
     names = [MODEL_FILE, LABELS_FILE, CARD_JSON, CARD_MD, select.SELECTION_FILE, stats.STATS_FILE, VERIFICATION_FILE,
              METRICS_FILE]

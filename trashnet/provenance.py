@@ -23,7 +23,8 @@ from trashnet import fileio, settings
 LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy",
              "pillow", "scikit-learn", "papermill")
 # Modules whose code cannot change a stage's results: left out of the whole-package code hash.
-_NOT_RESULT_CODE = {"report.py", "cli.py", "__main__.py", "pipeline.py"}
+# "report": the reporter package (trashnet/report/).
+_NOT_RESULT_CODE = {"report", "cli.py", "__main__.py", "pipeline.py"}
 PACKAGE = "trashnet"
 CODE_DIR = settings.PACKAGE_DIR  # where the hashed sources are read from (tests point it at a copy)
 
@@ -72,7 +73,7 @@ def code_hash(modules: Iterable[str] | None = None) -> str:
     """
     if modules is None:
         names = [path.relative_to(CODE_DIR).as_posix() for path in CODE_DIR.rglob("*.py")
-                 if path.name not in _NOT_RESULT_CODE]
+                 if path.relative_to(CODE_DIR).parts[0] not in _NOT_RESULT_CODE]
     else:
         names = list(modules)
     digest = hashlib.sha256()

@@ -37,6 +37,19 @@ SPLITS = ("train", "validation", "test")
 STAGES = ("baseline", "pruned", "quantized", "final")
 MANIFEST_NAME = "manifest.csv"  # written by `prepare` into the dataset folder
 RUN_MANIFEST_NAME = "manifest.json"  # written last into a finished variant folder: its "done" marker
+# Result files (their typed models live in trashnet/results.py). In a variant folder:
+METRICS_FILE = "metrics.json"  # every stage: the variant's result record
+PREDICTIONS_FILE = "predictions.csv"  # one row per test image: path, true, predicted, confidence, probabilities
+HISTORY_FILE = "history.csv"  # training stages: one row per epoch
+FAILED_FILE = "failed.json"  # the runner, instead of manifest.json, when the notebook raised
+# In the final folder, beside metrics.json:
+SELECTION_FILE = "selection.json"
+MODEL_CARD_FILE = "model_card.json"
+MODEL_CARD_MD = "model_card.md"
+VERIFICATION_FILE = "verification.json"
+SUMS_FILE = "SHA256SUMS"
+STATS_FILE = "stats.json"  # significance (trashnet/stats.py); absent = not run
+RUN_RECORD = "run.json"  # <out>/logs/run.json: what the last run did
 # The one parameterized notebook per stage, run by papermill for each variant of that stage.
 NOTEBOOKS = {
     "baseline": EXPERIMENTS_DIR / "baseline.ipynb",
@@ -49,10 +62,10 @@ NOTEBOOKS = {
 # stage's cache key (provenance.import_closure; tests check these against the notebooks' imports).
 STAGE_MODULES = {
     "baseline": ("train", "views"),
-    "pruned": ("prune", "train", "views"),
+    "pruned": ("prune", "train", "views", "figures"),
     "quantized": ("quantize", "config"),
     # tools/write_metadata runs as a subprocess (its own venv), not imported: named so its code keys the stage.
-    "final": ("artifact", "select", "stats", "config", "tools/write_metadata"),
+    "final": ("artifact", "select", "stats", "config", "figures", "tools/write_metadata"),
 }
 DATA_MODULES = ("data",)  # `prepare`: what the dataset folder depends on
 
