@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import standin
-from trashnet import fileio, pipeline, settings
+from trashnet import artifact, fileio, pipeline, settings
 
 SCRIPT = settings.REPO_ROOT / "run_all.sh"
 # The smoke subset for the real end-to-end run when the quick profile does not list its own: one baseline,
@@ -67,6 +67,8 @@ def test_venv_is_reinstalled_only_when_the_lockfile_changes(tmp_path):
     fake.chmod(0o755)
     env = standin.environment()
     env.pop("TRASHNET_PYTHON", None)
+    # The metadata writer's tool venv is the real one (its own stamp works like .venv's).
+    env["TRASHNET_METADATA_PYTHON"] = str(artifact.metadata_python())
 
     def setup() -> list[str]:
         calls.unlink(missing_ok=True)

@@ -230,8 +230,58 @@ class CardSize(_Record):
     chosen_file_gzip_bytes: int | None = None
 
 
+class _Section(BaseModel):
+    """A model-card section ``artifact`` writes: every key typed, no others."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitCount(_Section):
+    images: int
+    per_class: dict[str, int]
+
+
+class DataSection(_Section):
+    """Training and evaluation data: the prepared data set's counts per split, from its manifest."""
+
+    dataset: str
+    source: str
+    license: str
+    description: str
+    split_method: str
+    splits: dict[str, SplitCount]
+    rejected_files: int
+    manifest_sha256: str | None
+
+
+class ClassWeakness(_Section):
+    """One class's test scores and its commonest wrong answer (``most_confused_with``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    name: str = Field(alias="class")
+    f1: float
+    precision: float
+    recall: float
+    support: int
+    most_confused_with: str | None = None
+    confused_count: int | None = None
+
+
+class OODSection(_Section):
+    """The ``ood`` block of the chosen result's metrics.json, or ``measured: False``."""
+
+    measured: bool
+    dataset: str | None = None
+    n: int | None = None
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    per_class: dict[str, Any] | None = None
+
+
 class ModelCard(_Record):
-    """``model_card.json`` of the final artifact (``artifact.model_card``)."""
+    """``model_card.json`` of the final artifact (``artifact.model_card``). The model-card convention's
+    sections (version to report_a_problem) are absent from cards written before they existed."""
 
     name: str
     variant: str
@@ -256,6 +306,15 @@ class ModelCard(_Record):
     selection: dict[str, Any] = Field(default_factory=dict)
     embedded: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict)
+    version: str | None = None
+    intended_use: list[str] | None = None
+    out_of_scope_use: list[str] | None = None
+    training_data: DataSection | None = None
+    evaluation_data: str | None = None
+    limitations: list[str] | None = None
+    out_of_distribution: OODSection | None = None
+    per_class_weaknesses: list[ClassWeakness] | None = None
+    report_a_problem: str | None = None
 
 
 # --- reading and writing ----------------------------------------------------------------------------

@@ -25,11 +25,13 @@ VARIANTS_FILE = EXPERIMENTS_DIR / "variants.yaml"
 TEMPLATES_DIR = REPO_ROOT / "templates"
 RESULTS_DIR = REPO_ROOT / "results"  # committed reference results, one folder per profile
 LOCK_FILE = REPO_ROOT / "requirements.lock"
+METADATA_VENV = REPO_ROOT / ".venv-metadata"  # tool venv of tflite-support (requirements-metadata.lock)
 
 # Environment variables the project reads (documented in the README).
 ENV_DATA = "TRASHNET_DATA"  # a folder of <class>/<image> files; unset = the bundled sample
 ENV_OUT = "TRASHNET_OUT"  # output root; unset = the repository root
 ENV_REAL_DATA = "TRASHNET_REAL_DATA"  # tests: the full TrashNet dataset-resized folder
+ENV_METADATA_PYTHON = "TRASHNET_METADATA_PYTHON"  # the metadata writer's interpreter (default .venv-metadata)
 
 SPLITS = ("train", "validation", "test")
 STAGES = ("baseline", "pruned", "quantized", "final")
@@ -62,7 +64,8 @@ STAGE_MODULES = {
     "baseline": ("train", "views"),
     "pruned": ("prune", "train", "views", "figures"),
     "quantized": ("quantize", "config"),
-    "final": ("artifact", "select", "stats", "config", "figures"),
+    # tools/write_metadata runs as a subprocess (its own venv), not imported: named so its code keys the stage.
+    "final": ("artifact", "select", "stats", "config", "figures", "tools/write_metadata"),
 }
 DATA_MODULES = ("data",)  # `prepare`: what the dataset folder depends on
 
@@ -71,6 +74,11 @@ def default_data_source() -> Path:
     """The data folder to prepare: ``$TRASHNET_DATA`` if set, else the bundled sample."""
     value = os.environ.get(ENV_DATA)
     return Path(value).expanduser().resolve() if value else SAMPLE_DIR
+
+
+def dist_dir(root: Path) -> Path:
+    """Where ``release`` writes ``trashnet-<version>.zip``: one folder for every profile (it is in the name)."""
+    return Path(root) / "dist"
 
 
 def default_output_root() -> Path:
