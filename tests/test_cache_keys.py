@@ -31,7 +31,8 @@ def test_import_closure_follows_every_kind_of_import(tmp_path):
 def test_stage_closures_of_the_real_package():
     closures = {stage: set(provenance.import_closure(modules)) for stage, modules in settings.STAGE_MODULES.items()}
     for stage, files in closures.items():
-        assert not files & {"report.py", "pipeline.py", "cli.py", "__main__.py"}, stage
+        assert not files & {"report/__init__.py", "pipeline.py", "cli.py", "__main__.py"}, stage
+        assert not any(name.startswith("report/") for name in files), stage
         assert "__init__.py" in files and "provenance.py" in files
     training = closures["baseline"] | closures["pruned"] | closures["quantized"]
     assert "select.py" in closures["final"] and "select.py" not in training
@@ -116,6 +117,6 @@ def test_report_code_or_templates_rebuild_only_the_report(tmp_path_factory, tmp_
     page = templates / "report.html.j2"
     page.write_text(page.read_text().replace("</body>", "<p>edited-template-marker</p></body>"))
     monkeypatch.setattr(settings, "TEMPLATES_DIR", templates)
-    monkeypatch.setattr(provenance, "CODE_DIR", edited_package(tmp_path, "report.py"))
+    monkeypatch.setattr(provenance, "CODE_DIR", edited_package(tmp_path, "report/__init__.py"))
     assert rerun(out, standin_env, report=True) == []
-    assert "edited-template-marker" in (settings.Layout(out, "quick").report / "index.html").read_text()
+    assert "edited-template-marker" in (settings.Layout(out, "quick").report / "en" / "index.html").read_text()

@@ -91,7 +91,7 @@ def test_failed_variant_skips_its_dependents_and_the_rest_go_on(tmp_path):
     assert (folder / "mobilenet_v3_large.prune-2of4.ipynb").exists()  # the traceback, for the report
     assert "stand-in failure requested" in result.stdout  # the summary names the error
     # The report was still built, and shows the failure.
-    html = (out / "report" / "quick" / "index.html").read_text()
+    html = (out / "report" / "quick" / "en" / "index.html").read_text()
     assert "stand-in failure requested" in html
     # Once the cause is gone, only the failed variant and what depends on it run.
     trace.unlink()

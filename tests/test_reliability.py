@@ -116,7 +116,7 @@ def test_report_never_removes_a_notebooks_folder_it_did_not_make(tmp_path):
     (mine / "my-notes.html").write_text("keep")
     (tmp_path / "models" / "quick").mkdir(parents=True)
     with pytest.raises(owned.NotOursError, match="not made by"):
-        report.render_html(tmp_path, "quick", use_cache=False, log=lambda message: None)
+        report.build(tmp_path, "quick", pdf=False, export=False, log=lambda message: None)
     assert (mine / "my-notes.html").read_text() == "keep"
 
 

@@ -28,7 +28,7 @@ def published(tmp_path_factory) -> tuple[Path, Path]:
 def test_publish_copies_only_the_small_outputs(published):
     out, reference = published
     files = {path.relative_to(reference).as_posix() for path in reference.rglob("*") if path.is_file()}
-    assert "logs/run.json" in files and "report/index.html" in files
+    assert "logs/run.json" in files and "report/index.html" in files and "report/id/index.html" in files
     assert "models/final/trashnet.tflite" in files and "models/final/SHA256SUMS" in files
     assert "models/final/selection.json" in files and "models/final/labels.txt" in files
     for variant_id in standin.SELECTED[:-1]:

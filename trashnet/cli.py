@@ -19,11 +19,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("trashnet.data", "validate a <class>/<image> folder, split it and write dataset/ + manifest.csv"),
     "download": ("trashnet.download", "download the official TrashNet release and verify its checksum"),
     "run": ("trashnet.pipeline", "run every stage notebook for every variant (cached, resumable)"),
-    "report": ("trashnet.report", "build report/<profile>/index.html and report.pdf from the result files"),
+    "report": ("trashnet.report", "build the results chapter of a profile (id, en: HTML, PDF, exports) from the result files"),
     "verify": ("trashnet.verify", "compare a run with committed reference results (results/<profile>/)"),
     "publish": ("trashnet.publish", "copy a run's small outputs into results/<profile>/ (at most 40 MB)"),
     "predict": ("trashnet.predict", "classify image files, folders or globs with a .tflite model"),
     "evaluate": ("trashnet.folder_eval", "measure a .tflite model on any labelled <class>/<image> folder"),
+    "release": ("trashnet.release", "pack the final model as dist/trashnet-<version>.zip (byte-reproducible)"),
 }
 
 

@@ -5,7 +5,8 @@ A variant's folder holds ``metrics.json`` (one record, schema below), ``predicti
 test image) and whatever model files it made. The report and the final-model selection read only
 these files. Metrics come from scikit-learn; nothing here imports TensorFlow at module level.
 
-``metrics.json`` keys (absent where they do not apply):
+``metrics.json`` keys (absent where they do not apply; typed by ``trashnet.results.Metrics``, which
+``write_results`` validates against before writing):
     variant, stage, arch, source, precision ("fp32", "fp16", ...), format ("keras" | "tflite"),
     profile, seed, weights, image_size, classes,
     test: {n, accuracy, macro_f1, per_class: {cls: {precision, recall, f1, support}},
@@ -35,11 +36,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from trashnet import fileio
+from trashnet import fileio, results, settings
 
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.csv"
-HISTORY_FILE = "history.csv"
+METRICS_FILE = settings.METRICS_FILE
+PREDICTIONS_FILE = settings.PREDICTIONS_FILE
+HISTORY_FILE = settings.HISTORY_FILE
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
@@ -116,12 +117,14 @@ def predictions_csv(paths: Sequence[str], labels: np.ndarray, probabilities: np.
 
 def write_results(out_dir: str | os.PathLike, record: dict[str, Any], *, paths: Sequence[str] | None = None,
                   labels: np.ndarray | None = None, probabilities: np.ndarray | None = None) -> Path:
-    """Write ``metrics.json`` (and ``predictions.csv`` when predictions are given) into ``out_dir``."""
+    """Write ``metrics.json`` (validated by ``results.Metrics``; and ``predictions.csv`` when predictions are
+    given) into ``out_dir``."""
     out_dir = Path(out_dir)
+    record = results.Metrics.model_validate(fileio.to_jsonable(record))  # a wrong type fails before any write
     if probabilities is not None:
         fileio.atomic_write_text(out_dir / PREDICTIONS_FILE,
-                                 predictions_csv(paths, labels, probabilities, record["classes"]))
-    return fileio.write_json(out_dir / METRICS_FILE, record)
+                                 predictions_csv(paths, labels, probabilities, record.classes))
+    return results.write_metrics(out_dir, record)
 
 
 def read_metrics(variant_dir: str | os.PathLike) -> dict[str, Any]:

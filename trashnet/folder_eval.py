@@ -197,23 +197,13 @@ def measure_ood(predict_fn, labels: Sequence[str], image_size: int, *, fit: str 
 
 # --- the model ------------------------------------------------------------------------------------
 
-def load_tflite(model: str | os.PathLike, *, labels: str | os.PathLike | None = None,
+def load_tflite(model: str | os.PathLike, *, labels: str | os.PathLike | Sequence[str] | None = None,
                 num_threads: int | None = None):
-    """``(TFLiteModel, labels, fit)`` of a ``.tflite`` file.
-
-    HOOK (issue 15): a release bundle ``.zip`` goes through ``trashnet.litert``'s bundle loader once it
-    exists; until then only bare ``.tflite`` files (labels embedded or beside them) are accepted.
-    """
+    """``(TFLiteModel, labels, fit)`` of a ``.tflite`` file or a release bundle ``.zip`` (``litert.load``)."""
     from trashnet import litert, predict
 
-    loader = getattr(litert, "load_model", None)  # the release-bundle aware loader of issue 15
-    if Path(model).suffix.lower() == ".zip":
-        if loader is None:
-            raise EvaluationError(f"{model}: release bundles (.zip) are not supported yet: pass the .tflite inside it")
-        runner, names = loader(model, num_threads=num_threads)
-    else:
-        runner, names = predict.load_model(model, labels=labels, num_threads=num_threads)
-    return runner, names, predict.model_fit(runner.content)
+    loaded = litert.load(model, labels=labels, num_threads=num_threads)
+    return loaded.runner, loaded.labels, predict.model_fit(loaded.runner.content)
 
 
 def _decode(path: Path, size: int, fit: str) -> np.ndarray | str:
@@ -304,7 +294,8 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
 # --- command line ---------------------------------------------------------------------------------
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="the .tflite file (labels embedded or labels.txt beside it)")
+    parser.add_argument("--model", required=True,
+                        help="a .tflite file (labels embedded or labels.txt beside it) or a release bundle .zip")
     parser.add_argument("--data", required=True, help="a folder of <class>/<image> files")
     parser.add_argument("--class-map", help="YAML or JSON: folder name -> model label, or null to skip a folder")
     parser.add_argument("--out", help="folder for evaluation.json and confusion_matrix.png (default: print only)")

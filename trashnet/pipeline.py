@@ -37,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -51,9 +52,9 @@ from trashnet import config, eta, fileio, owned, provenance, settings
 from trashnet.errors import UserError, os_error_hint, os_error_text
 
 KERNEL = "python3"
-FAILED_NAME = "failed.json"
-METRICS_NAME = "metrics.json"  # evaluate.METRICS_FILE: every stage writes it (not imported: evaluate needs numpy)
-RUN_RECORD = "run.json"  # <out>/logs/<profile>/run.json: what the last run did, for the report
+FAILED_NAME = settings.FAILED_FILE
+METRICS_NAME = settings.METRICS_FILE  # every stage writes it
+RUN_RECORD = settings.RUN_RECORD  # <out>/logs/<profile>/run.json: what the last run did, for the report
 PREPARE_STAMP = "prepare.json"  # <out>/.cache/<profile>/prepare.json: what the dataset was prepared from
 PARTIAL = ".partial-"  # temporary variant folders: .<name>.partial-<pid>
 OWNED_KIND = "variant"  # owned.stamp kind of a variant's run folder
@@ -383,6 +384,8 @@ def worker_main(job_file: str) -> int:
         error = {"type": type(exc).__name__, "message": str(exc), "cell": None, "traceback": []}
     if Path(spec["output"]).exists():
         try:
+            if spec.get("display"):
+                tidy_executed(Path(spec["output"]), **spec["display"])
             os.chmod(spec["output"], 0o444)  # the executed notebook is a record, not a draft
             _render_html(Path(spec["output"]), Path(spec["html"]))
         except Exception as exc:  # a report without one notebook is better than no result
@@ -390,6 +393,40 @@ def worker_main(job_file: str) -> int:
     if error is not None:
         fileio.write_json(spec["error_file"], error)
     return status
+
+
+# Library start-up lines on stderr that say nothing about the run (TensorFlow/XLA/absl logging, CUDA probing
+# on a machine without a GPU, LiteRT's delegate notice). Anything else on stderr is kept.
+_NOISE = re.compile(r"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\]|WARNING: All log messages before absl::InitializeLog"
+                    r"|INFO: Created TensorFlow Lite XNNPACK delegate|.*(?:cuda drivers|cuInit|TF-TRT Warning|"
+                    r"oneDNN custom operations|This TensorFlow binary is optimized|To enable the following instructions"
+                    r"|Unable to register cu(?:DNN|FFT|BLAS) factory|computation placer already registered))")
+
+
+def tidy_executed(notebook: Path, *, root: str, temp: str, target: str) -> None:
+    """Make the executed notebook read as the record of its final folder: the injected parameters show
+    paths relative to the output root with the final folder name (not the runner's hidden partial folder),
+    and library start-up noise is dropped from stderr outputs."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            source = cell.source.replace(temp, target).replace(root.rstrip("/") + "/", "")
+            cell.source = ("# Parameters injected by the pipeline; paths shown relative to the output root.\n"
+                           + source.replace('"' + root.rstrip("/") + '"', '"."'))
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                lines = [line for line in output.text.splitlines(keepends=True) if not _NOISE.match(line)]
+                if not "".join(lines).strip():
+                    continue
+                output.text = "".join(lines)
+            kept.append(output)
+        cell.outputs = kept
+    nbformat.write(nb, notebook)
 
 
 def _render_html(notebook: Path, html: Path) -> None:
@@ -508,6 +545,7 @@ class Runner:
             "html": str(job.temp / f"{job.id}.html"),
             "cwd": str(job.temp),
             "error_file": str(error_file),
+            "display": {"root": str(self.layout.root), "temp": str(job.temp), "target": str(job.target)},
             "parameters": {
                 "variant_id": job.id,
                 "config": config.config_to_dict(variant),

@@ -23,11 +23,9 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import io
 import json
 import os
 import sys
-import zipfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,11 +34,10 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from trashnet import fileio, images
-from trashnet.litert import TFLiteModel
+from trashnet import fileio, images, litert
+from trashnet.litert import LABELS_FILE, TFLiteModel, embedded_files, parse_labels  # noqa: F401 - re-exported
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-LABELS_FILE = "labels.txt"  # beside the model, and inside its appended zip
 METADATA_FILE = "metadata.json"  # inside the appended zip
 
 
@@ -105,20 +102,6 @@ def expand(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | None
 
 # --- labels ---------------------------------------------------------------------------------------
 
-def parse_labels(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def embedded_files(model: str | os.PathLike | bytes) -> dict[str, bytes]:
-    """Files of the zip appended to a ``.tflite`` (TFLite metadata convention); {} if there is none."""
-    source = io.BytesIO(model) if isinstance(model, bytes) else model
-    try:
-        with zipfile.ZipFile(source) as archive:
-            return {name: archive.read(name) for name in archive.namelist()}
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return {}
-
-
 def read_labels(model_path: str | os.PathLike, labels_path: str | os.PathLike | None = None) -> list[str] | None:
     """Class names in output order: ``labels_path``, else embedded, else ``labels.txt`` beside the model."""
     if labels_path is not None:
@@ -164,17 +147,18 @@ def _error_text(error: BaseException) -> str:
 
 def load_model(model: str | os.PathLike | TFLiteModel, *, labels: Sequence[str] | str | os.PathLike | None = None,
                num_threads: int | None = None) -> tuple[TFLiteModel, list[str]]:
-    """The interpreter and its class names (checked against the output size)."""
-    # Read through fileio: a named pipe or device given as the model is refused instead of blocking.
-    runner = model if isinstance(model, TFLiteModel) else TFLiteModel(fileio.read_bytes(model), num_threads=num_threads)
+    """The interpreter and its class names (checked against the output size).
+
+    A path goes through ``litert.load``: a bare ``.tflite`` or a release bundle ``.zip`` (read through
+    ``fileio``: a named pipe or device given as the model is refused instead of blocking)."""
+    if not isinstance(model, TFLiteModel):
+        return litert.load_model(model, labels=labels, num_threads=num_threads)
+    runner = model
     if labels is None or isinstance(labels, (str, os.PathLike)):
-        if isinstance(model, TFLiteModel):
-            names = parse_labels(fileio.read_text(labels)) if labels is not None else None
-            if names is None:
-                embedded = embedded_files(model.content).get(LABELS_FILE)
-                names = parse_labels(embedded.decode("utf-8")) if embedded is not None else None
-        else:
-            names = read_labels(model, labels)
+        names = parse_labels(fileio.read_text(labels)) if labels is not None else None
+        if names is None:
+            embedded = embedded_files(model.content).get(LABELS_FILE)
+            names = parse_labels(embedded.decode("utf-8")) if embedded is not None else None
     else:
         names = list(labels)
     if names is None:
@@ -262,7 +246,8 @@ def evaluate_split(model: str | os.PathLike | TFLiteModel, dataset_dir: str | os
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="image files, folders (searched recursively) or glob patterns (quote them)")
-    parser.add_argument("--model", required=True, help="the .tflite file, e.g. models/final/trashnet.tflite")
+    parser.add_argument("--model", required=True, help="the .tflite file (e.g. models/final/trashnet.tflite) or "
+                                                        "the release bundle .zip (dist/trashnet-<version>.zip)")
     parser.add_argument("--top-k", type=int, default=1, metavar="K", help="labels to show per image (default 1)")
     parser.add_argument("--json", action="store_true",
                         help="JSON Lines on stdout: one object per image (path, label, top_k or error)")

@@ -23,7 +23,8 @@ from trashnet import fileio, settings
 LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy",
              "pillow", "scikit-learn", "papermill")
 # Modules whose code cannot change a stage's results: left out of the whole-package code hash.
-_NOT_RESULT_CODE = {"report.py", "cli.py", "__main__.py", "pipeline.py"}
+# "report": the reporter package (trashnet/report/).
+_NOT_RESULT_CODE = {"report", "cli.py", "__main__.py", "pipeline.py"}
 PACKAGE = "trashnet"
 CODE_DIR = settings.PACKAGE_DIR  # where the hashed sources are read from (tests point it at a copy)
 
@@ -40,6 +41,30 @@ def git_commit(repo: Path = settings.REPO_ROOT) -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
+def release_version(profile: str, repo: Path = settings.REPO_ROOT) -> str:
+    """The release version (PEP 440): ``<tag>+<profile>`` at a ``v*`` tag, else
+    ``<package version>+<profile>.g<short commit>``; ``.dirty`` when tracked files differ from the commit.
+
+    E.g. ``0.2.0+cpu`` at tag v0.2.0, ``0.2.0+cpu.g1a2b3c4`` between tags.
+    """
+    from trashnet import __version__
+
+    local = "".join(c if c.isalnum() else "." for c in profile.lower()).strip(".") or "none"
+    commit = git_commit(repo)
+    try:
+        tag = subprocess.run(["git", "describe", "--tags", "--exact-match", "--match", "v[0-9]*", "HEAD"], cwd=repo,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        tag = None
+    if tag is not None and tag.returncode == 0 and tag.stdout.strip():
+        version = f"{tag.stdout.strip()[1:]}+{local}"
+    elif commit == "unknown":
+        version = f"{__version__}+{local}.unknown"
+    else:
+        version = f"{__version__}+{local}.g{commit[:7]}"
+    return version + (".dirty" if commit.endswith("-dirty") else "")
+
+
 def code_hash(modules: Iterable[str] | None = None) -> str:
     """sha256 over package sources (a code version that needs no git).
 
@@ -48,7 +73,7 @@ def code_hash(modules: Iterable[str] | None = None) -> str:
     """
     if modules is None:
         names = [path.relative_to(CODE_DIR).as_posix() for path in CODE_DIR.rglob("*.py")
-                 if path.name not in _NOT_RESULT_CODE]
+                 if path.relative_to(CODE_DIR).parts[0] not in _NOT_RESULT_CODE]
     else:
         names = list(modules)
     digest = hashlib.sha256()

@@ -25,6 +25,7 @@ VARIANTS_FILE = EXPERIMENTS_DIR / "variants.yaml"
 TEMPLATES_DIR = REPO_ROOT / "templates"
 RESULTS_DIR = REPO_ROOT / "results"  # committed reference results, one folder per profile
 LOCK_FILE = REPO_ROOT / "requirements.lock"
+METADATA_VENV = REPO_ROOT / ".venv-metadata"  # tool venv of tflite-support (requirements-metadata.lock)
 
 # Environment variables the project reads (documented in the README).
 ENV_DATA = "TRASHNET_DATA"  # a folder of <class>/<image> files; unset = the bundled sample
@@ -32,11 +33,25 @@ ENV_OUT = "TRASHNET_OUT"  # output root; unset = the repository root
 ENV_REAL_DATA = "TRASHNET_REAL_DATA"  # tests: the full TrashNet dataset-resized folder
 ENV_OOD_DATA = "TRASHNET_OOD_DATA"  # a labelled <class>/<image> folder of non-TrashNet photos: every variant
 # is also measured on it (the "ood" block of metrics.json); unset = not measured. Never trained on.
+ENV_METADATA_PYTHON = "TRASHNET_METADATA_PYTHON"  # the metadata writer's interpreter (default .venv-metadata)
 
 SPLITS = ("train", "validation", "test")
 STAGES = ("baseline", "pruned", "quantized", "final")
 MANIFEST_NAME = "manifest.csv"  # written by `prepare` into the dataset folder
 RUN_MANIFEST_NAME = "manifest.json"  # written last into a finished variant folder: its "done" marker
+# Result files (their typed models live in trashnet/results.py). In a variant folder:
+METRICS_FILE = "metrics.json"  # every stage: the variant's result record
+PREDICTIONS_FILE = "predictions.csv"  # one row per test image: path, true, predicted, confidence, probabilities
+HISTORY_FILE = "history.csv"  # training stages: one row per epoch
+FAILED_FILE = "failed.json"  # the runner, instead of manifest.json, when the notebook raised
+# In the final folder, beside metrics.json:
+SELECTION_FILE = "selection.json"
+MODEL_CARD_FILE = "model_card.json"
+MODEL_CARD_MD = "model_card.md"
+VERIFICATION_FILE = "verification.json"
+SUMS_FILE = "SHA256SUMS"
+STATS_FILE = "stats.json"  # significance (trashnet/stats.py); absent = not run
+RUN_RECORD = "run.json"  # <out>/logs/run.json: what the last run did
 # The one parameterized notebook per stage, run by papermill for each variant of that stage.
 NOTEBOOKS = {
     "baseline": EXPERIMENTS_DIR / "baseline.ipynb",
@@ -49,9 +64,10 @@ NOTEBOOKS = {
 # stage's cache key (provenance.import_closure; tests check these against the notebooks' imports).
 STAGE_MODULES = {
     "baseline": ("train", "views"),
-    "pruned": ("prune", "train", "views"),
+    "pruned": ("prune", "train", "views", "figures"),
     "quantized": ("quantize", "config"),
-    "final": ("artifact", "select", "stats", "config"),
+    # tools/write_metadata runs as a subprocess (its own venv), not imported: named so its code keys the stage.
+    "final": ("artifact", "select", "stats", "config", "figures", "tools/write_metadata"),
 }
 DATA_MODULES = ("data",)  # `prepare`: what the dataset folder depends on
 
@@ -66,6 +82,11 @@ def ood_data() -> Path | None:
     """The out-of-distribution folder from ``$TRASHNET_OOD_DATA``, or None when unset."""
     value = os.environ.get(ENV_OOD_DATA)
     return Path(value).expanduser().resolve() if value else None
+
+
+def dist_dir(root: Path) -> Path:
+    """Where ``release`` writes ``trashnet-<version>.zip``: one folder for every profile (it is in the name)."""
+    return Path(root) / "dist"
 
 
 def default_output_root() -> Path:

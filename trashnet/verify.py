@@ -33,7 +33,7 @@ RUN_RECORD = "run.json"
 PUBLISHED = ("metrics.json", "predictions.csv", "history.csv", "selection.json", "stats.json",
              "model_card.json", "model_card.md", "verification.json")
 FINAL_FILES = ("trashnet.tflite", "labels.txt", "SHA256SUMS")
-REPORT_FILES = ("index.html", "report.pdf")
+REPORT_FILES = ("index.html", "id/index.html", "id/report.pdf", "en/index.html", "en/report.pdf")  # ~5 MB
 MAX_PUBLISHED_BYTES = 40 * 1024 * 1024
 
 # How far a reproduction may be from the reference. Evidence (docs/reproducibility.md): on one machine a
