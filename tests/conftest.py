@@ -32,6 +32,27 @@ def real_data_dir() -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_ood_measurement(monkeypatch):
+    """Stages measure every variant on $TRASHNET_OOD_DATA when it is set (CI sets it): tests of other
+    things do not pay for that; the tests that want it use ``ood_data_dir``."""
+    monkeypatch.delenv(settings.ENV_OOD_DATA, raising=False)
+
+
+@pytest.fixture(scope="session")
+def ood_data_dir() -> Path:
+    """The out-of-distribution dev set from $TRASHNET_OOD_DATA (read before any test unsets it), else skip."""
+    if not _OOD_DATA:
+        pytest.skip(f"${settings.ENV_OOD_DATA} is not set: point it at a labelled <class>/<image> folder")
+    path = Path(_OOD_DATA)
+    if not path.is_dir():
+        pytest.skip(f"${settings.ENV_OOD_DATA}={_OOD_DATA} is not a folder")
+    return path
+
+
+_OOD_DATA = os.environ.get(settings.ENV_OOD_DATA)
+
+
 @pytest.fixture(scope="session")
 def quick_profile():
     from trashnet import config

@@ -106,6 +106,7 @@ def test_the_file_carries_labels_and_still_runs_like_the_chosen_one(built, sampl
     assert metadata["version"] == result["card"]["version"]
     assert predict.embedded_metadata(model_file) == info
     assert predict.read_labels(model_file) == result["card"]["classes"]
+    assert predict.model_fit(model_file) == "squash"  # the profile's model.fit, read by predict and evaluate
     image = images.load_for_model(next((sample_dataset / "test").rglob("*.jpg")), 32)
     np.testing.assert_array_equal(TFLiteModel(model_file).predict_one(image), TFLiteModel(original).predict_one(image))
 

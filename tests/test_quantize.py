@@ -202,9 +202,12 @@ def _source_dir(tmp_path: Path, model_path: Path, source: str) -> Path:
 
 
 @pytest.mark.slow
-def test_run_quantization_writes_the_file_and_its_evaluation(tmp_path, trained_model_factory, sample_dataset):
+def test_run_quantization_writes_the_file_and_its_evaluation(tmp_path, trained_model_factory, sample_dataset,
+                                                             monkeypatch):
     from trashnet import quantize
 
+    # The test split's own <class>/<image> folder as the OOD set: its block must repeat the test numbers.
+    monkeypatch.setenv(settings.ENV_OOD_DATA, str(sample_dataset / "test"))
     cfg = _variant("int16x8")
     source_dir = _source_dir(tmp_path, trained_model_factory(V3, SIZE), V3)
     out = tmp_path / "out"
@@ -226,6 +229,10 @@ def test_run_quantization_writes_the_file_and_its_evaluation(tmp_path, trained_m
     rows = (out / "predictions.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + written["test"]["n"]
     assert "float compute ops: 0" in quantize.format_summary(record)
+    ood = written["ood"]
+    assert ood["dataset"] == "test" and ood["n"] == written["test"]["n"] and ood["unreadable"] == 0
+    assert ood["accuracy"] == written["test"]["accuracy"]
+    assert ood["macro_f1"] == pytest.approx(written["test"]["macro_f1"])
 
 
 @pytest.mark.slow

@@ -504,7 +504,8 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
     version = provenance.release_version(config.profile)
     original_bytes = original.read_bytes()
     info = {"name": MODEL_NAME, "version": version, "variant": chosen["id"], "classes": labels,
-            "input": {"range": "[0, 255]", "color": "RGB", "resize": "squash (no crop), bilinear", **NORMALIZATION},
+            "input": {"range": "[0, 255]", "color": "RGB", "resize": f"{config.model.fit}, bilinear", **NORMALIZATION},
+            "fit": config.model.fit,  # read by predict and evaluate (images.to_model_input)
             "source_sha256": fileio.sha256_bytes(original_bytes), "weights": record.get("weights"),
             "profile": record.get("profile"), "seed": record.get("seed")}
     model_path = output_dir / MODEL_FILE

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("trashnet.verify", "compare a run with committed reference results (results/<profile>/)"),
     "publish": ("trashnet.publish", "copy a run's small outputs into results/<profile>/ (at most 40 MB)"),
     "predict": ("trashnet.predict", "classify image files, folders or globs with a .tflite model"),
+    "evaluate": ("trashnet.folder_eval", "measure a .tflite model on any labelled <class>/<image> folder"),
     "release": ("trashnet.release", "pack the final model as dist/trashnet-<version>.zip (byte-reproducible)"),
 }
 

@@ -16,7 +16,9 @@ these files. Metrics come from scikit-learn; nothing here imports TensorFlow at 
     latency_ms: {<name>: {median, p90, mean, runs}}   e.g. keras_batch1, keras_batch32, tflite_threads1,
     train_time_s, sparsity, agreement, op_census, notes, provenance,
     validation: {n, accuracy, macro_f1}   (Keras models: the validation split, same preprocessing),
-    ood: {dataset, n, accuracy, macro_f1, per_class, class_map}   (the ``evaluate`` command; absent = not run),
+    ood: {dataset, n, accuracy, macro_f1, per_class: {cls: {precision, recall, f1, n}}, confusion_matrix,
+          class_map, unreadable, fit}   (the $TRASHNET_OOD_DATA set, ``folder_eval.measure_ood``; absent =
+          not measured; scored over every model output, over the classes the set has),
     training: {...}   (training stages: phases, epochs run, best epoch, checkpoint, EMA, precision, devices)
 
 Keras models get all of the above from ``evaluate_keras_model`` / ``write_keras_results`` (the baseline
@@ -168,11 +170,13 @@ def evaluate_keras_model(model, data, cfg, *, model_path: str | os.PathLike, dat
     file (its size is measured). ``extra`` keys are added last and may replace any default (a pruned
     variant passes its own ``weights`` origin, ``sparsity`` ...).
     """
-    from trashnet import models, provenance, settings
+    from trashnet import folder_eval, models, provenance, settings
     from trashnet.config import config_to_dict
 
     classes = list(data.classes)
     probabilities = keras_probabilities(model, data.test.images)
+    ood = folder_eval.measure_ood(lambda images: keras_probabilities(model, images), classes,
+                                  int(model.input_shape[1]), fit=cfg.model.fit, class_map=dict(cfg.ood.class_map))
     validation = classification_metrics(data.validation.labels, keras_probabilities(model, data.validation.images),
                                         classes)
     weights = models.weights_origin(cfg.model.weights)
@@ -182,6 +186,7 @@ def evaluate_keras_model(model, data, cfg, *, model_path: str | os.PathLike, dat
         "image_size": int(model.input_shape[1]), "classes": classes,
         "test": classification_metrics(data.test.labels, probabilities, classes),
         "validation": {key: validation[key] for key in ("n", "accuracy", "macro_f1")},
+        "ood": ood,
         **parameter_counts(model),
         "macs": models.count_macs(model), "nonzero_macs": models.count_macs(model, nonzero=True),
         "size": file_size(model_path),

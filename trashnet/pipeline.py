@@ -318,14 +318,28 @@ def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha:
     for dep in job.deps:
         other = jobs[dep]
         upstream[dep] = {"key": other.key, "outputs": other.digest} if other.ok else other.status
-    return _sha256_json({
+    inputs = {
         "config": config_inputs(job.variant),
         "code": code,
         "lockfile": lock,
         "notebook": fileio.sha256_file(job.notebook),
         "data_manifest": data_sha,
         "upstream": upstream,
-    })
+    }
+    ood = ood_fingerprint()
+    if ood is not None:  # only when set, so that runs without an OOD set keep their keys
+        inputs["ood_data"] = ood
+    return _sha256_json(inputs)
+
+
+def ood_fingerprint() -> str | None:
+    """``$TRASHNET_OOD_DATA``'s files (names and sizes): a variant measured without it, or on another set,
+    is run again to get its ``ood`` block. None when unset."""
+    folder = settings.ood_data()
+    if folder is None or not folder.is_dir():
+        return None
+    return _sha256_json(sorted((p.relative_to(folder).as_posix(), p.stat().st_size)
+                               for p in folder.rglob("*") if p.is_file()))
 
 
 # --- the worker (a separate process per variant) -----------------------------------------------------

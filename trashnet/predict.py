@@ -8,8 +8,9 @@ and from Python::
         print(result.path, result.top_k or result.error)
 
 Paths may be files, folders (searched recursively for image files) or glob patterns. Images are decoded
-exactly as in training and evaluation (``images.load_for_model``: Pillow, whole frame squashed to the
-model's square input, RGB in [0, 255]) on a small thread pool while the interpreter runs, and streamed:
+exactly as in training and evaluation (``images.load_for_model``: Pillow, the photo fitted to the
+model's square input as its ``metadata.json`` says, squashed by default, RGB in [0, 255]) on a small
+thread pool while the interpreter runs, and streamed:
 memory stays constant however many files there are. A file that cannot be read or decoded is reported
 and the rest go on. Class names come from ``--labels``, else the ``labels.txt`` embedded in the model file
 (a zip appended to the flatbuffer, see ``trashnet.artifact``), else a ``labels.txt`` beside the model.
@@ -119,10 +120,21 @@ def embedded_metadata(model_path: str | os.PathLike) -> dict[str, Any] | None:
     return json.loads(data) if data is not None else None
 
 
+def model_fit(model: str | os.PathLike | bytes) -> str:
+    """How photos are fitted to the model's square input (``images.FITS``), from its ``metadata.json``;
+    ``squash`` for files that do not say (every model before the choice existed was squashed)."""
+    raw = embedded_files(model).get(METADATA_FILE)
+    fit = json.loads(raw).get("fit", images.DEFAULT_FIT) if raw is not None else images.DEFAULT_FIT
+    if fit not in images.FITS:
+        raise ValueError(f"the model's metadata.json names an unknown fit {fit!r}; expected one of "
+                         f"{', '.join(images.FITS)}")
+    return fit
+
+
 # --- prediction -----------------------------------------------------------------------------------
 
-def _load(path: str, size: int) -> np.ndarray:
-    return images.load_for_model(path, size)
+def _load(path: str, size: int, fit: str = images.DEFAULT_FIT) -> np.ndarray:
+    return images.load_for_model(path, size, fit)
 
 
 def _error_text(error: BaseException) -> str:
@@ -158,17 +170,19 @@ def load_model(model: str | os.PathLike | TFLiteModel, *, labels: Sequence[str] 
 
 def predict(paths: Iterable[str | os.PathLike], model: str | os.PathLike | TFLiteModel, top_k: int = 1, *,
             labels: Sequence[str] | str | os.PathLike | None = None, num_threads: int | None = None,
-            workers: int | None = None) -> Iterator[Prediction]:
+            workers: int | None = None, fit: str | None = None) -> Iterator[Prediction]:
     """Classify every image the paths name, in order, one ``Prediction`` each, streaming.
 
     ``workers`` threads decode images ahead of the interpreter (default: the CPU count); at most a few
-    per worker are in memory at once. ``num_threads`` goes to the LiteRT interpreter.
+    per worker are in memory at once. ``num_threads`` goes to the LiteRT interpreter. ``fit`` (squash,
+    crop, pad) defaults to the one the model carries in its ``metadata.json``.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     runner, names = load_model(model, labels=labels, num_threads=num_threads)
+    fit = fit or model_fit(runner.content)
     k = min(top_k, len(names))
     size = runner.image_size
     workers = workers or os.cpu_count() or 2  # None: one per core
@@ -188,7 +202,7 @@ def predict(paths: Iterable[str | os.PathLike], model: str | os.PathLike | TFLit
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         for path, error in expand(paths):
-            pending.append((path, error if error else pool.submit(_load, path, size)))
+            pending.append((path, error if error else pool.submit(_load, path, size, fit)))
             if len(pending) >= window:
                 yield finish(*pending.popleft())
         while pending:
@@ -239,6 +253,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="JSON Lines on stdout: one object per image (path, label, top_k or error)")
     parser.add_argument("--labels", help="class names, one per line (default: embedded in the model, "
                                          "else labels.txt beside it)")
+    parser.add_argument("--fit", choices=images.FITS,
+                        help="squash, centre-crop or pad photos to the square input (default: the model's own)")
     parser.add_argument("--threads", type=_at_least_one, default=None, help="LiteRT interpreter threads")
     parser.add_argument("--workers", type=_at_least_one, default=None,
                         help="image-decoding threads (default: CPU count)")
@@ -286,7 +302,7 @@ def command(args: argparse.Namespace) -> int:
         return 2
     if names == [f"class_{i}" for i in range(len(names))]:
         print(f"warning: no labels in or beside {args.model}: showing class indices (use --labels)", file=sys.stderr)
-    results = predict(args.paths, runner, args.top_k, labels=names, workers=args.workers)
+    results = predict(args.paths, runner, args.top_k, labels=names, workers=args.workers, fit=args.fit)
     failed = done = 0
     try:
         for result in _progress(results, enabled=not args.no_progress):

@@ -380,7 +380,7 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
     image_size = int(source.input_shape[1])
     if image_size != cfg.model.image_size:
         notes.append(f"source model takes {image_size} px; config says {cfg.model.image_size}: used {image_size}")
-    data = inputs.load_dataset(dataset_dir, image_size, cache_dir=cache_dir)
+    data = inputs.load_dataset(dataset_dir, image_size, cache_dir=cache_dir, fit=cfg.model.fit)
     if source.output_shape[-1] != len(data.classes):
         raise ValueError(f"{source_file.name} has {source.output_shape[-1]} outputs, the data "
                          f"{len(data.classes)} classes")

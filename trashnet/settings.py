@@ -31,6 +31,8 @@ METADATA_VENV = REPO_ROOT / ".venv-metadata"  # tool venv of tflite-support (req
 ENV_DATA = "TRASHNET_DATA"  # a folder of <class>/<image> files; unset = the bundled sample
 ENV_OUT = "TRASHNET_OUT"  # output root; unset = the repository root
 ENV_REAL_DATA = "TRASHNET_REAL_DATA"  # tests: the full TrashNet dataset-resized folder
+ENV_OOD_DATA = "TRASHNET_OOD_DATA"  # a labelled <class>/<image> folder of non-TrashNet photos: every variant
+# is also measured on it (the "ood" block of metrics.json); unset = not measured. Never trained on.
 ENV_METADATA_PYTHON = "TRASHNET_METADATA_PYTHON"  # the metadata writer's interpreter (default .venv-metadata)
 
 SPLITS = ("train", "validation", "test")
@@ -74,6 +76,12 @@ def default_data_source() -> Path:
     """The data folder to prepare: ``$TRASHNET_DATA`` if set, else the bundled sample."""
     value = os.environ.get(ENV_DATA)
     return Path(value).expanduser().resolve() if value else SAMPLE_DIR
+
+
+def ood_data() -> Path | None:
+    """The out-of-distribution folder from ``$TRASHNET_OOD_DATA``, or None when unset."""
+    value = os.environ.get(ENV_OOD_DATA)
+    return Path(value).expanduser().resolve() if value else None
 
 
 def dist_dir(root: Path) -> Path:

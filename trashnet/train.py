@@ -72,7 +72,14 @@ def training_pipeline(split: inputs.Split, cfg: VariantConfig, num_classes: int)
     """(augmented images, one-hot labels, per-sample class weights): one-hot for label smoothing."""
     pipeline = inputs.make_pipeline(split, batch_size=cfg.train.batch_size, training=True, seed=cfg.seed,
                                     augment=cfg.train.augment)
-    return with_targets(pipeline, split.labels, num_classes, cfg.train.class_weights)
+    pipeline = with_targets(pipeline, split.labels, num_classes, cfg.train.class_weights)
+    augment = cfg.train.augment
+    if augment.mixup > 0 or augment.cutmix > 0:  # needs the one-hot targets, so it comes after them
+        seeds = tf.data.Dataset.random(seed=cfg.seed + 1, rerandomize_each_iteration=True).batch(2)
+        pipeline = tf.data.Dataset.zip((pipeline, seeds)).map(
+            lambda batch, s: inputs.mix_batch(*batch, s, mixup=augment.mixup, cutmix=augment.cutmix),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return pipeline
 
 
 def with_targets(dataset, labels: np.ndarray, num_classes: int, class_weights: str):
@@ -360,7 +367,7 @@ def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_d
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
-    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir)
+    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir, fit=cfg.model.fit)
     num_classes = len(data.classes)
     pretrained = cfg.model.weights != "none"
     mixed = use_mixed_precision(cfg.train.mixed_precision)
