@@ -23,7 +23,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN python_pkgs=(); command -v python3.11 >/dev/null || python_pkgs=(python3 python3-venv); \
     apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        ca-certificates libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core "${python_pkgs[@]}" \
+        ca-certificates libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core libusb-1.0-0 "${python_pkgs[@]}" \
     && apt-get clean && rm -rf /var/lib/apt/lists/* \
     && python3.11 -m venv /opt/venv
 
@@ -39,6 +39,12 @@ RUN /opt/venv/bin/python -m pip install --no-cache-dir --require-hashes -r /tmp/
     && rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include /tmp/requirements.lock \
     && find /opt/venv/lib/python3.11/site-packages -depth -type d \( -name tests -o -name test \) \
         -not -path '*/tensorflow/*' -not -path '*keras*' -exec rm -rf {} +
+
+# The TFLite metadata writer (tflite-support needs protobuf < 4, TensorFlow 7): its own tool venv, hash-checked.
+COPY requirements-metadata.lock /tmp/requirements-metadata.lock
+RUN python3.11 -m venv /opt/venv-metadata \
+    && /opt/venv-metadata/bin/python -m pip install --no-cache-dir --require-hashes -r /tmp/requirements-metadata.lock \
+    && rm /tmp/requirements-metadata.lock
 
 # GPU flavour (docs/docker.md): TENSORFLOW_EXTRA=and-cuda adds the NVIDIA CUDA/cuDNN wheels named by
 # TensorFlow's [and-cuda] extra, for the same TensorFlow version; the host brings only the driver
@@ -60,6 +66,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     MPLBACKEND=Agg \
     PYTHONUNBUFFERED=1 \
     TRASHNET_PYTHON=/opt/venv/bin/python \
+    TRASHNET_METADATA_PYTHON=/opt/venv-metadata/bin/python \
     TRASHNET_OUT=/out
 
 # 1 = download the ImageNet weights of the four MobileNets at build time (needs internet), so that runs

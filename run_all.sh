@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce everything: set up (or check) the environment, prepare the data, run every stage notebook for
-# every variant (cached, resumable), build report/index.html and report/report.pdf.
+# every variant (cached, resumable), build the report (report/<profile>/{id,en}/index.html and report.pdf),
+# and, when results/<profile>/ is committed, check the run against it (python -m trashnet verify).
 #
 #   ./run_all.sh                                  # bundled sample, quick profile: a smoke run
 #   ./run_all.sh --data ~/trashnet/dataset-resized --profile cpu -j 2
@@ -8,14 +9,21 @@
 # Options (everything after the environment step is `python -m trashnet run`):
 #   --profile NAME   experiments/profiles/NAME.yaml (default: quick on the sample, cpu on --data)
 #   --data DIR       a <class>/<image> folder (default: $TRASHNET_DATA, else the bundled sample)
-#   --out DIR        output root for dataset/ models/ report/ logs/ (default: $TRASHNET_OUT, else here)
+#   --out DIR        output root for dataset/ models/ report/ logs/, each with a <profile>/ folder
+#                    (default: $TRASHNET_OUT, else here)
 #   --variants P,..  variant ids or shell patterns from experiments/variants.yaml (sources come along)
-#   -j N             variants in parallel (default 1)
+#   --split S        official or stratified (default: the profile's; official needs the complete TrashNet,
+#                    so another data folder gets the stratified split unless --split official is given)
+#   -j N             variants in parallel, threads split between them (default 1; on 2 cores use -j 2:
+#                    two 1-thread workers train 1.2x faster than one 2-thread process, docs/toolchain-facts.md)
 #   --force          rerun every selected variant, ignoring the cache
 #   --setup-only     stop after the environment step
 #   --no-report      skip the report
+#   --no-verify      skip the comparison with results/<profile>/
+#   --debug          show the traceback of an error
 #
 # Environment: TRASHNET_PYTHON (an existing interpreter to use instead of ./.venv/bin/python; only checked),
+# TRASHNET_METADATA_PYTHON (the same for the TFLite metadata writer's tool venv, ./.venv-metadata),
 # TRASHNET_DATA, TRASHNET_OUT.
 set -euo pipefail
 
@@ -23,6 +31,10 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$REPO/.venv"
 LOCK="$REPO/requirements.lock"
 STAMP="$VENV/.requirements.lock.sha256"
+# The TFLite metadata writer (tflite-support, protobuf 3) cannot share the lock: its own tool venv.
+META_VENV="$REPO/.venv-metadata"
+META_LOCK="$REPO/requirements-metadata.lock"
+META_STAMP="$META_VENV/.requirements-metadata.lock.sha256"
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "run_all.sh: $*" >&2; exit 2; }
@@ -36,14 +48,14 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --setup-only) setup_only=1 ;;
-    --force|--no-report) args+=("$1") ;;
-    --profile|--variants|-j|--jobs)
+    --force|--no-report|--no-verify|--debug) args+=("$1") ;;
+    --profile|--variants|--split|-j|--jobs)
       [ $# -ge 2 ] || die "$1 needs a value"
       args+=("$1" "$2"); shift ;;
     --data|--out)
       [ $# -ge 2 ] || die "$1 needs a value"
       args+=("$1" "$(absolute "$2")"); shift ;;
-    --profile=*|--variants=*|--jobs=*) args+=("$1") ;;
+    --profile=*|--variants=*|--split=*|--jobs=*) args+=("$1") ;;
     --data=*|--out=*) args+=("${1%%=*}" "$(absolute "${1#*=}")") ;;
     -j[0-9]*) args+=("-j" "${1#-j}") ;;
     *) die "unknown option $1 (see ./run_all.sh --help)" ;;
@@ -75,6 +87,20 @@ else
     install_into_venv
   fi
 fi
+
+if [ -n "${TRASHNET_METADATA_PYTHON:-}" ]; then
+  command -v "$TRASHNET_METADATA_PYTHON" >/dev/null 2>&1 \
+    || die "TRASHNET_METADATA_PYTHON=$TRASHNET_METADATA_PYTHON is not an executable"
+elif [ ! -x "$META_VENV/bin/python" ] || [ ! -f "$META_STAMP" ] \
+    || [ "$(cat "$META_STAMP")" != "$(sha256sum "$META_LOCK" | cut -d' ' -f1)" ]; then
+  command -v python3.11 >/dev/null 2>&1 || die "python3.11 is needed to create $META_VENV"
+  echo "setup: installing requirements-metadata.lock into $META_VENV (hash-checked)"
+  [ -x "$META_VENV/bin/python" ] || python3.11 -m venv "$META_VENV"
+  "$META_VENV/bin/python" -m pip install --quiet --require-hashes -r "$META_LOCK"
+  sha256sum "$META_LOCK" | cut -d' ' -f1 > "$META_STAMP"
+fi
+"${TRASHNET_METADATA_PYTHON:-$META_VENV/bin/python}" -c 'from tflite_support.metadata_writers import image_classifier' \
+  || die "the TFLite metadata writer does not import (on Debian: apt-get install libusb-1.0-0)"
 
 # The checked-out package wins over any installed copy; the notebooks' kernels inherit this.
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"

@@ -1,12 +1,14 @@
 """Throughput of ``trashnet.predict`` on a folder of TrashNet JPEGs: images per second, end to end.
 
-    python benchmarks/bench_predict.py [--model FILE] [--images DIR] [--limit N] [--cores 2]
+    python benchmarks/bench_predict.py [--model FILE|BUNDLE.zip] [--images DIR] [--limit N] [--cores 2]
 
 End to end = what ``python -m trashnet predict DIR --model FILE`` does per image: walk, decode with Pillow on
 the thread pool, resize, run the interpreter, top-k. The model is loaded before the clock starts. Decoding
-alone and inference alone are timed too, to say which one bounds the rate. Target (issue 6): >= 150
-images/s on 2 cores. Without ``--model`` (and no models/final/trashnet.tflite), an untrained
-MobileNetV3-Large FP32 file is converted once (TensorFlow) and cached: weights do not change its speed.
+alone and inference alone are timed too, to say which one bounds the rate. Target (issues 6 and 15): >= 150
+images/s on 2 cores for the 128 px final model. ``--model`` takes a .tflite or a release bundle (through
+``litert.load``, as ``predict`` and ``evaluate`` do). Without it (and no final model), an untrained
+MobileNetV3-Large at ``--image-size`` (default 128) in ``--precision`` (default fp16, as the final hybrid) is
+converted once (TensorFlow) and cached: weights do not change its speed.
 Writes ``benchmarks/results/bench_predict.json``.
 """
 
@@ -24,8 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trashnet import fileio, images, predict, settings  # noqa: E402
-from trashnet.litert import TFLiteModel  # noqa: E402
+from trashnet import fileio, images, litert, predict, settings  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -35,9 +36,9 @@ def default_images() -> Path:
     return Path(value) if value else settings.SAMPLE_DIR
 
 
-def untrained_model(size: int, cache: Path) -> Path:
-    """MobileNetV3-Large, random weights, FP32 TFLite, converted from a concrete function (FACTS.md)."""
-    path = cache / f"mobilenet_v3_large-untrained-{size}px-fp32.tflite"
+def untrained_model(size: int, cache: Path, precision: str = "fp16") -> Path:
+    """MobileNetV3-Large, random weights, FP32 or FP16 TFLite, converted from a concrete function (docs/toolchain-facts.md)."""
+    path = cache / f"mobilenet_v3_large-untrained-{size}px-{precision}.tflite"
     if not path.is_file():
         from trashnet import models
         from trashnet.keras_env import tf
@@ -46,15 +47,21 @@ def untrained_model(size: int, cache: Path) -> Path:
         function = tf.function(lambda x: model(x, training=False)).get_concrete_function(
             tf.TensorSpec((1, size, size, 3), tf.float32))
         converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+        if precision == "fp16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
         fileio.atomic_write_bytes(path, converter.convert())
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="a .tflite file (default: models/final/trashnet.tflite, else an untrained "
+    parser.add_argument("--model", help="a .tflite file or bundle (default: models/<profile>/final/trashnet.tflite, "
+                                        "else an untrained "
                                         "MobileNetV3-Large)")
-    parser.add_argument("--image-size", type=int, default=224, help="for the untrained model")
+    parser.add_argument("--profile", default="cpu", help="whose final model to time by default (cpu: 128 px)")
+    parser.add_argument("--image-size", type=int, default=128, help="for the untrained model")
+    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp16", help="for the untrained model")
     parser.add_argument("--images", type=Path, default=None, help="folder of images (default: $TRASHNET_REAL_DATA, "
                                                                   "else the bundled sample)")
     parser.add_argument("--limit", type=int, default=600, help="images per timed pass (the folder is cycled)")
@@ -69,15 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, available[:args.cores])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
-    final = settings.Layout.default().models / "final" / "trashnet.tflite"
+    layout = settings.Layout.default(args.profile)
+    final = layout.variant_dir("final", "final") / "trashnet.tflite"
     model_path = Path(args.model) if args.model else final if final.is_file() else untrained_model(
-        args.image_size, settings.Layout.default().cache / "bench")
+        args.image_size, layout.cache / "bench", args.precision)
     folder = args.images or default_images()
     files = list(itertools.islice(itertools.cycle([p for p, _ in predict.expand([folder])]), args.limit))
     if not files:
         parser.error(f"no images under {folder}")
 
-    size = TFLiteModel(model_path).image_size
+    size = litert.load(model_path).image_size
     runs = []
     for threads in args.threads:
         runner, names = predict.load_model(model_path, num_threads=threads)

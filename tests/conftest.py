@@ -32,6 +32,27 @@ def real_data_dir() -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_ood_measurement(monkeypatch):
+    """Stages measure every variant on $TRASHNET_OOD_DATA when it is set (CI sets it): tests of other
+    things do not pay for that; the tests that want it use ``ood_data_dir``."""
+    monkeypatch.delenv(settings.ENV_OOD_DATA, raising=False)
+
+
+@pytest.fixture(scope="session")
+def ood_data_dir() -> Path:
+    """The out-of-distribution dev set from $TRASHNET_OOD_DATA (read before any test unsets it), else skip."""
+    if not _OOD_DATA:
+        pytest.skip(f"${settings.ENV_OOD_DATA} is not set: point it at a labelled <class>/<image> folder")
+    path = Path(_OOD_DATA)
+    if not path.is_dir():
+        pytest.skip(f"${settings.ENV_OOD_DATA}={_OOD_DATA} is not a folder")
+    return path
+
+
+_OOD_DATA = os.environ.get(settings.ENV_OOD_DATA)
+
+
 @pytest.fixture(scope="session")
 def quick_profile():
     from trashnet import config
@@ -66,3 +87,18 @@ def trained_model_factory(sample_dataset, tmp_path_factory):
         return built[key]
 
     return make
+
+
+@pytest.fixture
+def standin_env(monkeypatch, tmp_path):
+    """The environment ``standin.run`` gives its subprocess, set for an in-process ``pipeline.run``.
+
+    Returns the trace file the stand-in notebooks append their variant ids to.
+    """
+    import standin
+
+    trace = tmp_path / "trace"
+    for name, value in standin.environment(trace).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv(settings.ENV_DATA, raising=False)
+    return trace

@@ -1,6 +1,6 @@
 """The deployment check: run in an environment with only ai-edge-litert, NumPy and Pillow (no TensorFlow).
 
-    python tests/deploy_check.py --final models/final --dataset dataset
+    python tests/deploy_check.py --final models/cpu/final --dataset dataset/cpu
 
 Loads ``trashnet.tflite`` with its labels exactly as a deployment app would (``trashnet.predict``, which
 imports nothing beyond those three libraries), re-evaluates it on the prepared test split and checks that
@@ -24,7 +24,7 @@ from trashnet import predict  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--final", required=True, help="the models/final folder")
+    parser.add_argument("--final", required=True, help="the models/<profile>/final folder")
     parser.add_argument("--dataset", required=True, help="the prepared dataset folder (manifest.csv)")
     args = parser.parse_args(argv)
     final = Path(args.final)

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from typing import Any
 
+from trashnet import results
+
 CLASSES = ("cardboard", "glass", "metal", "paper", "plastic", "trash")
 
 
@@ -21,40 +23,39 @@ def write_result(models_dir: Path, stage: str, variant: str, *, arch: str, accur
                  weights: str = "none", profile: str = "quick", seed: int = 42, image_size: int = 32,
                  failed: str | None = None, model_bytes: bytes | None = None, write_model: bool = True,
                  extra: dict[str, Any] | None = None, finished: bool = True) -> Path:
-    """One variant folder. ``failed`` = a conversion error: no test, no model file. ``finished`` = the
-    runner's ``manifest.json`` is there (the variant ran to its end)."""
+    """One variant folder, its ``metrics.json`` built through ``results.Metrics``. ``failed`` = a conversion
+    error: no test, no model file. ``finished`` = the runner's ``manifest.json`` is there."""
     fmt = fmt or ("keras" if stage in ("baseline", "pruned") else "tflite")
     folder = models_dir / stage / variant
     folder.mkdir(parents=True, exist_ok=True)
     suffix = ".tflite" if fmt == "tflite" else ".keras"
-    record: dict[str, Any] = {
-        "variant": variant, "stage": stage, "arch": arch, "format": fmt, "profile": profile, "seed": seed,
-        "weights": weights, "image_size": image_size, "classes": list(CLASSES),
-        "provenance": {"git_commit": "0" * 40, "seed": seed, "profile": profile, "weights": weights,
-                       "data_manifest_sha256": "d" * 64, "libraries": {"numpy": "2.4.6"}},
-    }
+    record = results.Metrics(
+        variant=variant, stage=stage, arch=arch, format=fmt, profile=profile, seed=seed, weights=weights,
+        image_size=image_size, classes=list(CLASSES),
+        provenance={"git_commit": "0" * 40, "seed": seed, "profile": profile, "weights": weights,
+                    "data_manifest_sha256": "d" * 64, "libraries": {"numpy": "2.4.6"}})
     if source is not None:
-        record["source"] = source
+        record.source = source
     if precision is not None:
-        record["precision"] = precision
+        record.precision = precision
     if failed is not None:
-        record["conversion"] = {"status": "failed", "error": failed}
+        record.conversion = results.Conversion(status="failed", error=failed)
     else:
         if fmt == "tflite":
-            record["conversion"] = {"status": "ok"}
+            record.conversion = results.Conversion(status="ok")
         if accuracy is not None:
-            record["test"] = {"n": 100, "accuracy": accuracy, "macro_f1": accuracy - 0.01}
+            record.test = results.TestMetrics(n=100, accuracy=accuracy, macro_f1=accuracy - 0.01)
         if gzip_bytes is not None:
-            record["size"] = {"file": variant + suffix, "raw_bytes": raw_bytes or 2 * gzip_bytes,
-                              "gzip_bytes": gzip_bytes}
+            record.size = results.Size(file=variant + suffix, raw_bytes=raw_bytes or 2 * gzip_bytes,
+                                       gzip_bytes=gzip_bytes)
         if latency_ms is not None:
-            record["latency_ms"] = {"tflite_threads1": {"median": latency_ms, "p90": latency_ms * 1.1,
-                                                        "mean": latency_ms, "runs": 5}}
+            record.latency_ms = {"tflite_threads1": results.Latency(median=latency_ms, p90=latency_ms * 1.1,
+                                                                    mean=latency_ms, runs=5)}
         if write_model:
             (folder / (variant + suffix)).write_bytes(model_bytes if model_bytes is not None else b"model")
     if extra:
-        record.update(extra)
-    (folder / "metrics.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+        record = results.Metrics.model_validate({**record.dump(), **extra})
+    results.write_metrics(folder, record)
     if finished:
         mark_finished(folder)
     return folder
@@ -97,7 +98,7 @@ def tiny_tflite(image_size: int = 32, num_classes: int = len(CLASSES), seed: int
     """A real, small float TFLite classifier with the project's input contract (RGB [0, 255], softmax).
 
     Random weights (seeded): predictions are arbitrary but deterministic, which is all predict and artifact
-    tests need. Converted from a frozen concrete function, as the quantize stage does (FACTS.md).
+    tests need. Converted from a frozen concrete function, as the quantize stage does (docs/toolchain-facts.md).
     """
     key = (image_size, num_classes, seed, int8)
     if key not in _TINY:

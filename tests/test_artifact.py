@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from results_tree import evaluated_tree
 
-from trashnet import artifact, config, fileio, images, predict, stats
+from trashnet import artifact, config, fileio, images, litert, predict, results, stats
 from trashnet.litert import TFLiteModel
 
 pytestmark = pytest.mark.slow  # converts two tiny Keras models (~10 s)
@@ -92,13 +92,21 @@ def test_the_file_carries_labels_and_still_runs_like_the_chosen_one(built, sampl
     result, models_dir, output_dir = built
     model_file = output_dir / "trashnet.tflite"
     original = (models_dir / result["selection"]["chosen"]["file"]).read_bytes()
-    content = model_file.read_bytes()
-    assert content.startswith(original) and len(content) > len(original)
     with zipfile.ZipFile(model_file) as archive:
-        assert sorted(archive.namelist()) == ["labels.txt", "metadata.json"]
+        assert archive.namelist() == ["labels.txt", "metadata.json"]  # the files the metadata records
         assert archive.read("labels.txt").decode().split() == result["card"]["classes"]
-        assert json.loads(archive.read("metadata.json"))["source_sha256"] == fileio.sha256_bytes(original)
+        info = json.loads(archive.read("metadata.json"))
+        assert info["source_sha256"] == fileio.sha256_bytes(original) and info["version"] == result["card"]["version"]
+        # MediaPipe refuses a compressed appendix; fixed timestamps give stable bytes.
+        assert all(i.compress_type == zipfile.ZIP_STORED and i.date_time == artifact.ZIP_DATE
+                   for i in archive.infolist())
+    metadata = litert.read_metadata(model_file.read_bytes())
+    assert metadata["normalization"] == {"mean": [0.0], "std": [1.0]} and metadata["color_space"] == "RGB"
+    assert metadata["associated_files"] == ["labels.txt"] and metadata["model_files"] == ["metadata.json"]
+    assert metadata["version"] == result["card"]["version"]
+    assert predict.embedded_metadata(model_file) == info
     assert predict.read_labels(model_file) == result["card"]["classes"]
+    assert predict.model_fit(model_file) == "squash"  # the profile's model.fit, read by predict and evaluate
     image = images.load_for_model(next((sample_dataset / "test").rglob("*.jpg")), 32)
     np.testing.assert_array_equal(TFLiteModel(model_file).predict_one(image), TFLiteModel(original).predict_one(image))
 
@@ -127,10 +135,13 @@ def test_a_file_that_does_not_reproduce_its_accuracy_is_refused(tmp_path, sample
     assert not (tmp_path / "models" / "final" / "SHA256SUMS").exists()
 
 
-def test_the_final_notebook_runs(tmp_path, sample_dataset, final_config):
+def test_the_final_notebook_runs(tmp_path, sample_dataset, final_config, monkeypatch):
+    import nbformat
     import papermill
 
     from trashnet import settings
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as the pipeline runs it: the Pareto figure must still appear
 
     models_dir = evaluated_tree(tmp_path / "models", sample_dataset)
     output_dir = tmp_path / "models" / "final"
@@ -143,7 +154,9 @@ def test_the_final_notebook_runs(tmp_path, sample_dataset, final_config):
                     "output_dir": str(output_dir), "cache_dir": str(tmp_path / ".cache")})
     assert all(artifact.check_sums(output_dir).values())
     text = executed.read_text()
-    assert "**Chosen:**" in text and "Model card: trashnet" in text and "image/png" in text
+    assert "**Chosen:**" in text and "Model card: trashnet" in text
+    pareto = [c for c in nbformat.read(executed, as_version=4).cells if "pareto_selection" in c.source]
+    assert pareto and any("image/png" in output.get("data", {}) for output in pareto[0].outputs)
 
 
 def test_a_trained_mobilenet_v3_large_fp16_file_reproduces_exactly(tmp_path, sample_dataset, final_config,
@@ -159,3 +172,59 @@ def test_a_trained_mobilenet_v3_large_fp16_file_reproduces_exactly(tmp_path, sam
     assert result["selection"]["chosen"]["id"] == variant
     assert result["verification"]["passed"] and result["verification"]["prediction_mismatches"] == 0
     assert result["card"]["input"]["shape"] == [1, 48, 48, 3]
+
+
+def test_the_metadata_gives_the_same_bytes_for_the_same_inputs(built):
+    _, models_dir, output_dir = built
+    original = next((models_dir / "quantized").glob("*.fp16/*.tflite")).read_bytes()
+    labels = (output_dir / "labels.txt").read_text().split()
+    first = artifact.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 1})
+    assert artifact.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 1}) == first
+    assert artifact.write_metadata(original, labels, version="0.2.0+quick.gother", info={"seed": 1}) != first
+    assert artifact.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 2}) != first
+
+
+def test_the_model_card_has_the_convention_sections(built, sample_dataset):
+    result, _, output_dir = built
+    card = json.loads((output_dir / "model_card.json").read_text())
+    assert results.ModelCard.model_validate(card).version == card["version"] == card["metadata"]["version"]
+    assert card["intended_use"] and card["out_of_scope_use"] and card["report_a_problem"]
+    accepted = [line for line in (sample_dataset / "manifest.csv").read_text().splitlines()[1:] if ",accepted," in line]
+    splits = card["training_data"]["splits"]
+    assert sum(split["images"] for split in splits.values()) == len(accepted)
+    assert splits["test"]["images"] == card["metrics"]["test"]["n"]
+    weak = card["per_class_weaknesses"]
+    assert [row["f1"] for row in weak] == sorted(row["f1"] for row in weak)
+    assert {row["class"] for row in weak} == set(card["classes"])
+    assert card["out_of_distribution"] == {"measured": False}
+    assert any("not measured" in line for line in card["limitations"])
+    intervals = json.loads((output_dir / "stats.json").read_text())["intervals"]
+    chosen = [i for i in intervals if i["variant"] == card["variant"] and i["metric"] == "accuracy"]
+    if chosen:  # the card states stats.json's interval, not a second one
+        assert any(f"({chosen[0]['method']}) is {100 * chosen[0]['low']:.1f}-" in line for line in card["limitations"])
+    markdown = (output_dir / "model_card.md").read_text()
+    for heading in ("Intended use", "Out-of-scope use", "Training and evaluation data", "Known limitations",
+                    "Per-class weaknesses", "How to report a problem"):
+        assert f"## {heading}" in markdown
+
+
+def test_weaknesses_and_the_ood_block_from_hand_made_metrics():
+    labels = ["a", "b", "c"]
+    test = {"per_class": {"a": {"precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 10},
+                          "b": {"precision": 0.5, "recall": 0.6, "f1": 0.55, "support": 10},
+                          "c": {"precision": 0.7, "recall": 0.7, "f1": 0.70, "support": 10}},
+            "confusion_matrix": [[8, 1, 1], [3, 6, 1], [0, 3, 7]]}
+    weak = artifact.class_weaknesses(test, labels)
+    assert [(w.name, w.most_confused_with, w.confused_count) for w in weak] == [
+        ("b", "a", 3), ("c", "b", 3), ("a", "b", 1)]  # a ties b/c at 1: the lower index wins
+    ood = artifact.ood_section({"ood": {"dataset": "ood-dev", "n": 355, "accuracy": 0.2, "macro_f1": 0.15,
+                                        "per_class": {"a": {"f1": 0.1, "support": 5}}, "class_map": {}}})
+    assert ood.measured and ood.n == 355
+    assert any("ood-dev, 355 photos: accuracy 20.0 %" in line for line in artifact.limitations(test, ood))
+    # 80 of 100 right: Wilson 95 % interval 71.1-86.7 % (z = 1.96).
+    lines = artifact.limitations({"n": 100, "accuracy": 0.8}, results.OODSection(measured=False))
+    assert any("100 photos: the 95 % interval of the test accuracy (Wilson) is 71.1-86.7 %" in l for l in lines)
+    given = {"low": 0.7, "high": 0.9, "confidence": 0.9, "method": "bootstrap"}
+    lines = artifact.limitations({"n": 100, "accuracy": 0.8}, results.OODSection(measured=False), given)
+    assert any("the 90 % interval of the test accuracy (bootstrap) is 70.0-90.0 %" in l for l in lines)
+    assert "20.0 %" in artifact.out_of_scope({"accuracy": 0.8})[0]

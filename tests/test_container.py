@@ -101,9 +101,9 @@ def test_image_reproduces_the_quick_run_into_the_mounted_output(image, tmp_path)
     # Exit 1 = some variant failed (the report says which); the run, the report and the final model go on.
     subset = [] if getattr(config.load_profile("quick"), "variants", None) else ["--variants", QUICK_SUBSET]
     result = _run([str(SCRIPTS / "run.sh"), str(tmp_path), "--", *subset], timeout=1500, ok=(0, 1))
-    for produced in ("report/index.html", "models/final/trashnet.tflite"):
+    for produced in ("report/quick/index.html", "models/quick/final/trashnet.tflite"):
         assert (tmp_path / produced).is_file(), (
             f"{produced} missing from the mounted output folder:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     assert _owner_uids(tmp_path / "models") == {CONTAINER_UID}  # written by the non-root user
     if result.returncode == 1:
-        warnings.warn("the quick run in the image had failed variants: see report/index.html", stacklevel=1)
+        warnings.warn("the quick run in the image had failed variants: see report/quick/index.html", stacklevel=1)

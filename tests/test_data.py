@@ -289,7 +289,7 @@ def test_out_must_be_a_dataset_or_empty_and_outside_the_source(tmp_path, capsys)
     other = tmp_path / "precious"
     other.mkdir()
     (other / "thesis.tex").write_text("do not delete")
-    assert "not a dataset prepared" in fatal(["--source", str(source), "--out", str(other)], capsys)
+    assert "not made by" in fatal(["--source", str(source), "--out", str(other)], capsys)
     assert (other / "thesis.tex").read_text() == "do not delete"
     assert "must not contain each other" in fatal(["--source", str(source), "--out", str(source / "d")], capsys)
 

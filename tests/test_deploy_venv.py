@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from results_tree import evaluated_tree
 
-from trashnet import artifact, config, settings
+from trashnet import artifact, config, predict, release, settings
 
 pytestmark = pytest.mark.slow  # a venv and ~60 MB of wheels: about a minute
 
@@ -77,3 +77,32 @@ def test_the_final_file_reproduces_its_accuracy_without_tensorflow(deploy_python
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(lines) == summary["n"] and all(item["label"] in card["classes"] for item in lines)
+
+
+def test_the_release_bundle_and_its_example_work_without_tensorflow(deploy_python, tmp_path, sample_dataset,
+                                                                   quick_profile):
+    import zipfile
+
+    models_dir = evaluated_tree(tmp_path / "models", sample_dataset)
+    final_dir = tmp_path / "models" / "final"
+    artifact.build_final(config.load_variants(quick_profile)["final"], dataset_dir=sample_dataset,
+                         models_dir=models_dir, output_dir=final_dir)
+    bundle = release.build(final_dir, tmp_path / "dist")
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(tmp_path / "unpacked")
+    folder = tmp_path / "unpacked" / bundle.name.removesuffix(".zip")
+    photos = sorted(str(p) for p in (sample_dataset / "test").rglob("*.jpg"))
+    # The example, alone in the unpacked folder: no trashnet package on the path.
+    done = subprocess.run([str(deploy_python), "predict_example.py", *photos], cwd=folder, capture_output=True,
+                          text=True, env=clean_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    example = {line.split()[-1]: line.split()[0] for line in done.stdout.splitlines()}
+    expected = {r.path: r.label for r in predict.predict(photos, final_dir / "trashnet.tflite")}
+    assert example == expected and len(example) == len(photos)
+
+    # predict --model <the zip>, in the same TensorFlow-free environment.
+    done = subprocess.run([str(deploy_python), "-m", "trashnet", "predict", *photos, "--model", str(bundle),
+                           "--json", "--no-progress"], capture_output=True, text=True, timeout=300,
+                          env={**clean_env(), "PYTHONPATH": str(settings.REPO_ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert {json.loads(line)["path"]: json.loads(line)["label"] for line in done.stdout.splitlines()} == expected

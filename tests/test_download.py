@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from trashnet import cli, data, download, settings
+from trashnet import cli, data, download, owned, settings
 
 IMAGES = [f"{cls}/{path.name}" for cls in ("glass", "paper", "metal")
           for path in sorted((settings.SAMPLE_DIR / cls).iterdir())[:3]]
@@ -186,7 +186,7 @@ def test_out_is_not_overwritten_unless_it_is_an_earlier_download(server, tmp_pat
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     url = serve(server, "again.zip", good_zip())
-    with pytest.raises(download.DownloadError, match="not a folder made by this command"):
+    with pytest.raises(owned.NotOursError, match="not made by"):
         download.download(out, url=url)
     assert (out / "notes.txt").read_text() == "keep me"
 

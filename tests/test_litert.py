@@ -59,6 +59,7 @@ def test_litert_does_not_import_tensorflow():
     assert result.returncode == 0, "trashnet.litert pulled in TensorFlow"
 
 
+@pytest.mark.slow
 def test_fp32_file_matches_keras_and_batches_match_single_images(color_model, files, images):
     runner = litert.TFLiteModel(files["fp32"])
     assert runner.batchable and runner.image_size == SIZE and runner.num_classes == NUM_CLASSES
@@ -70,6 +71,7 @@ def test_fp32_file_matches_keras_and_batches_match_single_images(color_model, fi
     assert len(set(expected.argmax(1))) > 1, "the test model should not predict a single class"
 
 
+@pytest.mark.slow
 def test_int8_input_and_output_are_quantized_with_the_tensors_scale(files, images):
     float_probs = litert.TFLiteModel(files["fp32"]).predict(images)
     runner = litert.TFLiteModel(files["int8"])
@@ -91,6 +93,7 @@ def test_int8_input_and_output_are_quantized_with_the_tensors_scale(files, image
     assert np.abs(wrong - float_probs).max() > np.abs(probs - float_probs).max()
 
 
+@pytest.mark.slow
 def test_op_census_counts_ops_by_type_and_dtype(files):
     fp32 = litert.op_census(files["fp32"])
     assert fp32["by_op"]["CONV_2D"] == 1 and fp32["float_compute_ops"] == fp32["total"]
@@ -99,11 +102,13 @@ def test_op_census_counts_ops_by_type_and_dtype(files):
     assert int8["by_op_dtype"]["CONV_2D:int8"] == 1
 
 
+@pytest.mark.slow
 def test_latency_reports_median_and_p90(files):
     latency = litert.TFLiteModel(files["fp32"], num_threads=1).latency(runs=5, warmup=1)
     assert latency["runs"] == 5 and 0 < latency["median"] <= latency["p90"]
 
 
+@pytest.mark.slow
 def test_wrong_image_shape_is_a_clear_error(files):
     runner = litert.TFLiteModel(files["fp32"])
     with pytest.raises(ValueError, match="expected images of shape"):
@@ -112,6 +117,7 @@ def test_wrong_image_shape_is_a_clear_error(files):
         runner.predict_one(np.zeros((SIZE, SIZE), np.uint8))
 
 
+@pytest.mark.slow
 def test_parallel_interpreters_give_the_same_predictions_in_order(files, images):
     single = litert.TFLiteModel(files["int8"]).predict(images)
     parallel = litert.predict_parallel(files["int8"], images, workers=3, num_threads=1, batch_size=4)

@@ -59,7 +59,7 @@ def test_preprocessing_maps_pixels_to_unit_range():
 def test_default_bn_momentum_is_kept_when_none():
     model = models.build_model("mobilenet_v3_small", num_classes=6, image_size=32, bn_momentum=None)
     momenta = {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
-    assert momenta == {0.999}  # tf_keras' V3 default: too slow from scratch (FACTS.md), hence the config
+    assert momenta == {0.999}  # tf_keras' V3 default: too slow from scratch (docs/toolchain-facts.md), hence the config
 
 
 def test_width_multiplier_changes_size():

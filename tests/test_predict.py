@@ -52,6 +52,7 @@ def expected_label(model_file: Path, path: Path) -> str:
     return CLASSES[int(np.argmax(probabilities))]
 
 
+@pytest.mark.slow
 def test_files_in_order_with_top_k(model_file, photos):
     files = [photos / "a.jpg", photos / "b.png", photos / "nested" / "c.jpg"]
     results = list(predict.predict(files, model_file, top_k=3))
@@ -64,6 +65,7 @@ def test_files_in_order_with_top_k(model_file, photos):
         assert result.label == expected_label(model_file, path)  # the same preprocessing and model as evaluation
 
 
+@pytest.mark.slow
 def test_a_folder_recursively_with_unreadable_files_reported(model_file, photos):
     results = {Path(r.path).name: r for r in predict.predict([photos], model_file)}
     assert set(results) == {"a.jpg", "b.png", "c.jpg", "d.jpg", "broken.jpg", "empty.jpg", "truncated.jpg"}
@@ -75,6 +77,7 @@ def test_a_folder_recursively_with_unreadable_files_reported(model_file, photos)
                                                "error": results["broken.jpg"].error}
 
 
+@pytest.mark.slow
 def test_globs_and_names_that_match_nothing(model_file, photos):
     results = list(predict.predict([str(photos / "**" / "*.jpg"), str(photos / "*.gif"), photos / "missing.jpg"],
                                    model_file))
@@ -87,12 +90,14 @@ def test_globs_and_names_that_match_nothing(model_file, photos):
     assert sum(r.ok for r in results) == 3
 
 
+@pytest.mark.slow
 def test_streams_lazily(model_file, photos):
     endless = itertools.cycle([photos / "a.jpg", photos / "broken.jpg"])
     first = list(itertools.islice(predict.predict(endless, model_file, workers=2), 7))
     assert [r.ok for r in first] == [True, False] * 3 + [True]
 
 
+@pytest.mark.slow
 def test_labels_embedded_beside_or_given(model_file, tmp_path):
     embedded = tmp_path / "embedded.tflite"
     names = [f"E{i}" for i in range(len(CLASSES))]
@@ -120,6 +125,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_json_exit_status_and_no_tensorflow(model_file, photos):
     done = run_cli(str(photos / "a.jpg"), str(photos / "nested"), str(photos / "broken.jpg"), "--model",
                    str(model_file), "--top-k", "2", "--json", "--no-progress")
@@ -131,6 +137,7 @@ def test_cli_json_exit_status_and_no_tensorflow(model_file, photos):
     assert "broken.jpg: not-an-image" in done.stderr and "3 classified, 1 failed" in done.stderr
 
 
+@pytest.mark.slow
 def test_cli_table_and_usage_errors(model_file, photos, tmp_path):
     done = run_cli(str(photos / "a.jpg"), "--model", str(model_file))
     assert done.returncode == 0, done.stderr
@@ -152,12 +159,14 @@ def test_the_deployment_modules_import_no_training_stack():
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(settings.REPO_ROOT)})
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_real_trashnet_photos_all_decode(model_file, real_data_dir):
     results = list(predict.predict([str(real_data_dir / "*" / "*1?.jpg")], model_file, top_k=2))
     assert len(results) >= 60 and all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
 
 
+@pytest.mark.slow
 def test_a_full_int8_model_quantizes_inputs_and_breaks_ties_like_argmax(tmp_path, photos, sample_dataset):
     path = tmp_path / "int8.tflite"
     path.write_bytes(tiny_tflite(SIZE, len(CLASSES), 3, int8=True))

@@ -125,6 +125,7 @@ def pruned_runs(trained_model_factory, sample_dataset, quick_profile, tmp_path_f
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mobilenet_v3_small", "mobilenet_v1"])
 def test_2of4_end_to_end_writes_verified_files(pruned_runs, arch):
     from trashnet import prune
@@ -162,6 +163,7 @@ def test_2of4_end_to_end_writes_verified_files(pruned_runs, arch):
     assert counts["nonzero_params"] == counts["params"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mobilenet_v3_small", "mobilenet_v1"])
 def test_pruned_tflite_runs_in_litert_and_agrees_with_keras(pruned_runs, sample_dataset, arch):
     from trashnet import inputs

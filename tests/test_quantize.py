@@ -69,6 +69,7 @@ def _variant(precision: str, source: str = V3, **quantize_section) -> config.Var
     return config.config_from_dict(data)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", config.PRECISIONS)
 def test_each_precision_runs_in_litert_and_follows_the_float_model(precision, v3_model, v3_files, sample_arrays):
     images = sample_arrays.test.images
@@ -89,12 +90,14 @@ def test_each_precision_runs_in_litert_and_follows_the_float_model(precision, v3
     assert runner.input_dtype == expected_input
 
 
+@pytest.mark.slow
 def test_sizes_shrink_with_precision(v3_files):
     sizes = {precision: len(content) for precision, content in v3_files.items()}
     assert sizes["fp16"] < 0.6 * sizes["fp32"]
     assert sizes["int8"] < 0.4 * sizes["fp32"] and sizes["int8-dynamic"] < 0.4 * sizes["fp32"]
 
 
+@pytest.mark.slow
 def test_op_census_finds_float_hard_swish_only_in_the_fallback_file(v3_files):
     fallback = litert.op_census(v3_files["int16x8-fallback"])
     assert fallback["float_compute_by_op"].get("HARD_SWISH", 0) > 0
@@ -108,8 +111,9 @@ def test_op_census_finds_float_hard_swish_only_in_the_fallback_file(v3_files):
     assert activations == {"int16"}
 
 
+@pytest.mark.slow
 def test_keras_hard_swish_is_fused_and_refused_without_fallback(v3_model, representative):
-    """The relu6 form Keras builds becomes HARD_SWISH, which the 16x8 mode cannot quantize (FACTS.md)."""
+    """The relu6 form Keras builds becomes HARD_SWISH, which the 16x8 mode cannot quantize (docs/toolchain-facts.md)."""
     from trashnet import quantize
 
     with pytest.raises(Exception, match="HARD_SWISH"):
@@ -126,6 +130,7 @@ HARD_SWISH_FORMS = {  # name -> (build(x, keras, tf), fused into HARD_SWISH by t
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", HARD_SWISH_FORMS)
 def test_which_hard_swish_forms_the_converter_fuses(form):
     """Relu6/min-max forms become HARD_SWISH (refused by 16x8); the two forms used instead do not."""
@@ -146,8 +151,8 @@ def test_which_hard_swish_forms_the_converter_fuses(form):
         assert census["float_compute_ops"] == 0
 
 
-@pytest.mark.parametrize("arch", ["mobilenet_v3_small",
-                                  pytest.param("mobilenet_v3_large", marks=pytest.mark.slow)])
+@pytest.mark.slow  # trains (trained_model_factory)
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "mobilenet_v3_large"])
 def test_rewritten_hard_swish_keeps_the_float_outputs(arch, trained_model_factory, sample_arrays):
     from trashnet import quantize
     from trashnet.keras_env import keras
@@ -166,7 +171,7 @@ def test_rewritten_hard_swish_keeps_the_float_outputs(arch, trained_model_factor
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mobilenet_v1", "mobilenet_v2"])
 def test_int16x8_v1_v2_load_with_trained_weights_not_random_ones(arch, trained_model_factory, representative):
-    """FACTS.md saw 16x8 V1/V2 fail to prepare (`no_integer_overflow_from_quantization`) with random weights.
+    """docs/toolchain-facts.md records 16x8 V1/V2 fail to prepare (`no_integer_overflow_from_quantization`) with random weights.
 
     The cause: untrained BatchNorm statistics let activations shrink layer after layer, the calibrated
     int16 scale of a deep RELU6 output drops below 6 / 2**31, and the kernel's int32 clamp at 6 / scale
@@ -196,9 +201,13 @@ def _source_dir(tmp_path: Path, model_path: Path, source: str) -> Path:
     return source_dir
 
 
-def test_run_quantization_writes_the_file_and_its_evaluation(tmp_path, trained_model_factory, sample_dataset):
+@pytest.mark.slow
+def test_run_quantization_writes_the_file_and_its_evaluation(tmp_path, trained_model_factory, sample_dataset,
+                                                             monkeypatch):
     from trashnet import quantize
 
+    # The test split's own <class>/<image> folder as the OOD set: its block must repeat the test numbers.
+    monkeypatch.setenv(settings.ENV_OOD_DATA, str(sample_dataset / "test"))
     cfg = _variant("int16x8")
     source_dir = _source_dir(tmp_path, trained_model_factory(V3, SIZE), V3)
     out = tmp_path / "out"
@@ -220,8 +229,13 @@ def test_run_quantization_writes_the_file_and_its_evaluation(tmp_path, trained_m
     rows = (out / "predictions.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + written["test"]["n"]
     assert "float compute ops: 0" in quantize.format_summary(record)
+    ood = written["ood"]
+    assert ood["dataset"] == "test" and ood["n"] == written["test"]["n"] and ood["unreadable"] == 0
+    assert ood["accuracy"] == written["test"]["accuracy"]
+    assert ood["macro_f1"] == pytest.approx(written["test"]["macro_f1"])
 
 
+@pytest.mark.slow
 def test_a_failed_conversion_is_a_result(tmp_path, sample_dataset):
     """Random-weight MobileNetV1 in 16x8: converts, but LiteRT refuses the file; metrics.json says why."""
     from trashnet import models, quantize

@@ -1,155 +1,246 @@
-"""The reporter on a finished stand-in run: sections, figures inline, numbers from files, PDF, browser."""
+"""The results chapter in both languages, built from a hand-built results tree (typed models + the real
+final stage): numbered tables and figures, numbers equal to the result files, PDF, exports, "not run"."""
 
 from __future__ import annotations
 
+import csv
 import re
 import shutil
 import subprocess
 import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-import standin
-from trashnet import fileio, report, settings
+import report_tree
+from trashnet import report, results, settings
+from trashnet.report import i18n
 
-SECTIONS = ("summary", "baselines", "pruning", "quantization", "hybrid", "pareto", "confusion", "curves", "data",
-            "provenance", "notebooks", "checksums", "failures")
+pytestmark = pytest.mark.slow  # evaluates tiny TFLite files, builds the final artifact, renders two PDFs
 
 
-class Elements(HTMLParser):
+class Page(HTMLParser):
+    """Table cells (with their data-value) by table id, figure and table labels, images, links."""
+
     def __init__(self):
         super().__init__()
-        self.ids, self.images, self.links, self.external = [], [], [], []
+        self.tables: dict[str, list[list[tuple[str, str | None]]]] = {}
+        self.ids, self.images, self.links = [], [], []
+        self._table = self._cell = None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if "id" in attrs:
             self.ids.append(attrs["id"])
+            if tag == "figure" and attrs["id"].startswith("tab-"):
+                self._table = attrs["id"]
+                self.tables[self._table] = []
+        if tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        if tag == "td" and self._table:
+            self._cell = [attrs.get("data-value"), ""]
         if tag == "img":
             self.images.append(attrs.get("src") or "")
         if tag == "a" and attrs.get("href"):
             self.links.append(attrs["href"])
-        if tag in ("link", "script") and (attrs.get("href") or attrs.get("src")):
-            self.external.append(attrs.get("href") or attrs.get("src"))
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell[1] += data
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self.tables[self._table][-1].append((self._cell[1], self._cell[0]))
+            self._cell = None
+        if tag == "figure":
+            self._table = None
 
 
-def parse(html: str) -> Elements:
-    parser = Elements()
-    parser.feed(html)
-    return parser
+def parse(path: Path) -> Page:
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path_factory.mktemp("report") / "out")
-    start = time.perf_counter()
-    report.build(out, log=lambda message: None)
-    assert time.perf_counter() - start <= 60
-    return out
+    root = report_tree.copy(report_tree.build(tmp_path_factory, stats=True, ood=True),
+                            tmp_path_factory.mktemp("built") / "out")
+    report.build(root, "quick", log=lambda message: None)
+    return root
 
 
-def test_report_is_self_contained_with_every_section(built):
-    html = (built / "report" / "index.html").read_text(encoding="utf-8")
-    elements = parse(html)
-    for section in SECTIONS:
-        assert section in elements.ids, section
-    assert elements.images and all(src.startswith("data:image/") for src in elements.images)
-    assert elements.external == []  # CSS inline, no script
-    # 6 variants with test results -> 6 confusion matrices, 3 training histories, 2 Pareto charts.
-    assert len(elements.images) == 6 + 3 + 2
-    for link in elements.links:
-        if not link.startswith("#"):
-            assert (built / "report" / link).is_file(), link
-    for variant_id in standin.SELECTED:
-        assert f"notebooks/{variant_id}.html" in elements.links
+def test_both_languages_with_numbered_tables_and_figures(built):
+    folder = settings.Layout(built, "quick").report
+    for lang, table, figure in (("id", "Tabel", "Gambar"), ("en", "Table", "Figure")):
+        page = parse(folder / lang / "index.html")
+        html = (folder / lang / "index.html").read_text(encoding="utf-8")
+        numbers = re.findall(rf"<span class=\"label\">{table} (4\.\d+)\.</span>", html)
+        assert numbers and numbers == [f"4.{i}" for i in range(1, len(numbers) + 1)]  # in reading order
+        figures_ = re.findall(rf"<span class=\"label\">{figure} (4\.\d+)\.</span>", html)
+        assert figures_ == [f"4.{i}" for i in range(1, len(figures_) + 1)] and len(figures_) >= 6
+        # Every table and figure is cited from the text (a link to it besides the lists of tables/figures).
+        for anchor in [i for i in page.ids if i.startswith(("tab-", "fig-"))]:
+            assert page.links.count(f"#{anchor}") >= 2, anchor
+        assert all(src.startswith("data:image/png;base64,") for src in page.images)
+        assert f'lang="{lang}"' in html
+    id_html = (folder / "id" / "index.html").read_text(encoding="utf-8")
+    assert "Daftar Tabel" in id_html and "Pemangkasan" in id_html and "Kuantisasi" in id_html
+    assert "Profil <strong>quick</strong>" in id_html  # the report says which profile it shows
 
 
-def test_numbers_come_from_the_result_files(built):
-    html = (built / "report" / "index.html").read_text(encoding="utf-8")
-    layout = settings.Layout(built)
-    for stage, variant_id in (("baseline", "mobilenet_v3_large"), ("quantized", "mobilenet_v3_small.fp16")):
-        metrics = fileio.read_json(layout.variant_dir(stage, variant_id) / "metrics.json")
-        assert report.fmt_pct(metrics["test"]["accuracy"]) in html
-        assert report.fmt_bytes(metrics["size"]["gzip_bytes"]) in html
-    selection = fileio.read_json(layout.variant_dir("final", "final") / "selection.json")
-    assert f"<strong>{selection['chosen']['id']}</strong>" in html
-    assert selection["rule"] in html
-    data_rows = report.read_data_manifest(layout.data_manifest)
-    assert f"{len(data_rows)} files examined" in html
-    # The checksums of the final artifact are verified.
-    checks = report.checksums_section(layout.variant_dir("final", "final"))
-    assert checks and {entry["check"] for entry in checks} == {"ok"}
+def test_every_number_in_a_table_is_the_result_files_value(built):
+    layout = settings.Layout(built, "quick")
+    baseline = results.read_metrics(layout.variant_dir("baseline", "mobilenet_v3_large"))
+    for lang in i18n.LANGUAGES:
+        fmt = i18n.Formatter(lang)
+        rows = parse(layout.report / lang / "index.html").tables["tab-baselines"]
+        row = next(r for r in rows if r and r[0][0] == "mobilenet_v3_large")
+        expected = [baseline.test.accuracy, baseline.test.macro_f1, baseline.train_time_s,
+                    baseline.latency_ms["keras_batch1"].median, baseline.size.raw_bytes, baseline.size.gzip_bytes,
+                    baseline.params, baseline.macs, baseline.ood.accuracy]
+        kinds = ["pct", "pct", "min", "ms", "mb", "mb", "mega", "mega", "pct"]
+        for (text, raw), value, kind in zip(row[1:], expected, kinds):
+            assert float(raw) == value
+            assert text == fmt.cell(value, kind)
+    # The Indonesian decimal comma, the English point.
+    assert i18n.Formatter("id").pct(0.865, 1) == "86,5\u00a0%" and i18n.Formatter("en").pct(0.865, 1) == "86.5\u00a0%"
+    id_rows = parse(layout.report / "id" / "index.html").tables["tab-baselines"]
+    assert any(text == "80,23" for text, _ in id_rows[1])
+    # The final model's row in the selection table carries the selection record's numbers.
+    selection = results.read_selection(layout.variant_dir("final", "final"))
+    rows = parse(layout.report / "en" / "index.html").tables["tab-selection"]
+    chosen = next(r for r in rows if r and r[0][0] == selection.chosen.id)
+    assert float(chosen[2][1]) == selection.chosen.accuracy and float(chosen[3][1]) == selection.chosen.gzip_bytes
 
 
-def test_failures_and_odd_results_are_shown_escaped(built, tmp_path):
-    out = standin.copy_run(built, tmp_path / "out")
-    layout = settings.Layout(out)
-    # A quantized variant whose conversion failed: no test metrics, the reason shown.
-    folder = layout.variant_dir("quantized", "mobilenet_v3_small.fp16")
-    metrics = fileio.read_json(folder / "metrics.json")
-    del metrics["test"]
-    metrics["conversion"] = {"status": "failed", "error": "RuntimeError: <b>HARD_SWISH</b> not supported"}
-    (folder / "metrics.json").chmod(0o644)
-    fileio.write_json(folder / "metrics.json", metrics)
-    # A failed variant: its error (with markup in it) and log; the run record says so.
-    failed = layout.variant_dir("pruned", "mobilenet_v3_large.prune-2of4")
-    (failed / settings.RUN_MANIFEST_NAME).unlink()
-    fileio.write_json(failed / report.FAILED_NAME, {"error": "ValueError: <script>alert(1)</script>",
-                                                    "traceback": ["line 1", "line 2"], "log": "logs/x.log"})
-    tflite = layout.variant_dir("final", "final") / "trashnet.tflite"
-    tflite.chmod(0o644)
-    tflite.write_bytes(b"tampered")
-    report.build(out, pdf=False, log=lambda message: None)
-    html = (out / "report" / "index.html").read_text(encoding="utf-8")
-    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "conversion failed: RuntimeError: &lt;b&gt;HARD_SWISH&lt;/b&gt; not supported" in html
-    assert "mobilenet_v3_large.prune-2of4 (pruned) failed" in html
-    assert "MISMATCH" in html
+def test_the_best_value_of_each_column_is_marked(built):
+    html = (settings.Layout(built, "quick").report / "en" / "index.html").read_text(encoding="utf-8")
+    table = html[html.index('id="tab-headline"'):]
+    table = table[:table.index("</table>")]
+    assert table.count(' best"') >= 2
 
 
-def test_report_of_an_empty_output_folder(tmp_path):
-    path = report.build(tmp_path, pdf=False, log=lambda message: None)
-    html = path.read_text(encoding="utf-8")
-    assert "No final model" in html and "dataset/manifest.csv is missing" in html
-    result = subprocess.run([sys.executable, "-m", "trashnet", "report", "--out", str(tmp_path / "nothing")],
+def test_significance_and_ood_are_rendered_when_present(built):
+    html = (settings.Layout(built, "quick").report / "en" / "index.html").read_text(encoding="utf-8")
+    assert 'id="tab-intervals"' in html and 'id="tab-comparisons"' in html and 'id="tab-seeds"' in html
+    assert 'id="tab-ood"' in html and "OOD accuracy" in html and 'id="sec-robustness"' in html
+    assert "stats-not-run" not in html
+
+
+def test_a_missing_statistics_file_reads_not_run(tmp_path_factory, tmp_path):
+    root = report_tree.copy(report_tree.build(tmp_path_factory), tmp_path / "out")
+    report.build(root, "quick", pdf=False, export=False, log=lambda message: None)
+    folder = settings.Layout(root, "quick").report
+    assert "Tidak dijalankan: berkas stats.json" in (folder / "id" / "index.html").read_text(encoding="utf-8")
+    en = (folder / "en" / "index.html").read_text(encoding="utf-8")
+    assert "Not run: there is no stats.json" in en
+    assert "sec-robustness" not in en, re.findall(r".{80}sec-robustness.{40}", en)
+    assert "tab-ood" not in en and "OOD accuracy" not in en  # no OOD block: no column, no section
+
+
+def test_pdf_has_contents_lists_and_numbered_pages(built, tmp_path):
+    if not shutil.which("pdftotext") or not shutil.which("pdftoppm"):
+        pytest.skip("poppler-utils (pdftotext, pdftoppm) is not installed")
+    folder = settings.Layout(built, "quick").report
+    for lang, words in (("id", ("Daftar Isi", "Daftar Tabel", "Daftar Gambar", "Tabel 4.1", "Gambar 4.1")),
+                        ("en", ("Contents", "List of tables", "List of figures", "Table 4.1", "Figure 4.1"))):
+        pdf = folder / lang / report.REPORT_PDF
+        text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
+                              check=True, timeout=120).stdout
+        for word in words:
+            assert word in text, (lang, word)
+        pages = text.split("\f")
+        assert len([p for p in pages if p.strip()]) >= 8
+        # The contents list page numbers (target-counter), and the pages carry their number at the bottom.
+        contents = pages[1]
+        assert re.search(r"4\.1 \S+.*\.{5,}\s*\d+", contents), contents[:500]
+        assert pages[3].strip().splitlines()[-1].strip() == "4"
+        subprocess.run(["pdftoppm", "-png", "-r", "30", "-f", "1", "-l", "4", str(pdf), str(tmp_path / lang)],
+                       check=True, timeout=120)
+        assert len(list(tmp_path.glob(f"{lang}-*.png"))) == 4
+
+
+def test_pdf_bookmarks_follow_the_sections(built):
+    import weasyprint
+
+    folder = settings.Layout(built, "quick").report / "id"
+    document = weasyprint.HTML(filename=str(folder / report.REPORT_HTML)).render()
+    titles = [mark[1] for page in document.pages for mark in page.bookmarks]  # (level, label, ...)
+    assert titles[0].startswith("Hasil") and "Daftar Isi" in titles
+    assert any(title.startswith("4.5 Pemangkasan") for title in titles)
+    assert any(title.startswith("4.6 Kuantisasi") for title in titles)
+    assert document.pages[0].width < document.pages[0].height  # A4 portrait
+    assert round(document.pages[0].width * 25.4 / 96) == 210
+
+
+def test_exports_for_the_thesis(built):
+    folder = settings.Layout(built, "quick").report / report.EXPORTS_DIR
+    for lang, table, figure in (("id", "tabel", "gambar"), ("en", "table", "figure")):
+        tex = sorted((folder / lang).glob(f"{table}-4-*.tex"))
+        assert len(tex) >= 10
+        for path in tex:
+            text = path.read_text(encoding="utf-8")
+            for command in (r"\begin{table}", r"\toprule", r"\midrule", r"\bottomrule", r"\caption{", r"\label{tab:"):
+                assert command in text, (path.name, command)
+            assert text.count("{") == text.count("}") - text.count(r"\}") + text.count(r"\{")
+            assert path.with_suffix(".csv").is_file() and path.with_suffix(".xlsx").is_file()
+        for number in range(1, len(list((folder / lang).glob(f"{figure}-4-*.svg"))) + 1):
+            assert (folder / lang / f"{figure}-4-{number}.png").is_file()
+    # CSV numbers are the result file's, in the header's unit.
+    layout = settings.Layout(built, "quick")
+    baseline = results.read_metrics(layout.variant_dir("baseline", "mobilenet_v3_large"))
+    number = next(p for p in (folder / "en").glob("table-4-*.csv")
+                  if "Training time" in p.read_text(encoding="utf-8"))
+    rows = list(csv.reader(number.open(encoding="utf-8")))
+    assert rows[0][1] == "Accuracy (%)"
+    assert float(rows[1][1]) == round(100 * baseline.test.accuracy, 2)
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(number.with_suffix(".xlsx")).active
+    assert sheet.cell(3, 2).value == round(100 * baseline.test.accuracy, 2)
+    from PIL import Image
+
+    png = next((folder / "en").glob("figure-4-*.png"))
+    assert round(Image.open(png).info["dpi"][0]) == 300
+
+
+def test_latex_exports_compile(built, tmp_path):
+    if not shutil.which("pdflatex"):
+        pytest.skip("no pdflatex (Debian: texlive-latex-base texlive-latex-recommended): structure checked above")
+    folder = settings.Layout(built, "quick").report / report.EXPORTS_DIR
+    tables = sorted((folder / "id").glob("tabel-*.tex")) + sorted((folder / "en").glob("table-*.tex"))
+    body = "\n".join(r"\input{" + str(path) + "}" for path in tables)
+    document = tmp_path / "tables.tex"
+    document.write_text(r"\documentclass{article}\usepackage[T1]{fontenc}\usepackage{booktabs}"
+                        r"\usepackage[a4paper,margin=15mm]{geometry}\begin{document}" + body + r"\end{document}")
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert (tmp_path / "tables.pdf").is_file()
+
+
+def test_the_gallery_shows_the_final_models_misclassified_images(built):
+    html = (settings.Layout(built, "quick").report / "en" / "index.html").read_text(encoding="utf-8")
+    assert 'id="fig-misclassified"' in html
+    match = re.search(r"(\d+) of (\d+) shown", html)
+    chosen = results.read_selection(settings.Layout(built, "quick").variant_dir("final", "final")).chosen
+    predictions = settings.Layout(built, "quick").models / chosen.dir / settings.PREDICTIONS_FILE
+    wrong = [r for r in csv.DictReader(predictions.open()) if r["label"] != r["predicted"]]
+    assert match and int(match.group(2)) == len(wrong) and int(match.group(1)) == min(len(wrong), 24)
+
+
+def test_report_of_an_empty_output_folder_or_of_several_profiles(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "trashnet", "report", "--out", str(tmp_path)],
                             capture_output=True, text=True, cwd=settings.REPO_ROOT)
-    assert result.returncode == 2 and "run ./run_all.sh first" in result.stdout
-
-
-def test_pareto_front():
-    points = [(10, 0.9, "a"), (5, 0.8, "b"), (20, 0.85, "c"), (5, 0.7, "d"), (30, 0.95, "e")]
-    assert [name for _, _, name in report.pareto_front(points)] == ["b", "a", "e"]
-
-
-def pdf_pages(path: Path) -> int:
-    if shutil.which("pdfinfo"):
-        info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
-        return int(re.search(r"Pages:\s+(\d+)", info).group(1))
-    return len(re.findall(rb"/Type\s*/Page\b", path.read_bytes()))
-
-
-def not_blank(png: Path) -> bool:
-    from PIL import Image, ImageStat
-
-    with Image.open(png) as image:
-        stat = ImageStat.Stat(image.convert("L"))
-    return stat.stddev[0] > 5  # a white (or any single-colour) page has ~0
-
-
-def test_pdf_has_pages_that_render(built, tmp_path):
-    pdf = built / "report" / report.REPORT_PDF
-    assert pdf.read_bytes().startswith(b"%PDF")
-    pages = pdf_pages(pdf)
-    assert 3 <= pages <= 40
-    if not shutil.which("pdftoppm"):
-        pytest.skip("pdftoppm (poppler-utils) is not installed")
-    subprocess.run(["pdftoppm", "-png", "-r", "40", str(pdf), str(tmp_path / "page")], check=True, timeout=120)
-    rendered = sorted(tmp_path.glob("page-*.png"))
-    assert len(rendered) == pages
-    assert all(not_blank(png) for png in rendered)
+    assert result.returncode == 2 and "run ./run_all.sh --profile quick first" in result.stderr
+    for profile in ("cpu", "full"):  # two runs side by side: the command asks which one
+        (tmp_path / "two" / "logs" / profile).mkdir(parents=True)
+        (tmp_path / "two" / "logs" / profile / "run.json").write_text("{}")
+    result = subprocess.run([sys.executable, "-m", "trashnet", "report", "--out", str(tmp_path / "two")],
+                            capture_output=True, text=True, cwd=settings.REPO_ROOT)
+    assert result.returncode == 2 and "several profiles (cpu, full)" in result.stderr
 
 
 def chromium() -> str:
@@ -159,69 +250,15 @@ def chromium() -> str:
     pytest.skip("no chromium: install Debian's chromium to check the report in a browser")
 
 
-def run_chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               "--no-first-run", "--allow-file-access-from-files", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.mark.browser
 def test_report_in_headless_chromium(built, tmp_path):
-    index = built / "report" / "index.html"
-    screenshot = tmp_path / "report.png"
-    run_chromium(f"--screenshot={screenshot}", "--window-size=1280,2400", "--hide-scrollbars", index.as_uri())
-    assert screenshot.exists(), "chromium wrote no screenshot"
-    assert not_blank(screenshot)
-    # No broken images: a copy of the page that writes, once loaded, how many images failed to decode.
-    probe = built / "report" / "_probe.html"
-    script = ("<script>window.addEventListener('load', () => { const bad = [...document.images].filter("
-              "i => !i.complete || i.naturalWidth === 0).length; document.body.setAttribute('data-broken', bad);"
-              " document.body.setAttribute('data-images', document.images.length); });</script>")
-    probe.write_text(index.read_text(encoding="utf-8").replace("</body>", script + "</body>"), encoding="utf-8")
-    try:
-        dom = run_chromium("--virtual-time-budget=10000", "--dump-dom", probe.as_uri()).stdout
-    finally:
-        probe.unlink()
-    images = re.search(r'data-images="(\d+)"', dom)
-    broken = re.search(r'data-broken="(\d+)"', dom)
-    assert images and broken, dom[-2000:]
-    assert int(images.group(1)) == 11 and int(broken.group(1)) == 0
+    from PIL import Image, ImageStat
 
-
-def test_selection_record_with_a_chosen_object_and_results(built, tmp_path):
-    # The shape trashnet.select writes: "chosen" is a record, "results" every row with its verdict.
-    out = standin.copy_run(built, tmp_path / "out")
-    final_dir = settings.Layout(out).variant_dir("final", "final")
-    selection = {
-        "rule": "Eligible: within 1 pp of the best; final: the smallest gzipped file.",
-        "chosen": {"id": "mobilenet_v3_large.prune-2of4.int16x8", "accuracy": 0.5, "gzip_bytes": 1234},
-        "candidates": ["mobilenet_v3_large.prune-2of4.int16x8"], "eligible": ["mobilenet_v3_large.prune-2of4.int16x8"],
-        "results": [{"id": "mobilenet_v3_large.prune-2of4.int16x8", "stage": "quantized", "accuracy": 0.5,
-                     "gzip_bytes": 1234, "eligible": True},
-                    {"id": "mobilenet_v3_small", "stage": "baseline", "accuracy": 0.4,
-                     "excluded": "not a TFLite result (format keras)"}],
-    }
-    (final_dir / "selection.json").chmod(0o644)
-    fileio.write_json(final_dir / "selection.json", selection)
-    report.build(out, pdf=False, log=lambda message: None)
-    html = (out / "report" / "index.html").read_text(encoding="utf-8")
-    assert "The selection rule chose <strong>mobilenet_v3_large.prune-2of4.int16x8</strong>" in html
-    assert "not a TFLite result (format keras)" in html
-
-
-def test_data_section_reports_rejections_duplicates_and_conflicts(tmp_path):
-    from trashnet import data
-
-    source = tmp_path / "source"
-    shutil.copytree(settings.SAMPLE_DIR, source)
-    shutil.copy(source / "glass" / "glass1.jpg", source / "glass" / "glass1-copy.jpg")  # same label: kept once
-    shutil.copy(source / "metal" / "metal1.jpg", source / "paper" / "metal1-as-paper.jpg")  # conflicting labels
-    (source / "trash" / "broken.jpg").write_bytes(b"not a jpeg")
-    out = tmp_path / "out"
-    data.prepare(source, out / "dataset")
-    report.build(out, pdf=False, log=lambda message: None)
-    html = (out / "report" / "index.html").read_text(encoding="utf-8")
-    assert "75 files examined: 71 accepted, 4 rejected" in html
-    assert "By reason: duplicate 1, duplicate-conflict 2, not-an-image 1." in html
-    assert "3 files rejected as exact copies (same sha256); 2 of them carry" in html
-    assert "<code>paper/metal1-as-paper.jpg</code>" in html
+    for lang in i18n.LANGUAGES:
+        index = settings.Layout(built, "quick").report / lang / "index.html"
+        shot = tmp_path / f"{lang}.png"
+        subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        "--no-first-run", f"--screenshot={shot}", "--window-size=1280,2400", "--hide-scrollbars",
+                        index.as_uri()], capture_output=True, text=True, timeout=120)
+        assert shot.exists(), "chromium wrote no screenshot"
+        assert max(ImageStat.Stat(Image.open(shot).convert("L")).stddev) > 10  # not a blank page

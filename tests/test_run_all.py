@@ -7,13 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import standin
-from trashnet import fileio, pipeline, settings
+from trashnet import artifact, fileio, pipeline, settings
 
 SCRIPT = settings.REPO_ROOT / "run_all.sh"
 # The smoke subset for the real end-to-end run when the quick profile does not list its own: one baseline,
@@ -68,6 +67,8 @@ def test_venv_is_reinstalled_only_when_the_lockfile_changes(tmp_path):
     fake.chmod(0o755)
     env = standin.environment()
     env.pop("TRASHNET_PYTHON", None)
+    # The metadata writer's tool venv is the real one (its own stamp works like .venv's).
+    env["TRASHNET_METADATA_PYTHON"] = str(artifact.metadata_python())
 
     def setup() -> list[str]:
         calls.unlink(missing_ok=True)
@@ -87,14 +88,17 @@ def test_venv_is_reinstalled_only_when_the_lockfile_changes(tmp_path):
     assert any("--require-hashes" in call for call in setup())
 
 
+@pytest.mark.slow
 def test_stand_in_run_through_run_all(tmp_path):
     # Relative --out from another directory; the report is built at the end.
     result = run_all("--out", "out", "--variants", "mobilenet_v3_small.fp16", "-j", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     out = tmp_path / "out"
     assert "bundled sample" in result.stdout and "ETA" in result.stdout
-    assert (out / "report" / "index.html").exists() and (out / "report" / "report.pdf").exists()
-    record = fileio.read_json(out / "logs" / pipeline.RUN_RECORD)
+    report_dir = out / "report" / "quick"
+    assert (report_dir / "index.html").exists()
+    assert all((report_dir / lang / name).exists() for lang in ("id", "en") for name in ("index.html", "report.pdf"))
+    record = fileio.read_json(out / "logs" / "quick" / pipeline.RUN_RECORD)
     assert record["profile"] == "quick" and record["sample"] is True
     assert record["selected"] == ["mobilenet_v3_small", "mobilenet_v3_small.fp16"]
 
@@ -111,18 +115,13 @@ def test_end_to_end_on_the_sample_with_the_real_notebooks(tmp_path):
     from trashnet import config
 
     subset = () if config.load_profile("quick").variants is not None else ("--variants", QUICK_SUBSET)
-    start = time.perf_counter()
+    # Its time is measured by benchmarks/bench_pipeline.py --real-notebooks, not asserted here.
     result = run_all("--out", str(tmp_path / "out"), "-j", "2", *subset, env=env, timeout=1800)
-    seconds = time.perf_counter() - start
     print(result.stdout[-5000:])
-    print(f"end-to-end on the sample: {seconds:.0f}s")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
-    assert seconds <= 15 * 60
     out = tmp_path / "out"
-    html = (out / "report" / "index.html").read_text(encoding="utf-8")
+    html = (out / "report" / "quick" / "en" / "index.html").read_text(encoding="utf-8")
     assert "No final model" not in html
-    assert (out / "report" / "report.pdf").exists()
-    start = time.perf_counter()
+    assert all((out / "report" / "quick" / lang / "report.pdf").exists() for lang in ("id", "en"))
     again = run_all("--out", str(tmp_path / "out"), "--no-report", *subset, env=env)
     assert again.returncode == 0 and " done 0," in again.stdout.splitlines()[-1]
-    assert time.perf_counter() - start <= 30

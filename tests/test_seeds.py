@@ -163,7 +163,7 @@ def test_the_runner_gives_each_seed_its_own_folder_and_seed(tmp_path):
                             env=standin.environment(), capture_output=True, text=True, timeout=600,
                             cwd=settings.REPO_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    layout = settings.Layout(out)
+    layout = settings.Layout(out, "seeded")  # the profile file's name
     for variant_id, seed in (("mobilenet_v3_small", 42), ("mobilenet_v3_small@seed43", 43)):
         folder = layout.variant_dir("baseline", variant_id)
         assert pipeline.read_valid_manifest(folder) is not None, variant_id

@@ -146,14 +146,6 @@ def test_fronts_table_and_selection_file(tmp_path):
     assert json.loads(path.read_text())["chosen"]["id"] == f"{PRUNED}.fp16"
 
 
-def test_pareto_plot_draws(tmp_path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    figure = select.plot_pareto(select.select(standard_tree(tmp_path), SelectConfig()))
-    assert len(figure.axes) == 2
-
-
 def test_a_latency_limit_excludes_slow_candidates(tmp_path):
     selection = select.select(standard_tree(tmp_path), SelectConfig(max_latency_ms=10.0))
     assert selection["chosen"]["id"] == f"{PRUNED}.fp16"  # int16x8 (40 ms) is smaller but too slow

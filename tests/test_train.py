@@ -171,7 +171,7 @@ def test_real_data_smoke_beats_chance(real_data_dir, quick_profile, tmp_path):
     """Full TrashNet, official split, V3-Small at 64 px for a few short epochs: clearly above chance (1/6).
 
     BatchNorm momentum 0.9 and no EMA so that a run this short is judged on weights and statistics that
-    have caught up (FACTS.md: with 0.99 validation stays near chance for the first epochs).
+    have caught up (docs/toolchain-facts.md: with 0.99 validation stays near chance for the first epochs).
     """
     from trashnet import data
 

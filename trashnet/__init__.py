@@ -5,4 +5,4 @@ needs only ai-edge-litert, NumPy and Pillow). Modules that need TensorFlow impor
 ``trashnet.keras_env``, which selects Keras 2 first.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

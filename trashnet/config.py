@@ -19,7 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trashnet import settings
+from trashnet import fileio, settings
+from trashnet.errors import UserError
 
 ARCHITECTURES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
 SEED_MARK = "@seed"  # extra seeds of a variant: "<id>@seed<N>", each with its own run folder
@@ -44,6 +45,8 @@ class ModelConfig(Strict):
     weights: str = "none"  # "none" (from scratch), "imagenet" (Keras download) or a weights file path
     dropout: float = Field(0.2, ge=0, lt=1)  # before the classifier
     bn_momentum: float | None = Field(0.99, gt=0, lt=1)  # None keeps Keras' (0.999 for V3: too slow from scratch)
+    fit: Literal["squash", "crop", "pad"] = "squash"  # photo -> square input (images.to_model_input); it
+    # travels with the model (metadata.json), so predict and evaluate fit photos the way training did
 
 
 class AugmentConfig(Strict):
@@ -52,6 +55,47 @@ class AugmentConfig(Strict):
     zoom: float = Field(0.15, ge=0, lt=1)  # max zoom in/out, fraction
     brightness: float = Field(0.15, ge=0, le=1)  # max brightness shift, fraction of the 0-255 range
     contrast: float = Field(0.15, ge=0, lt=1)  # max contrast change, fraction
+    # Robustness options for photos that are not TrashNet's (issue 18); all off by default so existing
+    # results stay comparable. Each applies to a whole batch in the tf.data graph, never in the model.
+    crop_scale: tuple[float, float] | None = None  # random resized crop: area range vs the image (>1 zooms
+    # out: the object shrinks on TrashNet's white board, which `background` can then replace); None = off
+    crop_ratio: tuple[float, float] = (0.75, 1.3333)  # aspect-ratio range of the crop window
+    saturation: float = Field(0.0, ge=0, le=1)  # max saturation change, fraction (0.4: x0.6 to x1.4)
+    hue: float = Field(0.0, ge=0, le=0.5)  # max hue shift, fraction of the colour wheel
+    blur: float = Field(0.0, ge=0, le=1)  # probability of a Gaussian blur of random strength
+    blur_sigma: float = Field(1.5, gt=0, le=8)  # strongest blur, sigma in pixels of the model input
+    noise: float = Field(0.0, ge=0, le=0.5)  # max std of Gaussian pixel noise, fraction of 255
+    jpeg: float = Field(0.0, ge=0, le=1)  # probability of a JPEG re-encoding
+    jpeg_quality: tuple[int, int] = (30, 95)  # its random quality range
+    grayscale: float = Field(0.0, ge=0, le=1)  # probability of a grayscale copy
+    background: float = Field(0.0, ge=0, le=1)  # probability of keying out the white board and
+    # compositing the object onto a random texture
+    background_value: int = Field(140, ge=0, le=255)  # board pixels: brightest channel at least this ...
+    background_saturation: float = Field(0.18, ge=0, le=1)  # ... and saturation at most this
+    background_max_fraction: float = Field(0.85, gt=0, le=1)  # keyed more than this: the object itself is
+    # white (paper, clear plastic), so leave that image alone
+    mixup: float = Field(0.0, ge=0)  # MixUp Beta(a, a) parameter; 0 = off
+    cutmix: float = Field(0.0, ge=0)  # CutMix Beta(a, a) parameter; 0 = off (not together with mixup)
+
+    @field_validator("crop_scale", "crop_ratio")
+    @classmethod
+    def _range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0 < value[0] <= value[1] <= 4:
+            raise ValueError(f"expected a range 0 < low <= high <= 4, got {list(value)}")
+        return value
+
+    @field_validator("jpeg_quality")
+    @classmethod
+    def _quality(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= value[0] <= value[1] <= 100:
+            raise ValueError(f"expected a quality range 1 <= low <= high <= 100, got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_mix(self) -> "AugmentConfig":
+        if self.mixup > 0 and self.cutmix > 0:
+            raise ValueError("choose MixUp or CutMix, not both (set one of mixup / cutmix to 0)")
+        return self
 
 
 class TrainConfig(Strict):
@@ -63,7 +107,7 @@ class TrainConfig(Strict):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     class_weights: Literal["balanced", "none"] = "balanced"  # trash has 137 images, paper 594
     ema: bool = True  # evaluate an exponential moving average of the weights
-    checkpoint: Literal["best", "last"] = "last"  # FACTS.md: best-on-validation cost ~1 pp on test
+    checkpoint: Literal["best", "last"] = "last"  # docs/toolchain-facts.md: best-on-validation cost ~1 pp on test
     early_stopping_patience: int | None = Field(None, ge=1)  # epochs without val improvement; None = off
     head_epochs: int = Field(10, ge=0)  # pretrained only: frozen-backbone phase on cached features
     head_learning_rate: float = Field(1e-3, gt=0)
@@ -138,6 +182,13 @@ class StatsConfig(Strict):
     alpha: float = Field(0.05, gt=0, lt=1)  # significance level after the Holm correction
 
 
+class OodConfig(Strict):
+    """The out-of-distribution set every variant is also measured on: the folder comes from
+    ``$TRASHNET_OOD_DATA`` (unset: not measured), how its folders map to the model's labels from here."""
+
+    class_map: dict[str, str | None] = {}  # folder -> model label (null: skip it); unnamed folders = labels
+
+
 class Profile(Strict):
     """A whole run's defaults. ``name`` is the file stem; the rest is the YAML body."""
 
@@ -154,6 +205,7 @@ class Profile(Strict):
     quantize: QuantizeConfig = QuantizeConfig()
     select: SelectConfig = SelectConfig()
     stats: StatsConfig = StatsConfig()
+    ood: OodConfig = OodConfig()
     variants: list[str] | None = None  # ids to run (None = every variant in variants.yaml)
     overrides: dict[str, dict[str, Any]] = {}  # variant id -> sections that differ in this profile
 
@@ -179,6 +231,7 @@ class VariantConfig(Strict):
     quantize: QuantizeConfig
     select: SelectConfig
     stats: StatsConfig = StatsConfig()
+    ood: OodConfig = OodConfig()
 
     @field_validator("arch")
     @classmethod
@@ -202,15 +255,19 @@ class VariantConfig(Strict):
         return self
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A profile or variants file is wrong; the message says where and what to fix."""
+
+    exit_status = 2
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(fileio.read_text(path))
     except FileNotFoundError as error:
         raise ConfigError(f"{path}: file not found") from error
+    except (OSError, UnicodeDecodeError) as error:  # a folder, a named pipe, no permission
+        raise ConfigError(f"{path}: cannot read it ({error})") from error
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
     if data is None:
@@ -292,7 +349,7 @@ def resolve_variant(profile: Profile, entry: dict[str, Any], *, where: str = "va
     if SEED_MARK in variant_id:
         raise ConfigError(f"{where}: variant id {variant_id!r} must not contain {SEED_MARK!r}: extra seeds get "
                           "that suffix themselves (list them under 'seeds:')")
-    sections = ("data", "model", "train", "prune", "quantize", "select", "stats")
+    sections = ("data", "model", "train", "prune", "quantize", "select", "stats", "ood")
     base = profile.model_dump(mode="python", include=set(sections))
     base.update(profile=profile.name, seed=profile.seed)
     merged = deep_merge(base, entry)

@@ -46,11 +46,11 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +59,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trashnet import fileio, images, settings
+from trashnet import fileio, images, owned, settings
+from trashnet.errors import UserError, os_error_hint, os_error_text
 
 MANIFEST_COLUMNS = ("path", "class", "split", "sha256", "width", "height", "status", "reason", "output",
                     "phash", "near_duplicate_group", "notes")
@@ -69,7 +70,9 @@ DEFAULT_RATIOS = (0.70, 0.15, 0.15)
 PHASH_SIZE = 16  # 16 x 16 = 256-bit perceptual hash
 NEAR_DUPLICATE_DISTANCE = 52  # Hamming distance (of 256 bits) at or under which two images are near-duplicates
 STAMP_NAME = "prepare.json"
-FORMAT_VERSION = 1  # bump when the output layout or manifest meaning changes
+FORMAT_VERSION = 2  # bump when the output layout or manifest meaning changes (2: output checksums, stamp)
+OWNED_KIND = "dataset"  # owned.stamp kind: the only folders `prepare` ever replaces
+LINK_OUTSIDE_NOTE = "link-outside-source"  # notes: the file was reached through a link leaving the source
 # The TrashNet authors' split files: one "<file name> <label>" a line, labels one-indexed in this order.
 OFFICIAL_LABELS = {1: "glass", 2: "paper", 3: "cardboard", 4: "plastic", 5: "metal", 6: "trash"}
 OFFICIAL_FILES = {"train": "train.txt", "validation": "val.txt", "test": "test.txt"}
@@ -77,7 +80,7 @@ _MAX_LISTED = 20  # rejected files listed one by one in the summary
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The source folder cannot be prepared; the message says what to fix."""
 
 
@@ -150,6 +153,9 @@ class PrepareReport:
                      f"{sum(len(m) for m in groups.values())} images kept"
                      + (f"; {crossing} groups span more than one split" if crossing else "")
                      + (f"; {mixed} groups mix labels (check them)" if mixed else ""))
+        outside = sum(LINK_OUTSIDE_NOTE in row["notes"].split(";") for row in self.rows)
+        if outside:
+            lines.append(f"Links leaving the source, followed: {outside} files (notes: {LINK_OUTSIDE_NOTE})")
         lines.append(f"Manifest: {self.out / settings.MANIFEST_NAME}")
         return "\n".join(lines)
 
@@ -173,7 +179,7 @@ def _walk_files(folder: Path, rel: str) -> list[tuple[str, Path]]:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as error:
-        raise DataError(f"cannot read folder {folder} ({error.strerror}): make it readable") from error
+        raise DataError(f"cannot read folder {folder} ({error.strerror})", "make it readable") from error
     for entry in entries:
         child_rel = f"{rel}/{entry.name}" if rel else entry.name
         if entry.is_dir(follow_symlinks=not rel):
@@ -196,20 +202,21 @@ def _reject(row: dict[str, str], reason: str) -> None:
 def _scan(source: Path) -> tuple[list[str], list[dict[str, str]], dict[str, Path]]:
     """Classes, one row per file seen (candidates have an empty status) and each row's file."""
     if not source.exists():
-        raise DataError(f"source folder {source} does not exist: pass --source with a folder of "
+        raise DataError(f"source folder {source} does not exist", "pass --source with a folder of "
                         f"<class>/<image> files (or run `python -m trashnet download` first)")
     if not source.is_dir():
-        raise DataError(f"source {source} is not a folder: pass --source with a folder of <class>/<image> files")
+        raise DataError(f"source {source} is not a folder", "pass --source with a folder of <class>/<image> files")
     if not os.access(source, os.R_OK | os.X_OK):
-        raise DataError(f"source folder {source} is not readable: fix its permissions (chmod u+rx)")
+        raise DataError(f"source folder {source} is not readable", "fix its permissions (chmod u+rx)")
     files = _walk_files(source, "")
     top = sorted(entry for entry in os.listdir(source) if (source / entry).is_dir())
     classes = [name for name in top if not _is_hidden(name)]
     if len(classes) < 2:
         raise DataError(
-            f"{source} has {len(classes)} class folder(s){' (' + ', '.join(classes) + ')' if classes else ''}: "
-            f"need at least two, one sub-folder per class holding its images (e.g. glass/, paper/)")
+            f"{source} has {len(classes)} class folder(s){' (' + ', '.join(classes) + ')' if classes else ''}",
+            "need at least two, one sub-folder per class holding its images (e.g. glass/, paper/)")
     rows, where = [], {}
+    real_source = os.path.realpath(source)
     for rel, path in files:
         parts = rel.split("/")
         cls = parts[0] if len(parts) > 1 and parts[0] in classes else ""
@@ -223,12 +230,15 @@ def _scan(source: Path) -> tuple[list[str], list[dict[str, str]], dict[str, Path
             _reject(row, "no-class: not inside a <class>/ folder")
         elif len(parts) > 2:
             _reject(row, f"nested-folder: inside a sub-folder of class folder {cls}/; move it up or remove it")
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, real_source]) != real_source:  # followed, and recorded (docs/data.md)
+            row["notes"] = LINK_OUTSIDE_NOTE
         rows.append(row)
         where[shown] = path
     empty = [cls for cls in classes if not any(r["class"] == cls and not r["status"] for r in rows)]
     if empty:
-        raise DataError(f"class folder(s) without any image file: {', '.join(empty)} (in {source}): "
-                        f"add images or remove the empty folder(s)")
+        raise DataError(f"class folder(s) without any image file: {', '.join(empty)} (in {source})",
+                        "add images or remove the empty folder(s)")
     return classes, rows, where
 
 
@@ -257,7 +267,7 @@ def _check(row: dict[str, str], path: Path) -> images.Inspection | None:
         _reject(row, "decompression-bomb: decoding ran out of memory")
         return None
     row.update(status="accepted", width=str(info.width), height=str(info.height), phash=info.phash,
-               notes=";".join(info.notes))
+               notes=";".join(filter(None, [row["notes"], *info.notes])))
     return info
 
 
@@ -349,9 +359,9 @@ def _official_split(rows: list[dict[str, str]], source: Path) -> None:
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         raise DataError(
-            f"the official split names {len(missing)} image(s) that are not in {source}: {shown}. "
-            f"Point --source at the complete TrashNet dataset-resized folder (python -m trashnet download), "
-            f"or use --split stratified for another or a partial data set")
+            f"the official split names {len(missing)} image(s) that are not in {source}: {shown}",
+            "point --source at the complete TrashNet dataset-resized folder (python -m trashnet download), "
+            "or use --split stratified for another or a partial data set")
     for row in rows:
         if row["status"] != "accepted":
             continue
@@ -413,13 +423,16 @@ def _assign_outputs(rows: list[dict[str, str]], infos: dict[str, images.Inspecti
         row["output"] = candidate
 
 
-def _write_one(source: Path, target: Path, convert: bool) -> None:
+def _write_one(source: Path, target: Path, convert: bool) -> str:
+    """Write one accepted image; returns the sha256 of what was written (prepare.json vouches for it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if convert:
         image, _ = images.open_rgb(source)
         image.save(target, format="PNG")
     else:
-        shutil.copyfile(source, target)
+        with fileio.open_regular(source) as reader, open(target, "wb") as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
+    return fileio.sha256_file(target)
 
 
 def _manifest_text(rows: list[dict[str, str]]) -> str:
@@ -430,23 +443,59 @@ def _manifest_text(rows: list[dict[str, str]]) -> str:
     return buffer.getvalue()
 
 
-def _replaceable(out: Path) -> bool:
-    if not out.exists():
-        return True
-    if not out.is_dir():
-        return False
-    return (out / STAMP_NAME).is_file() or (out / settings.MANIFEST_NAME).is_file() or not any(out.iterdir())
+def _check_replaceable(out: Path) -> None:
+    owned.check_replaceable(out, OWNED_KIND, made_by="`prepare`",
+                            hint="choose another --out, or move that folder away first")
+
+
+def _leftover_prefixes(out: Path) -> tuple[str, str]:
+    return f".{out.name}.tmp-", f".{out.name}.old-"
 
 
 def _swap_in(temp: Path, out: Path) -> None:
     """Move the finished ``temp`` folder to ``out``, replacing an earlier dataset by renames."""
     old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    if os.path.lexists(out):
+        _check_replaceable(out)
+        old = owned.make_temp_dir(out.parent, _leftover_prefixes(out)[1])
         os.rename(out, old / "dataset")
     os.rename(temp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def verify_prepared(out: str | os.PathLike) -> str | None:
+    """None when ``out`` holds an intact prepared data set, else why not.
+
+    Intact: ``prepare.json`` vouches for ``manifest.csv`` (sha256) and for every accepted image the manifest
+    lists (the sha256 of the file written); every one of those files is present with that checksum.
+    """
+    out = Path(out)
+    try:
+        stamp = fileio.read_json(out / STAMP_NAME)
+        if not isinstance(stamp, dict) or stamp.get("format") != FORMAT_VERSION:
+            return "prepared by another version of this code"
+        if fileio.sha256_file(out / settings.MANIFEST_NAME) != stamp.get("manifest_sha256"):
+            return f"{settings.MANIFEST_NAME} changed"
+        with open(out / settings.MANIFEST_NAME, newline="", encoding="utf-8") as handle:
+            outputs = [row["output"] for row in csv.DictReader(handle) if row["status"] == "accepted"]
+    except (OSError, ValueError, KeyError) as error:
+        return f"cannot read its records ({error})"
+    expected = stamp.get("outputs")
+    if not isinstance(expected, dict) or set(expected) != set(outputs):
+        return "its checksums do not list the images of the manifest"
+
+    def actual(rel: str) -> str:
+        try:
+            return fileio.sha256_file(out / rel)
+        except OSError:
+            return ""
+
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        bad = [rel for rel, digest in zip(outputs, pool.map(actual, outputs)) if digest != expected[rel]]
+    if bad:
+        return f"{len(bad)} prepared image(s) missing or changed (e.g. {bad[0]})"
+    return None
 
 
 def _fingerprint(rows: list[dict[str, str]], options: dict) -> str:
@@ -457,18 +506,23 @@ def _fingerprint(rows: list[dict[str, str]], options: dict) -> str:
 
 def _existing(out: Path, fingerprint: str) -> list[dict[str, str]] | None:
     """The manifest rows of an intact dataset in ``out`` prepared from the same fingerprint, else None."""
+    if not owned.is_ours(out, OWNED_KIND):
+        return None
     try:
         stamp = fileio.read_json(out / STAMP_NAME)
-        manifest = out / settings.MANIFEST_NAME
-        if stamp.get("fingerprint") != fingerprint or fileio.sha256_file(manifest) != stamp.get("manifest_sha256"):
+        if stamp.get("fingerprint") != fingerprint or verify_prepared(out) is not None:
             return None
-        with open(manifest, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+        with open(out / settings.MANIFEST_NAME, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
     except (OSError, ValueError, AttributeError, KeyError):
         return None
-    if any(row["status"] == "accepted" and not (out / row["output"]).is_file() for row in rows):
-        return None
-    return rows
+
+
+def official_split_fits(source: str | os.PathLike) -> tuple[int, int]:
+    """(images the official split lists, how many of them are not in ``source``): 0 missing = it fits."""
+    assignment = read_official_split()
+    source = Path(source)
+    return len(assignment), sum(not os.path.lexists(source / key) for key in assignment)
 
 
 # ---------------------------------------------------------------------------------------------- prepare
@@ -481,17 +535,18 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, *, split: str = "
     started = time.perf_counter()
     source, out = Path(source).expanduser().resolve(), Path(out).expanduser().resolve()
     if split not in SPLIT_METHODS:
-        raise DataError(f"unknown split {split!r}: use one of {', '.join(SPLIT_METHODS)}")
+        raise DataError(f"unknown split {split!r}", f"use one of {', '.join(SPLIT_METHODS)}")
     ratios = tuple(float(r) for r in ratios)
-    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1.0) > 1e-6:
-        raise DataError(f"ratios {ratios} must be three non-negative numbers (train validation test) summing to 1")
+    if (len(ratios) != 3 or not all(math.isfinite(r) and r >= 0 for r in ratios)
+            or abs(sum(ratios) - 1.0) > 1e-6):
+        raise DataError(f"ratios {ratios} must be three non-negative numbers (train validation test) summing to 1",
+                        "e.g. --ratios 0.7 0.15 0.15")
     if out == source or source in out.parents or out in source.parents:
-        raise DataError(f"--out {out} and --source {source} must not contain each other: "
-                        f"the source is never written to; choose an output folder outside it")
+        raise DataError(f"--out {out} and --source {source} must not contain each other (the source is never "
+                        f"written to)", "choose an output folder outside it")
     classes, rows, where = _scan(source)
-    if not _replaceable(out):
-        raise DataError(f"{out} exists and is not a dataset prepared by this command: choose another --out "
-                        f"or remove it (it is only ever replaced when it holds a {settings.MANIFEST_NAME})")
+    _check_replaceable(out)
+    owned.remove_leftovers(out.parent, _leftover_prefixes(out))  # of a killed prepare, stamped as ours
 
     options: dict = {"split": split}
     if split == "stratified":
@@ -522,29 +577,38 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, *, split: str = "
         details = "; ".join(
             f"{cls}: " + ", ".join(f"{n} {code}" for code, n in sorted(Counter(
                 reason_code(r["reason"]) for r in rows if r["class"] == cls).items())) for cls in unusable)
-        raise DataError(f"class folder(s) with no usable image: {details}. Add valid images to them or remove "
-                        f"the folder(s); manifest reasons are listed by `prepare` per file")
+        raise DataError(f"class folder(s) with no usable image: {details}", "add valid images to them or remove "
+                        "the folder(s); `prepare` lists the reason for every file")
     _assign_outputs(rows, infos)
 
     report = PrepareReport(out, rows, split=split, seed=int(seed))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        temp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would make the dataset private
+        temp = owned.make_temp_dir(out.parent, _leftover_prefixes(out)[0])
+    except OSError as error:
+        raise DataError(f"cannot write the data set to {out}: {os_error_text(error)}",
+                        os_error_hint(error, "--out")) from error
+    try:
         accepted = [row for row in rows if row["status"] == "accepted"]
         with ThreadPoolExecutor(_WORKERS) as pool:
-            list(pool.map(lambda r: _write_one(where[r["path"]], temp / r["output"],
-                                               infos[r["path"]].needs_conversion), accepted))
+            written = list(pool.map(lambda r: _write_one(where[r["path"]], temp / r["output"],
+                                                         infos[r["path"]].needs_conversion), accepted))
         manifest = _manifest_text(rows)
         (temp / settings.MANIFEST_NAME).write_text(manifest, encoding="utf-8")
         stamp = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "options": options,
                  "source": str(source), "manifest_sha256": fileio.sha256_bytes(manifest.encode("utf-8")),
                  "files_seen": len(rows), "accepted": report.accepted, "rejected": report.rejected,
-                 "counts": report.counts(), "rejected_by_reason": report.rejected_by_reason()}
+                 "counts": report.counts(), "rejected_by_reason": report.rejected_by_reason(),
+                 "outputs": {row["output"]: digest for row, digest in zip(accepted, written)}}
         (temp / STAMP_NAME).write_text(fileio.dumps_json(stamp), encoding="utf-8")
+        owned.stamp(temp, OWNED_KIND)  # last: a finished data set, free of the temporary owner's pid
         _swap_in(temp, out)
+    except OSError as error:
+        shutil.rmtree(temp, ignore_errors=True)
+        if error.filename is not None and str(error.filename).startswith(str(source)):
+            raise DataError(f"cannot read {os_error_text(error)} (it changed while `prepare` ran)",
+                            "run it again") from error
+        raise DataError(f"cannot write the data set to {out}: {os_error_text(error)}",
+                        os_error_hint(error, "--out")) from error
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -559,7 +623,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", type=Path, default=None,
                         help="folder of <class>/<image> files (default: $TRASHNET_DATA, else the bundled sample)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="dataset folder to write (default: dataset/ under the output root)")
+                        help="dataset folder to write (default: dataset/<profile>/ under the output root)")
+    parser.add_argument("--profile", default="quick",
+                        help="the profile whose dataset/<profile>/ folder --out defaults to (default quick)")
     parser.add_argument("--split", choices=SPLIT_METHODS, default="stratified",
                         help="official: the TrashNet authors' lists (full TrashNet only); "
                              "stratified: per-class random split (default)")
@@ -571,12 +637,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     source = args.source if args.source is not None else settings.default_data_source()
-    out = args.out if args.out is not None else settings.Layout.default().dataset
-    try:
-        report = prepare(source, out, split=args.split, seed=args.seed, ratios=tuple(args.ratios),
-                         force=args.force)
-    except DataError as error:
-        print(f"prepare: error: {error}", file=sys.stderr)
-        return 1
+    out = args.out if args.out is not None else settings.Layout.default(args.profile).dataset
+    report = prepare(source, out, split=args.split, seed=args.seed, ratios=tuple(args.ratios), force=args.force)
     print(report.summary())
     return 0

@@ -20,16 +20,15 @@ import os
 import re
 import shutil
 import stat
-import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from trashnet import fileio, settings
+from trashnet import fileio, owned, settings
+from trashnet.errors import UserError, os_error_hint, os_error_text
 
 # garythung/trashnet on Hugging Face, commit 94cd17e ("Add dataset"); the sha256 is that file's git-LFS oid.
 DEFAULT_URL = ("https://huggingface.co/datasets/garythung/trashnet/resolve/"
@@ -38,12 +37,13 @@ DEFAULT_SHA256 = "c060e8abfe5d6de0578ca15be1ed8ad0794a865d333c3473d53d1d9ad6e38b
 # sha256 of every image of the dataset-resized copy used in development and CI (../shared/data/trashnet).
 BUNDLED_SUMS = settings.RESOURCES_DIR / "dataset-resized.SHA256SUMS"
 STAMP_NAME = "download.json"
+OWNED_KIND = "download"  # owned.stamp kind: the only folders `download` ever replaces
 MAX_ARCHIVE_BYTES = 2 << 30  # refuse to download more than 2 GiB
 MAX_EXTRACTED_BYTES = 4 << 30  # refuse archives that expand to more than 4 GiB (zip bombs)
 _CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """The download, its checksum or its archive is unusable; the message says what went wrong."""
 
 
@@ -59,14 +59,14 @@ def fetch(url: str, target: Path, *, timeout: float = 60.0) -> str:
                 size += len(chunk)
                 if size > MAX_ARCHIVE_BYTES:
                     raise DownloadError(f"{url} is larger than {MAX_ARCHIVE_BYTES:,} bytes: not the TrashNet "
-                                        f"release; check --url")
+                                        f"release", "check --url")
                 digest.update(chunk)
                 handle.write(chunk)
     except urllib.error.HTTPError as error:
-        raise DownloadError(f"cannot download {url}: HTTP {error.code} {error.reason}; check --url") from error
+        raise DownloadError(f"cannot download {url}: HTTP {error.code} {error.reason}", "check --url") from error
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise DownloadError(f"cannot download {url}: {reason}; check the network connection or --url") from error
+        raise DownloadError(f"cannot download {url}: {reason}", "check the network connection or --url") from error
     return digest.hexdigest()
 
 
@@ -92,10 +92,11 @@ def _refuse_link(name: str, kind: str) -> None:
 def _plan_zip(archive: zipfile.ZipFile) -> list[tuple[PurePosixPath, zipfile.ZipInfo | None]]:
     plan = []
     for info in archive.infolist():
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
+        # Only Unix-made entries carry a file type; zipfile.writestr leaves it out (mode 0o600): a file.
+        kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
+        if kind == stat.S_IFLNK:
             _refuse_link(info.filename, "symbolic link")
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             _refuse_link(info.filename, "special file")
         rel = _safe_name(info.filename)
         plan.append((rel, None if info.is_dir() else info))
@@ -115,6 +116,17 @@ def _plan_tar(archive: tarfile.TarFile) -> list[tuple[PurePosixPath, tarfile.Tar
     return plan
 
 
+def _refuse_clashes(plan: list[tuple[PurePosixPath, object]]) -> None:
+    """An entry that is a file in one place and a folder (or a parent of one) in another: refused."""
+    files = {rel for rel, entry in plan if entry is not None}
+    folders = {rel for rel, entry in plan if entry is None}
+    folders |= {parent for rel, _ in plan for parent in rel.parents if parent.parts}
+    clash = sorted(files & folders)
+    if clash:
+        raise DownloadError(f"archive entry {clash[0].as_posix()!r} is both a file and a folder in the archive: "
+                            f"the archive is refused and nothing was extracted", "check --url")
+
+
 def extract(archive_path: Path, target: Path) -> list[str]:
     """Extract a zip or tar archive into the (new, empty) folder ``target``; return the files written.
 
@@ -127,9 +139,10 @@ def extract(archive_path: Path, target: Path) -> list[str]:
             opened = tarfile.open(archive_path)
         else:
             raise DownloadError(f"the download is neither a zip nor a tar archive (broken or wrong file, "
-                                f"{archive_path.stat().st_size:,} bytes); check --url")
+                                f"{archive_path.stat().st_size:,} bytes)", "check --url")
         with opened as archive:
             plan = _plan_zip(archive) if isinstance(archive, zipfile.ZipFile) else _plan_tar(archive)
+            _refuse_clashes(plan)
             declared = sum(entry.file_size if isinstance(entry, zipfile.ZipInfo) else entry.size
                            for _, entry in plan if entry is not None)
             if declared > MAX_EXTRACTED_BYTES:
@@ -152,11 +165,11 @@ def extract(archive_path: Path, target: Path) -> list[str]:
     except DownloadError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, zlib.error, EOFError, ValueError) as error:
-        raise DownloadError(f"the archive is broken ({error}); download it again or check --url") from error
+        raise DownloadError(f"the archive is broken ({error})", "download it again or check --url") from error
     except (RuntimeError, NotImplementedError) as error:  # encrypted entries, unknown compression methods
-        raise DownloadError(f"the archive cannot be extracted ({error}); check --url") from error
+        raise DownloadError(f"the archive cannot be extracted ({error})", "check --url") from error
     except FileExistsError as error:
-        raise DownloadError(f"the archive holds {error.filename} twice: refused") from error
+        raise DownloadError(f"the archive holds {error.filename} twice: refused", "check --url") from error
     return written
 
 
@@ -166,7 +179,11 @@ def extract(archive_path: Path, target: Path) -> list[str]:
 def read_sums(path: Path) -> dict[str, str]:
     """``sha256sum`` output (``<hex>  <relative path>`` a line) -> {path: hex}."""
     sums = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = fileio.read_text(path)
+    except (OSError, UnicodeDecodeError) as error:
+        raise DownloadError(f"cannot read the checksum list {path} ({error})", "check --sums") from error
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         match = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line)
@@ -176,9 +193,16 @@ def read_sums(path: Path) -> dict[str, str]:
     return sums
 
 
+def _sha256_or_empty(path: Path) -> str:
+    try:
+        return fileio.sha256_file(path)
+    except OSError:
+        return ""
+
+
 def verify_files(folder: Path, sums: dict[str, str]) -> None:
     missing = [rel for rel in sums if not (folder / rel).is_file()]
-    wrong = [rel for rel in sums if rel not in missing and fileio.sha256_file(folder / rel) != sums[rel]]
+    wrong = [rel for rel in sums if rel not in missing and _sha256_or_empty(folder / rel) != sums[rel]]
     if missing or wrong:
         parts = []
         if missing:
@@ -186,10 +210,23 @@ def verify_files(folder: Path, sums: dict[str, str]) -> None:
         if wrong:
             parts.append(f"{len(wrong)} file(s) with a different sha256 (e.g. {', '.join(wrong[:3])})")
         raise DownloadError("the extracted files do not match the checksum list: " + "; ".join(parts)
-                            + ". The download is corrupt or a different release; nothing was kept")
+                            + "; the download is corrupt or a different release; nothing was kept",
+                            "check --url and --sums")
 
 
 # ---------------------------------------------------------------------------------------------- download
+
+
+def _intact(out: Path, record: dict) -> bool:
+    """Whether every file the earlier download extracted is still there, unchanged (else: download again)."""
+    sums = record.get("files_sha256")
+    if not isinstance(sums, dict) or not sums:
+        return False
+    try:
+        verify_files(out, sums)
+    except DownloadError:
+        return False
+    return True
 
 
 def _dataset_folder(out: Path) -> Path:
@@ -211,26 +248,27 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
     if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
         raise DownloadError(f"--sha256 {sha256!r} is not a sha256 (64 hex digits)")
     expected_sums = read_sums(Path(sums)) if sums is not None else None
-    if out.exists():
-        stamp = out / STAMP_NAME
-        if stamp.is_file():
-            try:
-                previous = fileio.read_json(stamp)
-            except (OSError, ValueError):
-                previous = {}
-            if sha256 is not None and previous.get("archive_sha256") == sha256.lower():
-                return _dataset_folder(out), False
-        elif not out.is_dir() or any(out.iterdir()):
-            raise DownloadError(f"{out} exists and is not a folder made by this command: choose another --out "
-                                f"or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.download-", dir=out.parent))
+    owned.check_replaceable(out, OWNED_KIND, made_by="`download`", hint="choose another --out, or move it away")
+    if owned.is_ours(out, OWNED_KIND):
+        try:
+            previous = fileio.read_json(out / STAMP_NAME)
+        except (OSError, ValueError):
+            previous = {}
+        if sha256 is not None and previous.get("archive_sha256") == sha256.lower() and _intact(out, previous):
+            return _dataset_folder(out), False
+    prefix = f".{out.name}.download-"
+    try:
+        owned.remove_leftovers(out.parent, (prefix,))  # of a killed download
+        work = owned.make_temp_dir(out.parent, prefix)
+    except OSError as error:
+        raise DownloadError(f"cannot write to {out}: {os_error_text(error)}", os_error_hint(error, "--out")) from error
     try:
         archive = work / "archive"
         digest = fetch(url, archive, timeout=timeout)
         if sha256 is not None and digest != sha256.lower():
             raise DownloadError(f"checksum mismatch for {url}: expected sha256 {sha256.lower()}, got {digest}. "
-                                f"The download is corrupt or the URL serves a different file; nothing was kept")
+                                f"The download is corrupt or the URL serves a different file; nothing was kept",
+                                "check --url and --sha256")
         staged = work / "extracted"
         staged.mkdir()
         written = extract(archive, staged)
@@ -238,15 +276,20 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
             verify_files(staged, expected_sums)
         archive.unlink()
         fileio.write_json(staged / STAMP_NAME, {
-            "url": url, "archive_sha256": digest, "files": len(written),
-            "verified_files": len(expected_sums) if expected_sums is not None else 0})
+            "url": url, "archive_sha256": digest, "files": len(written), "archive_verified": sha256 is not None,
+            "verified_files": len(expected_sums) if expected_sums is not None else 0,
+            "files_sha256": {rel: fileio.sha256_file(staged / rel) for rel in written}})
         umask = os.umask(0)
         os.umask(umask)
         staged.chmod(0o777 & ~umask)
         (staged / STAMP_NAME).chmod(0o666 & ~umask)
-        if out.exists():
+        owned.stamp(staged, OWNED_KIND)
+        if os.path.lexists(out):
+            owned.check_replaceable(out, OWNED_KIND, made_by="`download`", hint="choose another --out")
             os.rename(out, work / "previous")
         os.rename(staged, out)
+    except OSError as error:
+        raise DownloadError(f"cannot write to {out}: {os_error_text(error)}", os_error_hint(error, "--out")) from error
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _dataset_folder(out), True
@@ -268,12 +311,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    try:
-        folder, fetched = download(args.out, url=args.url, sha256=args.sha256, sums=args.sums,
-                                   timeout=args.timeout)
-    except DownloadError as error:
-        print(f"download: error: {error}", file=sys.stderr)
-        return 1
-    print(("Downloaded and verified" if fetched else "Already downloaded and verified") + f": {folder}")
+    folder, fetched = download(args.out, url=args.url, sha256=args.sha256, sums=args.sums, timeout=args.timeout)
+    record = fileio.read_json(Path(args.out).expanduser().resolve() / STAMP_NAME)
+    checks = []
+    if record.get("archive_verified"):
+        checks.append("archive sha256 verified")
+    if record.get("verified_files"):
+        checks.append(f"{record['verified_files']} files verified against --sums")
+    status = ", ".join(checks) if checks else "not verified: no --sha256"
+    print(("Downloaded" if fetched else "Already downloaded") + f" ({status}): {folder}")
     print(f"Next: python -m trashnet prepare --source {folder} --split official")
     return 0

@@ -5,7 +5,8 @@ A variant's folder holds ``metrics.json`` (one record, schema below), ``predicti
 test image) and whatever model files it made. The report and the final-model selection read only
 these files. Metrics come from scikit-learn; nothing here imports TensorFlow at module level.
 
-``metrics.json`` keys (absent where they do not apply):
+``metrics.json`` keys (absent where they do not apply; typed by ``trashnet.results.Metrics``, which
+``write_results`` validates against before writing):
     variant, stage, arch, source, precision ("fp32", "fp16", ...), format ("keras" | "tflite"),
     profile, seed, weights, image_size, classes,
     test: {n, accuracy, macro_f1, per_class: {cls: {precision, recall, f1, support}},
@@ -15,6 +16,9 @@ these files. Metrics come from scikit-learn; nothing here imports TensorFlow at 
     latency_ms: {<name>: {median, p90, mean, runs}}   e.g. keras_batch1, keras_batch32, tflite_threads1,
     train_time_s, sparsity, agreement, op_census, notes, provenance,
     validation: {n, accuracy, macro_f1}   (Keras models: the validation split, same preprocessing),
+    ood: {dataset, n, accuracy, macro_f1, per_class: {cls: {precision, recall, f1, n}}, confusion_matrix,
+          class_map, unreadable, fit}   (the $TRASHNET_OOD_DATA set, ``folder_eval.measure_ood``; absent =
+          not measured; scored over every model output, over the classes the set has),
     training: {...}   (training stages: phases, epochs run, best epoch, checkpoint, EMA, precision, devices)
 
 Keras models get all of the above from ``evaluate_keras_model`` / ``write_keras_results`` (the baseline
@@ -32,11 +36,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from trashnet import fileio
+from trashnet import fileio, results, settings
 
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.csv"
-HISTORY_FILE = "history.csv"
+METRICS_FILE = settings.METRICS_FILE
+PREDICTIONS_FILE = settings.PREDICTIONS_FILE
+HISTORY_FILE = settings.HISTORY_FILE
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
@@ -113,12 +117,14 @@ def predictions_csv(paths: Sequence[str], labels: np.ndarray, probabilities: np.
 
 def write_results(out_dir: str | os.PathLike, record: dict[str, Any], *, paths: Sequence[str] | None = None,
                   labels: np.ndarray | None = None, probabilities: np.ndarray | None = None) -> Path:
-    """Write ``metrics.json`` (and ``predictions.csv`` when predictions are given) into ``out_dir``."""
+    """Write ``metrics.json`` (validated by ``results.Metrics``; and ``predictions.csv`` when predictions are
+    given) into ``out_dir``."""
     out_dir = Path(out_dir)
+    record = results.Metrics.model_validate(fileio.to_jsonable(record))  # a wrong type fails before any write
     if probabilities is not None:
         fileio.atomic_write_text(out_dir / PREDICTIONS_FILE,
-                                 predictions_csv(paths, labels, probabilities, record["classes"]))
-    return fileio.write_json(out_dir / METRICS_FILE, record)
+                                 predictions_csv(paths, labels, probabilities, record.classes))
+    return results.write_metrics(out_dir, record)
 
 
 def read_metrics(variant_dir: str | os.PathLike) -> dict[str, Any]:
@@ -164,11 +170,13 @@ def evaluate_keras_model(model, data, cfg, *, model_path: str | os.PathLike, dat
     file (its size is measured). ``extra`` keys are added last and may replace any default (a pruned
     variant passes its own ``weights`` origin, ``sparsity`` ...).
     """
-    from trashnet import models, provenance, settings
+    from trashnet import folder_eval, models, provenance, settings
     from trashnet.config import config_to_dict
 
     classes = list(data.classes)
     probabilities = keras_probabilities(model, data.test.images)
+    ood = folder_eval.measure_ood(lambda images: keras_probabilities(model, images), classes,
+                                  int(model.input_shape[1]), fit=cfg.model.fit, class_map=dict(cfg.ood.class_map))
     validation = classification_metrics(data.validation.labels, keras_probabilities(model, data.validation.images),
                                         classes)
     weights = models.weights_origin(cfg.model.weights)
@@ -178,6 +186,7 @@ def evaluate_keras_model(model, data, cfg, *, model_path: str | os.PathLike, dat
         "image_size": int(model.input_shape[1]), "classes": classes,
         "test": classification_metrics(data.test.labels, probabilities, classes),
         "validation": {key: validation[key] for key in ("n", "accuracy", "macro_f1")},
+        "ood": ood,
         **parameter_counts(model),
         "macs": models.count_macs(model), "nonzero_macs": models.count_macs(model, nonzero=True),
         "size": file_size(model_path),

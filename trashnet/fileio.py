@@ -6,14 +6,16 @@ reader (or a resumed run) never sees a half-written file.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 _CHUNK = 1 << 20
 
@@ -22,9 +24,49 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFDIR: "a folder"}
+
+
+class NotRegularFileError(OSError):
+    """A path that is a named pipe, socket, device or folder where a regular file was expected."""
+
+
+def file_kind(mode: int) -> str:
+    """What an ``st_mode`` describes, e.g. ``a named pipe``."""
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open a regular file for reading; a named pipe, socket or device is refused before any read.
+
+    The file is opened non-blocking (so opening a named pipe cannot hang) and its type taken from the open
+    descriptor (so it cannot be swapped between the check and the read).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(errno.EINVAL, f"{file_kind(mode)}, not a regular file", os.fspath(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    with open_regular(path) as handle:
+        return handle.read()
+
+
+def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
+    return read_bytes(path).decode(encoding)
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -100,7 +142,7 @@ def write_json(path: str | os.PathLike, value: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return json.loads(read_text(path))
 
 
 def atomic_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:

@@ -3,19 +3,23 @@
 Data preparation validates every file with ``inspect`` (decode, orientation, colour mode, a perceptual hash)
 and re-encodes non-RGB files with ``open_rgb``. Training, evaluation and ``predict`` all turn a file into a
 model input with ``load_for_model``, so the
-deployed TFLite file sees exactly the pixels the model was trained and evaluated on. TrashNet's 384x512
-portrait photos are *squashed* to the square input (resized without cropping or padding): nothing of the
-object is cut off, and the same 4:3 distortion is applied everywhere.
+deployed TFLite file sees exactly the pixels the model was trained and evaluated on. By default TrashNet's
+384x512 photos are *squashed* to the square input (resized without cropping or padding): nothing of the
+object is cut off, and the same 4:3 distortion is applied everywhere. ``fit="crop"`` (centred square) and
+``fit="pad"`` (white margins) are the alternatives; the choice travels with the model (``metadata.json``).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from trashnet import fileio
 
 # Refuse decompression bombs before decoding: 40 megapixels is ~8x a modern phone photo's
 # need for a 224 px model, and decodes to 120 MB of RGB.
@@ -35,9 +39,12 @@ class ImageError(ValueError):
 def _open_checked(path: str | os.PathLike) -> Image.Image:
     path = Path(path)
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as error:
         raise ImageError("unreadable", f"cannot read the file ({error.strerror})") from error
+    if not stat.S_ISREG(info.st_mode):  # opening a named pipe or a device would block or never end
+        raise ImageError("not-a-file", f"{fileio.file_kind(info.st_mode)}, not a regular file; not read")
+    size = info.st_size
     if size == 0:
         raise ImageError("empty-file", "the file has zero bytes")
     try:
@@ -69,6 +76,8 @@ def _open_checked(path: str | os.PathLike) -> Image.Image:
 
 
 def _decode(image: Image.Image) -> None:
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # WeasyPrint's import relaxes Pillow process-wide: undo it, a
+        ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated photo must fail here, not decode half grey
     try:
         image.load()
     except OSError as error:
@@ -134,18 +143,35 @@ def _to_rgb_checked(image: Image.Image) -> tuple[Image.Image, list[str]]:
         raise ImageError("corrupt", f"the image cannot be converted to RGB ({error})") from error
 
 
-def to_model_input(image: Image.Image, size: int) -> np.ndarray:
-    """An RGB image -> uint8 array (size, size, 3): the whole frame squashed to a square."""
+FITS = ("squash", "crop", "pad")  # how a photo of any shape becomes the square model input
+DEFAULT_FIT = "squash"  # what every model so far was trained and evaluated with
+PAD_COLOUR = (255, 255, 255)  # pad with TrashNet's white board
+
+
+def to_model_input(image: Image.Image, size: int, fit: str = DEFAULT_FIT) -> np.ndarray:
+    """An RGB image -> uint8 array (size, size, 3).
+
+    ``fit``: ``squash`` resizes the whole frame to the square (aspect ratio lost, nothing cut off);
+    ``crop`` keeps the aspect ratio and cuts the longer side to a centred square; ``pad`` keeps the
+    aspect ratio and the whole frame, and fills the margins with white.
+    """
     if image.mode != "RGB":
         raise ValueError(f"expected an RGB image, got mode {image.mode}")
-    resized = image.resize((size, size), RESAMPLE)
+    if fit == "squash":
+        resized = image.resize((size, size), RESAMPLE)
+    elif fit == "crop":
+        resized = ImageOps.fit(image, (size, size), RESAMPLE)
+    elif fit == "pad":
+        resized = ImageOps.pad(image, (size, size), RESAMPLE, color=PAD_COLOUR)
+    else:
+        raise ValueError(f"unknown fit {fit!r}; expected one of {', '.join(FITS)}")
     return np.asarray(resized, dtype=np.uint8)
 
 
-def load_for_model(path: str | os.PathLike, size: int) -> np.ndarray:
+def load_for_model(path: str | os.PathLike, size: int, fit: str = DEFAULT_FIT) -> np.ndarray:
     """A file -> the uint8 (size, size, 3) array every model of this project takes (as float32)."""
     image, _ = open_rgb(path, draft_size=size)
-    return to_model_input(image, size)
+    return to_model_input(image, size, fit)
 
 
 # Formats copied byte for byte into a prepared data set when already 8-bit RGB and upright; any other file

@@ -1,7 +1,7 @@
 """The one place that chooses the Keras flavour and seeds every random generator.
 
 tfmot only understands Keras 2 objects, so the project uses ``tf_keras`` and sets
-``TF_USE_LEGACY_KERAS=1`` before TensorFlow is first imported (FACTS.md; tfmot issue #1119).
+``TF_USE_LEGACY_KERAS=1`` before TensorFlow is first imported (docs/toolchain-facts.md; tfmot issue #1119).
 Import TensorFlow through this module, never directly::
 
     from trashnet.keras_env import tf, keras

@@ -11,11 +11,11 @@ functional graphs (stem to classifier in one ``Model``), which per-layer pruning
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from trashnet import fileio
 from trashnet.keras_env import keras, tf
 
 INPUT_NAME = "image"
@@ -28,7 +28,7 @@ class Architecture:
     name: str
     builder: Callable[..., keras.Model]
     description: str
-    uses_hard_swish: bool  # V3: the activation TFLite's 16x8 mode cannot quantize (FACTS.md)
+    uses_hard_swish: bool  # V3: the activation TFLite's 16x8 mode cannot quantize (docs/toolchain-facts.md)
     # Pretrained ImageNet weights exist only for these (Keras raises otherwise).
     imagenet_alphas: tuple[float, ...]
     # The input the backbone expects after our Rescaling layer.
@@ -87,7 +87,7 @@ def weights_origin(weights: str) -> str:
     resolved = resolve_weights(weights)
     if resolved in (None, "imagenet"):
         return weights
-    digest = hashlib.sha256(Path(resolved).read_bytes()).hexdigest()[:16]
+    digest = fileio.sha256_file(resolved)[:16]  # checks the type first: a named pipe would block a read
     return f"file:{Path(resolved).name}@sha256:{digest}"
 
 
@@ -137,7 +137,7 @@ def int16_hard_swish() -> Iterator[None]:
 
     The two are equal in exact arithmetic (and bit-identical in float32 on the models tested), but the
     TFLite converter fuses the Keras form (and ``x * min(max(x + 3, 0), 6) / 6``) into HARD_SWISH, an op its
-    16x8 mode cannot quantize (FACTS.md); this form stays MUL + ADD/RELU6 + MUL, all int16 in 16x8.
+    16x8 mode cannot quantize (docs/toolchain-facts.md); this form stays MUL + ADD/RELU6 + MUL, all int16 in 16x8.
     ``x * clip_by_value(x / 6 + 0.5, 0, 1)`` is not fused either but needs 5 ops instead of 3 (~5-10 %
     slower in 16x8). Weightless layers change, every weighted layer keeps its name and shape, so weights
     carry over unchanged (``quantize.int16_compatible``). The squeeze-excite hard-sigmoid is left as is:

@@ -10,12 +10,20 @@ The run, step by step:
    (``-j N`` at a time). A variant starts when its source is finished; ``final`` waits for every other
    selected variant and chooses among those that succeeded.
 
-Caching: a variant's *key* is the sha256 of its resolved config, the package code
-(``provenance.code_hash``), the lockfile, its notebook file, the data manifest, and the keys and output
-digests of its upstream variants. A finished variant folder holds ``manifest.json`` (written last) with
-that key and the sha256 of every file; a folder whose manifest is missing, stale or whose files no
-longer match is redone. Each variant runs in a temporary folder beside its target and is swapped into
-place only when complete, so a killed run leaves nothing half-written that could count as done.
+Everything goes into the profile's own folders (``settings.Layout``): ``models/<profile>/``,
+``logs/<profile>/run.json``, ``report/<profile>/``. At the end the run is compared with the committed
+reference ``results/<profile>/`` when there is one (``trashnet.verify``).
+
+Caching: a variant's *key* is the sha256 of only what its stage reads: the config sections of
+``STAGE_INPUTS`` (``train`` for a baseline, ``prune`` for a pruned variant, ``quantize`` for a quantized
+one, ``select`` and ``stats`` for final), the code of the package modules its stage imports (``provenance.import_closure``
+of ``settings.STAGE_MODULES`` and the notebook's own imports), the lockfile, its notebook file, the data
+manifest, and the keys and output digests of its upstream variants. So a change to ``select.py`` or the
+``select:`` settings reruns only ``final``; the report is rebuilt after every run and is in no key.
+A finished variant folder holds ``manifest.json`` (written last) with that key and the sha256 of every
+file; a folder whose manifest is missing, stale or whose files no longer match is redone. Each variant
+runs in a temporary folder beside its target and is swapped into place only when complete, so a killed
+run leaves nothing half-written that could count as done.
 
 A notebook that raises leaves ``failed.json`` (error, log) in the variant's folder instead of
 ``manifest.json``; variants that need it are skipped with the reason, the rest and the report go on,
@@ -29,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -39,20 +48,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trashnet import config, fileio, provenance, settings
+from trashnet import config, eta, fileio, owned, provenance, settings
+from trashnet.errors import UserError, os_error_hint, os_error_text
 
 KERNEL = "python3"
-FAILED_NAME = "failed.json"
-METRICS_NAME = "metrics.json"  # evaluate.METRICS_FILE: every stage writes it (not imported: evaluate needs numpy)
-RUN_RECORD = "run.json"  # <out>/logs/run.json: what the last run did, for the report
-PREPARE_STAMP = "prepare.json"  # <out>/.cache/prepare.json: what the dataset folder was prepared from
+FAILED_NAME = settings.FAILED_FILE
+METRICS_NAME = settings.METRICS_FILE  # every stage writes it
+RUN_RECORD = settings.RUN_RECORD  # <out>/logs/<profile>/run.json: what the last run did, for the report
+PREPARE_STAMP = "prepare.json"  # <out>/.cache/<profile>/prepare.json: what the dataset was prepared from
 PARTIAL = ".partial-"  # temporary variant folders: .<name>.partial-<pid>
+OWNED_KIND = "variant"  # owned.stamp kind of a variant's run folder
 RETIRED = ".retired-"  # a finished folder being replaced: .<name>.retired-<pid>
 ENV_NOTEBOOKS = "TRASHNET_NOTEBOOKS"  # tests: a folder with stand-in stage notebooks
 
 
-class PipelineError(RuntimeError):
+class PipelineError(UserError, RuntimeError):
     """The run cannot start (bad arguments, missing data or notebook); the message says what to fix."""
+
+    exit_status = 2
 
 
 def _now() -> str:
@@ -72,13 +85,18 @@ def _duration(seconds: float) -> str:
 
 # --- data ----------------------------------------------------------------------------------------
 
-def _source_fingerprint(source: Path) -> list[tuple[str, int, int]]:
-    """Every file under the source folder with size and mtime: cheap, and catches any edit."""
+def _source_fingerprint(source: Path) -> list[tuple[str, int, int, int]]:
+    """Every file ``prepare`` sees in the source (the same walk: linked class folders are followed), with
+    the size, mtime and inode of what it points to: cheap, and catches any edit or re-pointed link."""
+    from trashnet import data
+
     entries = []
-    for path in sorted(source.rglob("*")):
-        if path.is_file():
-            stat = path.stat()
-            entries.append((str(path.relative_to(source)), stat.st_size, stat.st_mtime_ns))
+    for rel, path in data._walk_files(source, ""):
+        try:
+            info = os.stat(path)
+        except OSError:  # a dangling link: prepare rejects it; its own entry still counts
+            info = os.lstat(path)
+        entries.append((rel, info.st_size, info.st_mtime_ns, info.st_ino))
     return entries
 
 
@@ -90,18 +108,22 @@ def prepare_data(source: Path, layout: settings.Layout, data_config: config.Data
         "source": str(source),
         "files": _sha256_json(_source_fingerprint(source)),
         "data": config.config_to_dict(data_config),
-        "code": provenance.code_hash(),
+        "code": provenance.code_hash(provenance.import_closure(settings.DATA_MODULES)),
     }
     manifest = layout.data_manifest
+    from trashnet import data
+
     if not force and manifest.exists() and stamp_path.exists():
         with contextlib.suppress(ValueError, OSError):
             stamp = fileio.read_json(stamp_path)
             digest = fileio.sha256_file(manifest)
             if stamp.get("inputs") == wanted and stamp.get("manifest_sha256") == digest:
-                log(f"data: {layout.dataset} is up to date ({source})")
-                return digest
-    from trashnet import data
-
+                # The manifest alone does not vouch for the images: each prepared file is checked too.
+                stale = data.verify_prepared(layout.dataset)
+                if stale is None:
+                    log(f"data: {layout.dataset} is up to date ({source})")
+                    return digest
+                log(f"data: {layout.dataset} changed since it was prepared ({stale}); preparing it again")
     log(f"data: preparing {source} -> {layout.dataset} (split {data_config.split})")
     start = time.perf_counter()
     report = data.prepare(source, layout.dataset, split=data_config.split, seed=data_config.seed,
@@ -120,7 +142,7 @@ def list_files(folder: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file in ``folder`` except its manifest."""
     files = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != settings.RUN_MANIFEST_NAME:
+        if path.is_file() and path.name not in (settings.RUN_MANIFEST_NAME, owned.STAMP_NAME):
             files[path.relative_to(folder).as_posix()] = fileio.sha256_file(path)
     return files
 
@@ -156,10 +178,10 @@ def read_valid_manifest(folder: Path, key: str | None = None) -> dict[str, Any] 
 def _swap_into_place(temp: Path, target: Path) -> None:
     """Replace ``target`` by ``temp``: two renames; in between, ``target`` is simply absent (= redo)."""
     retired = None
-    if target.exists():
+    if os.path.lexists(target):
+        owned.check_replaceable(target, OWNED_KIND, made_by="`run`", hint="move it away, or choose another --out")
         retired = target.with_name(f".{target.name}{RETIRED}{os.getpid()}")
-        if retired.exists():
-            shutil.rmtree(retired)
+        owned.remove(retired, OWNED_KIND, made_by="`run`")
         os.replace(target, retired)
     os.replace(temp, target)
     if retired is not None:
@@ -172,7 +194,8 @@ def _clean_leftovers(folders: list[Path]) -> None:
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
-            if path.name.startswith(".") and (PARTIAL in path.name or RETIRED in path.name) and path.is_dir():
+            if (path.name.startswith(".") and (PARTIAL in path.name or RETIRED in path.name)
+                    and owned.is_ours(path, OWNED_KIND)):  # a look-alike without our stamp is the user's
                 shutil.rmtree(path, ignore_errors=True)
 
 
@@ -187,7 +210,8 @@ def run_lock(layout: settings.Layout):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
-            raise PipelineError(f"another run is using {layout.root} (lock {handle.name})") from error
+            raise PipelineError(f"another run is using {layout.root} (lock {handle.name})",
+                                "wait for it to finish, or choose another --out") from error
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         yield
@@ -215,6 +239,7 @@ class Job:
     process: subprocess.Popen | None = field(default=None, repr=False)
     temp: Path | None = None
     error_file: Path | None = None
+    estimate: eta.Estimate | None = None
 
     @property
     def id(self) -> str:
@@ -250,23 +275,71 @@ def plan(variants: dict[str, config.VariantConfig], ids: list[str], layout: sett
                                soft=variant.stage == "final")
     missing = sorted({str(job.notebook) for job in jobs.values() if not job.notebook.exists()})
     if missing:
-        raise PipelineError("stage notebook(s) missing: " + ", ".join(missing))
+        raise PipelineError("stage notebook(s) missing: " + ", ".join(missing), "restore them from the repository")
     return jobs
 
 
+# What of a variant's resolved config each stage reads (a section, or one field of it), found by reading
+# the stage's code: a baseline's evaluation times Keras with quantize's latency settings, pruning
+# fine-tunes with the training recipe's batch, loss, augmentation and optimizer settings (not its epochs).
+# Every variant also keys on IDENTITY. Anything else (another stage's section) cannot change its outputs.
+IDENTITY = ("id", "stage", "seed", "arch", "source", "source_stage", "precision")
+STAGE_INPUTS = {
+    "baseline": ("data", "model", "train", "quantize.latency_runs", "quantize.latency_warmup"),
+    "pruned": ("model", "prune", "train.batch_size", "train.weight_decay", "train.label_smoothing",
+               "train.class_weights", "train.augment", "train.ema", "quantize.latency_threads",
+               "quantize.latency_runs", "quantize.latency_warmup"),
+    "quantized": ("model", "quantize"),
+    "final": ("select", "stats"),
+}
+
+
+def config_inputs(variant: config.VariantConfig) -> dict[str, Any]:
+    """The part of ``variant``'s config its stage reads (``STAGE_INPUTS``), as a flat dict."""
+    resolved = config.config_to_dict(variant)
+    picked: dict[str, Any] = {name: resolved[name] for name in IDENTITY}
+    for path in STAGE_INPUTS[variant.stage]:
+        value: Any = resolved
+        for part in path.split("."):
+            value = value[part]
+        picked[path] = value
+    return picked
+
+
+def stage_code(stage: str, notebook: Path) -> tuple[list[str], str]:
+    """The package files a stage's notebook runs (its import closure) and their sha256."""
+    modules = provenance.import_closure(set(settings.STAGE_MODULES[stage]) | provenance.notebook_imports(notebook))
+    return modules, provenance.code_hash(modules)
+
+
 def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha: str) -> str:
+    """``code``: ``stage_code(...)[1]`` for the job's stage."""
     upstream = {}
     for dep in job.deps:
         other = jobs[dep]
         upstream[dep] = {"key": other.key, "outputs": other.digest} if other.ok else other.status
-    return _sha256_json({
-        "config": config.config_to_dict(job.variant),
+    inputs = {
+        "config": config_inputs(job.variant),
         "code": code,
         "lockfile": lock,
         "notebook": fileio.sha256_file(job.notebook),
         "data_manifest": data_sha,
         "upstream": upstream,
-    })
+    }
+    ood = ood_fingerprint()
+    if ood is not None:  # only when set, so that runs without an OOD set keep their keys
+        inputs["ood_data"] = ood
+    return _sha256_json(inputs)
+
+
+def ood_fingerprint() -> str | None:
+    """``$TRASHNET_OOD_DATA``'s files (names and sizes): a variant measured without it, or on another set,
+    is run again to get its ``ood`` block. None when unset."""
+    folder = settings.ood_data()
+    if folder is None or not folder.is_dir():
+        return None
+    return _sha256_json(sorted((p.relative_to(folder).as_posix(), p.stat().st_size)
+                               for p in folder.rglob("*") if p.is_file()))
 
 
 # --- the worker (a separate process per variant) -----------------------------------------------------
@@ -311,6 +384,8 @@ def worker_main(job_file: str) -> int:
         error = {"type": type(exc).__name__, "message": str(exc), "cell": None, "traceback": []}
     if Path(spec["output"]).exists():
         try:
+            if spec.get("display"):
+                tidy_executed(Path(spec["output"]), **spec["display"])
             os.chmod(spec["output"], 0o444)  # the executed notebook is a record, not a draft
             _render_html(Path(spec["output"]), Path(spec["html"]))
         except Exception as exc:  # a report without one notebook is better than no result
@@ -318,6 +393,40 @@ def worker_main(job_file: str) -> int:
     if error is not None:
         fileio.write_json(spec["error_file"], error)
     return status
+
+
+# Library start-up lines on stderr that say nothing about the run (TensorFlow/XLA/absl logging, CUDA probing
+# on a machine without a GPU, LiteRT's delegate notice). Anything else on stderr is kept.
+_NOISE = re.compile(r"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\]|WARNING: All log messages before absl::InitializeLog"
+                    r"|INFO: Created TensorFlow Lite XNNPACK delegate|.*(?:cuda drivers|cuInit|TF-TRT Warning|"
+                    r"oneDNN custom operations|This TensorFlow binary is optimized|To enable the following instructions"
+                    r"|Unable to register cu(?:DNN|FFT|BLAS) factory|computation placer already registered))")
+
+
+def tidy_executed(notebook: Path, *, root: str, temp: str, target: str) -> None:
+    """Make the executed notebook read as the record of its final folder: the injected parameters show
+    paths relative to the output root with the final folder name (not the runner's hidden partial folder),
+    and library start-up noise is dropped from stderr outputs."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            source = cell.source.replace(temp, target).replace(root.rstrip("/") + "/", "")
+            cell.source = ("# Parameters injected by the pipeline; paths shown relative to the output root.\n"
+                           + source.replace('"' + root.rstrip("/") + '"', '"."'))
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                lines = [line for line in output.text.splitlines(keepends=True) if not _NOISE.match(line)]
+                if not "".join(lines).strip():
+                    continue
+                output.text = "".join(lines)
+            kept.append(output)
+        cell.outputs = kept
+    nbformat.write(nb, notebook)
 
 
 def _render_html(notebook: Path, html: Path) -> None:
@@ -339,17 +448,26 @@ def _ansi_free(text: str) -> str:
 
 class Runner:
     def __init__(self, jobs: dict[str, Job], layout: settings.Layout, *, data_sha: str, jobs_at_once: int = 1,
-                 force: bool = False, log=print):
+                 force: bool = False, log=print, history: dict[str, Any] | None = None,
+                 train_images: int | None = None):
         self.jobs = jobs
         self.layout = layout
         self.data_sha = data_sha
         self.parallel = max(1, jobs_at_once)
         self.force = force
         self.log = log
-        self.code = provenance.code_hash()
         self.lock = provenance.lockfile_hash()
+        self._code: dict[tuple[str, Path], tuple[list[str], str]] = {}
         self.start = time.monotonic()
-        self.durations: list[float] = []
+        for job in jobs.values():  # from its config, or from the profile's previous run (eta module)
+            job.estimate = eta.estimate(job.variant, history, train_images)
+
+    def code(self, job: Job) -> tuple[list[str], str]:
+        """The job's stage code (modules, sha256), computed once per stage and notebook."""
+        where = (job.variant.stage, job.notebook)
+        if where not in self._code:
+            self._code[where] = stage_code(*where)
+        return self._code[where]
 
     # Progress --------------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -363,16 +481,18 @@ class Runner:
         total = len(self.jobs)
         finished = total - counts["running"] - counts["pending"]
         elapsed = time.monotonic() - self.start
-        if self.durations:
-            average = sum(self.durations) / len(self.durations)
-            left = counts["pending"] + counts["running"] * 0.5
-            eta = f"~{_duration(average * left / self.parallel)}" if left else "0s"
-        else:
-            eta = "?"
+        now = time.monotonic()
+        left = eta.remaining(
+            [j.estimate for j in self.jobs.values() if j.status == "pending"],
+            [(j.estimate, now - j.started) for j in self.jobs.values() if j.status == "running"],
+            [(j.estimate, j.seconds) for j in self.jobs.values()
+             if j.status in ("done", "failed") and j.started is not None and j.seconds is not None],
+            self.parallel)
+        remaining = f"~{_duration(left)}" if counts["pending"] or counts["running"] else "0s"
         extra = f" ({_duration(job.seconds)})" if job.seconds is not None and event != "start" else ""
         reason = f": {job.reason}" if job.reason and event in ("failed", "skipped") else ""
         self.log(f"[{finished:>{len(str(total))}}/{total}] {event:<7} {job.id} [{job.variant.stage}]{extra}{reason}"
-                 f" | elapsed {_duration(elapsed)}, ETA {eta} | done {counts['done']}, cached {counts['cached']},"
+                 f" | elapsed {_duration(elapsed)}, ETA {remaining} | done {counts['done']}, cached {counts['cached']},"
                  f" failed {counts['failed']}, skipped {counts['skipped']}, running {counts['running']}")
 
     # Scheduling ------------------------------------------------------------------------------------
@@ -392,7 +512,7 @@ class Runner:
             job.reason = "no variant to choose from succeeded"
             self.progress(job, "skipped")
             return True
-        job.key = cache_key(job, self.jobs, code=self.code, lock=self.lock, data_sha=self.data_sha)
+        job.key = cache_key(job, self.jobs, code=self.code(job)[1], lock=self.lock, data_sha=self.data_sha)
         if not self.force:
             manifest = read_valid_manifest(job.target, job.key)
             if manifest is not None:
@@ -406,10 +526,12 @@ class Runner:
     def launch(self, job: Job) -> None:
         variant = job.variant
         job.target.parent.mkdir(parents=True, exist_ok=True)
+        # Refuse now, not after the notebook ran: a folder in the way that the project did not make.
+        owned.check_replaceable(job.target, OWNED_KIND, made_by="`run`", hint="move it away, or choose another --out")
         job.temp = job.target.with_name(f".{job.target.name}{PARTIAL}{os.getpid()}")
-        if job.temp.exists():
-            shutil.rmtree(job.temp)
+        owned.remove(job.temp, OWNED_KIND, made_by="`run`")
         job.temp.mkdir(parents=True)
+        owned.stamp(job.temp, OWNED_KIND)  # the only variant folders a run ever replaces or cleans up
         self.layout.logs.mkdir(parents=True, exist_ok=True)
         self.layout.cache.mkdir(parents=True, exist_ok=True)
         job.log = self.layout.logs / f"{job.id}.log"
@@ -423,6 +545,7 @@ class Runner:
             "html": str(job.temp / f"{job.id}.html"),
             "cwd": str(job.temp),
             "error_file": str(error_file),
+            "display": {"root": str(self.layout.root), "temp": str(job.temp), "target": str(job.target)},
             "parameters": {
                 "variant_id": job.id,
                 "config": config.config_to_dict(variant),
@@ -470,7 +593,8 @@ class Runner:
                 "variant": job.id, "stage": job.variant.stage, "status": "done", "key": job.key,
                 "finished": _now(), "seconds": round(job.seconds, 2), "notebook": str(job.notebook),
                 "log": str(job.log), "files": files,
-                "inputs": {"code_sha256": self.code, "lockfile_sha256": self.lock,
+                "inputs": {"code_sha256": self.code(job)[1], "code_modules": self.code(job)[0],
+                           "config": config_inputs(job.variant), "lockfile_sha256": self.lock,
                            "data_manifest_sha256": self.data_sha,
                            "upstream": {dep: self.jobs[dep].key if self.jobs[dep].ok else self.jobs[dep].status
                                         for dep in job.deps}},
@@ -479,7 +603,6 @@ class Runner:
             _swap_into_place(job.temp, job.target)
             job.status = "done"
             job.digest = outputs_digest(files)
-            self.durations.append(job.seconds)
             self.progress(job, "done")
             return
         error: dict[str, Any] = {}
@@ -502,7 +625,6 @@ class Runner:
         job.status = "failed"
         job.reason = message.splitlines()[0][:300] if message else "failed"
         job.error = message
-        self.durations.append(job.seconds)
         self.progress(job, "failed")
 
     def stop_all(self) -> None:
@@ -546,7 +668,10 @@ class Runner:
     def record(self) -> dict[str, Any]:
         return {
             "variant": {job.id: {
-                "stage": job.variant.stage, "status": job.status, "reason": job.reason or None,
+                "stage": job.variant.stage, "arch": job.variant.arch, "status": job.status,
+                "reason": job.reason or None, "units": job.estimate.units if job.estimate else None,
+                "estimate_s": round(job.estimate.seconds, 1) if job.estimate else None,
+                "estimate_from": job.estimate.source if job.estimate else None,
                 "key": job.key, "seconds": None if job.seconds is None else round(job.seconds, 2),
                 "folder": str(job.target.relative_to(self.layout.root)),
                 "log": str(job.log.relative_to(self.layout.root)) if job.log else None,
@@ -554,6 +679,23 @@ class Runner:
             } for job in self.jobs.values()},
             "counts": self.counts(),
         }
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    with contextlib.suppress(OSError, ValueError):
+        record = fileio.read_json(path)
+        return record if isinstance(record, dict) else None
+    return None
+
+
+def _train_images(manifest: Path) -> int | None:
+    """Accepted training images in the prepared data set's manifest (for the ETA); None if unreadable."""
+    import csv
+
+    with contextlib.suppress(OSError, KeyError, csv.Error):
+        with manifest.open(newline="", encoding="utf-8") as handle:
+            return sum(1 for row in csv.DictReader(handle) if row["status"] == "accepted" and row["split"] == "train")
+    return None
 
 
 # --- command line -------------------------------------------------------------------------------------
@@ -565,10 +707,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "else the bundled sample)")
     parser.add_argument("--out", type=Path, help="output root (default: $TRASHNET_OUT, else the repository)")
     parser.add_argument("--variants", help="comma-separated ids or shell patterns (their sources come along)")
+    parser.add_argument("--split", choices=("official", "stratified"), default=None,
+                        help="data split (default: the profile's; its official TrashNet split falls back to "
+                             "stratified when the data folder is not the complete TrashNet)")
     parser.add_argument("--variants-file", type=Path, default=settings.VARIANTS_FILE, help=argparse.SUPPRESS)
     parser.add_argument("-j", "--jobs", type=int, default=1, help="variants run in parallel (default 1)")
     parser.add_argument("--force", action="store_true", help="rerun every selected variant, ignoring the cache")
     parser.add_argument("--no-report", action="store_true", help="do not build report/ at the end")
+    parser.add_argument("--no-verify", action="store_true", help="do not compare with results/<profile>/ "
+                        "at the end (done whenever that reference exists)")
 
 
 def resolve_data(data: Path | None) -> tuple[Path, bool]:
@@ -580,8 +727,34 @@ def resolve_data(data: Path | None) -> tuple[Path, bool]:
         data = Path(value)
     data = data.expanduser().resolve()
     if not data.is_dir():
-        raise PipelineError(f"data folder {data} does not exist (or is not a folder)")
+        raise PipelineError(f"data folder {data} does not exist (or is not a folder)",
+                            "pass --data with a folder of <class>/<image> files")
     return data, data == settings.SAMPLE_DIR.resolve()
+
+
+def resolve_split(split: str | None, profile: config.Profile, source: Path, log=print) -> str:
+    """The data split of this run: ``split`` if given, else the profile's.
+
+    The official split is the TrashNet authors' lists: it fits only the complete TrashNet. When the profile
+    asks for it and ``source`` is another (or a partial) data set, the run uses the stratified split and
+    says so; an explicit ``--split official`` that does not fit is an error.
+    """
+    wanted = split or profile.data.split
+    if wanted != "official":
+        return wanted
+    from trashnet import data
+
+    listed, missing = data.official_split_fits(source)
+    if not missing:
+        return "official"
+    why = f"{missing} of the {listed} images the official TrashNet split lists are not in {source}"
+    if split == "official":
+        raise PipelineError(f"--split official does not fit this data: {why}",
+                            "use --split stratified for another or a partial data set")
+    log(f"data: {why}: using the stratified split (seed {profile.data.seed}, ratios "
+        f"{'/'.join(f'{r:g}' for r in profile.data.ratios)}) instead of profile {profile.name}'s official one; "
+        f"--split official insists on it")
+    return "stratified"
 
 
 def default_profile(is_sample: bool) -> str:
@@ -595,10 +768,7 @@ def command(args: argparse.Namespace) -> int:
     try:
         return run(profile=args.profile, data=args.data, out=args.out, variants=args.variants,
                    variants_file=args.variants_file, jobs=args.jobs, force=args.force,
-                   report=not args.no_report)
-    except (PipelineError, config.ConfigError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+                   report=not args.no_report, verify=not args.no_verify, split=args.split)
     except KeyboardInterrupt:
         print("run: interrupted; finished variants are kept, rerun to resume", file=sys.stderr)
         return 130
@@ -606,34 +776,50 @@ def command(args: argparse.Namespace) -> int:
 
 def run(*, profile: str | None = None, data: Path | None = None, out: Path | None = None,
         variants: str | list[str] | None = None, variants_file: Path = settings.VARIANTS_FILE, jobs: int = 1,
-        force: bool = False, report: bool = True, log=None) -> int:
+        force: bool = False, report: bool = True, verify: bool = True, split: str | None = None,
+        log=None) -> int:
     """The whole run; returns the exit status (0 = every selected variant succeeded)."""
     def say(message: str) -> None:
         print(message, flush=True)
 
     log = log or say
     if jobs < 1:
-        raise PipelineError("-j must be at least 1")
+        raise PipelineError(f"-j {jobs}: must be at least 1", "e.g. -j 2")
     source, is_sample = resolve_data(data)
     if is_sample:
         log(f"data: no --data and ${settings.ENV_DATA} unset: using the bundled sample ({source}); "
             "its numbers only show that everything runs")
     profile_obj = config.load_profile(profile or default_profile(is_sample))
-    layout = settings.Layout(Path(out).expanduser().resolve()) if out else settings.Layout.default()
+    effective = resolve_split(split, profile_obj, source, log)
+    if effective != profile_obj.data.split:  # every variant's config then records the split it ran on
+        profile_obj = profile_obj.model_copy(update={"data": profile_obj.data.model_copy(update={"split": effective})})
+    root = Path(out).expanduser().resolve() if out else settings.default_output_root()
+    layout = settings.Layout(root, profile_obj.name)
     notebooks_dir = Path(os.environ[ENV_NOTEBOOKS]) if os.environ.get(ENV_NOTEBOOKS) else None
     all_variants = config.load_variants(profile_obj, variants_file)
     patterns = profile_obj.variants  # the profile's default selection (None = every variant)
-    if variants:
+    if variants is not None:
         # --variants replaces the profile's list: `--variants '*'` runs every variant of the profile.
         patterns = [p.strip() for p in variants.split(",")] if isinstance(variants, str) else list(variants)
         patterns = [p for p in patterns if p]
+        if not patterns:
+            raise PipelineError(f"--variants {variants!r} names no variant",
+                                "give ids or patterns, e.g. --variants mobilenet_v3_small, or '*' for all")
     ids = config.select_variants(all_variants, patterns)
-    log(f"run: profile {profile_obj.name}, {len(ids)} variants, -j {jobs}, output {layout.root}")
+    log(f"run: profile {profile_obj.name}, {len(ids)} variants, -j {jobs}, output {layout.root} "
+        f"(models/{layout.profile}/, report/{layout.profile}/)")
     jobs_plan = plan(all_variants, ids, layout, notebooks_dir)  # a missing notebook stops us before any work
+    try:
+        layout.root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PipelineError(f"cannot write to --out {layout.root}: {os_error_text(error)}",
+                            os_error_hint(error, "--out")) from error
     with run_lock(layout):
         data_sha = prepare_data(source, layout, profile_obj.data, force=force, log=log)
         _clean_leftovers(sorted({job.target.parent for job in jobs_plan.values()}))
-        runner = Runner(jobs_plan, layout, data_sha=data_sha, jobs_at_once=jobs, force=force, log=log)
+        history = _read_record(layout.logs / RUN_RECORD)  # the profile's previous run: the ETA learns from it
+        runner = Runner(jobs_plan, layout, data_sha=data_sha, jobs_at_once=jobs, force=force, log=log,
+                        history=history, train_images=_train_images(layout.data_manifest))
         started = _now()
         clock = time.monotonic()
         try:
@@ -655,9 +841,18 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
         try:
             from trashnet import report as reporter
 
-            built = reporter.build(layout.root, log=log)
+            built = reporter.build(layout.root, layout.profile, log=log)
             log(f"report: {built}")
         except Exception as error:  # the run's results stand even if the report cannot be built
             log(f"report: FAILED: {type(error).__name__}: {error}")
             status = 1
+    reference = settings.RESULTS_DIR / layout.profile
+    if verify and reference.is_dir():
+        from trashnet import verify as verifier
+
+        log(f"verify: comparing with the committed reference {reference}")
+        try:
+            status = max(status, verifier.verify_and_print(reference, layout, ids, log=log))
+        except verifier.VerifyError as error:
+            log(f"verify: skipped: {error}")
     return status

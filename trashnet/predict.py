@@ -1,6 +1,6 @@
 """Classify image files with a ``.tflite`` model: the deployment path, TensorFlow-free.
 
-    python -m trashnet predict photo.jpg photos/ 'more/**/*.png' --model models/final/trashnet.tflite --top-k 3
+    python -m trashnet predict photo.jpg photos/ 'more/**/*.png' --model models/cpu/final/trashnet.tflite --top-k 3
 
 and from Python::
 
@@ -8,8 +8,9 @@ and from Python::
         print(result.path, result.top_k or result.error)
 
 Paths may be files, folders (searched recursively for image files) or glob patterns. Images are decoded
-exactly as in training and evaluation (``images.load_for_model``: Pillow, whole frame squashed to the
-model's square input, RGB in [0, 255]) on a small thread pool while the interpreter runs, and streamed:
+exactly as in training and evaluation (``images.load_for_model``: Pillow, the photo fitted to the
+model's square input as its ``metadata.json`` says, squashed by default, RGB in [0, 255]) on a small
+thread pool while the interpreter runs, and streamed:
 memory stays constant however many files there are. A file that cannot be read or decoded is reported
 and the rest go on. Class names come from ``--labels``, else the ``labels.txt`` embedded in the model file
 (a zip appended to the flatbuffer, see ``trashnet.artifact``), else a ``labels.txt`` beside the model.
@@ -22,11 +23,9 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import io
 import json
 import os
 import sys
-import zipfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,11 +34,10 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from trashnet import images
-from trashnet.litert import TFLiteModel
+from trashnet import fileio, images, litert
+from trashnet.litert import LABELS_FILE, TFLiteModel, embedded_files, parse_labels  # noqa: F401 - re-exported
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-LABELS_FILE = "labels.txt"  # beside the model, and inside its appended zip
 METADATA_FILE = "metadata.json"  # inside the appended zip
 
 
@@ -104,24 +102,10 @@ def expand(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | None
 
 # --- labels ---------------------------------------------------------------------------------------
 
-def parse_labels(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def embedded_files(model: str | os.PathLike | bytes) -> dict[str, bytes]:
-    """Files of the zip appended to a ``.tflite`` (TFLite metadata convention); {} if there is none."""
-    source = io.BytesIO(model) if isinstance(model, bytes) else model
-    try:
-        with zipfile.ZipFile(source) as archive:
-            return {name: archive.read(name) for name in archive.namelist()}
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return {}
-
-
 def read_labels(model_path: str | os.PathLike, labels_path: str | os.PathLike | None = None) -> list[str] | None:
     """Class names in output order: ``labels_path``, else embedded, else ``labels.txt`` beside the model."""
     if labels_path is not None:
-        return parse_labels(Path(labels_path).read_text(encoding="utf-8"))
+        return parse_labels(fileio.read_text(labels_path))
     embedded = embedded_files(model_path).get(LABELS_FILE)
     if embedded is not None:
         return parse_labels(embedded.decode("utf-8"))
@@ -136,10 +120,21 @@ def embedded_metadata(model_path: str | os.PathLike) -> dict[str, Any] | None:
     return json.loads(data) if data is not None else None
 
 
+def model_fit(model: str | os.PathLike | bytes) -> str:
+    """How photos are fitted to the model's square input (``images.FITS``), from its ``metadata.json``;
+    ``squash`` for files that do not say (every model before the choice existed was squashed)."""
+    raw = embedded_files(model).get(METADATA_FILE)
+    fit = json.loads(raw).get("fit", images.DEFAULT_FIT) if raw is not None else images.DEFAULT_FIT
+    if fit not in images.FITS:
+        raise ValueError(f"the model's metadata.json names an unknown fit {fit!r}; expected one of "
+                         f"{', '.join(images.FITS)}")
+    return fit
+
+
 # --- prediction -----------------------------------------------------------------------------------
 
-def _load(path: str, size: int) -> np.ndarray:
-    return images.load_for_model(path, size)
+def _load(path: str, size: int, fit: str = images.DEFAULT_FIT) -> np.ndarray:
+    return images.load_for_model(path, size, fit)
 
 
 def _error_text(error: BaseException) -> str:
@@ -152,16 +147,18 @@ def _error_text(error: BaseException) -> str:
 
 def load_model(model: str | os.PathLike | TFLiteModel, *, labels: Sequence[str] | str | os.PathLike | None = None,
                num_threads: int | None = None) -> tuple[TFLiteModel, list[str]]:
-    """The interpreter and its class names (checked against the output size)."""
-    runner = model if isinstance(model, TFLiteModel) else TFLiteModel(model, num_threads=num_threads)
+    """The interpreter and its class names (checked against the output size).
+
+    A path goes through ``litert.load``: a bare ``.tflite`` or a release bundle ``.zip`` (read through
+    ``fileio``: a named pipe or device given as the model is refused instead of blocking)."""
+    if not isinstance(model, TFLiteModel):
+        return litert.load_model(model, labels=labels, num_threads=num_threads)
+    runner = model
     if labels is None or isinstance(labels, (str, os.PathLike)):
-        if isinstance(model, TFLiteModel):
-            names = (parse_labels(Path(labels).read_text(encoding="utf-8")) if labels is not None else None)
-            if names is None:
-                embedded = embedded_files(model.content).get(LABELS_FILE)
-                names = parse_labels(embedded.decode("utf-8")) if embedded is not None else None
-        else:
-            names = read_labels(model, labels)
+        names = parse_labels(fileio.read_text(labels)) if labels is not None else None
+        if names is None:
+            embedded = embedded_files(model.content).get(LABELS_FILE)
+            names = parse_labels(embedded.decode("utf-8")) if embedded is not None else None
     else:
         names = list(labels)
     if names is None:
@@ -173,18 +170,22 @@ def load_model(model: str | os.PathLike | TFLiteModel, *, labels: Sequence[str] 
 
 def predict(paths: Iterable[str | os.PathLike], model: str | os.PathLike | TFLiteModel, top_k: int = 1, *,
             labels: Sequence[str] | str | os.PathLike | None = None, num_threads: int | None = None,
-            workers: int | None = None) -> Iterator[Prediction]:
+            workers: int | None = None, fit: str | None = None) -> Iterator[Prediction]:
     """Classify every image the paths name, in order, one ``Prediction`` each, streaming.
 
     ``workers`` threads decode images ahead of the interpreter (default: the CPU count); at most a few
-    per worker are in memory at once. ``num_threads`` goes to the LiteRT interpreter.
+    per worker are in memory at once. ``num_threads`` goes to the LiteRT interpreter. ``fit`` (squash,
+    crop, pad) defaults to the one the model carries in its ``metadata.json``.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     runner, names = load_model(model, labels=labels, num_threads=num_threads)
+    fit = fit or model_fit(runner.content)
     k = min(top_k, len(names))
     size = runner.image_size
-    workers = workers or os.cpu_count() or 2
+    workers = workers or os.cpu_count() or 2  # None: one per core
     window = 4 * workers
     pending: deque[tuple[str, Future | str]] = deque()
 
@@ -201,7 +202,7 @@ def predict(paths: Iterable[str | os.PathLike], model: str | os.PathLike | TFLit
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         for path, error in expand(paths):
-            pending.append((path, error if error else pool.submit(_load, path, size)))
+            pending.append((path, error if error else pool.submit(_load, path, size, fit)))
             if len(pending) >= window:
                 yield finish(*pending.popleft())
         while pending:
@@ -245,16 +246,30 @@ def evaluate_split(model: str | os.PathLike | TFLiteModel, dataset_dir: str | os
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="image files, folders (searched recursively) or glob patterns (quote them)")
-    parser.add_argument("--model", required=True, help="the .tflite file, e.g. models/final/trashnet.tflite")
+    parser.add_argument("--model", required=True, help="the .tflite file (e.g. models/final/trashnet.tflite) or "
+                                                        "the release bundle .zip (dist/trashnet-<version>.zip)")
     parser.add_argument("--top-k", type=int, default=1, metavar="K", help="labels to show per image (default 1)")
     parser.add_argument("--json", action="store_true",
                         help="JSON Lines on stdout: one object per image (path, label, top_k or error)")
     parser.add_argument("--labels", help="class names, one per line (default: embedded in the model, "
                                          "else labels.txt beside it)")
-    parser.add_argument("--threads", type=int, default=None, help="LiteRT interpreter threads")
-    parser.add_argument("--workers", type=int, default=None, help="image-decoding threads (default: CPU count)")
+    parser.add_argument("--fit", choices=images.FITS,
+                        help="squash, centre-crop or pad photos to the square input (default: the model's own)")
+    parser.add_argument("--threads", type=_at_least_one, default=None, help="LiteRT interpreter threads")
+    parser.add_argument("--workers", type=_at_least_one, default=None,
+                        help="image-decoding threads (default: CPU count)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (shown on stderr when it is a terminal)")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _progress(iterator: Iterator[Prediction], enabled: bool) -> Iterator[Prediction]:
@@ -278,13 +293,16 @@ def command(args: argparse.Namespace) -> int:
         print("error: --top-k must be at least 1", file=sys.stderr)
         return 2
     try:
+        for path in (args.model, args.labels):
+            if path is not None:
+                fileio.open_regular(path).close()  # a named pipe or device would block the read
         runner, names = load_model(args.model, labels=args.labels, num_threads=args.threads)
     except (OSError, ValueError, RuntimeError) as error:
-        print(f"error: cannot use model {args.model}: {error}", file=sys.stderr)
+        print(f"error: cannot use model {args.model}: {error} - check --model and --labels", file=sys.stderr)
         return 2
     if names == [f"class_{i}" for i in range(len(names))]:
         print(f"warning: no labels in or beside {args.model}: showing class indices (use --labels)", file=sys.stderr)
-    results = predict(args.paths, runner, args.top_k, labels=names, workers=args.workers)
+    results = predict(args.paths, runner, args.top_k, labels=names, workers=args.workers, fit=args.fit)
     failed = done = 0
     try:
         for result in _progress(results, enabled=not args.no_progress):

@@ -18,7 +18,7 @@ Three recipes (``PruneConfig.method``):
 
 The model is wrapped as a whole with ``prune_low_magnitude(model, pruning_policy=...)``: tfmot wraps only
 the layers the policy allows, so the ``Rescaling`` and ``TFOpLambda`` layers that make a plain whole-model
-call fail (FACTS.md) are left alone, on all four architectures. DepthwiseConv2D and BatchNormalization are
+call fail (docs/toolchain-facts.md) are left alone, on all four architectures. DepthwiseConv2D and BatchNormalization are
 never pruned (tfmot registers no prunable weight for them).
 
     result = prune.run_pruning(cfg, dataset_dir=..., source_dir=..., output_dir=..., cache_dir=...)
@@ -235,7 +235,7 @@ def _xnnpack_v3_graph() -> Iterator[None]:
 
 def build_xnnpack_mobilenet_v3(arch: str, *, num_classes: int, image_size: int, alpha: float = 1.0,
                                dropout: float = 0.2) -> keras.Model:
-    """MobileNetV3 laid out for ``PruneForLatencyOnXNNPack`` (stock V3 is refused, FACTS.md).
+    """MobileNetV3 laid out for ``PruneForLatencyOnXNNPack`` (stock V3 is refused, docs/toolchain-facts.md).
 
     Differences from ``models.build_model``: the stem is ``ZeroPadding2D(1)`` + 3x3/stride-2/``valid``
     (not ``same``); every stride-2 depthwise is preceded by symmetric padding ``k // 2`` (not Keras'
@@ -443,7 +443,7 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
     image_size = int(source.input_shape[1])
     if image_size != cfg.model.image_size:
         notes.append(f"source model takes {image_size} px; config says {cfg.model.image_size}: used {image_size}")
-    data = inputs.load_dataset(dataset_dir, image_size, cache_dir=cache_dir)
+    data = inputs.load_dataset(dataset_dir, image_size, cache_dir=cache_dir, fit=cfg.model.fit)
     if source.output_shape[-1] != len(data.classes):
         raise ValueError(f"{source_file.name} has {source.output_shape[-1]} outputs, the data "
                          f"{len(data.classes)} classes")

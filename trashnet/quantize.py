@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from trashnet import evaluate, fileio, inputs, litert, models, provenance, settings
+from trashnet import evaluate, fileio, folder_eval, inputs, litert, models, provenance, settings
 from trashnet.config import VariantConfig, config_to_dict
 from trashnet.keras_env import keras, seed_everything, tf
 
@@ -202,7 +202,7 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
         raise FileNotFoundError(f"{source_path} not found: run the {cfg.source_stage} stage for {cfg.source!r}")
     seed_everything(cfg.seed)
     source_record = _source_record(source_dir)
-    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir)
+    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir, fit=cfg.model.fit)
     model = keras.models.load_model(source_path, compile=False)
     source_sha = fileio.sha256_file(source_path)
     reference = _float_reference(model, data, source_sha, cache_dir)
@@ -270,6 +270,12 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
                             "seconds": round(time.perf_counter() - started, 2)}
     record["test"] = evaluate.classification_metrics(data.test.labels, probabilities, data.classes)
     record["agreement"] = evaluate.agreement(reference, probabilities)
+    ood = folder_eval.measure_ood(
+        lambda images: litert.predict_parallel(content, images, workers=workers, num_threads=threads,
+                                               batch_size=cfg.quantize.eval_batch_size),
+        list(data.classes), runner.image_size, fit=cfg.model.fit, class_map=dict(cfg.ood.class_map))
+    if ood is not None:
+        record["ood"] = ood
     record["delta_accuracy_pp"] = round(
         100.0 * (record["test"]["accuracy"] - record["source_model"]["float_test"]["accuracy"]), 4)
     record["size"] = evaluate.file_size(tflite_path)
@@ -314,8 +320,11 @@ def _float_reference(model: keras.Model, data: inputs.Dataset, source_sha: str,
     one source compares against the same reference, computed once."""
     if cache_dir is None:
         return evaluate.keras_probabilities(model, data.test.images)
+    # The source file, the data, how pixels are decoded, the evaluation code and TensorFlow (the lockfile).
+    key = fileio.sha256_bytes(" ".join([inputs.decoder_key(), fileio.sha256_file(evaluate.__file__),
+                                        provenance.lockfile_hash()]).encode())[:12]
     path = (Path(cache_dir) / "quantize" /
-            f"{source_sha[:16]}-{data.manifest_sha256[:16]}-{data.image_size}px-test-probabilities.npy")
+            f"{source_sha[:16]}-{data.manifest_sha256[:16]}-{key}-{data.image_size}px-test-probabilities.npy")
     if path.is_file():
         return np.load(path)
     reference = evaluate.keras_probabilities(model, data.test.images)

@@ -22,20 +22,20 @@ whether it meets ``max_drop_pp``. Reads files only; imports neither TensorFlow n
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from trashnet import fileio, settings
+from trashnet import fileio, results, settings
+from trashnet.pareto import pareto_front  # the one front, also drawn by trashnet.figures
 from trashnet.config import SelectConfig, StatsConfig, split_seed_id
 
-SELECTION_FILE = "selection.json"
+SELECTION_FILE = settings.SELECTION_FILE
 RESULT_STAGES = ("baseline", "pruned", "quantized")
 RUN_MANIFEST = settings.RUN_MANIFEST_NAME
-METRICS_FILE = "metrics.json"  # as evaluate.METRICS_FILE (not imported: evaluate pulls in more than files)
+METRICS_FILE = settings.METRICS_FILE
 
 
 class SelectionError(ValueError):
@@ -79,41 +79,35 @@ def _number(value: Any) -> int | float | None:
 def _row(stage: str, variant_dir: Path, models_dir: Path, latency_key: str) -> dict[str, Any]:
     """One result file flattened to what selection and the tables need."""
     row: dict[str, Any] = {"id": variant_dir.name, "stage": stage, "dir": str(variant_dir.relative_to(models_dir))}
-    try:
-        record = fileio.read_json(variant_dir / METRICS_FILE)
-        if not isinstance(record, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as error:
-        row.update(status="unreadable", error=f"{METRICS_FILE}: {error}")
+    record, problem = results.try_read(results.read_metrics, variant_dir)
+    if record is None:
+        row.update(status="unreadable", error=f"{METRICS_FILE}: {problem}")
         return row
-    provenance = record.get("provenance") or {}
-    config = provenance.get("config") or {}
-    test = record.get("test") if isinstance(record.get("test"), dict) else None
-    size = record.get("size") if isinstance(record.get("size"), dict) else {}
-    latency = (record.get("latency_ms") or {}).get(latency_key) or {}
-    conversion = record.get("conversion") if isinstance(record.get("conversion"), dict) else {}
+    config = record.config
+    test, size = record.test, record.size
+    latency = record.latency_ms.get(latency_key)
     row.update(
-        id=record.get("variant", variant_dir.name),
-        arch=record.get("arch", config.get("arch")),
-        source=record.get("source", config.get("source")),
-        source_stage=record.get("source_stage", config.get("source_stage")),
-        precision=record.get("precision"),
-        format=record.get("format"),
-        weights=record.get("weights", provenance.get("weights")),
-        profile=record.get("profile", provenance.get("profile")),
-        seed=record.get("seed", provenance.get("seed")),
-        accuracy=_number(test.get("accuracy")) if test else None,
-        macro_f1=_number(test.get("macro_f1")) if test else None,
-        test_n=test.get("n") if test else None,
-        raw_bytes=_number(size.get("raw_bytes")),
-        gzip_bytes=_number(size.get("gzip_bytes")),
-        latency_ms=_number(latency.get("median")) if isinstance(latency, dict) else None,
+        id=record.variant,
+        arch=record.arch or config.get("arch"),
+        source=record.source or config.get("source"),
+        source_stage=record.source_stage or config.get("source_stage"),
+        precision=record.precision,
+        format=record.format,
+        weights=record.weights or record.provenance.get("weights"),
+        profile=record.profile or record.provenance.get("profile"),
+        seed=record.seed if record.seed is not None else record.provenance.get("seed"),
+        accuracy=_number(test.accuracy) if test else None,
+        macro_f1=_number(test.macro_f1) if test else None,
+        test_n=test.n if test else None,
+        raw_bytes=size.raw_bytes if size else None,
+        gzip_bytes=size.gzip_bytes if size else None,
+        latency_ms=_number(latency.median) if latency else None,
     )
-    file_name = size.get("file") or (f"{row['id']}.tflite" if row["format"] == "tflite" else None)
+    file_name = (size.file if size else None) or (f"{row['id']}.tflite" if row["format"] == "tflite" else None)
     if file_name and (variant_dir / file_name).is_file():
         row["file"] = str((variant_dir / file_name).relative_to(models_dir))
-    if conversion.get("status") == "failed":
-        row.update(status="conversion-failed", error=str(conversion.get("error", "")))
+    if not record.converted:
+        row.update(status="conversion-failed", error=str(record.conversion.error or ""))
     elif row["accuracy"] is None:
         row.update(status="no-test", error="metrics.json has no test accuracy")
     else:
@@ -144,21 +138,6 @@ def read_results(models_dir: str | os.PathLike, *, latency_key: str = "tflite_th
 
 
 # --- Pareto fronts -------------------------------------------------------------------------------
-
-def pareto_front(points: Iterable[tuple[str, float, float]]) -> list[str]:
-    """Ids of ``(id, accuracy, cost)`` points no other point beats: higher accuracy, lower cost.
-
-    A point is dominated when another is at least as accurate and at most as costly, and strictly better
-    in one of the two. Returned in order of increasing cost.
-    """
-    points = list(points)
-    front = []
-    for pid, accuracy, cost in points:
-        dominated = any(a >= accuracy and c <= cost and (a > accuracy or c < cost) for _, a, c in points)
-        if not dominated:
-            front.append((cost, -accuracy, pid))
-    return [pid for _, _, pid in sorted(front)]
-
 
 def fronts(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     usable = [r for r in rows if r.get("status") == "ok"]
@@ -404,11 +383,12 @@ def select(models_dir: str | os.PathLike, config: SelectConfig, *, profile: str 
         selection["statistics"] = {"file": stats.STATS_FILE, "tolerance": statistics.tolerance}
     selection["models_dir"] = str(Path(models_dir).resolve())
     selection["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results.Selection.model_validate(selection)  # the record select writes is the one readers parse
     return selection
 
 
 def write_selection(selection: dict[str, Any], output_dir: str | os.PathLike) -> Path:
-    return fileio.write_json(Path(output_dir) / SELECTION_FILE, selection)
+    return results.write_selection(output_dir, selection)
 
 
 def chosen_path(selection: dict[str, Any], models_dir: str | os.PathLike | None = None) -> Path:
@@ -424,25 +404,26 @@ def _fmt(value: Any, kind: str) -> str:
         return "-"
     if kind == "pct":
         return f"{100 * value:.2f}"
-    if kind == "kb":
-        return f"{value / 1024:,.0f}"
+    if kind == "mb":
+        return f"{value / 1e6:,.2f}"
     if kind == "ms":
         return f"{value:.2f}"
     return str(value)
 
 
 def table_markdown(selection: dict[str, Any]) -> str:
-    """Every result as a Markdown table: accuracy, sizes, latency, fronts, and why it was (not) chosen."""
+    """Every result as a Markdown table: accuracy, sizes (MB = 10^6 bytes), latency, fronts, and why it was (not)
+    chosen."""
     chosen = selection["chosen"]["id"]
-    lines = ["| variant | stage | precision | test acc. % | gzip KiB | raw KiB | latency ms | front (size/latency) "
+    lines = ["| variant | stage | precision | test acc. % | gzip MB | raw MB | latency ms | front (size/latency) "
              "| selection |", "|---|---|---|---:|---:|---:|---:|:---:|---|"]
     for row in selection["results"]:
         front = ("S" if row.get("front_size") else "-") + "/" + ("L" if row.get("front_latency") else "-")
         verdict = ("**chosen**" if row["id"] == chosen else
                    "eligible" if row.get("eligible") else row.get("excluded", ""))
         lines.append(f"| {row['id']} | {row['stage']} | {row.get('precision') or '-'} | "
-                     f"{_fmt(row.get('accuracy'), 'pct')} | {_fmt(row.get('gzip_bytes'), 'kb')} | "
-                     f"{_fmt(row.get('raw_bytes'), 'kb')} | {_fmt(row.get('latency_ms'), 'ms')} | {front} | "
+                     f"{_fmt(row.get('accuracy'), 'pct')} | {_fmt(row.get('gzip_bytes'), 'mb')} | "
+                     f"{_fmt(row.get('raw_bytes'), 'mb')} | {_fmt(row.get('latency_ms'), 'ms')} | {front} | "
                      f"{verdict.replace('|', '/')} |")
     return "\n".join(lines)
 
@@ -467,37 +448,5 @@ def summary_markdown(selection: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_pareto(selection: dict[str, Any]):
-    """Accuracy against gzipped size and against latency; fronts drawn as steps, the choice circled."""
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in selection["results"] if r.get("status") == "ok"]
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for axis, key, front_key, label in ((axes[0], "gzip_bytes", "size", "gzipped size (MB)"),
-                                        (axes[1], "latency_ms", "latency", "latency (ms, batch 1)")):
-        scale = 1e-6 if key == "gzip_bytes" else 1.0
-        points = [r for r in rows if r.get(key) is not None]
-        for stage, marker in (("baseline", "s"), ("pruned", "^"), ("quantized", "o")):
-            xs = [r[key] * scale for r in points if r["stage"] == stage]
-            ys = [100 * r["accuracy"] for r in points if r["stage"] == stage]
-            if xs:
-                axis.scatter(xs, ys, marker=marker, label=stage, alpha=0.7)
-        by_id = {r["id"]: r for r in points}
-        front = [by_id[i] for i in selection["pareto"][front_key] if i in by_id]
-        if front:
-            axis.step([r[key] * scale for r in front], [100 * r["accuracy"] for r in front], where="post",
-                      color="black", linewidth=1, label="Pareto front")
-        chosen = by_id.get(selection["chosen"]["id"])
-        if chosen:
-            axis.scatter([chosen[key] * scale], [100 * chosen["accuracy"]], s=200, facecolors="none",
-                         edgecolors="red", linewidths=2, label=f"chosen: {chosen['id']}")
-        axis.set_xlabel(label)
-        axis.set_ylabel("test accuracy (%)")
-        axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    return figure
-
-
 def load_selection(path: str | os.PathLike) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return results.Selection.model_validate(fileio.read_json(path)).dump()

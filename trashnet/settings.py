@@ -1,8 +1,11 @@
 """One place for paths, environment variables and fixed names.
 
-Everything generated lives under one output root (``TRASHNET_OUT``, default: the repository), in the
-research layout ``dataset/``, ``models/{baseline,pruned,quantized,final}/``, ``report/``, plus ``logs/``
-and a ``.cache/`` of derived arrays. Raw data is never written to.
+Everything generated lives under one output root (``TRASHNET_OUT``, default: the repository), one folder
+per profile in each part of the research layout: ``dataset/<profile>/``,
+``models/<profile>/{baseline,pruned,quantized}/<id>/`` and ``models/<profile>/final/``,
+``report/<profile>/``, ``logs/<profile>/`` and ``.cache/<profile>/`` (derived arrays). So the ``cpu`` and
+``full`` runs live side by side and never overwrite each other. Raw data is never written to.
+Committed reference results use the same layout minus the profile level, under ``results/<profile>/``.
 """
 
 from __future__ import annotations
@@ -20,17 +23,35 @@ EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 PROFILES_DIR = EXPERIMENTS_DIR / "profiles"
 VARIANTS_FILE = EXPERIMENTS_DIR / "variants.yaml"
 TEMPLATES_DIR = REPO_ROOT / "templates"
+RESULTS_DIR = REPO_ROOT / "results"  # committed reference results, one folder per profile
 LOCK_FILE = REPO_ROOT / "requirements.lock"
+METADATA_VENV = REPO_ROOT / ".venv-metadata"  # tool venv of tflite-support (requirements-metadata.lock)
 
 # Environment variables the project reads (documented in the README).
 ENV_DATA = "TRASHNET_DATA"  # a folder of <class>/<image> files; unset = the bundled sample
 ENV_OUT = "TRASHNET_OUT"  # output root; unset = the repository root
 ENV_REAL_DATA = "TRASHNET_REAL_DATA"  # tests: the full TrashNet dataset-resized folder
+ENV_OOD_DATA = "TRASHNET_OOD_DATA"  # a labelled <class>/<image> folder of non-TrashNet photos: every variant
+# is also measured on it (the "ood" block of metrics.json); unset = not measured. Never trained on.
+ENV_METADATA_PYTHON = "TRASHNET_METADATA_PYTHON"  # the metadata writer's interpreter (default .venv-metadata)
 
 SPLITS = ("train", "validation", "test")
 STAGES = ("baseline", "pruned", "quantized", "final")
 MANIFEST_NAME = "manifest.csv"  # written by `prepare` into the dataset folder
 RUN_MANIFEST_NAME = "manifest.json"  # written last into a finished variant folder: its "done" marker
+# Result files (their typed models live in trashnet/results.py). In a variant folder:
+METRICS_FILE = "metrics.json"  # every stage: the variant's result record
+PREDICTIONS_FILE = "predictions.csv"  # one row per test image: path, true, predicted, confidence, probabilities
+HISTORY_FILE = "history.csv"  # training stages: one row per epoch
+FAILED_FILE = "failed.json"  # the runner, instead of manifest.json, when the notebook raised
+# In the final folder, beside metrics.json:
+SELECTION_FILE = "selection.json"
+MODEL_CARD_FILE = "model_card.json"
+MODEL_CARD_MD = "model_card.md"
+VERIFICATION_FILE = "verification.json"
+SUMS_FILE = "SHA256SUMS"
+STATS_FILE = "stats.json"  # significance (trashnet/stats.py); absent = not run
+RUN_RECORD = "run.json"  # <out>/logs/run.json: what the last run did
 # The one parameterized notebook per stage, run by papermill for each variant of that stage.
 NOTEBOOKS = {
     "baseline": EXPERIMENTS_DIR / "baseline.ipynb",
@@ -39,11 +60,33 @@ NOTEBOOKS = {
     "final": EXPERIMENTS_DIR / "final.ipynb",
 }
 
+# The package modules each stage's notebook calls: the start of its import closure, whose code is in the
+# stage's cache key (provenance.import_closure; tests check these against the notebooks' imports).
+STAGE_MODULES = {
+    "baseline": ("train", "views"),
+    "pruned": ("prune", "train", "views", "figures"),
+    "quantized": ("quantize", "config"),
+    # tools/write_metadata runs as a subprocess (its own venv), not imported: named so its code keys the stage.
+    "final": ("artifact", "select", "stats", "config", "figures", "tools/write_metadata"),
+}
+DATA_MODULES = ("data",)  # `prepare`: what the dataset folder depends on
+
 
 def default_data_source() -> Path:
     """The data folder to prepare: ``$TRASHNET_DATA`` if set, else the bundled sample."""
     value = os.environ.get(ENV_DATA)
     return Path(value).expanduser().resolve() if value else SAMPLE_DIR
+
+
+def ood_data() -> Path | None:
+    """The out-of-distribution folder from ``$TRASHNET_OOD_DATA``, or None when unset."""
+    value = os.environ.get(ENV_OOD_DATA)
+    return Path(value).expanduser().resolve() if value else None
+
+
+def dist_dir(root: Path) -> Path:
+    """Where ``release`` writes ``trashnet-<version>.zip``: one folder for every profile (it is in the name)."""
+    return Path(root) / "dist"
 
 
 def default_output_root() -> Path:
@@ -53,17 +96,35 @@ def default_output_root() -> Path:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where everything generated goes, under one root."""
+    """Where everything generated for one profile goes, under one root.
+
+    ``Layout(root, profile)`` is a run's output; ``Layout.reference(folder)`` reads a committed
+    ``results/<profile>/`` folder, which has the same layout without the profile level.
+    """
 
     root: Path
+    profile: str
+    flat: bool = False  # True: no <profile> level (a committed reference folder)
+
+    def __post_init__(self) -> None:
+        if not self.profile or "/" in self.profile or self.profile.startswith("."):
+            raise ValueError(f"invalid profile name {self.profile!r} for an output folder")
 
     @classmethod
-    def default(cls) -> "Layout":
-        return cls(default_output_root())
+    def default(cls, profile: str) -> "Layout":
+        return cls(default_output_root(), profile)
+
+    @classmethod
+    def reference(cls, folder: Path, profile: str | None = None) -> "Layout":
+        folder = Path(folder)
+        return cls(folder, profile or folder.name, flat=True)
+
+    def _part(self, name: str) -> Path:
+        return self.root / name if self.flat else self.root / name / self.profile
 
     @property
     def dataset(self) -> Path:
-        return self.root / "dataset"
+        return self._part("dataset")
 
     @property
     def data_manifest(self) -> Path:
@@ -71,19 +132,19 @@ class Layout:
 
     @property
     def models(self) -> Path:
-        return self.root / "models"
+        return self._part("models")
 
     @property
     def report(self) -> Path:
-        return self.root / "report"
+        return self._part("report")
 
     @property
     def logs(self) -> Path:
-        return self.root / "logs"
+        return self._part("logs")
 
     @property
     def cache(self) -> Path:
-        return self.root / ".cache"
+        return self._part(".cache")
 
     def stage_dir(self, stage: str) -> Path:
         if stage not in STAGES:
@@ -91,7 +152,7 @@ class Layout:
         return self.models / stage
 
     def variant_dir(self, stage: str, variant: str) -> Path:
-        # There is one final model: it lives in models/final/ itself, where the deployment app fetches it.
+        # There is one final model: it lives in models/<profile>/final/ itself, where the app fetches it.
         if stage == "final":
             return self.stage_dir(stage)
         return self.stage_dir(stage) / variant

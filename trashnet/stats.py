@@ -36,10 +36,10 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from trashnet import fileio
+from trashnet import fileio, settings
 from trashnet.config import StatsConfig, split_seed_id
 
-STATS_FILE = "stats.json"
+STATS_FILE = settings.STATS_FILE
 PREDICTIONS_FILE = "predictions.csv"  # as evaluate.PREDICTIONS_FILE (not imported: evaluate needs more)
 METRICS_FILE = "metrics.json"
 FAMILIES = ("pruned_vs_dense", "quantized_vs_float", "baselines", "final_vs_reference")

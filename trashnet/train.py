@@ -6,7 +6,7 @@
 From scratch (``model.weights: none``): AdamW (no weight decay on BatchNorm or biases), linear warm-up then
 cosine decay, label smoothing, balanced class weights (as per-sample weights), batch augmentation
 (``inputs.augment_batch``) and an exponential moving average (EMA) of the weights. BatchNorm momentum comes
-from the config (0.99: tf_keras' 0.999 for V3 never catches up on ~1,800 images, FACTS.md).
+from the config (0.99: tf_keras' 0.999 for V3 never catches up on ~1,800 images, docs/toolchain-facts.md).
 
 Pretrained (``imagenet`` or a weights file): first the classifier alone on the backbone's pooled features,
 computed once in inference mode and cached (the frozen-backbone phase then costs seconds), then the whole
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from trashnet import evaluate, fileio, inputs, models
+from trashnet import evaluate, fileio, inputs, models, settings
 from trashnet.config import VariantConfig
 from trashnet.keras_env import keras, seed_everything, tf
 
@@ -72,7 +72,14 @@ def training_pipeline(split: inputs.Split, cfg: VariantConfig, num_classes: int)
     """(augmented images, one-hot labels, per-sample class weights): one-hot for label smoothing."""
     pipeline = inputs.make_pipeline(split, batch_size=cfg.train.batch_size, training=True, seed=cfg.seed,
                                     augment=cfg.train.augment)
-    return with_targets(pipeline, split.labels, num_classes, cfg.train.class_weights)
+    pipeline = with_targets(pipeline, split.labels, num_classes, cfg.train.class_weights)
+    augment = cfg.train.augment
+    if augment.mixup > 0 or augment.cutmix > 0:  # needs the one-hot targets, so it comes after them
+        seeds = tf.data.Dataset.random(seed=cfg.seed + 1, rerandomize_each_iteration=True).batch(2)
+        pipeline = tf.data.Dataset.zip((pipeline, seeds)).map(
+            lambda batch, s: inputs.mix_batch(*batch, s, mixup=augment.mixup, cutmix=augment.cutmix),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return pipeline
 
 
 def with_targets(dataset, labels: np.ndarray, num_classes: int, class_weights: str):
@@ -244,6 +251,9 @@ def backbone_features(model: keras.Model, data: inputs.Dataset, cfg: VariantConf
     key = hashlib.sha256(json.dumps({
         "arch": cfg.arch, "alpha": cfg.model.alpha, "size": cfg.model.image_size, "mixed": mixed,
         "weights": models.weights_origin(cfg.model.weights), "manifest": data.manifest_sha256,
+        # What else the features depend on: the decoded pixels, the network's code, the TensorFlow version.
+        "decoder": inputs.decoder_key(), "models": fileio.sha256_file(models.__file__),
+        "lockfile": fileio.sha256_file(settings.LOCK_FILE) if settings.LOCK_FILE.exists() else "missing",
     }, sort_keys=True).encode()).hexdigest()[:16]
     extractor = keras.Model(model.input, model.get_layer("pool").output)
     features = {}
@@ -358,7 +368,7 @@ def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_d
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
-    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir)
+    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir, fit=cfg.model.fit)
     num_classes = len(data.classes)
     pretrained = cfg.model.weights != "none"
     mixed = use_mixed_precision(cfg.train.mixed_precision)

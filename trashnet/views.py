@@ -7,26 +7,17 @@ the notebooks stay free of plotting code. Only matplotlib's object API is used (
 from __future__ import annotations
 
 import csv
-import io
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from trashnet import evaluate
+from trashnet import evaluate, figures
 
 
 def _markdown(text: str):
     from IPython.display import Markdown
 
     return Markdown(text)
-
-
-def _png(figure):
-    from IPython.display import Image
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return Image(data=buffer.getvalue(), format="png")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -73,55 +64,41 @@ def read_history(output_dir: str | os.PathLike) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def history_figure(rows: Sequence[dict[str, str]]):
-    """Loss and accuracy per epoch, training vs validation, one colour per phase boundary."""
-    from matplotlib.figure import Figure
+def history_table(output_dir: str | os.PathLike, rows: int = 8):
+    """The training history in a few rows: the first and last epochs, the best validation epoch, the epoch
+    where a phase begins, and evenly spaced ones between (instead of one printed line per epoch)."""
+    history = read_history(output_dir)
+    if not history:
+        return _markdown("(no history.csv)")
 
-    def series(key):
-        return [float(row[key]) if row.get(key) not in (None, "") else float("nan") for row in rows]
+    def number(row, key):
+        try:
+            return float(row.get(key) or "nan")
+        except ValueError:
+            return float("nan")
 
-    epochs = [int(row["epoch"]) for row in rows]
-    figure = Figure(figsize=(10, 3.5))
-    for axis, key, title in zip(figure.subplots(1, 2), ("loss", "accuracy"), ("loss", "accuracy")):
-        axis.plot(epochs, series(key), label="train (augmented)")
-        axis.plot(epochs, series(f"val_{key}"), label="validation")
-        phases = [row["phase"] for row in rows]
-        for i in range(1, len(phases)):
-            if phases[i] != phases[i - 1]:
-                axis.axvline(epochs[i] - 0.5, color="grey", linestyle=":")
-        axis.set_xlabel("epoch")
-        axis.set_title(title)
-        axis.grid(alpha=0.3)
-    figure.axes[0].legend()
-    return figure
+    best = max(range(len(history)), key=lambda i: (number(history[i], "val_accuracy") == number(
+        history[i], "val_accuracy"), number(history[i], "val_accuracy")))
+    keep = {0, len(history) - 1, best}
+    keep |= {i for i in range(1, len(history)) if history[i].get("phase") != history[i - 1].get("phase")}
+    step = max(1, len(history) // max(1, rows - len(keep)))
+    keep |= set(range(0, len(history), step))
+    columns = [key for key in ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1",
+                               "learning_rate", "seconds") if key in history[0]]
+    table = []
+    for i in sorted(keep):
+        cells = [history[i].get(key, "") for key in columns]
+        cells = [f"{float(c):.4g}" if key not in ("epoch", "phase") and c not in ("", None) else c
+                 for key, c in zip(columns, cells)]
+        table.append([*cells, "best validation" if i == best else ""])
+    return _markdown(f"{len(history)} epochs; {len(keep)} shown.\n\n" + _table([*columns, ""], table))
 
 
 def history_plot(output_dir: str | os.PathLike):
-    return _png(history_figure(read_history(output_dir)))
-
-
-def confusion_figure(record: dict[str, Any]):
-    """Row-normalised test confusion matrix, with counts in the cells."""
-    from matplotlib.figure import Figure
-
-    classes = record["classes"]
-    counts = record["test"]["confusion_matrix"]
-    normalized = record["test"]["confusion_matrix_normalized"]
-    figure = Figure(figsize=(5.5, 4.5))
-    axis = figure.subplots()
-    image = axis.imshow(normalized, vmin=0, vmax=1, cmap="Blues")
-    for i, row in enumerate(counts):
-        for j, count in enumerate(row):
-            axis.text(j, i, str(count), ha="center", va="center",
-                      color="white" if normalized[i][j] > 0.5 else "black")
-    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    axis.set_yticks(range(len(classes)), classes)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    axis.set_title(f"{record['variant']}: test, row-normalised")
-    figure.colorbar(image, ax=axis)
-    return figure
+    return figures.show(figures.history(read_history(output_dir)))
 
 
 def confusion_plot(record: dict[str, Any]):
-    return _png(confusion_figure(record))
+    """Row-normalised test confusion matrix, with counts in the cells."""
+    return figures.show(figures.confusion(record["classes"], record["test"]["confusion_matrix"],
+                                          title=f"{record['variant']}: test"))

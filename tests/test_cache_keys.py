@@ -1,0 +1,122 @@
+"""Per-stage cache keys: a change reruns only the variants whose stage reads it (stand-in notebooks)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import standin
+from trashnet import config, pipeline, provenance, settings
+
+
+# --- the import closure, computed for real -------------------------------------------------------------
+
+def test_import_closure_follows_every_kind_of_import(tmp_path):
+    package = tmp_path / "trashnet"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("import os\nfrom trashnet import b, settings_that_is_not_a_module\n")
+    (package / "b.py").write_text("def later():\n    from trashnet.c import thing  # lazy\n    return thing\n")
+    (package / "c.py").write_text("from . import d\nthing = 1\n")
+    (package / "d.py").write_text("import trashnet.e as e\n")
+    (package / "e.py").write_text("")
+    (package / "unused.py").write_text("import trashnet.a\n")
+    assert provenance.import_closure(["a"], package) == ["__init__.py", "a.py", "b.py", "c.py", "d.py", "e.py"]
+    assert provenance.import_closure(["e"], package) == ["__init__.py", "e.py"]
+
+
+def test_stage_closures_of_the_real_package():
+    closures = {stage: set(provenance.import_closure(modules)) for stage, modules in settings.STAGE_MODULES.items()}
+    for stage, files in closures.items():
+        assert not files & {"report/__init__.py", "pipeline.py", "cli.py", "__main__.py"}, stage
+        assert not any(name.startswith("report/") for name in files), stage
+        assert "__init__.py" in files and "provenance.py" in files
+    training = closures["baseline"] | closures["pruned"] | closures["quantized"]
+    assert "select.py" in closures["final"] and "select.py" not in training
+    assert "artifact.py" not in training
+    assert "prune.py" in closures["pruned"] and "prune.py" not in closures["baseline"] | closures["quantized"]
+    assert {"train.py", "models.py", "keras_env.py", "inputs.py"} <= closures["baseline"]
+    assert "keras_env.py" not in closures["final"]  # the final stage never loads TensorFlow
+
+
+def test_stage_modules_cover_what_the_notebooks_import():
+    for stage, notebook in settings.NOTEBOOKS.items():
+        imported = provenance.notebook_imports(notebook)
+        assert imported and imported <= set(settings.STAGE_MODULES[stage]), (stage, imported)
+
+
+def test_config_inputs_hold_only_what_the_stage_reads(quick_profile):
+    variants = config.load_variants(quick_profile)
+    extra = lambda vid: {key.split(".")[0] for key in pipeline.config_inputs(variants[vid])} - set(pipeline.IDENTITY)  # noqa: E731
+    assert extra("mobilenet_v3_large") == {"data", "model", "train", "quantize"}
+    assert extra("mobilenet_v3_large.prune-2of4") == {"model", "prune", "train", "quantize"}
+    assert extra("mobilenet_v3_large.fp16") == {"model", "quantize"}
+    assert extra("final") == {"select", "stats"}
+    # A baseline keys on the two latency settings its evaluation reads, not the rest of `quantize`.
+    baseline = pipeline.config_inputs(variants["mobilenet_v3_large"])
+    assert "quantize.latency_runs" in baseline and "quantize" not in baseline
+
+
+# --- reruns, end to end on the stand-in notebooks -------------------------------------------------------
+
+def rerun(out: Path, trace: Path, *, profile: str | Path = "quick", report: bool = False) -> list[str]:
+    """Run the stand-in selection again; the ids of the notebooks that ran (sorted)."""
+    trace.unlink(missing_ok=True)
+    lines: list[str] = []
+    status = pipeline.run(profile=str(profile), out=out, variants=standin.SELECTION, report=report,
+                          log=lines.append)
+    assert status == 0, "\n".join(lines)
+    return sorted(standin.traced(trace))
+
+
+def edited_profile(tmp_path: Path, change: dict) -> Path:
+    """experiments/profiles/quick.yaml with ``change`` merged in, under the same name (same folders)."""
+    body = yaml.safe_load((settings.PROFILES_DIR / "quick.yaml").read_text())
+    path = tmp_path / "profiles" / "quick.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(config.deep_merge(body, change)))
+    return path
+
+
+def edited_package(tmp_path: Path, module: str) -> Path:
+    """A copy of the package's sources with one module changed (a comment: new bytes, same behaviour)."""
+    copy = tmp_path / "package"
+    shutil.copytree(settings.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "resources"))
+    with open(copy / module, "a") as handle:
+        handle.write("\n# edited\n")
+    return copy
+
+
+@pytest.mark.slow
+def test_select_settings_or_code_rerun_only_final(tmp_path_factory, tmp_path, standin_env, monkeypatch):
+    out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
+    assert rerun(out, standin_env) == []
+    profile = edited_profile(tmp_path, {"select": {"accuracy_tolerance_pp": 50.0}})
+    assert rerun(out, standin_env, profile=profile) == ["final"]
+    monkeypatch.setattr(provenance, "CODE_DIR", edited_package(tmp_path, "select.py"))
+    assert rerun(out, standin_env, profile=profile) == ["final"]
+
+
+@pytest.mark.slow
+def test_one_prune_setting_reruns_that_variant_and_its_children(tmp_path_factory, tmp_path, standin_env):
+    out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
+    profile = edited_profile(tmp_path, {"overrides": {"mobilenet_v3_large.prune-2of4": {"prune": {"epochs": 3}}}})
+    # final reruns too: it chooses among the changed results.
+    assert rerun(out, standin_env, profile=profile) == [
+        "final", "mobilenet_v3_large.prune-2of4", "mobilenet_v3_large.prune-2of4.int16x8"]
+
+
+@pytest.mark.slow
+def test_report_code_or_templates_rebuild_only_the_report(tmp_path_factory, tmp_path, standin_env, monkeypatch):
+    out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
+    templates = tmp_path / "templates"
+    shutil.copytree(settings.TEMPLATES_DIR, templates)
+    page = templates / "report.html.j2"
+    page.write_text(page.read_text().replace("</body>", "<p>edited-template-marker</p></body>"))
+    monkeypatch.setattr(settings, "TEMPLATES_DIR", templates)
+    monkeypatch.setattr(provenance, "CODE_DIR", edited_package(tmp_path, "report/__init__.py"))
+    assert rerun(out, standin_env, report=True) == []
+    assert "edited-template-marker" in (settings.Layout(out, "quick").report / "en" / "index.html").read_text()

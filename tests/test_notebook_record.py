@@ -1,0 +1,42 @@
+"""Executed notebooks as an examiner opens them: parameters relative to the output root with the final folder
+name, no library start-up noise, training summarised in a few rows."""
+
+from __future__ import annotations
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from trashnet import pipeline, settings, views
+
+
+def test_tidy_executed_shows_final_paths_and_drops_start_up_noise(tmp_path):
+    root, temp, target = tmp_path / "out", tmp_path / "out/models/baseline/.v3.partial-77", tmp_path / "out/models/baseline/v3"
+    parameters = new_code_cell(f'variant_id = "v3"\ndataset_dir = "{root}/dataset"\noutput_dir = "{temp}"\n')
+    parameters.metadata["tags"] = ["injected-parameters"]
+    noisy = new_code_cell("train()")
+    noisy.outputs = [
+        new_output("stream", name="stderr", text=(
+            "I0000 00:00:1796425792.517876   14751 cudart_stub.cc:31] Could not find cuda drivers on your machine.\n"
+            "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")),
+        new_output("stream", name="stderr", text="E0000 00:00:1.2   1 cuda_platform.cc:52] failed call to cuInit\n"
+                                                 "UserWarning: the learning rate is high\n"),
+        new_output("stream", name="stdout", text="done\n")]
+    path = tmp_path / "v3.ipynb"
+    nbformat.write(new_notebook(cells=[parameters, noisy]), path)
+    pipeline.tidy_executed(path, root=str(root), temp=str(temp), target=str(target))
+    cells = nbformat.read(path, as_version=4).cells
+    assert 'dataset_dir = "dataset"' in cells[0].source and 'output_dir = "models/baseline/v3"' in cells[0].source
+    assert str(tmp_path) not in cells[0].source and ".partial-" not in cells[0].source
+    assert [o.get("text") for o in cells[1].outputs] == ["UserWarning: the learning rate is high\n", "done\n"]
+
+
+def test_history_table_is_a_few_rows(tmp_path):
+    rows = ["epoch,phase,loss,accuracy,val_loss,val_accuracy"]
+    rows += [f"{e},{'head' if e <= 5 else 'finetune'},{2 / e:.4f},{e / 50:.4f},{2 / e:.4f},"
+             f"{0.9 if e == 17 else e / 60:.4f}" for e in range(1, 46)]
+    (tmp_path / settings.HISTORY_FILE).write_text("\n".join(rows) + "\n")
+    text = views.history_table(tmp_path).data
+    table = [line for line in text.splitlines() if line.startswith("| ") and "epoch" not in line]
+    assert 5 <= len(table) <= 12
+    assert "| 17 |" in text and "best validation" in text  # the best epoch
+    assert "| 1 |" in text and "| 45 |" in text and "| 6 |" in text  # first, last, start of fine-tuning

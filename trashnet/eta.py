@@ -1,0 +1,107 @@
+"""How long each pending variant will take: from its stage and config, or from an earlier run.
+
+A variant's cost is counted in *units*: training epochs for a baseline (plus the cheap head epochs when
+pretrained), pruning fine-tune epochs for a pruned variant, one conversion for a quantized file, one
+selection for final. An estimate, in order of preference:
+
+1. the same variant in the profile's last ``logs/<profile>/run.json``, scaled by units now / units then;
+2. another variant of the same stage and architecture there, per unit;
+3. the defaults below (2 idle cores), scaled by input size and training-set size.
+
+Estimates from defaults are corrected by this run's own speed (actual / estimated over the variants that
+ran so far): a loaded machine shows up after the first variant. Imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trashnet.config import VariantConfig
+
+# Seconds per training epoch at 128 px on 1,764 TrashNet training images, batch 32, 2 idle cores
+# (docs/toolchain-facts.md: V3-Small 12-15 s, V3-Large ~30 s, V2 ~37 s, V1 ~42 s).
+EPOCH_SECONDS_128 = {"mobilenet_v3_small": 15.0, "mobilenet_v3_large": 30.0, "mobilenet_v2": 37.0,
+                     "mobilenet_v1": 42.0}
+REFERENCE_SIZE = 128
+REFERENCE_TRAIN_IMAGES = 1764
+# A pruning epoch costs more than a training epoch (mask updates, wrapped layers): the V3-Large chain on
+# one loaded machine took 13.6 min for 10 pruning epochs and 44 min for 45 training epochs (1.4x).
+PRUNE_EPOCH_FACTOR = 1.4
+HEAD_EPOCH_FACTOR = 0.2  # pretrained: classifier on cached features, inference-only backbone pass
+# Per variant beyond its epochs: kernel start (~12 s), decoding, evaluation, latency, HTML (~1 min).
+OVERHEAD_SECONDS = {"baseline": 60.0, "pruned": 60.0, "quantized": 35.0, "final": 15.0}
+
+
+@dataclass
+class Estimate:
+    seconds: float
+    units: float
+    source: str  # "history", "history-stage" or "defaults"
+
+
+def units(variant: VariantConfig) -> float:
+    if variant.stage == "baseline":
+        pretrained = variant.model.weights != "none"
+        return variant.train.epochs + (HEAD_EPOCH_FACTOR * variant.train.head_epochs if pretrained else 0.0)
+    if variant.stage == "pruned":
+        return float(variant.prune.epochs)
+    return 1.0
+
+
+def _default_unit_seconds(variant: VariantConfig, train_images: int | None) -> float:
+    per_epoch = EPOCH_SECONDS_128.get(variant.arch or "", max(EPOCH_SECONDS_128.values()))
+    per_epoch *= (variant.model.image_size / REFERENCE_SIZE) ** 2
+    if train_images:
+        per_epoch *= train_images / REFERENCE_TRAIN_IMAGES
+    if variant.stage == "pruned":
+        per_epoch *= PRUNE_EPOCH_FACTOR
+    return per_epoch
+
+
+def estimate(variant: VariantConfig, history: dict[str, Any] | None = None,
+             train_images: int | None = None) -> Estimate:
+    """Seconds ``variant`` will take; ``history``: an earlier ``run.json`` of the same profile."""
+    now = units(variant)
+    # Only runs that finished say how long a variant takes (a failure stops early; None = older records).
+    entries = {vid: entry for vid, entry in ((history or {}).get("variant") or {}).items()
+               if entry.get("status") in ("done", "cached", None)}
+    previous = entries.get(variant.id) or {}
+    if previous.get("seconds") and previous.get("units"):
+        if variant.stage in ("baseline", "pruned"):
+            return Estimate(previous["seconds"] * now / previous["units"], now, "history")
+        return Estimate(float(previous["seconds"]), now, "history")
+    overhead = OVERHEAD_SECONDS[variant.stage]
+    if variant.stage in ("baseline", "pruned"):
+        rates = [entry["seconds"] / entry["units"] for entry in entries.values()
+                 if entry.get("stage") == variant.stage and entry.get("arch") == variant.arch
+                 and entry.get("seconds") and entry.get("units")]
+        if rates:
+            return Estimate(sum(rates) / len(rates) * now, now, "history-stage")
+        return Estimate(overhead + now * _default_unit_seconds(variant, train_images), now, "defaults")
+    same_stage = [entry["seconds"] for entry in entries.values()
+                  if entry.get("stage") == variant.stage and entry.get("seconds")]
+    if same_stage:
+        return Estimate(sum(same_stage) / len(same_stage), now, "history-stage")
+    return Estimate(overhead, now, "defaults")
+
+
+def speed_factor(finished: list[tuple[Estimate, float]]) -> float:
+    """Actual over estimated seconds for the variants this run has finished from defaults (1 if none)."""
+    pairs = [(est.seconds, actual) for est, actual in finished if est.source == "defaults" and est.seconds > 0]
+    if not pairs:
+        return 1.0
+    return sum(actual for _, actual in pairs) / sum(expected for expected, _ in pairs)
+
+
+def remaining(pending: list[Estimate], running: list[tuple[Estimate, float]], finished: list[tuple[Estimate, float]],
+              parallel: int = 1) -> float:
+    """Seconds left: pending estimates plus what the running ones still need, shared by ``parallel`` workers.
+
+    ``running``: (estimate, seconds elapsed so far); ``finished``: (estimate, actual seconds).
+    """
+    factor = speed_factor(finished)
+    scale = lambda est: est.seconds * (factor if est.source == "defaults" else 1.0)  # noqa: E731
+    work = sum(scale(est) for est in pending)
+    work += sum(max(0.0, scale(est) - elapsed) for est, elapsed in running)
+    return work / max(1, parallel)

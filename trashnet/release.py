@@ -1,0 +1,171 @@
+"""``python -m trashnet release``: the final model as one versioned, byte-reproducible zip.
+
+    python -m trashnet release [--profile cpu] [--out ROOT] [--final DIR] [--dist DIR]
+
+writes ``dist/trashnet-<version>.zip`` (and ``.zip.sha256``, the line a release page shows) holding one folder
+``trashnet-<version>/`` with:
+
+- ``trashnet.tflite``: the final model with its TFLite metadata (labels, normalization, name, version);
+- ``labels.txt``, ``model_card.md``, ``model_card.json``;
+- ``LICENSE`` (the model, MIT) and ``DATA_LICENSE`` + ``ATTRIBUTION.md`` (TrashNet, Thung and Yang, MIT);
+- ``predict_example.py``: classify photos with ai-edge-litert, NumPy and Pillow only;
+- ``SHA256SUMS`` over all of the above (``sha256sum -c SHA256SUMS`` inside the folder).
+
+The version is the one the final stage stamped into the model (``provenance.release_version``: the git tag or
+commit and the profile, e.g. ``0.2.0+cpu.g1a2b3c4``), so the bundle is a function of the final folder alone.
+The same final folder gives a byte-identical zip: entries sorted, fixed timestamps and permissions, stored
+uncompressed (deflate output depends on the zlib build; the model, most of the bytes, hardly compresses).
+``trashnet.litert.load`` and ``predict --model`` take the zip as it is. Reads files only; no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+from trashnet import fileio, settings
+
+MODEL_FILE = "trashnet.tflite"  # as artifact.MODEL_FILE (not imported: artifact pulls in pydantic and select)
+LABELS_FILE = "labels.txt"
+CARD_JSON = "model_card.json"
+CARD_MD = "model_card.md"
+SUMS_FILE = "SHA256SUMS"
+FROM_FINAL = (MODEL_FILE, LABELS_FILE, CARD_JSON, CARD_MD)
+EXAMPLE = settings.RESOURCES_DIR / "release" / "predict_example.py"
+DATA_LICENSE = settings.RESOURCES_DIR / "TRASHNET_LICENSE"
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+MODEL_LICENSE = """MIT License
+
+Copyright (c) 2026 the TrashNet thesis project
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+"""
+
+ATTRIBUTION = """# Data attribution
+
+The model in this bundle was trained and evaluated on TrashNet:
+
+Gary Thung and Mindy Yang, *Classification of Trash for Recyclability Status*, Stanford CS229 project, 2016.
+Data set and code: https://github.com/garythung/trashnet (the `dataset-resized` images), MIT licence,
+reproduced in `DATA_LICENSE`.
+
+The model's weights are derived from those images; the images themselves are not part of this bundle.
+"""
+
+
+class ReleaseError(RuntimeError):
+    """The final folder cannot be released; the message says what to do."""
+
+
+def _final_files(final_dir: Path) -> dict[str, bytes]:
+    missing = [name for name in FROM_FINAL if not (final_dir / name).is_file()]
+    if missing:
+        raise ReleaseError(f"{final_dir} lacks {', '.join(missing)}: run the final stage first "
+                           "(./run_all.sh, or python -m trashnet run)")
+    sums_path = final_dir / SUMS_FILE
+    if sums_path.is_file():
+        sums = dict(reversed(line.split("  ", 1)) for line in sums_path.read_text(encoding="utf-8").splitlines()
+                    if line)
+        bad = [name for name in FROM_FINAL if name in sums and fileio.sha256_file(final_dir / name) != sums[name]]
+        if bad:
+            raise ReleaseError(f"{', '.join(bad)} in {final_dir} no longer match its {SUMS_FILE}: the final "
+                               "folder was changed after it was built; rerun the final stage")
+    return {name: (final_dir / name).read_bytes() for name in FROM_FINAL}
+
+
+def bundle_files(final_dir: str | os.PathLike) -> tuple[str, dict[str, bytes]]:
+    """``(version, {name: bytes})`` of the bundle's folder, ``SHA256SUMS`` included."""
+    final_dir = Path(final_dir)
+    files = _final_files(final_dir)
+    card = json.loads(files[CARD_JSON])
+    version = card.get("version")
+    if not version:
+        raise ReleaseError(f"{final_dir / CARD_JSON} has no version: it was built by an older final stage; "
+                           "rerun the final stage")
+    files.update({"LICENSE": MODEL_LICENSE.encode("utf-8"), "DATA_LICENSE": DATA_LICENSE.read_bytes(),
+                  "ATTRIBUTION.md": ATTRIBUTION.encode("utf-8"), "predict_example.py": EXAMPLE.read_bytes()})
+    files[SUMS_FILE] = "".join(f"{fileio.sha256_bytes(data)}  {name}\n"
+                               for name, data in sorted(files.items())).encode("utf-8")
+    return version, files
+
+
+def zip_bytes(folder: str, files: dict[str, bytes]) -> bytes:
+    """A zip of ``folder/<name>`` entries: sorted, stored, fixed timestamps and permissions."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(f"{folder}/{name}", date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_STORED
+            info.create_system = 3
+            info.external_attr = (0o755 if name.endswith(".py") else 0o644) << 16
+            archive.writestr(info, files[name])
+    return buffer.getvalue()
+
+
+def build(final_dir: str | os.PathLike, dist_dir: str | os.PathLike) -> Path:
+    """Write ``dist_dir/trashnet-<version>.zip`` and its ``.sha256``; returns the zip's path."""
+    version, files = bundle_files(final_dir)
+    name = f"trashnet-{version}"
+    content = zip_bytes(name, files)
+    dist_dir = Path(dist_dir)
+    path = fileio.atomic_write_bytes(dist_dir / f"{name}.zip", content)
+    fileio.atomic_write_text(dist_dir / f"{name}.zip.sha256", f"{fileio.sha256_bytes(content)}  {name}.zip\n")
+    return path
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default=None,
+                        help="whose final model: <out>/models/<profile>/final/ (default: the only profile with one)")
+    parser.add_argument("--out", type=Path, default=None, help="output root (default: $TRASHNET_OUT, else the "
+                                                               "repository)")
+    parser.add_argument("--final", type=Path, default=None,
+                        help="a final model's folder instead (e.g. results/cpu/models/final of a reference run)")
+    parser.add_argument("--dist", type=Path, default=None, help="where the zip goes (default: <out>/dist/)")
+
+
+def final_dir_of(root: Path, profile: str | None) -> Path:
+    """``<root>/models/<profile>/final``; without a profile, the only one that has a model card."""
+    if profile is None:
+        found = sorted(p.parent.parent.name for p in (root / "models").glob(f"*/final/{CARD_JSON}"))
+        if len(found) != 1:
+            raise ReleaseError(f"{root / 'models'} holds the final models of {len(found)} profiles "
+                               f"({', '.join(found) or 'none'}): pass --profile (and run ./run_all.sh --profile "
+                               "P first if there is none)")
+        profile = found[0]
+    return settings.Layout(root, profile).variant_dir("final", "final")
+
+
+def command(args: argparse.Namespace) -> int:
+    root = args.out.expanduser().resolve() if args.out else settings.default_output_root()
+    try:
+        final_dir = args.final or final_dir_of(root, args.profile)
+        path = build(final_dir, args.dist or settings.dist_dir(root))
+    except (ReleaseError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{path}\nsha256 {fileio.sha256_file(path)}")
+    return 0

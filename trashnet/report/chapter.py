@@ -1,0 +1,380 @@
+"""The results chapter's numbered tables and figures, built from ``ReportData`` in reading order.
+
+Tables hold raw values (fractions, bytes, ms) and say how each column is shown; figures hold a drawing
+function that takes the translated labels. Numbers ("Table 4.3", "Figure 4.5") are given here, in the
+order the chapter shows them, so the text can cite an item before it appears. Captions and headers are
+gettext messages (``N_``), translated when the chapter is rendered.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from trashnet import figures
+from trashnet.report.collect import ReportData, Variant
+from trashnet.report.i18n import N_
+
+CHAPTER = 4  # the results chapter of a skripsi: Bab IV, Hasil dan Pembahasan
+
+
+@dataclass
+class Column:
+    key: str
+    header: str  # gettext message
+    kind: str = "text"  # text, pct, pp, mb, ms, mega, min, ratio, int
+    unit: str | None = None  # shown in the header: %, pp, MB, ms, M, min
+    better: str | None = None  # "max" / "min": the best value of the column is marked
+
+
+@dataclass
+class Table:
+    key: str
+    caption: str  # gettext message, %-formatted with ``args``
+    columns: list[Column]
+    rows: list[list[Any]]
+    args: dict[str, Any] = field(default_factory=dict)
+    highlight: set[int] = field(default_factory=set)  # row indexes drawn in bold (the final model)
+    number: str = ""
+
+    def best(self) -> list[set[int]]:
+        """Per column, the row indexes holding its best value (ties all marked; one value alone is not)."""
+        marks: list[set[int]] = []
+        for index, column in enumerate(self.columns):
+            values = [(r, row[index]) for r, row in enumerate(self.rows)
+                      if isinstance(row[index], (int, float)) and not isinstance(row[index], bool)
+                      and math.isfinite(row[index])]
+            if column.better is None or len(values) < 2:
+                marks.append(set())
+                continue
+            target = (max if column.better == "max" else min)(v for _, v in values)
+            marks.append({r for r, v in values if math.isclose(v, target, rel_tol=1e-12, abs_tol=1e-15)})
+        return marks
+
+
+@dataclass
+class Figure:
+    key: str
+    caption: str
+    draw: Callable[[dict[str, str]], Any]  # translated labels -> matplotlib Figure
+    args: dict[str, Any] = field(default_factory=dict)
+    wide: bool = True
+    number: str = ""
+
+
+@dataclass
+class Chapter:
+    tables: dict[str, Table] = field(default_factory=dict)
+    figures: dict[str, Figure] = field(default_factory=dict)
+
+    def add_table(self, table: Table) -> Table:
+        table.number = f"{CHAPTER}.{len(self.tables) + 1}"
+        self.tables[table.key] = table
+        return table
+
+    def add_figure(self, figure: Figure) -> Figure:
+        figure.number = f"{CHAPTER}.{len(self.figures) + 1}"
+        self.figures[figure.key] = figure
+        return figure
+
+    def figures_with(self, prefix: str) -> list[Figure]:
+        return [f for key, f in self.figures.items() if key.startswith(prefix)]
+
+
+ACC = Column("accuracy", N_("Accuracy"), "pct", "%", "max")
+F1 = Column("macro_f1", N_("Macro-F1"), "pct", "%", "max")
+RAW = Column("raw_bytes", N_("Size"), "mb", "MB", "min")
+GZIP = Column("gzip_bytes", N_("Size (gzip)"), "mb", "MB", "min")
+LATENCY = Column("latency_ms", N_("Latency"), "ms", "ms", "min")
+OOD = Column("ood_accuracy", N_("OOD accuracy"), "pct", "%", "max")
+MODEL = Column("id", N_("Model"))
+SPLIT_NAMES = {"train": N_("train"), "validation": N_("validation"), "test": N_("test")}
+
+
+def _values(variant: Variant, columns: list[Column]) -> list[Any]:
+    return [variant.id if c.key == "id" else variant.value(c.key) for c in columns]
+
+
+def _with_ood(columns: list[Column], data: ReportData) -> list[Column]:
+    return columns + [OOD] if data.has_ood else columns
+
+
+# --- sections ---------------------------------------------------------------------------------------
+
+def summary(chapter: Chapter, data: ReportData) -> None:
+    chosen = data.chosen
+    if chosen is None or not chosen.scored:
+        return
+    rows = [chosen]
+    reference = data.by_id(data.selection.reference.id) if data.selection.reference else None
+    if reference is not None:
+        rows.append(reference)
+    best_baseline = max((v for v in data.group("baseline") if v.scored), key=lambda v: v.value("accuracy"),
+                        default=None)
+    if best_baseline is not None and best_baseline not in rows:
+        rows.append(best_baseline)
+    columns = _with_ood([MODEL, ACC, F1, GZIP, LATENCY], data)
+    chapter.add_table(Table("headline", N_("The final model against its float reference and the most accurate "
+                                           "baseline (test split, %(n)s images)"),
+                            columns, [_values(v, columns) for v in rows], {"n": chosen.metrics.test.n},
+                            highlight={0}))
+
+
+def data_section(chapter: Chapter, data: ReportData) -> None:
+    d = data.data
+    if not d.present:
+        return
+    columns = [Column("class", N_("Class"))] + [Column(s, SPLIT_NAMES.get(s, s), "int") for s in d.splits] + \
+        [Column("total", N_("Total"), "int"), Column("rejected", N_("Rejected"), "int")]
+    rows = [[name, *[d.counts[name][s] for s in d.splits], sum(d.counts[name].values()),
+             d.rejected_by_class.get(name, 0)] for name in d.classes]
+    rows.append([N_("All classes"), *[sum(d.counts[c][s] for c in d.classes) for s in d.splits],
+                 sum(sum(v.values()) for v in d.counts.values()), len(d.rejected)])
+    chapter.add_table(Table("data", N_("Images per class and split after validation (%(files)s files examined)"),
+                            columns, rows, {"files": d.total_files}))
+    if d.rejected:
+        chapter.add_table(Table("rejected", N_("Rejected files and the reason for each"),
+                                [Column("path", N_("File")), Column("class", N_("Class")),
+                                 Column("reason", N_("Reason"))],
+                                [[r["path"], r["class"], r["reason"]] for r in d.rejected]))
+    if any(d.examples.values()):
+        chapter.add_figure(Figure("examples", N_("Example training images, one row per class"),
+                                  lambda text, ex=d.examples: figures.example_grid(ex), wide=False))
+
+
+def _config_rows(config: dict[str, Any], sections: tuple[str, ...]) -> list[list[Any]]:
+    rows = []
+    for section in sections:
+        for key, value in (config.get(section) or {}).items():
+            if isinstance(value, (list, tuple)):
+                value = ", ".join(str(v) for v in value) or "–"
+            rows.append([f"{section}.{key}", "–" if value is None else str(value)])
+    return rows
+
+
+def method(chapter: Chapter, data: ReportData) -> None:
+    baseline = next((v for v in data.group("baseline") if v.metrics is not None), None)
+    if baseline is not None and baseline.metrics.config:
+        chapter.add_table(Table("recipe", N_("Training recipe of %(id)s, from the resolved configuration"),
+                                [Column("key", N_("Setting")), Column("value", N_("Value"))],
+                                _config_rows(baseline.metrics.config, ("model", "train", "data")),
+                                {"id": baseline.id}))
+    compression = []
+    pruned = next((v for v in data.group("pruned") if v.metrics is not None and v.metrics.config), None)
+    quantized = next((v for v in data.group("quantized") + data.group("hybrid")
+                      if v.metrics is not None and v.metrics.config), None)
+    if pruned is not None:
+        compression += _config_rows(pruned.metrics.config, ("prune",))
+    if quantized is not None:
+        compression += _config_rows(quantized.metrics.config, ("quantize",))
+    if data.selection is not None:
+        compression += [[f"select.{k}", ", ".join(map(str, v)) if isinstance(v, list) else str(v)]
+                        for k, v in data.selection.config.items()]
+    if compression:
+        chapter.add_table(Table("compression", N_("Pruning, quantization and selection settings"),
+                                [Column("key", N_("Setting")), Column("value", N_("Value"))], compression))
+    p = data.provenance
+    rows = [[N_("Hardware"), "; ".join(p.get("hardware") or []) or "–"]]
+    rows += [[name, ", ".join(versions)] for name, versions in (p.get("libraries") or {}).items()]
+    rows += [[N_("Initial weights"), f"{origin}: {', '.join(ids)}"] for origin, ids in (p.get("weights") or {}).items()]
+    chapter.add_table(Table("environment", N_("Hardware, software versions and initial weights"),
+                            [Column("key", N_("Item")), Column("value", N_("Value"))], rows))
+
+
+def baselines(chapter: Chapter, data: ReportData) -> None:
+    group = [v for v in data.group("baseline") if v.metrics is not None]
+    if not group:
+        return
+    columns = _with_ood([MODEL, ACC, F1, Column("train_time_s", N_("Training time"), "min", "min", "min"),
+                         LATENCY, RAW, GZIP, Column("params", N_("Parameters"), "mega", "M", "min"),
+                         Column("macs", N_("MACs"), "mega", "M", "min")], data)
+    chapter.add_table(Table("baselines", N_("Baselines: float Keras models trained with the profile's recipe "
+                                            "(test split; latency: Keras, batch 1)"),
+                            columns, [_values(v, columns) for v in group]))
+    for variant in group:
+        if variant.history:
+            chapter.add_figure(Figure(f"history-{variant.id}", N_("Training curves of %(id)s"),
+                                      lambda text, v=variant: figures.history(v.history, text=text),
+                                      {"id": variant.id}))
+
+
+def pruning(chapter: Chapter, data: ReportData) -> None:
+    group = [v for v in data.group("pruned") if v.metrics is not None]
+    if not group:
+        return
+    columns = [MODEL, ACC, Column("delta", N_("Δ accuracy"), "pp", "pp", "max"),
+               Column("sparsity", N_("Sparsity"), "pct", "%"),
+               Column("nonzero_params", N_("Non-zero parameters"), "mega", "M", "min"),
+               Column("tflite_gzip", N_("TFLite FP32 (gzip)"), "mb", "MB", "min"),
+               Column("reduction", N_("Smaller than dense (gzip)"), "pct", "%", "max")]
+    rows = []
+    for v in group:
+        m = v.metrics
+        dense = m.dense_baseline or {}
+        total = (m.sparsity or {}).get("total")
+        sparsity = total.get("sparsity") if isinstance(total, dict) else None
+        tflite = (m.sizes or {}).get("tflite")
+        reduction = dense.get("tflite_gzip_reduction_pct")
+        rows.append([v.id, v.value("accuracy"), dense.get("accuracy_delta_pp"), sparsity, v.value("nonzero_params"),
+                     tflite.gzip_bytes if tflite else None, None if reduction is None else reduction / 100])
+    chapter.add_table(Table("pruning", N_("Pruned models against their dense source (Δ in percentage points)"),
+                            columns, rows))
+    for v in group:
+        layers = (v.metrics.sparsity or {}).get("layers")
+        if isinstance(layers, dict) and layers:
+            chapter.add_figure(Figure(f"sparsity-{v.id}", N_("Sparsity per layer of %(id)s (grey: not pruned)"),
+                                      lambda text, layers=layers: figures.sparsity_per_layer(layers, text=text),
+                                      {"id": v.id}))
+
+
+def quantization(chapter: Chapter, data: ReportData) -> None:
+    group = [v for v in data.group("quantized") + data.group("hybrid") if v.metrics is not None]
+    if not group:
+        return
+    precisions = sorted({v.metrics.precision or "?" for v in group})
+    columns = _with_ood([MODEL, Column("source", N_("Source")), ACC,
+                         Column("delta", N_("Δ accuracy"), "pp", "pp", "max"),
+                         Column("agreement", N_("Top-1 agreement"), "ratio", "%", "max"), RAW, GZIP, LATENCY], data)
+    for precision in precisions:
+        rows = []
+        for v in (v for v in group if (v.metrics.precision or "?") == precision):
+            m = v.metrics
+            values = {"id": v.id, "source": m.source or "–", "delta": m.delta_accuracy_pp,
+                      "agreement": (m.agreement or {}).get("top1_agreement_pct")}
+            rows.append([values[c.key] if c.key in values else v.value(c.key) for c in columns])
+        chapter.add_table(Table(f"quantized-{precision}", N_("TFLite files in precision %(precision)s, evaluated "
+                                                            "with LiteRT (latency: 1 thread, batch 1)"),
+                                columns, rows, {"precision": precision}))
+    census = [v for v in group if v.metrics.op_census]
+    if census:
+        rows = []
+        for v in census:
+            c = v.metrics.op_census
+            by_op = c.get("by_op") or {}
+            rows.append([v.id, c.get("total"), c.get("float_compute_ops"), by_op.get("QUANTIZE", 0),
+                         by_op.get("DEQUANTIZE", 0), ", ".join(sorted((c.get("float_compute_by_op") or {}))) or "–"])
+        chapter.add_table(Table("census", N_("Operator census of the TFLite files"),
+                                [MODEL, Column("total", N_("Operators"), "int"),
+                                 Column("float", N_("Float compute ops"), "int", None, "min"),
+                                 Column("quantize", "QUANTIZE", "int"), Column("dequantize", "DEQUANTIZE", "int"),
+                                 Column("float_ops", N_("Float operator types"))], rows))
+
+
+def final(chapter: Chapter, data: ReportData) -> None:
+    selection = data.selection
+    if selection is None:
+        return
+    group_of = {v.id: v.group for v in data.variants}
+    rows = [r for r in selection.results if r.status == "ok"]
+    for key, label, scale in (("gzip_bytes", N_("gzipped file size (MB, log scale)"), 1e-6),
+                              ("latency_ms", N_("latency, 1 thread, batch 1 (ms, log scale)"), 1.0)):
+        points = [(r.id, group_of.get(r.id, r.stage), getattr(r, key) * scale if getattr(r, key) else None,
+                   r.accuracy) for r in rows]
+        chapter.add_figure(Figure(f"pareto-{key}", N_("Test accuracy against %(axis)s; the line is the Pareto "
+                                                      "front, the circle the final model"),
+                                  lambda text, p=points, label=label: figures.pareto(
+                                      p, xlabel=text.get(label, label), chosen=selection.chosen.id, text=text),
+                                  {"axis": label}))
+    table_rows = []
+    for r in selection.results:
+        verdict = (N_("chosen") if r.id == selection.chosen.id else N_("eligible, not the smallest") if r.eligible
+                   else r.excluded or r.status or "")
+        fronts = ("S" if r.front_size else "") + ("L" if r.front_latency else "")
+        table_rows.append([r.id, r.precision or "–", r.accuracy, r.gzip_bytes, r.latency_ms, fronts or "–", verdict])
+    chosen_index = {i for i, r in enumerate(selection.results) if r.id == selection.chosen.id}
+    chapter.add_table(Table("selection", N_("Every result the selection rule considered (front: S = size, "
+                                            "L = latency)"),
+                            [MODEL, Column("precision", N_("Precision")), ACC, GZIP, LATENCY,
+                             Column("front", N_("Front")), Column("verdict", N_("Verdict"))], table_rows,
+                            highlight=chosen_index))
+
+
+def significance(chapter: Chapter, data: ReportData) -> None:
+    stats = data.stats
+    if not stats:
+        return
+    if stats.get("intervals"):
+        chapter.add_table(Table("intervals", N_("Confidence intervals of test accuracy and macro-F1"),
+                                [MODEL, Column("metric", N_("Metric")), Column("estimate", N_("Estimate"), "pct", "%"),
+                                 Column("low", N_("Lower bound"), "pct", "%"),
+                                 Column("high", N_("Upper bound"), "pct", "%"),
+                                 Column("confidence", N_("Level"), "pct", "%"), Column("method", N_("Method")),
+                                 Column("n", "n", "int")],
+                                [[i.get("variant"), i.get("metric"), i.get("estimate"), i.get("low"), i.get("high"),
+                                  i.get("confidence"), i.get("method"), i.get("n")] for i in stats["intervals"]]))
+    if stats.get("comparisons"):
+        chapter.add_table(Table("comparisons", N_("Paired comparisons (accuracy difference a − b, McNemar test, "
+                                                  "Holm-adjusted p)"),
+                                [Column("family", N_("Family")), Column("a", "a"), Column("b", "b"),
+                                 Column("diff_pp", N_("Difference"), "ratio", "pp"),
+                                 Column("low_pp", N_("Lower bound"), "ratio", "pp"),
+                                 Column("high_pp", N_("Upper bound"), "ratio", "pp"),
+                                 Column("p_value", "p", "ratio"), Column("p_holm", N_("p (Holm)"), "ratio"),
+                                 Column("significant", N_("Significant"))],
+                                [[c.get("family"), c.get("a"), c.get("b"), c.get("diff_pp"), c.get("low_pp"),
+                                  c.get("high_pp"), c.get("p_value"), c.get("p_holm"),
+                                  N_("yes") if c.get("significant") else N_("no")] for c in stats["comparisons"]]))
+    if stats.get("seeds"):
+        chapter.add_table(Table("seeds", N_("Repeated training with several seeds"),
+                                [MODEL, Column("seeds", N_("Seeds")),
+                                 Column("mean_accuracy", N_("Mean accuracy"), "pct", "%", "max"),
+                                 Column("sd_accuracy", N_("SD accuracy"), "pct", "%"),
+                                 Column("mean_macro_f1", N_("Mean macro-F1"), "pct", "%", "max"),
+                                 Column("sd_macro_f1", N_("SD macro-F1"), "pct", "%")],
+                                [[s.get("variant"), ", ".join(map(str, s.get("seeds") or [])), s.get("mean_accuracy"),
+                                  s.get("sd_accuracy"), s.get("mean_macro_f1"), s.get("sd_macro_f1")]
+                                 for s in stats["seeds"]]))
+
+
+def per_class(chapter: Chapter, data: ReportData) -> None:
+    chosen = data.chosen
+    shown = [v for v in data.group("baseline") if v.scored and v.metrics.test.confusion_matrix]
+    if chosen is not None and chosen.scored and chosen.metrics.test.confusion_matrix and chosen not in shown:
+        shown.append(chosen)
+    for v in shown:
+        m = v.metrics
+        chapter.add_figure(Figure(f"confusion-{v.id}", N_("Confusion matrix of %(id)s on the test split (colour: "
+                                                          "share of the true class)"),
+                                  lambda text, m=m: figures.confusion(m.classes, m.test.confusion_matrix, text=text),
+                                  {"id": v.id}, wide=False))
+    scored = [v for v in shown if v.metrics.test.per_class]
+    if scored:
+        classes = scored[0].metrics.classes
+        scores = {v.id: {c: s.f1 for c, s in v.metrics.test.per_class.items()} for v in scored}
+        chapter.add_figure(Figure("f1", N_("F1 per class"),
+                                  lambda text: figures.per_class_f1(scores, classes, text=text)))
+    if chosen is not None and chosen.scored and chosen.metrics.test.per_class:
+        chapter.add_table(Table("per-class", N_("Per-class scores of the final model %(id)s"),
+                                [Column("class", N_("Class")), Column("precision", N_("Precision"), "pct", "%", "max"),
+                                 Column("recall", N_("Recall"), "pct", "%", "max"),
+                                 Column("f1", "F1", "pct", "%", "max"), Column("support", N_("Images"), "int")],
+                                [[c, s.precision, s.recall, s.f1, s.support]
+                                 for c, s in chosen.metrics.test.per_class.items()], {"id": chosen.id}))
+    if data.misclassified:
+        rows = [(m.path, m.true, m.predicted, m.confidence) for m in data.misclassified]
+        chapter.add_figure(Figure("misclassified", N_("Misclassified test images of the final model (true → "
+                                                      "predicted, confidence); %(shown)s of %(total)s shown"),
+                                  lambda text: figures.misclassified_gallery(rows, text=text),
+                                  {"shown": len(rows), "total": data.misclassified_total}))
+
+
+def robustness(chapter: Chapter, data: ReportData) -> None:
+    group = [v for v in data.variants if v.metrics is not None and v.metrics.ood is not None]
+    if not group:
+        return
+    chapter.add_table(Table("ood", N_("Out-of-distribution evaluation: accuracy on photos that are not from "
+                                      "TrashNet"),
+                            [MODEL, Column("dataset", N_("Data set")), Column("n", "n", "int"),
+                             Column("in", N_("TrashNet test accuracy"), "pct", "%", "max"), OOD,
+                             Column("ood_macro_f1", N_("OOD macro-F1"), "pct", "%", "max")],
+                            [[v.id, v.metrics.ood.dataset, v.metrics.ood.n, v.value("accuracy"), v.value("ood_accuracy"),
+                              v.value("ood_macro_f1")] for v in group]))
+
+
+def build(data: ReportData) -> Chapter:
+    chapter = Chapter()
+    for section in (summary, data_section, method, baselines, pruning, quantization, final, significance,
+                    per_class, robustness):
+        section(chapter, data)
+    return chapter

@@ -1,0 +1,1 @@
+"""Standalone scripts that run in their own tool venvs (not imported by the package)."""
