@@ -116,6 +116,13 @@ class TrainConfig(Strict):
     augment: AugmentConfig = AugmentConfig()
 
 
+class DistillConfig(Strict):
+    """Knowledge distillation during the pruning fine-tune (Hinton et al. 2015): the dense source teaches."""
+
+    temperature: float = Field(4.0, gt=0)  # softens both models' outputs; the KL term is scaled by T^2
+    alpha: float = Field(0.5, ge=0, le=1)  # weight of the KL term toward the teacher; 1 - alpha on the labels
+
+
 class PruneConfig(Strict):
     method: Literal["2of4", "unstructured", "xnnpack"] = "2of4"
     target_sparsity: float = Field(0.5, gt=0, lt=1)  # unstructured / xnnpack final sparsity
@@ -123,9 +130,19 @@ class PruneConfig(Strict):
     learning_rate: float = Field(5e-4, gt=0)
     begin_fraction: float = Field(0.0, ge=0, lt=1)  # schedule starts after this fraction of steps
     end_fraction: float = Field(0.7, gt=0, le=1)  # and reaches the target here; the rest recovers
+    distill: DistillConfig | None = None  # None = plain fine-tuning on the labels
+
+
+class QATConfig(Strict):
+    """Quantization-aware training (tfmot) before an int8 conversion, instead of calibration only."""
+
+    method: Literal["none", "qat", "pqat"] = "none"  # pqat: prune-preserving, keeps the source's zeros
+    epochs: int = Field(5, ge=1)  # fine-tuning epochs with fake quantization
+    learning_rate: float = Field(1e-4, gt=0)  # peak (AdamW, cosine decay, no warm-up)
 
 
 class QuantizeConfig(Strict):
+    qat: QATConfig = QATConfig()
     representative_samples: int = Field(200, ge=1)  # train images that calibrate int8/int16 ranges
     latency_runs: int = Field(50, ge=1)  # timed invocations per thread count, after warm-up
     latency_warmup: int = Field(5, ge=0)
@@ -229,6 +246,13 @@ class VariantConfig(Strict):
         if value is not None and value not in PRECISIONS:
             raise ValueError(f"unknown precision {value!r}; valid: {', '.join(PRECISIONS)}")
         return value
+
+    @model_validator(mode="after")
+    def _qat_is_int8(self) -> VariantConfig:
+        if self.quantize.qat.method != "none" and (self.stage != "quantized" or self.precision != "int8"):
+            raise ValueError(f"quantize.qat.method {self.quantize.qat.method!r} needs a quantized variant at "
+                             f"precision 'int8' (got stage {self.stage!r}, precision {self.precision!r})")
+        return self
 
 
 class ConfigError(UserError, ValueError):

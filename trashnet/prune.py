@@ -309,25 +309,88 @@ def wrap_for_pruning(model: keras.Model, method: str, schedule) -> keras.Model:
     return _tfmot().prune_low_magnitude(model, **kwargs)
 
 
+def soften(probabilities: tf.Tensor, temperature: float) -> tf.Tensor:
+    """``softmax(logits / T)`` from softmax outputs: ``log p`` is the logits up to a per-row constant,
+    which the softmax cancels (the models end in a softmax layer; clipping keeps log finite)."""
+    return tf.nn.softmax(tf.math.log(tf.clip_by_value(probabilities, 1e-7, 1.0)) / temperature, axis=-1)
+
+
+def distillation_term(student: tf.Tensor, teacher: tf.Tensor, temperature: float,
+                      sample_weight: tf.Tensor | None = None) -> tf.Tensor:
+    """``T^2 * KL(teacher_T || student_T)``, averaged over the batch (weighted like the label loss).
+
+    The ``T^2`` keeps the term's gradients on the scale of the label loss's when T changes (Hinton 2015).
+    """
+    soft_teacher, soft_student = soften(teacher, temperature), soften(student, temperature)
+    kl = tf.reduce_sum(soft_teacher * (tf.math.log(tf.clip_by_value(soft_teacher, 1e-7, 1.0)) -
+                                       tf.math.log(tf.clip_by_value(soft_student, 1e-7, 1.0))), axis=-1)
+    if sample_weight is not None:
+        kl = kl * tf.cast(sample_weight, kl.dtype)
+    return temperature ** 2 * tf.reduce_mean(kl)
+
+
+class Distiller(keras.Model):
+    """Trains ``student`` on ``(1 - alpha) * label loss + alpha * T^2 KL`` toward a frozen ``teacher``.
+
+    The teacher sees the very batch the student sees (same augmentation). Calling the distiller runs the
+    student only, so validation, prediction and tfmot's ``UpdatePruningStep`` (which finds the pruning
+    wrappers inside the student) work as on the student itself.
+    """
+
+    def __init__(self, student: keras.Model, teacher: keras.Model, *, temperature: float, alpha: float):
+        super().__init__(name=f"{student.name}_distiller")
+        self.student, self.teacher = student, teacher
+        self.teacher.trainable = False
+        self.temperature, self.alpha = float(temperature), float(alpha)
+        self.label_tracker = keras.metrics.Mean(name="label_loss")
+        self.distill_tracker = keras.metrics.Mean(name="distill_loss")
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        teacher = self.teacher(x, training=False)
+        with tf.GradientTape() as tape:
+            student = self.student(x, training=True)
+            label_loss = self.compiled_loss(y, student, sample_weight, regularization_losses=self.student.losses)
+            distill_loss = distillation_term(student, teacher, self.temperature, sample_weight)
+            loss = (1.0 - self.alpha) * label_loss + self.alpha * distill_loss
+        self.optimizer.minimize(loss, self.student.trainable_variables, tape=tape)
+        self.compiled_metrics.update_state(y, student, sample_weight)
+        self.label_tracker.update_state(label_loss)
+        self.distill_tracker.update_state(distill_loss)
+        results = {metric.name: metric.result() for metric in self.metrics}
+        results["loss"] = (1.0 - self.alpha) * results["label_loss"] + self.alpha * results["distill_loss"]
+        return results
+
+
 def fine_tune(wrapped: keras.Model, model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *,
-              verbose: bool = True) -> list[dict[str, Any]]:
+              teacher: keras.Model | None = None, verbose: bool = True) -> list[dict[str, Any]]:
     """Train the wrapped model with ``UpdatePruningStep`` and the training stage's recipe (``train``): its
     augmented pipeline, label smoothing and class weights, AdamW (no decay on BatchNorm or biases) at
     ``prune.learning_rate`` with cosine decay and no warm-up, each epoch judged on the validation split.
+    With ``cfg.prune.distill`` the ``teacher`` (the dense source) adds its softened outputs (``Distiller``).
 
     No EMA: a moving average of masked weights would not be sparse. ``model`` is the unwrapped model: the
     wrappers hold its very layer objects, so its variables pick the no-decay set. Returns history rows.
     """
+    distill = cfg.prune.distill
+    if distill is not None and teacher is None:
+        raise ValueError(f"variant {cfg.id!r} asks for distillation but no teacher model was given")
     _, total = _steps(len(data.train), cfg.train.batch_size, cfg.prune.epochs)
     schedule = training.lr_schedule(cfg.prune.learning_rate, total_steps=total, warmup_steps=0)
     optimizer = training.make_optimizer(model, schedule, weight_decay=cfg.train.weight_decay, total_steps=total,
                                         ema=False)
-    wrapped.compile(optimizer=optimizer, loss=training.loss_function(cfg), metrics=["accuracy"])
-    judge = training.ValidationJudge(data.validation, data.classes, phase=f"prune-{cfg.prune.method}",
+    trained = wrapped if distill is None else Distiller(wrapped, teacher, temperature=distill.temperature,
+                                                        alpha=distill.alpha)
+    trained.compile(optimizer=optimizer, loss=training.loss_function(cfg), metrics=["accuracy"])
+    phase = f"prune-{cfg.prune.method}" + ("-distill" if distill is not None else "")
+    judge = training.ValidationJudge(data.validation, data.classes, phase=phase,
                                      first_epoch=1, epochs=cfg.prune.epochs, schedule=schedule, verbose=verbose)
     pipeline = training.training_pipeline(data.train, cfg, len(data.classes))
     # UpdatePruningStep first: it re-applies the masks at each epoch end, before the judge validates.
-    wrapped.fit(pipeline, epochs=cfg.prune.epochs, callbacks=[_tfmot().UpdatePruningStep(), judge], verbose=0)
+    trained.fit(pipeline, epochs=cfg.prune.epochs, callbacks=[_tfmot().UpdatePruningStep(), judge], verbose=0)
     return judge.rows
 
 
@@ -403,7 +466,8 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
     schedule, schedule_record = pruning_schedule(cfg, total_steps)
     wrapped = wrap_for_pruning(model, method, schedule)
     start = time.perf_counter()
-    history = fine_tune(wrapped, model, data, cfg, verbose=verbose)
+    history = fine_tune(wrapped, model, data, cfg, teacher=source if cfg.prune.distill else None,
+                        verbose=verbose)
     train_time = time.perf_counter() - start
     stripped = _tfmot().strip_pruning(wrapped)
     leftover = pruning_wrappers(stripped)
@@ -463,6 +527,7 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
         "source_model": {"file": source_file.name, "sha256": fileio.sha256_file(source_file)},
         "training": {"phase": f"prune-{method}", "epochs": cfg.prune.epochs, "steps": total_steps,
                      "learning_rate": cfg.prune.learning_rate, "ema": False,
+                     "distill": cfg.prune.distill.model_dump() if cfg.prune.distill else None,
                      "train_images": len(data.train), "validation_images": len(data.validation),
                      "test_images": len(test)},
         "notes": notes,

@@ -9,6 +9,9 @@ Precisions (``config.PRECISIONS``):
   hard-swish the converter does not fuse into HARD_SWISH (which 16x8 cannot quantize), keeping its weights;
 - ``int16x8-fallback``: 16x8 with float built-ins allowed, MobileNetV3's HARD_SWISH ops stay float.
 
+``int8`` with ``quantize.qat.method`` ``qat`` / ``pqat`` fine-tunes the model with tfmot's fake quantization
+first (``trashnet/qat.py``, docs/compression.md) and converts with the trained ranges instead of calibrated ones.
+
 Conversion starts from a frozen concrete function of the model (``training=False``) with no trackable
 object: 1-2 s for a 48 px MobileNetV3-Small on 2 cores, against 30-70 s through ``from_keras_model`` (or
 ``from_concrete_functions`` given the model), which first re-save the model as a SavedModel. The input
@@ -68,13 +71,17 @@ def frozen_function(model: keras.Model):
 
 
 def convert(model: keras.Model, precision: str, *, representative: np.ndarray | None = None,
-            sparse: bool = False) -> bytes:
+            sparse: bool = False, quantization_aware: bool = False) -> bytes:
     """``model`` as a .tflite flatbuffer at ``precision``.
 
     ``representative``: float32 images in [0, 255], (N, H, W, 3); required for ``int8`` and the 16x8 modes.
     ``sparse`` adds ``Optimize.EXPERIMENTAL_SPARSITY``: kernels sparse enough are stored in TFLite's sparse
     format, which XNNPack's sparse inference can use (the pruning stage measures it).
     For ``int16x8`` pass a MobileNetV3 already rebuilt with ``int16_compatible`` (``prepare_model`` does).
+    ``quantization_aware``: ``model`` came out of tfmot QAT (``qat.train``); its fake-quantization ranges
+    replace calibration. TF 2.21's converter still refuses int8 input/output without a representative
+    dataset (it checks before it looks at the graph), so pass a few images: the file is byte-identical
+    whichever images are given (checked in tests/test_qat.py).
     """
     # No trackable object: given one, the converter first re-saves the whole Keras model as a
     # SavedModel (tracing every layer), ~20-50x slower than converting the frozen graph directly.
@@ -87,6 +94,13 @@ def convert(model: keras.Model, precision: str, *, representative: np.ndarray | 
         converter.target_spec.supported_types = [tf.float16]
     elif precision == "int8-dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif precision == "int8" and quantization_aware:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        if representative is not None:
+            converter.representative_dataset = _dataset_gen(representative)
     elif precision in CALIBRATED_PRECISIONS:
         if representative is None or len(representative) == 0:
             raise ValueError(f"precision {precision!r} needs representative images for calibration")
@@ -103,6 +117,8 @@ def convert(model: keras.Model, precision: str, *, representative: np.ndarray | 
             converter.target_spec.supported_ops = ops
     else:
         raise ValueError(f"unknown precision {precision!r}")
+    if quantization_aware and precision != "int8":
+        raise ValueError(f"a quantization-aware model converts to 'int8' only, not {precision!r}")
     if sparse:
         converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     return converter.convert()
@@ -118,6 +134,12 @@ def int16_compatible(model: keras.Model, *, arch: str, image_size: int, alpha: f
     with models.int16_hard_swish():
         rebuilt = models.build_model(arch, num_classes=int(model.output_shape[-1]), image_size=image_size,
                                      alpha=alpha, dropout=dropout)
+    return carry_weights(model, rebuilt, arch=arch)
+
+
+def carry_weights(model: keras.Model, rebuilt: keras.Model, *, arch: str) -> keras.Model:
+    """Copy every weighted layer of ``model`` into the same-named layer of ``rebuilt`` (returned); both
+    must have exactly the same weighted layers."""
     source = {layer.name: layer for layer in model.layers if layer.weights}
     target = [layer for layer in rebuilt.layers if layer.weights]
     missing = sorted({layer.name for layer in target} ^ set(source))
@@ -202,7 +224,8 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
                               if key in sparsity}
 
     tflite_path = output_dir / f"{cfg.id}.tflite"
-    for stale in (tflite_path, output_dir / evaluate.PREDICTIONS_FILE):  # from an earlier run of this variant
+    for stale in (tflite_path, output_dir / evaluate.PREDICTIONS_FILE,  # from an earlier run of this variant
+                  output_dir / evaluate.HISTORY_FILE):
         stale.unlink(missing_ok=True)
     started = time.perf_counter()
     try:
@@ -220,7 +243,11 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
         if cfg.precision in CALIBRATED_PRECISIONS:
             representative = representative_images(
                 data.train.images, cfg.quantize.representative_samples, seed=cfg.seed)
-        content = convert(converted, cfg.precision, representative=representative)
+        if cfg.quantize.qat.method == "none":
+            content = convert(converted, cfg.precision, representative=representative)
+        else:
+            content = _quantization_aware(model, data, cfg, record, representative, source_record, output_dir)
+            started += record["qat"]["seconds"]  # conversion time excludes the training
         fileio.atomic_write_bytes(tflite_path, content)
         runner = litert.TFLiteModel(content)  # loads, or says why not
     except Exception as error:  # noqa: BLE001 - any converter/LiteRT failure is this variant's result
@@ -263,6 +290,28 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
     evaluate.write_results(output_dir, record, paths=data.test.paths, labels=data.test.labels,
                            probabilities=probabilities)
     return record
+
+
+def _quantization_aware(model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, record: dict[str, Any],
+                        representative: np.ndarray, source_record: dict[str, Any], output_dir: Path) -> bytes:
+    """QAT (or PQAT) of ``model``, then its int8 file; fills ``record["qat"]``, writes ``history.csv``.
+
+    PQAT of a 2:4-pruned source must keep the pattern in the file's int8 kernels: else ``SparsityError``.
+    """
+    from trashnet import qat, train  # noqa: PLC0415 - tfmot and the training loop only when needed
+    from trashnet.prune import SparsityError  # noqa: PLC0415
+
+    qat_model, qat_record = qat.train(model, data, cfg, check_images=data.test.images[:REWRITE_CHECK_IMAGES])
+    fileio.atomic_write_text(output_dir / evaluate.HISTORY_FILE, train.history_csv(qat_record.pop("history")))
+    record["qat"] = qat_record
+    content = convert(qat_model, "int8", representative=representative, quantization_aware=True)
+    source_method = (source_record.get("sparsity") or {}).get("method")
+    if cfg.quantize.qat.method == "pqat" and source_method == "2of4":
+        check = qat.int8_m_by_n(content)
+        qat_record["m_by_n_int8"] = check
+        if not check["holds"]:
+            raise SparsityError(f"PQAT lost the 2:4 pattern in the int8 file: {check['violating']}")
+    return content
 
 
 def _float_reference(model: keras.Model, data: inputs.Dataset, source_sha: str,
@@ -327,6 +376,15 @@ def format_summary(record: dict[str, Any]) -> str:
     census = record["op_census"]
     lines.append(f"ops: {census['total']}, float compute ops: {census['float_compute_ops']} "
                  f"{census['float_compute_by_op'] or ''}".rstrip())
+    if "qat" in record:
+        qat_record = record["qat"]
+        lines.append(f"{qat_record['method']}: {qat_record['epochs']} epochs ({qat_record['scheme']}), "
+                     f"{qat_record['seconds']:.0f} s; annotatable rebuild differs from the float model by at most "
+                     f"{qat_record['rebuild']['float_max_abs_diff']:.2g} (probabilities)")
+        if "m_by_n_int8" in qat_record:
+            check = qat_record["m_by_n_int8"]
+            lines.append(f"2:4 in the int8 file: {'holds' if check['holds'] else 'BROKEN'} "
+                         f"({check['kernels_checked']} kernels checked)")
     if "rewrite" in record:
         rewrite = record["rewrite"]
         lines.append(f"hard-swish rewritten as {rewrite['hard_swish']}; on {rewrite['images']} test images the "

@@ -114,6 +114,7 @@ def no_decay_variables(model: keras.Model) -> list[tf.Variable]:
     """BatchNorm scales/offsets and every bias: weight decay on them only hurts."""
     variables = []
     for layer in model.layers:
+        layer = getattr(layer, "layer", layer)  # inside a tfmot wrapper (quantization-aware training)
         if isinstance(layer, keras.layers.BatchNormalization):
             variables.extend(layer.trainable_weights)
         elif getattr(layer, "bias", None) is not None and layer.trainable:
