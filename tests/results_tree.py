@@ -214,3 +214,14 @@ def write_evaluated(models_dir: Path, dataset_dir: Path, variant: str, content: 
                            probabilities=probabilities)
     mark_finished(folder)
     return folder
+
+
+def built_final(root: Path, dataset: Path, profile) -> Path:
+    """The real final stage run over ``evaluated_tree``: the folder holding trashnet.tflite and its card."""
+    from trashnet import artifact, config
+
+    models_dir = evaluated_tree(root / "models", dataset)
+    output = root / "models" / "final"
+    artifact.build_final(config.load_variants(profile)["final"], dataset_dir=dataset, models_dir=models_dir,
+                         output_dir=output)
+    return output

@@ -13,22 +13,17 @@ import subprocess
 
 import numpy as np
 import pytest
-from results_tree import evaluated_tree
+from results_tree import built_final
 from toolvenv import clean_env, tool_python
 
-from trashnet import artifact, config, images, litert, predict, settings
+from trashnet import artifact, images, litert, predict, settings
 
 pytestmark = pytest.mark.slow  # venvs (cached by lock hash) and a tiny final artifact
 
 
 @pytest.fixture(scope="module")
 def final_dir(tmp_path_factory, sample_dataset, quick_profile):
-    root = tmp_path_factory.mktemp("ecosystem")
-    models_dir = evaluated_tree(root / "models", sample_dataset)
-    output = root / "models" / "final"
-    artifact.build_final(config.load_variants(quick_profile)["final"], dataset_dir=sample_dataset,
-                         models_dir=models_dir, output_dir=output)
-    return output
+    return built_final(tmp_path_factory.mktemp("ecosystem"), sample_dataset, quick_profile)
 
 
 def test_mediapipe_image_classifier_agrees_with_litert_on_every_test_image(final_dir, sample_dataset):

@@ -11,21 +11,16 @@ import zipfile
 
 import numpy as np
 import pytest
-from results_tree import evaluated_tree
+from results_tree import built_final
 
-from trashnet import artifact, cli, config, images, litert, predict, release
+from trashnet import cli, images, litert, predict, release
 
 pytestmark = pytest.mark.slow  # builds a final artifact from two tiny converted models (~40 s)
 
 
 @pytest.fixture(scope="module")
 def final_dir(tmp_path_factory, sample_dataset, quick_profile):
-    root = tmp_path_factory.mktemp("release")
-    models_dir = evaluated_tree(root / "models", sample_dataset)
-    output = root / "models" / "final"
-    artifact.build_final(config.load_variants(quick_profile)["final"], dataset_dir=sample_dataset,
-                         models_dir=models_dir, output_dir=output)
-    return output
+    return built_final(tmp_path_factory.mktemp("release"), sample_dataset, quick_profile)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ Commands that could hang run in a subprocess with a timeout, so a regression fai
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -295,55 +296,52 @@ def test_zips_written_by_writestr_are_accepted_and_a_file_folder_clash_is_refuse
         download.extract(clash, tmp_path / "y")
 
 
-def test_download_without_sha256_does_not_claim_verified(tmp_path):
+
+@contextlib.contextmanager
+def serving(folder: Path):
+    """A local HTTP server over ``folder``; yields its base URL."""
     import functools
     import http.server
     import threading
 
-    served = tmp_path / "served"
-    served.mkdir()
-    (served / "d.zip").write_bytes(zip_bytes({"dataset-resized/glass/a.jpg": b"a"}))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     handler.log_message = lambda *args: None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/d.zip"
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_download_without_sha256_does_not_claim_verified(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "d.zip").write_bytes(zip_bytes({"dataset-resized/glass/a.jpg": b"a"}))
+    with serving(served) as base:
+        url = f"{base}/d.zip"
         result = trashnet("download", "--out", str(tmp_path / "a"), "--url", url)
         assert result.returncode == 0, result.stderr
         assert "not verified: no --sha256" in result.stdout and "and verified" not in result.stdout
         digest = hashlib.sha256((served / "d.zip").read_bytes()).hexdigest()
         result = trashnet("download", "--out", str(tmp_path / "b"), "--url", url, "--sha256", digest)
         assert result.returncode == 0 and "verified" in result.stdout and "not verified" not in result.stdout
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_an_earlier_download_is_reused_only_while_its_files_are_intact(tmp_path):
-    import functools
-    import http.server
-    import threading
-
     served = tmp_path / "served"
     served.mkdir()
     content = zip_bytes({"dataset-resized/glass/a.jpg": b"a", "dataset-resized/paper/b.jpg": b"b"})
     (served / "d.zip").write_bytes(content)
     digest = hashlib.sha256(content).hexdigest()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/d.zip"
+    with serving(served) as base:
+        url = f"{base}/d.zip"
         folder, fetched = download.download(tmp_path / "out", url=url, sha256=digest)
         assert fetched and download.download(tmp_path / "out", url=url, sha256=digest) == (folder, False)
         (folder / "glass" / "a.jpg").write_bytes(b"changed")
         assert download.download(tmp_path / "out", url=url, sha256=digest) == (folder, True)
         assert (folder / "glass" / "a.jpg").read_bytes() == b"a"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_cached_image_arrays_are_not_reused_after_the_decoding_code_changed(sample_dataset, tmp_path, monkeypatch):
