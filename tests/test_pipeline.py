@@ -242,3 +242,30 @@ def test_a_notebook_that_writes_no_metrics_fails(tmp_path):
     assert result.returncode == 1
     failed = fileio.read_json(settings.Layout(out, "quick").variant_dir("baseline", "mobilenet_v3_small") / pipeline.FAILED_NAME)
     assert failed["error_type"] == "ContractError" and "metrics.json" in failed["error"]
+
+
+def test_a_kernel_that_dies_before_any_cell_is_started_again(tmp_path, monkeypatch):
+    # papermill#511: two kernels starting at once may bind the same port; the one that loses never ran a cell.
+    import papermill
+
+    calls = []
+
+    def execute(notebook, output, **kwargs):
+        calls.append(output)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    monkeypatch.setattr(pipeline.time, "sleep", lambda seconds: None)
+    error_file = tmp_path / "error.json"
+    spec = fileio.write_json(tmp_path / "job.json", {
+        "notebook": "in.ipynb", "output": str(tmp_path / "out.ipynb"), "html": str(tmp_path / "out.html"),
+        "cwd": str(tmp_path), "error_file": str(error_file), "parameters": {}})
+    assert pipeline.worker_main(str(spec)) == 0
+    assert len(calls) == 2 and not error_file.exists()
+    # Any other failure is the notebook's own and is not retried.
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(RuntimeError("boom")))
+    assert pipeline.worker_main(str(spec)) == 1
+    assert calls == [1] and fileio.read_json(error_file)["message"] == "boom"

@@ -37,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -358,6 +359,10 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+KERNEL_START_ATTEMPTS = 3
+_KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond in")
+
+
 def worker_main(job_file: str) -> int:
     """Run one notebook with papermill, render it to HTML; the error (if any) goes to ``error_file``."""
     import logging
@@ -370,9 +375,20 @@ def worker_main(job_file: str) -> int:
 
     status, error = 0, None
     try:
-        papermill.execute_notebook(spec["notebook"], spec["output"], parameters=spec["parameters"],
-                                   kernel_name=KERNEL, cwd=spec["cwd"], log_output=True,
-                                   progress_bar=False, request_save_on_cell_execute=True)
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            try:
+                papermill.execute_notebook(spec["notebook"], spec["output"], parameters=spec["parameters"],
+                                           kernel_name=KERNEL, cwd=spec["cwd"], log_output=True,
+                                           progress_bar=False, request_save_on_cell_execute=True)
+                break
+            except RuntimeError as exc:
+                # Two kernels starting at once can pick the same free TCP port (papermill#511): the loser
+                # dies before any cell ran, so starting it again is safe.
+                if not str(exc).startswith(_KERNEL_START_FAILURES) or attempt == KERNEL_START_ATTEMPTS:
+                    raise
+                print(f"kernel start failed ({exc}); starting it again ({attempt + 1}/{KERNEL_START_ATTEMPTS})",
+                      flush=True)
+                time.sleep(random.uniform(0.5, 2.0))
     except papermill.PapermillExecutionError as exc:
         status = 1
         error = {"type": exc.ename, "message": exc.evalue, "cell": exc.exec_count,
