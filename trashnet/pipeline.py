@@ -658,8 +658,29 @@ class Runner:
             if job.temp is not None and job.status == "running":
                 shutil.rmtree(job.temp, ignore_errors=True)
 
+    def critical_path(self) -> dict[str, float]:
+        """Estimated seconds from each job's start to the end of the longest chain that waits for it."""
+        dependents: dict[str, list[str]] = {vid: [] for vid in self.jobs}
+        for vid, job in self.jobs.items():
+            for dep in job.deps:
+                dependents[dep].append(vid)
+        path: dict[str, float] = {}
+
+        def length(vid: str) -> float:
+            if vid not in path:
+                own = self.jobs[vid].estimate.seconds if self.jobs[vid].estimate else 0.0
+                path[vid] = own + max((length(child) for child in dependents[vid]), default=0.0)
+            return path[vid]
+
+        for vid in self.jobs:
+            length(vid)
+        return path
+
     def run(self) -> None:
-        order = list(self.jobs)
+        # Longest chain first (V3-Large -> its pruned copy -> their files -> final), so the last hour is not
+        # one worker on that chain while the other has nothing left; ties keep the variants file's order.
+        path = self.critical_path()
+        order = sorted(self.jobs, key=lambda vid: -path[vid])
         try:
             while True:
                 progressed = False
