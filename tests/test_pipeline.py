@@ -269,3 +269,17 @@ def test_a_kernel_that_dies_before_any_cell_is_started_again(tmp_path, monkeypat
                         lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(RuntimeError("boom")))
     assert pipeline.worker_main(str(spec)) == 1
     assert calls == [1] and fileio.read_json(error_file)["message"] == "boom"
+
+
+def test_the_longest_chain_starts_first(tmp_path):
+    # cpu profile: V3-Large (45 epochs) -> its 2:4 copy -> their files -> final is the longest chain; started
+    # in file order (V1 first), the last part of the run would leave one of two workers idle.
+    profile = config.load_profile("cpu")
+    variants = config.load_variants(profile)
+    ids = config.select_variants(variants, profile.variants)
+    layout = settings.Layout(tmp_path, "cpu")
+    runner = pipeline.Runner(pipeline.plan(variants, ids, layout), layout, data_sha="0" * 64, jobs_at_once=2,
+                             log=lambda message: None)
+    path = runner.critical_path()
+    assert ids[0] == "mobilenet_v1" and max(path, key=path.get) == "mobilenet_v3_large"
+    assert path["mobilenet_v3_large"] > path["mobilenet_v3_large.prune-2of4"] > path["final"] > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,15 @@ def test_publish_copies_only_the_small_outputs(published):
     assert "models/baseline/mobilenet_v3_large/history.csv" in files
     assert not [f for f in files if f.endswith(".keras") or f.endswith(".ipynb") or f.endswith("manifest.json")]
     assert [f for f in files if f.endswith(".tflite")] == ["models/final/trashnet.tflite"]
+    # The report's links resolve inside the published folder: executed notebooks and exports come along.
+    assert "report/notebooks/mobilenet_v3_large.html" in files
+    assert any(f.startswith("report/exports/id/") for f in files)
+    html = (reference / "report" / "en" / "index.html").read_text()
+    for link in re.findall(r'href="\.\./(notebooks/[^"]+)"', html):
+        assert (reference / "report" / link).is_file(), link
+    # No path of the machine that ran it.
+    run_record = fileio.read_json(reference / "logs" / "run.json")
+    assert "/" not in run_record["data_source"]
     # Every published file is a byte copy.
     layout = settings.Layout(out, "quick")
     assert (reference / "models/final/trashnet.tflite").read_bytes() == \

@@ -3,8 +3,9 @@
 ``publish`` copies a run's small outputs (``<out>/models/<profile>/...``, ``logs/<profile>/run.json``,
 ``report/<profile>/``) into ``results/<profile>/``, the same layout without the profile level: every
 ``metrics.json``, ``predictions.csv`` and ``history.csv``, the final model's selection, statistics, model
-card, ``trashnet.tflite``, ``labels.txt`` and ``SHA256SUMS``, the report's HTML and PDF. No ``.keras`` and
-no intermediate ``.tflite``; it refuses to write more than ``MAX_PUBLISHED_BYTES``.
+card, ``trashnet.tflite``, ``labels.txt`` and ``SHA256SUMS``, the report's HTML and PDF with the executed
+notebooks and the exports they link to. No ``.keras`` and no intermediate ``.tflite``; ``run.json`` names the
+data folder without the machine's path; it refuses to write more than ``MAX_PUBLISHED_BYTES``.
 
 ``verify`` compares a reproduction with such a reference, variant by variant, each number against the
 tolerance in ``TOLERANCES`` (the evidence is in docs/reproducibility.md), prints a table and exits 1 when
@@ -34,6 +35,8 @@ PUBLISHED = ("metrics.json", "predictions.csv", "history.csv", "selection.json",
              "model_card.json", "model_card.md", "verification.json")
 FINAL_FILES = ("trashnet.tflite", "labels.txt", "SHA256SUMS")
 REPORT_FILES = ("index.html", "id/index.html", "id/report.pdf", "en/index.html", "en/report.pdf")  # ~5 MB
+# Whole report folders: the executed notebooks the appendix links to, the thesis exports (LaTeX, CSV, XLSX, figures).
+REPORT_FOLDERS = ("notebooks", "exports")
 MAX_PUBLISHED_BYTES = 40 * 1024 * 1024
 
 # How far a reproduction may be from the reference. Evidence (docs/reproducibility.md): on one machine a
@@ -191,7 +194,20 @@ def published_files(layout: settings.Layout) -> dict[Path, Path]:
     for name in REPORT_FILES:
         if (layout.report / name).is_file():
             files[Path("report") / name] = layout.report / name
+    for name in REPORT_FOLDERS:
+        for path in sorted((layout.report / name).rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                files[Path("report") / path.relative_to(layout.report)] = path
     return files
+
+
+def portable_run_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``run.json`` as published: the data folder by name, not by this machine's path (the data itself is
+    identified by ``data_manifest_sha256``)."""
+    record = dict(record)
+    if record.get("data_source"):
+        record["data_source"] = Path(record["data_source"]).name
+    return record
 
 
 def publish(layout: settings.Layout, target: Path | None = None, *, log=print) -> Path:
@@ -210,7 +226,10 @@ def publish(layout: settings.Layout, target: Path | None = None, *, log=print) -
         shutil.rmtree(temp)
     for relative, source in sorted(files.items()):
         (temp / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, temp / relative)
+        if relative == Path("logs") / RUN_RECORD:
+            fileio.write_json(temp / relative, portable_run_record(fileio.read_json(source)))
+        else:
+            shutil.copyfile(source, temp / relative)
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
     if target.exists():
         os.replace(target, old)
