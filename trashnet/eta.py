@@ -31,6 +31,9 @@ PRUNE_EPOCH_FACTOR = 1.4
 HEAD_EPOCH_FACTOR = 0.2  # pretrained: classifier on cached features, inference-only backbone pass
 # Per variant beyond its epochs: kernel start (~12 s), decoding, evaluation, latency, HTML (~1 min).
 OVERHEAD_SECONDS = {"baseline": 60.0, "pruned": 60.0, "quantized": 35.0, "final": 15.0}
+# Per core, the share of a lone variant's speed that each of several one-thread workers keeps (2 cores:
+# 2 x 0.6 = 1.2x the throughput of one two-thread process, docs/toolchain-facts.md).
+PARALLEL_THROUGHPUT = 0.6
 
 
 @dataclass
@@ -86,21 +89,32 @@ def estimate(variant: VariantConfig, history: dict[str, Any] | None = None,
     return Estimate(overhead, now, "defaults")
 
 
-def speed_factor(finished: list[tuple[Estimate, float]]) -> float:
-    """Actual over estimated seconds for the variants this run has finished from defaults (1 if none)."""
+def sharing_slowdown(parallel: int, cores: int) -> float:
+    """How much longer one variant takes when ``parallel`` of them share ``cores`` (defaults assume one
+    variant on 2 cores). Measured on 2 cores: two one-thread workers do 1.2x the work of one two-thread
+    process, so each runs at 0.6 of its speed alone (docs/toolchain-facts.md)."""
+    if parallel <= 1:
+        return 1.0
+    return max(1.0, parallel / (PARALLEL_THROUGHPUT * cores))
+
+
+def speed_factor(finished: list[tuple[Estimate, float]], parallel: int = 1, cores: int = 2) -> float:
+    """Actual over estimated seconds for the variants this run has finished from defaults; before the
+    first one finishes, the slowdown of sharing the cores."""
     pairs = [(est.seconds, actual) for est, actual in finished if est.source == "defaults" and est.seconds > 0]
     if not pairs:
-        return 1.0
+        return sharing_slowdown(parallel, cores)
     return sum(actual for _, actual in pairs) / sum(expected for expected, _ in pairs)
 
 
 def remaining(pending: list[Estimate], running: list[tuple[Estimate, float]], finished: list[tuple[Estimate, float]],
-              parallel: int = 1) -> float:
-    """Seconds left: pending estimates plus what the running ones still need, shared by ``parallel`` workers.
+              parallel: int = 1, cores: int = 2) -> float:
+    """Seconds left: pending estimates plus what the running ones still need, shared by ``parallel`` workers
+    on ``cores`` cores.
 
     ``running``: (estimate, seconds elapsed so far); ``finished``: (estimate, actual seconds).
     """
-    factor = speed_factor(finished)
+    factor = speed_factor(finished, parallel, cores)
     scale = lambda est: est.seconds * (factor if est.source == "defaults" else 1.0)  # noqa: E731
     work = sum(scale(est) for est in pending)
     work += sum(max(0.0, scale(est) - elapsed) for est, elapsed in running)

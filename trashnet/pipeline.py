@@ -503,7 +503,7 @@ class Runner:
             [(j.estimate, now - j.started) for j in self.jobs.values() if j.status == "running"],
             [(j.estimate, j.seconds) for j in self.jobs.values()
              if j.status in ("done", "failed") and j.started is not None and j.seconds is not None],
-            self.parallel)
+            self.parallel, os.cpu_count() or 1)
         remaining = f"~{_duration(left)}" if counts["pending"] or counts["running"] else "0s"
         extra = f" ({_duration(job.seconds)})" if job.seconds is not None and event != "start" else ""
         reason = f": {job.reason}" if job.reason and event in ("failed", "skipped") else ""
