@@ -125,6 +125,9 @@ def test_the_best_value_of_each_column_is_marked(built):
 def test_significance_and_ood_are_rendered_when_present(built):
     html = (settings.Layout(built, "quick").report / "en" / "index.html").read_text(encoding="utf-8")
     assert 'id="tab-intervals"' in html and 'id="tab-comparisons"' in html and 'id="tab-seeds"' in html
+    # Every seed's own result, not only mean and SD: one row per seed.
+    seed_rows = parse(settings.Layout(built, "quick").report / "en" / "index.html").tables["tab-seed_runs"]
+    assert len([row for row in seed_rows if row]) >= 2
     assert 'id="tab-ood"' in html and "OOD accuracy" in html and 'id="sec-robustness"' in html
     assert "stats-not-run" not in html
 

@@ -325,6 +325,13 @@ def significance(chapter: Chapter, data: ReportData) -> None:
                                 [[s.get("variant"), ", ".join(map(str, s.get("seeds") or [])), s.get("mean_accuracy"),
                                   s.get("sd_accuracy"), s.get("mean_macro_f1"), s.get("sd_macro_f1")]
                                  for s in stats["seeds"]]))
+        # Every seed's own result, so a reader sees the spread itself and not only its summary.
+        chapter.add_table(Table("seed_runs", N_("Test accuracy and macro-F1 of every seed"),
+                                [MODEL, Column("seed", N_("Seed"), "int"), ACC, F1],
+                                [[s.get("variant"), seed, accuracy, f1]
+                                 for s in stats["seeds"]
+                                 for seed, accuracy, f1 in zip(s.get("seeds") or [], s.get("accuracy") or [],
+                                                               s.get("macro_f1") or [])]))
 
 
 def per_class(chapter: Chapter, data: ReportData) -> None:
