@@ -252,12 +252,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output root of the reproduction (default: $TRASHNET_OUT, "
                         "else the repository)")
     parser.add_argument("--profile", help="the reproduction's profile (default: the reference folder's name)")
+    parser.add_argument("--variants", help="comma-separated variant ids: compare only these (a partial "
+                        "reproduction, e.g. one baseline and its files)")
 
 
 def command(args: argparse.Namespace) -> int:
     reference = args.reference.expanduser().resolve()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
     try:
-        return verify_and_print(reference, _layout(args, reference))
+        return verify_and_print(reference, _layout(args, reference), variants)
     except VerifyError as error:
         print(f"verify: error: {error}", file=sys.stderr)
         return 2
