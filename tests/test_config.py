@@ -45,7 +45,7 @@ def test_every_variant_of_every_profile_resolves(name):
 
 def test_profile_overrides_reach_only_their_variant():
     cpu = config.load_variants(config.load_profile("cpu"))
-    assert cpu["mobilenet_v3_small"].train.epochs == 60 and cpu["mobilenet_v1"].train.epochs == 20
+    assert cpu["mobilenet_v3_small"].train.epochs == 80 and cpu["mobilenet_v1"].train.epochs == 20
     # A pruned variant gets the profile's training recipe, not its source's epoch override.
     assert cpu["mobilenet_v3_small.prune-2of4"].train.epochs == config.load_profile("cpu").train.epochs
 

@@ -16,8 +16,8 @@ def test_defaults_follow_stage_epochs_and_architecture(cpu_variants):
     small = eta.estimate(cpu_variants["mobilenet_v3_small"], train_images=1764)
     large = eta.estimate(cpu_variants["mobilenet_v3_large"], train_images=1764)
     assert small.source == large.source == "defaults"
-    assert small.units == cpu_variants["mobilenet_v3_small"].train.epochs == 60
-    assert small.seconds == pytest.approx(60 + 60 * 15)
+    assert small.units == cpu_variants["mobilenet_v3_small"].train.epochs == 80
+    assert small.seconds == pytest.approx(60 + 80 * 15)
     assert large.seconds == pytest.approx(60 + 45 * 30)
     pruned = eta.estimate(cpu_variants["mobilenet_v3_large.prune-2of4"], train_images=1764)
     assert pruned.seconds == pytest.approx(60 + 10 * 30 * eta.PRUNE_EPOCH_FACTOR)
