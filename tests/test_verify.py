@@ -36,18 +36,22 @@ def test_publish_copies_only_the_small_outputs(published):
         stage = next(p for p in files if f"/{variant_id}/metrics.json" in p)
         assert stage.replace("metrics.json", "predictions.csv") in files
     assert "models/baseline/mobilenet_v3_large/history.csv" in files
-    assert not [f for f in files if f.endswith(".keras") or f.endswith(".ipynb") or f.endswith("manifest.json")]
+    assert not [f for f in files if f.endswith(".keras") or f.endswith("manifest.json")]
+    assert not [f for f in files if f.endswith(".ipynb") and not f.startswith("report/notebooks/")]
     assert [f for f in files if f.endswith(".tflite")] == ["models/final/trashnet.tflite"]
     # The report's links resolve inside the published folder: executed notebooks and exports come along.
-    assert "report/notebooks/mobilenet_v3_large.html" in files
-    assert any(f.startswith("report/exports/id/") for f in files)
+    assert "report/notebooks/mobilenet_v3_large.ipynb" in files
+    assert any(f.startswith("report/exports/id/") and f.endswith(".tex") for f in files)
+    assert not [f for f in files if f.endswith(".png")]
     html = (reference / "report" / "en" / "index.html").read_text()
-    for link in re.findall(r'href="\.\./(notebooks/[^"]+)"', html):
+    links = re.findall(r'href="\.\./(notebooks/[^"]+)"', html)
+    assert "notebooks/mobilenet_v3_large.ipynb" in links
+    for link in links:
         assert (reference / "report" / link).is_file(), link
     # No path of the machine that ran it.
     run_record = fileio.read_json(reference / "logs" / "run.json")
     assert "/" not in run_record["data_source"]
-    # Every published file is a byte copy.
+    # The model is a byte copy.
     layout = settings.Layout(out, "quick")
     assert (reference / "models/final/trashnet.tflite").read_bytes() == \
         (layout.variant_dir("final", "final") / "trashnet.tflite").read_bytes()

@@ -4,7 +4,7 @@
 ``report/<profile>/``) into ``results/<profile>/``, the same layout without the profile level: every
 ``metrics.json``, ``predictions.csv`` and ``history.csv``, the final model's selection, statistics, model
 card, ``trashnet.tflite``, ``labels.txt`` and ``SHA256SUMS``, the report's HTML and PDF with the executed
-notebooks and the exports they link to. No ``.keras`` and no intermediate ``.tflite``; ``run.json`` names the
+notebooks (``.ipynb``, the pages' links rewritten to them) and the exports without their PNG copies. No ``.keras`` and no intermediate ``.tflite``; ``run.json`` names the
 data folder without the machine's path; it refuses to write more than ``MAX_PUBLISHED_BYTES``.
 
 ``verify`` compares a reproduction with such a reference, variant by variant, each number against the
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -35,8 +36,12 @@ PUBLISHED = ("metrics.json", "predictions.csv", "history.csv", "selection.json",
              "model_card.json", "model_card.md", "verification.json")
 FINAL_FILES = ("trashnet.tflite", "labels.txt", "SHA256SUMS")
 REPORT_FILES = ("index.html", "id/index.html", "id/report.pdf", "en/index.html", "en/report.pdf")  # ~5 MB
-# Whole report folders: the executed notebooks the appendix links to, the thesis exports (LaTeX, CSV, XLSX, figures).
-REPORT_FOLDERS = ("notebooks", "exports")
+# The thesis exports (LaTeX, CSV, XLSX, SVG figures). The 300-dpi PNG copies of the figures (~11 MB for the
+# cpu run) stay out: `python -m trashnet report` writes them again from the published results.
+EXPORT_SUFFIXES = (".tex", ".csv", ".xlsx", ".svg")
+# The executed notebooks the report's appendix links to go in as .ipynb (the cpu run: 3 MB; their HTML
+# renderings, 20 MB, mostly the same stylesheet 62 times); the published pages link to those.
+NOTEBOOK_HTML = re.compile(r'href="(\.\./notebooks/[^"/]+)\.html"')
 MAX_PUBLISHED_BYTES = 40 * 1024 * 1024
 
 # How far a reproduction may be from the reference. Evidence (docs/reproducibility.md): on one machine a
@@ -194,11 +199,18 @@ def published_files(layout: settings.Layout) -> dict[Path, Path]:
     for name in REPORT_FILES:
         if (layout.report / name).is_file():
             files[Path("report") / name] = layout.report / name
-    for name in REPORT_FOLDERS:
-        for path in sorted((layout.report / name).rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                files[Path("report") / path.relative_to(layout.report)] = path
+    for path in sorted((layout.report / "exports").rglob("*")):
+        if path.suffix in EXPORT_SUFFIXES and path.is_file() and not path.is_symlink():
+            files[Path("report") / path.relative_to(layout.report)] = path
+    for variant, folder in _variant_folders(layout).items():
+        if (folder / f"{variant}.ipynb").is_file():
+            files[Path("report") / "notebooks" / f"{variant}.ipynb"] = folder / f"{variant}.ipynb"
     return files
+
+
+def _published_page(source: Path) -> str:
+    """A report page whose notebook links point at the published .ipynb files."""
+    return NOTEBOOK_HTML.sub(r'href="\1.ipynb"', source.read_text(encoding="utf-8"))
 
 
 def portable_run_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -228,6 +240,8 @@ def publish(layout: settings.Layout, target: Path | None = None, *, log=print) -
         (temp / relative).parent.mkdir(parents=True, exist_ok=True)
         if relative == Path("logs") / RUN_RECORD:
             fileio.write_json(temp / relative, portable_run_record(fileio.read_json(source)))
+        elif relative.parts[0] == "report" and relative.suffix == ".html":
+            fileio.atomic_write_text(temp / relative, _published_page(source))
         else:
             shutil.copyfile(source, temp / relative)
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
