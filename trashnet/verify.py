@@ -51,8 +51,10 @@ MAX_PUBLISHED_BYTES = 40 * 1024 * 1024
 TOLERANCES = {
     "accuracy_pp": 2.0,  # |reproduction - reference| test accuracy: the largest seen, 1.63 pp, plus margin
     "macro_f1_pp": 3.0,  # macro-F1 moves more per image on the small classes (trash: ~20 test images)
-    "agreement_min": 0.85,  # share of test images predicted the same; 7 images changed net = 1.6 %,
-    # but flips in both directions are not seen in a net count: not measured across machines yet
+    # Share of test images predicted the same. MobileNetV1 retrained on this machine with 2 threads against the
+    # reference's 1 thread per worker (-j 2): 82.3-83.5 % agreement at +1.2 to +1.6 pp accuracy, a model as good
+    # but different (docs/reproducibility.md); 75 % still catches a broken reproduction.
+    "agreement_min": 0.75,
     "raw_size_rel": 0.01,  # the same graph: the raw file size depends on the architecture, not the weights
     "gzip_size_rel": 0.05,  # gzipped size depends on the weights' values (pruned zeros compress)
 }
