@@ -4,8 +4,9 @@
 ``report/<profile>/``) into ``results/<profile>/``, the same layout without the profile level: every
 ``metrics.json``, ``predictions.csv`` and ``history.csv``, the final model's selection, statistics, model
 card, ``trashnet.tflite``, ``labels.txt`` and ``SHA256SUMS``, the report's HTML and PDF with the executed
-notebooks (``.ipynb``, the pages' links rewritten to them) and the exports without their PNG copies. No ``.keras`` and no intermediate ``.tflite``; ``run.json`` names the
-data folder without the machine's path; it refuses to write more than ``MAX_PUBLISHED_BYTES``.
+notebooks (``.ipynb``, the pages' links rewritten to them) and the exports without their PNG copies. No
+``.keras`` and no intermediate ``.tflite``; ``run.json`` names the data folder without the machine's path;
+it refuses to write more than ``MAX_PUBLISHED_BYTES``.
 
 ``verify`` compares a reproduction with such a reference, variant by variant, each number against the
 tolerance in ``TOLERANCES`` (the evidence is in docs/reproducibility.md), prints a table and exits 1 when
@@ -196,6 +197,8 @@ def published_files(layout: settings.Layout) -> dict[Path, Path]:
         for name in names:
             if (folder / name).is_file():
                 files[Path("models") / relative / name] = folder / name
+        if (folder / f"{variant}.ipynb").is_file():
+            files[Path("report") / "notebooks" / f"{variant}.ipynb"] = folder / f"{variant}.ipynb"
     if (layout.logs / RUN_RECORD).is_file():
         files[Path("logs") / RUN_RECORD] = layout.logs / RUN_RECORD
     for name in REPORT_FILES:
@@ -204,9 +207,6 @@ def published_files(layout: settings.Layout) -> dict[Path, Path]:
     for path in sorted((layout.report / "exports").rglob("*")):
         if path.suffix in EXPORT_SUFFIXES and path.is_file() and not path.is_symlink():
             files[Path("report") / path.relative_to(layout.report)] = path
-    for variant, folder in _variant_folders(layout).items():
-        if (folder / f"{variant}.ipynb").is_file():
-            files[Path("report") / "notebooks" / f"{variant}.ipynb"] = folder / f"{variant}.ipynb"
     return files
 
 
