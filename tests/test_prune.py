@@ -85,14 +85,17 @@ def test_decay_schedule_reaches_its_target_on_an_update_step(quick_profile):
 
 def test_xnnpack_layout_is_accepted_where_stock_mobilenet_v3_is_refused():
     from trashnet import models, prune
+    from trashnet.keras_env import keras
 
     sparsity = prune._tfmot()
-    stock = models.build_model("mobilenet_v3_small", num_classes=6, image_size=64)
+    stock = models.build_model("mobilenet_v3_small", num_classes=6, image_size=64, bn_momentum=0.9)
     with pytest.raises(ValueError, match="Conv2D 3x3"):
         sparsity.prune_low_magnitude(stock, pruning_policy=sparsity.PruneForLatencyOnXNNPack())
     model = prune.build_xnnpack_mobilenet_v3("mobilenet_v3_small", num_classes=6, image_size=64)
     assert model.output_shape == stock.output_shape
     assert prune.transfer_weights(stock, model) == sum(1 for layer in stock.layers if layer.weights)
+    # The fine-tune must update BN statistics like the source was trained to, not at Keras' 0.999.
+    assert {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
     x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     assert model(x).shape == (2, 6)
     wrapped = prune.wrap_for_pruning(model, "xnnpack", sparsity.ConstantSparsity(0.75, 0))

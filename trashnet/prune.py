@@ -260,7 +260,12 @@ def build_xnnpack_mobilenet_v3(arch: str, *, num_classes: int, image_size: int, 
 
 def transfer_weights(source: keras.Model, target: keras.Model) -> int:
     """Copy weights layer by layer by name; every weighted target layer must find its source. Returns
-    the number of layers copied."""
+    the number of layers copied.
+
+    BatchNormalization momentum comes along: the layout is built with Keras' 0.999, and a source trained
+    with 0.99 (the profiles' setting) fine-tuned at 0.999 keeps moving statistics that lag the pruned
+    weights, so the model is right in training mode and falls to chance in inference mode.
+    """
     copied = 0
     for layer in target.layers:
         if not layer.weights:
@@ -270,6 +275,8 @@ def transfer_weights(source: keras.Model, target: keras.Model) -> int:
         except ValueError:
             raise ValueError(f"layer {layer.name!r} of {target.name} has no counterpart in {source.name}") from None
         layer.set_weights(origin.get_weights())
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = origin.momentum
         copied += 1
     return copied
 
