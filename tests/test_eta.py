@@ -17,15 +17,15 @@ def test_defaults_follow_stage_epochs_and_architecture(cpu_variants):
     large = eta.estimate(cpu_variants["mobilenet_v3_large"], train_images=1764)
     assert small.source == large.source == "defaults"
     assert small.units == cpu_variants["mobilenet_v3_small"].train.epochs == 80
-    assert small.seconds == pytest.approx(60 + 80 * 15)
-    assert large.seconds == pytest.approx(60 + 45 * 30)
+    assert small.seconds == pytest.approx(60 + 80 * 5.6)
+    assert large.seconds == pytest.approx(60 + 45 * 12.4)
     pruned = eta.estimate(cpu_variants["mobilenet_v3_large.prune-2of4"], train_images=1764)
-    assert pruned.seconds == pytest.approx(60 + 10 * 30 * eta.PRUNE_EPOCH_FACTOR)
+    assert pruned.seconds == pytest.approx(60 + 10 * 12.4 * eta.PRUNE_EPOCH_FACTOR)
     assert eta.estimate(cpu_variants["mobilenet_v3_large.fp16"]).seconds == eta.OVERHEAD_SECONDS["quantized"]
     # 4x the pixels, 4x the epoch.
     bigger = cpu_variants["mobilenet_v3_large"].model_copy(
         update={"model": cpu_variants["mobilenet_v3_large"].model.model_copy(update={"image_size": 256})})
-    assert eta.estimate(bigger, train_images=1764).seconds == pytest.approx(60 + 45 * 30 * 4)
+    assert eta.estimate(bigger, train_images=1764).seconds == pytest.approx(60 + 45 * 12.4 * 4)
 
 
 def test_an_earlier_run_wins_and_scales_with_epochs(cpu_variants):
