@@ -22,7 +22,8 @@ from trashnet.config import VariantConfig
 # Seconds per training epoch at 128 px on 1,764 TrashNet training images, batch 32, one process on 2 idle
 # cores. Measured in the product: the thesis run and the cpu-seeds run (-j 2, one thread per worker) took
 # V3-Small 8.8-10.0 s, V3-Large 19.5-21.7 s, V2 22.0 s, V1 23.8 s per epoch and worker; divided by
-# `sharing_slowdown(2, 2)` (1.67) that is one two-thread process's speed (benchmarks/results/timing_cpu*.md).
+# `sharing_slowdown(2, 2)` (1.67), the speed of one two-thread process (derived, not timed alone;
+# benchmarks/results/timing_cpu*.md).
 EPOCH_SECONDS_128 = {"mobilenet_v3_small": 5.6, "mobilenet_v3_large": 12.4, "mobilenet_v2": 13.2,
                      "mobilenet_v1": 14.3}
 REFERENCE_SIZE = 128
