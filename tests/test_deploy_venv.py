@@ -1,7 +1,7 @@
 """The artifact works the way the deployment app uses it: a fresh venv with only requirements-deploy.lock.
 
 Creates ``python3.11 -m venv`` in a temporary folder, installs ``requirements-deploy.lock`` with
-``--require-hashes`` (from the package index pip is configured with), checks TensorFlow is absent, then
+the project's install rule (``docker/install-lock.sh``, from the package index pip is configured with), checks TensorFlow is absent, then
 runs ``tests/deploy_check.py`` (load the final file + labels, reproduce the reported test accuracy exactly)
 and the ``predict`` command in it.
 """
@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import toolvenv
 from results_tree import evaluated_tree
 
 from trashnet import artifact, config, predict, release, settings
@@ -27,16 +26,10 @@ LOCK = settings.REPO_ROOT / "requirements-deploy.lock"
 
 @pytest.fixture(scope="module")
 def deploy_python(tmp_path_factory) -> Path:
-    interpreter = shutil.which("python3.11") or (sys.executable if sys.version_info[:2] == (3, 11) else None)
-    if interpreter is None:
-        pytest.skip("python3.11 is not available")
     venv = tmp_path_factory.mktemp("deploy") / "venv"
-    subprocess.run([interpreter, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([toolvenv.python311(), "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-input", "--require-hashes",
-                           "-r", str(LOCK)], capture_output=True, text=True, env=env, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    toolvenv.install_lock(python, LOCK, timeout=900)
     return python
 
 

@@ -2,7 +2,8 @@
 
 - MediaPipe Tasks' ImageClassifier (requirements-mediapipe.lock) agrees with LiteRT on every test image;
 - tflite-support's MetadataDisplayer (requirements-metadata.lock, the writer's own venv) shows the labels and
-  the normalization.
+  the normalization, and tflite-support's own MetadataWriter writes the same bytes as the project's
+  schema-only writer (these two need tflite-support's native extension: Debian's libusb-1.0-0, CI installs it).
 (ai-edge-litert alone reproducing the reported accuracy: tests/test_deploy_venv.py.)
 """
 
@@ -115,3 +116,25 @@ def test_mediapipe_agrees_with_litert_on_real_trashnet_photos(final_dir, real_da
     assert (mediapipe.argmax(1) == probs.argmax(1)).all()
     np.testing.assert_allclose(mediapipe, probs, atol=1e-5)
     assert len(paths) >= 100 and len(set(probs.argmax(1))) > 1
+
+
+def test_the_writer_writes_what_tflite_supports_own_writer_writes(final_dir, tmp_path):
+    """The schema-only writer (no native code) against tflite-support's MetadataWriter, byte for byte."""
+    python = artifact.metadata_python()
+    original = next(final_dir.parent.glob("quantized/*.fp16/*.tflite"))
+    (tmp_path / "labels.txt").write_text((final_dir / "labels.txt").read_text())
+    (tmp_path / "metadata.json").write_text('{"variant": "x"}')
+    writers = {"ours": [str(artifact.WRITER_SCRIPT), "write"],
+               "reference": [str(settings.REPO_ROOT / "tests" / "metadata_reference.py")]}
+    outputs = {}
+    for name, command in writers.items():
+        spec = {"model": str(original), "labels": str(tmp_path / "labels.txt"),
+                "output": str(tmp_path / f"{name}.tflite"), "name": "trashnet", "version": "1.2.3",
+                "description": "d", "author": "a", "license": "MIT", "mean": [0.0], "std": [1.0],
+                "model_files": [{"path": str(tmp_path / "metadata.json"), "description": "m"}]}
+        (tmp_path / f"{name}.json").write_text(json.dumps(spec))
+        done = subprocess.run([str(python), *command, str(tmp_path / f"{name}.json")], capture_output=True,
+                              text=True, env=clean_env(), timeout=300)
+        assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
+        outputs[name] = artifact.restamp_zip((tmp_path / f"{name}.tflite").read_bytes())
+    assert outputs["ours"] == outputs["reference"]

@@ -59,6 +59,8 @@ def test_venv_is_reinstalled_only_when_the_lockfile_changes(tmp_path):
     repo.mkdir()
     shutil.copy2(SCRIPT, repo / "run_all.sh")
     shutil.copy2(settings.LOCK_FILE, repo / "requirements.lock")
+    (repo / "docker").mkdir()
+    shutil.copy2(settings.REPO_ROOT / "docker" / "install-lock.sh", repo / "docker" / "install-lock.sh")
     calls = tmp_path / "pip-calls"
     fake = repo / ".venv" / "bin" / "python"
     fake.parent.mkdir(parents=True)
@@ -78,7 +80,8 @@ def test_venv_is_reinstalled_only_when_the_lockfile_changes(tmp_path):
         return calls.read_text().splitlines() if calls.exists() else []
 
     first = setup()  # no stamp yet
-    assert any("--require-hashes -r" in call for call in first)
+    assert any("--no-deps --require-hashes -r" in call for call in first)  # docker/install-lock.sh
+    assert any(call.startswith("-m pip check") for call in first)
     assert any("--no-deps --no-build-isolation -e" in call for call in first)
     stamp = (repo / ".venv" / ".requirements.lock.sha256").read_text().strip()
     assert stamp == hashlib.sha256((repo / "requirements.lock").read_bytes()).hexdigest()
