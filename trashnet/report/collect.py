@@ -68,6 +68,8 @@ class Variant(BaseModel):
             "raw_bytes": m.size.raw_bytes if m.size else None,
             "gzip_bytes": m.size.gzip_bytes if m.size else None,
             "latency_ms": self.latency()[1],
+            "latency_keras_ms": m.latency(("keras_batch1",))[1] if "keras_batch1" in m.latency_ms else None,
+            "latency_litert_ms": m.latency(("tflite_threads1",))[1] if "tflite_threads1" in m.latency_ms else None,
             "params": m.params,
             "nonzero_params": m.nonzero_params if m.nonzero_params is not None else m.params,
             "macs": m.macs,
@@ -343,6 +345,9 @@ def collect(where: str | Path | settings.Layout, profile: str | None = None, *,
         card, _ = results.try_read(results.read_model_card, final_dir)
         stats = read_stats(final_dir)
     seed_stats, seeds_source = seed_runs(seeds_from)
+    if not seeds_from and stats:  # this run's own repeated seeds, where it has any
+        seed_stats = [s for s in stats.get("seeds") or [] if len(s.get("seeds") or []) > 1]
+        seeds_source = layout.profile if seed_stats else None
     report_variants = [v for v in variants if v.stage != "final"]
     chosen = next((v for v in report_variants if selection and v.id == selection.chosen.id), None)
     shown, total = misclassified(chosen, layout.dataset)

@@ -20,6 +20,7 @@ from trashnet.report.collect import ReportData
 Z95 = 1.959964  # the normal quantile of a two-sided 95 % interval: the binomial half-width of one split
 CONFOUND_RATIO = 1.2  # epoch budgets that differ by more than this are an unequal-budget confound
 SLOW_RATIO = 2.0  # a precision at least this many times slower than FP32 is called slow
+FASTER_RATIO = 1.25  # a pruned file at least this many times faster than its dense source is called faster
 
 
 class Point(BaseModel):
@@ -75,6 +76,7 @@ class LatencyFinding(BaseModel):
 class SparsityFinding(BaseModel):
     speedup_min: float | None = None  # dense FP32 TFLite latency / 2:4 FP32 TFLite latency (1 thread)
     speedup_max: float | None = None
+    faster: bool = False  # some pruned file is clearly faster than its dense source
     gzip_reduction_min: float | None = None  # % smaller gzipped FP32 TFLite file than the dense one
     gzip_reduction_max: float | None = None
     raw_reduction_max: float | None = None  # % smaller raw file (0: the zeros are still stored)
@@ -92,6 +94,26 @@ class Budget(BaseModel):
     arch: str
     epochs: int | None
     image_size: int | None = None
+
+
+class Method(BaseModel):
+    """What the method section states, from the resolved configuration of each result."""
+
+    split: str | None = None  # data.split: official, stratified
+    seed: int | None = None
+    images: dict[str, int] = Field(default_factory=dict)  # train / validation / test images
+    image_size: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    weight_decay: float | None = None
+    label_smoothing: float | None = None
+    prune_methods: list[str] = Field(default_factory=list)
+    prune_epochs: int | None = None
+    distill: dict[str, Any] | None = None  # alpha, temperature
+    qat_methods: list[str] = Field(default_factory=list)
+    qat_epochs: int | None = None
+    precisions: list[str] = Field(default_factory=list)
+    libraries: dict[str, str] = Field(default_factory=dict)
 
 
 class Limits(BaseModel):
@@ -116,6 +138,7 @@ class Findings(BaseModel):
     latency: LatencyFinding | None = None
     sparsity: SparsityFinding | None = None
     significance: SignificanceFinding | None = None
+    method: Method = Field(default_factory=Method)
     budgets: list[Budget] = Field(default_factory=list)
     budgets_unequal: bool = False
     limits: Limits = Field(default_factory=Limits)
@@ -251,6 +274,7 @@ def sparsity(data: ReportData) -> SparsityFinding | None:
     finding = SparsityFinding(speedup_min=min(speedups, default=None), speedup_max=max(speedups, default=None),
                               gzip_reduction_min=min(gzip, default=None), gzip_reduction_max=max(gzip, default=None),
                               raw_reduction_max=max(raw, default=None))
+    finding.faster = bool(speedups) and max(speedups) >= FASTER_RATIO
     tests = [(v, _stored_test(data, v.id, v.metrics.dense_baseline.get("source") or "")) for v in pruned]
     tests = [(v, t) for v, t in tests if t is not None]
     if tests:
@@ -287,6 +311,39 @@ def budgets(data: ReportData) -> list[Budget]:
     return found
 
 
+def method(data: ReportData) -> Method:
+    found = Method()
+    baseline = next((v for v in data.group("baseline") if v.metrics is not None and v.metrics.config), None)
+    if baseline is not None:
+        config = baseline.metrics.config
+        train, model, split = config.get("train") or {}, config.get("model") or {}, config.get("data") or {}
+        found.split, found.seed = split.get("split"), config.get("seed")
+        found.image_size, found.batch_size = model.get("image_size"), train.get("batch_size")
+        found.learning_rate, found.weight_decay = train.get("learning_rate"), train.get("weight_decay")
+        found.label_smoothing = train.get("label_smoothing")
+        training = baseline.metrics.training or {}
+        found.images = {k: training[f"{k}_images"] for k in ("train", "validation", "test")
+                        if training.get(f"{k}_images")}
+        found.libraries = {k: str(v) for k, v in sorted((baseline.metrics.provenance.get("libraries") or {}).items())}
+    for v in data.variants:
+        config = v.metrics.config if v.metrics is not None else {}
+        if v.stage == "pruned" and config.get("prune"):
+            prune = config["prune"]
+            if prune.get("method") and prune["method"] not in found.prune_methods:
+                found.prune_methods.append(prune["method"])
+            found.prune_epochs = found.prune_epochs or prune.get("epochs")
+            found.distill = found.distill or prune.get("distill")
+        qat = (config.get("quantize") or {}).get("qat") if v.stage == "quantized" else None
+        if qat:
+            if qat.get("method") not in (None, "none") and qat["method"] not in found.qat_methods:
+                found.qat_methods.append(qat["method"])
+            found.qat_epochs = found.qat_epochs or qat.get("epochs")
+        if v.stage == "quantized" and v.metrics is not None and v.metrics.precision \
+                and v.metrics.precision not in found.precisions:
+            found.precisions.append(v.metrics.precision)
+    return found
+
+
 def limits(data: ReportData, best: Point | None) -> Limits:
     scored = [v for v in data.variants if v.scored]
     found = Limits()
@@ -318,7 +375,7 @@ def limits(data: ReportData, best: Point | None) -> Limits:
 
 def derive(data: ReportData) -> Findings:
     found = Findings(answer=answer(data), latency=latency(data), sparsity=sparsity(data),
-                     significance=significance(data), budgets=budgets(data))
+                     significance=significance(data), method=method(data), budgets=budgets(data))
     epochs = [b.epochs for b in found.budgets if b.epochs]
     found.budgets_unequal = bool(epochs) and max(epochs) > CONFOUND_RATIO * min(epochs)
     found.limits = limits(data, found.answer.best if found.answer else None)
