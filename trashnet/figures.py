@@ -23,7 +23,9 @@ GROUP_MARKERS = {"baseline": "s", "pruned": "^", "quantized": "o", "hybrid": "D"
 TEXT = {"predicted": "predicted", "true": "true", "epoch": "epoch", "loss": "loss", "accuracy": "accuracy",
         "train": "train", "validation": "validation", "test_accuracy": "test accuracy (%)",
         "front": "Pareto front", "chosen": "final model", "sparsity": "sparsity (share of zero weights)",
-        "f1": "F1", "not_pruned": "not pruned"}
+        "f1": "F1", "not_pruned": "not pruned", "baseline": "baseline", "pruned": "pruned",
+        "quantized": "quantized", "hybrid": "hybrid", "final": "final"}
+FRONT_LABELS = 4  # a front of more points is not labelled point by point (the labels would overlap)
 
 
 def _figure(width: float, height: float):
@@ -143,14 +145,14 @@ def _pareto_axis(axis, points, *, xlabel: str, chosen: str | None, log_x: bool, 
     for group in GROUP_COLOURS:
         mine = [(cost, acc) for _, g, cost, acc in points if g == group]
         if mine:
-            axis.scatter([c for c, _ in mine], [100 * a for _, a in mine], s=24, label=group,
+            axis.scatter([c for c, _ in mine], [100 * a for _, a in mine], s=24, label=_label(text, group),
                          color=GROUP_COLOURS[group], marker=GROUP_MARKERS[group], alpha=0.85)
     by_id = {pid: (cost, acc) for pid, _, cost, acc in points}
     front = pareto_front((pid, acc, cost) for pid, _, cost, acc in points)
     if front:
         axis.step([by_id[p][0] for p in front], [100 * by_id[p][1] for p in front], where="post", color="#444",
                   lw=1, label=_label(text, "front"), zorder=0)
-        for pid in front:
+        for pid in front if len(front) <= FRONT_LABELS else []:
             axis.annotate(pid, (by_id[pid][0], 100 * by_id[pid][1]), fontsize=6, xytext=(3, 3),
                           textcoords="offset points")
     if chosen in by_id:

@@ -286,6 +286,23 @@ def quantization(chapter: Chapter, data: ReportData) -> None:
                                  Column("float_ops", N_("Float operator types"))], rows))
 
 
+# select.py's exclusion reasons (English sentences with numbers) -> a short translated verdict, by their opening.
+VERDICTS = (("outside the hybrid family: architecture", N_("other architecture")),
+            ("outside the hybrid family: precision", N_("other precision")),
+            ("outside the hybrid family: source stage", N_("not from a pruned model")),
+            ("outside the hybrid family", N_("outside the hybrid family")),
+            ("not a TFLite result", N_("not a TFLite file")),
+            ("latency", N_("too slow")), ("no ", N_("not measured")),
+            ("accuracy", N_("below the accuracy tolerance")),
+            ("significantly less accurate", N_("significantly less accurate")),
+            ("could not be tested", N_("not testable")),
+            ("extra seed", N_("extra seed")))
+
+
+def verdict_of(reason: str) -> str:
+    return next((verdict for opening, verdict in VERDICTS if reason.startswith(opening)), reason)
+
+
 def final(chapter: Chapter, data: ReportData) -> None:
     selection = data.selection
     if selection is None:
@@ -304,7 +321,7 @@ def final(chapter: Chapter, data: ReportData) -> None:
     table_rows = []
     for r in selection.results:
         verdict = (N_("chosen") if r.id == selection.chosen.id else N_("eligible, not the smallest") if r.eligible
-                   else r.excluded or r.status or "")
+                   else verdict_of(r.excluded) if r.excluded else r.status or "")
         fronts = ("S" if r.front_size else "") + ("L" if r.front_latency else "")
         table_rows.append([r.id, r.precision or "–", r.accuracy, r.gzip_bytes, r.latency_ms, fronts or "–", verdict])
     chosen_index = {i for i, r in enumerate(selection.results) if r.id == selection.chosen.id}
@@ -402,13 +419,13 @@ def robustness(chapter: Chapter, data: ReportData) -> None:
     group = [v for v in data.variants if v.metrics is not None and v.metrics.ood is not None]
     if not group:
         return
-    chapter.add_table(Table("ood", N_("Out-of-distribution evaluation on %(dataset)s (%(n)s photos that are not "
-                                      "from TrashNet)"),
+    chapter.add_table(Table("ood", N_("Out-of-distribution evaluation: %(n)s real-world photos that are not from "
+                                      "TrashNet"),
                             [MODEL, Column("in", N_("TrashNet test accuracy"), "pct", "%", "max"), OOD,
-                             Column("ood_macro_f1", N_("OOD macro-F1"), "pct", "%", "max")],
+                             Column("ood_macro_f1", N_("OOD macro-F1"), "pct", "%")],
                             [[v.id, v.value("accuracy"), v.value("ood_accuracy"), v.value("ood_macro_f1")]
                              for v in group if v.group in ("baseline", "pruned") or v is data.chosen],
-                            {"dataset": group[0].metrics.ood.dataset, "n": group[0].metrics.ood.n}))
+                            {"n": group[0].metrics.ood.n}))
     chosen = data.chosen if data.chosen is not None and data.chosen.metrics.ood is not None else group[0]
     ood = chosen.metrics.ood
     if ood.per_class:
