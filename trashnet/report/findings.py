@@ -59,6 +59,7 @@ class Answer(BaseModel):
     dominated_by: Point | None = None  # the most accurate result at least as good in all three, better in one
     dominators: int = 0
     test: Test | None = None  # best against chosen
+    considered: int = 0  # TFLite results with accuracy, size and latency
     front: list[str] = Field(default_factory=list)  # ids on the accuracy/size/latency front
     tied: list[str] = Field(default_factory=list)  # front results inside the most accurate one's interval
 
@@ -232,7 +233,7 @@ def answer(data: ReportData) -> Answer | None:
     return Answer(most_accurate=top, best=best, chosen=chosen, chosen_is_best=best.id == chosen.id,
                   chosen_dominated=bool(dominating), dominated_by=by, dominators=len(dominating),
                   test=None if best.id == chosen.id else paired_test(data, best.id, chosen.id),
-                  front=[p.id for p in sorted(front, key=lambda p: -p.accuracy)],
+                  considered=len(found), front=[p.id for p in sorted(front, key=lambda p: -p.accuracy)],
                   tied=[p.id for p in sorted(tied, key=lambda p: p.gzip_bytes)])
 
 
