@@ -94,7 +94,6 @@ class SignificanceFinding(BaseModel):
 class Budget(BaseModel):
     arch: str
     epochs: int | None
-    image_size: int | None = None
 
 
 class Method(BaseModel):
@@ -123,7 +122,6 @@ class Limits(BaseModel):
     weights: list[str] = Field(default_factory=list)  # the distinct model.weights values ("none" = scratch)
     scratch: bool = False
     hardware: list[str] = Field(default_factory=list)
-    ood_dataset: str | None = None
     ood_n: int | None = None
     ood_classes: int | None = None
     ood_chance: float | None = None
@@ -307,8 +305,7 @@ def budgets(data: ReportData) -> list[Budget]:
     for v in data.group("baseline"):
         config = v.metrics.config if v.metrics is not None else {}
         if config:
-            found.append(Budget(arch=v.id, epochs=(config.get("train") or {}).get("epochs"),
-                                image_size=(config.get("model") or {}).get("image_size")))
+            found.append(Budget(arch=v.id, epochs=(config.get("train") or {}).get("epochs")))
     return found
 
 
@@ -359,7 +356,7 @@ def limits(data: ReportData, best: Point | None) -> Limits:
     ood = [v for v in data.variants if v.metrics is not None and v.metrics.ood is not None]
     if ood:
         first = ood[0].metrics.ood
-        found.ood_dataset, found.ood_n = first.dataset, first.n
+        found.ood_n = first.n
         found.ood_classes = len(first.per_class) or len(set(first.class_map.values())) or None
         found.ood_min = min(v.metrics.ood.accuracy for v in ood)
         found.ood_max = max(v.metrics.ood.accuracy for v in ood)
