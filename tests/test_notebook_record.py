@@ -30,6 +30,39 @@ def test_tidy_executed_shows_final_paths_and_drops_start_up_noise(tmp_path):
     assert [o.get("text") for o in cells[1].outputs] == ["UserWarning: the learning rate is high\n", "done\n"]
 
 
+def test_tidy_executed_leaves_no_machine_path_no_converter_notice_and_no_stale_defaults(tmp_path):
+    root, temp, target = tmp_path / "out", tmp_path / "out/models/quantized/.v3.int8.partial-556", \
+        tmp_path / "out/models/quantized/v3.int8"
+    defaults = new_code_cell('variant_id = "mobilenet_v3_small"\n')
+    defaults.metadata["tags"] = ["parameters"]
+    injected = new_code_cell(f'variant_id = "v3.int8"\noutput_dir = "{temp}"\n')
+    injected.metadata["tags"] = ["injected-parameters"]
+    convert = new_code_cell("quantize()")
+    venv = f"{settings.REPO_ROOT}/.venv/lib/python3.11/site-packages/tensorflow/lite/python/convert.py"
+    convert.outputs = [
+        new_output("stream", name="stderr", text=(
+            "WARNING:absl:Please consider providing the trackable_obj argument in the from_concrete_functions.\n"
+            f"{venv}:846: UserWarning: Statistics for quantized inputs were expected, but not specified.\n"
+            "  warnings.warn(\n"
+            "fully_quantize: 0, inference_type: 6, input_inference_type: INT8, output_inference_type: INT8\n")),
+        new_output("stream", name="stdout", text=f"wrote {temp}/v3.int8.tflite\n"),
+        new_output("execute_result", data={"text/plain": f"PosixPath('{temp}/v3.int8.tflite')"}, execution_count=1)]
+    nb = new_notebook(cells=[defaults, injected, convert])
+    nb.metadata["papermill"] = {"input_path": f"{settings.REPO_ROOT}/experiments/quantize.ipynb",
+                                "output_path": f"{temp}/v3.int8.ipynb", "parameters": {"output_dir": str(temp)}}
+    path = tmp_path / "v3.int8.ipynb"
+    nbformat.write(nb, path)
+    pipeline.tidy_executed(path, root=str(root), temp=str(temp), target=str(target))
+    text = path.read_text()
+    assert str(tmp_path) not in text and ".partial-" not in text and str(settings.REPO_ROOT) not in text
+    written = nbformat.read(path, as_version=4)
+    assert "mobilenet_v3_small" not in written.cells[0].source
+    assert [o.get("name") for o in written.cells[2].outputs] == ["stdout", None]  # the stderr notices are gone
+    assert written.cells[2].outputs[0].text == "wrote models/quantized/v3.int8/v3.int8.tflite\n"
+    assert written.metadata.papermill.input_path == "experiments/quantize.ipynb"
+    assert written.metadata.papermill.parameters.output_dir == "models/quantized/v3.int8"
+
+
 def test_history_table_is_a_few_rows(tmp_path):
     rows = ["epoch,phase,loss,accuracy,val_loss,val_accuracy"]
     rows += [f"{e},{'head' if e <= 5 else 'finetune'},{2 / e:.4f},{e / 50:.4f},{2 / e:.4f},"

@@ -23,7 +23,9 @@ GROUP_MARKERS = {"baseline": "s", "pruned": "^", "quantized": "o", "hybrid": "D"
 TEXT = {"predicted": "predicted", "true": "true", "epoch": "epoch", "loss": "loss", "accuracy": "accuracy",
         "train": "train", "validation": "validation", "test_accuracy": "test accuracy (%)",
         "front": "Pareto front", "chosen": "final model", "sparsity": "sparsity (share of zero weights)",
-        "f1": "F1", "not_pruned": "not pruned"}
+        "f1": "F1", "not_pruned": "not pruned", "baseline": "baseline", "pruned": "pruned",
+        "quantized": "quantized", "hybrid": "hybrid", "final": "final"}
+FRONT_LABELS = 4  # a front of more points is not labelled point by point (the labels would overlap)
 
 
 def _figure(width: float, height: float):
@@ -35,7 +37,8 @@ def _figure(width: float, height: float):
 
 
 def _label(text: Mapping[str, str] | None, key: str) -> str:
-    return (text or {}).get(key, TEXT[key])
+    # "is None", not "or": the report's translated labels are an empty dict that answers any key.
+    return (text if text is not None else {}).get(key, TEXT[key])
 
 
 # --- output -------------------------------------------------------------------------------------------
@@ -64,10 +67,12 @@ def show(figure):
 # --- the figures ------------------------------------------------------------------------------------
 
 def confusion(classes: Sequence[str], matrix: Sequence[Sequence[int]], title: str = "",
-              text: Mapping[str, str] | None = None):
-    """Row-normalised confusion matrix (colour) with the counts in the cells; rows are the true class."""
+              text: Mapping[str, str] | None = None, columns: Sequence[str] | None = None):
+    """Row-normalised confusion matrix (colour) with the counts in the cells; rows are the true class,
+    columns the predicted one (``columns``: when the model predicts other classes than the rows hold)."""
     import numpy as np
 
+    columns = list(columns or classes)
     counts = np.asarray(matrix, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
@@ -75,10 +80,10 @@ def confusion(classes: Sequence[str], matrix: Sequence[Sequence[int]], title: st
     axis = figure.subplots()
     image = axis.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for row in range(len(classes)):
-        for col in range(len(classes)):
+        for col in range(len(columns)):
             axis.text(col, row, int(counts[row, col]), ha="center", va="center", fontsize=7,
                       color="white" if share[row, col] > 0.6 else "black")
-    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=7)
+    axis.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=7)
     axis.set_yticks(range(len(classes)), classes, fontsize=7)
     axis.set_xlabel(_label(text, "predicted"), fontsize=8)
     axis.set_ylabel(_label(text, "true"), fontsize=8)
@@ -140,14 +145,14 @@ def _pareto_axis(axis, points, *, xlabel: str, chosen: str | None, log_x: bool, 
     for group in GROUP_COLOURS:
         mine = [(cost, acc) for _, g, cost, acc in points if g == group]
         if mine:
-            axis.scatter([c for c, _ in mine], [100 * a for _, a in mine], s=24, label=group,
+            axis.scatter([c for c, _ in mine], [100 * a for _, a in mine], s=24, label=_label(text, group),
                          color=GROUP_COLOURS[group], marker=GROUP_MARKERS[group], alpha=0.85)
     by_id = {pid: (cost, acc) for pid, _, cost, acc in points}
     front = pareto_front((pid, acc, cost) for pid, _, cost, acc in points)
     if front:
         axis.step([by_id[p][0] for p in front], [100 * by_id[p][1] for p in front], where="post", color="#444",
                   lw=1, label=_label(text, "front"), zorder=0)
-        for pid in front:
+        for pid in front if len(front) <= FRONT_LABELS else []:
             axis.annotate(pid, (by_id[pid][0], 100 * by_id[pid][1]), fontsize=6, xytext=(3, 3),
                           textcoords="offset points")
     if chosen in by_id:
@@ -180,11 +185,18 @@ def _group(row: Mapping[str, Any]) -> str:
     return str(row.get("stage") or "baseline")
 
 
+def largest_layers(layers: Mapping[str, Mapping[str, Any]], limit: int) -> list[str]:
+    """The ``limit`` layers holding the most weights, in network order (they decide the file size)."""
+    keep = set(sorted(layers, key=lambda n: -int(layers[n].get("weights") or 0))[:limit])
+    return [name for name in layers if name in keep]
+
+
 def sparsity_per_layer(layers: Mapping[str, Mapping[str, Any]], title: str = "",
-                       text: Mapping[str, str] | None = None):
+                       text: Mapping[str, str] | None = None, limit: int | None = None):
     """Share of zero weights in each kernel layer (a pruned ``metrics.json``'s ``sparsity.layers``), in
-    network order; layers the method leaves dense are grey."""
-    names = list(layers)
+    network order; layers the method leaves dense are grey. ``limit``: only the layers with the most weights,
+    so that the chart fits a page."""
+    names = largest_layers(layers, limit) if limit else list(layers)
     values = [float(layers[n].get("sparsity") or 0.0) for n in names]
     colours = [GROUP_COLOURS["pruned"] if layers[n].get("pruned") else "#bbbbbb" for n in names]
     figure = _figure(6.4, max(2.4, 0.12 * len(names) + 0.8))

@@ -416,7 +416,11 @@ def worker_main(job_file: str) -> int:
 _NOISE = re.compile(r"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\]|WARNING: All log messages before absl::InitializeLog"
                     r"|INFO: Created TensorFlow Lite XNNPACK delegate|.*(?:cuda drivers|cuInit|TF-TRT Warning|"
                     r"oneDNN custom operations|This TensorFlow binary is optimized|To enable the following instructions"
-                    r"|Unable to register cu(?:DNN|FFT|BLAS) factory|computation placer already registered))")
+                    r"|Unable to register cu(?:DNN|FFT|BLAS) factory|computation placer already registered)"
+                    # The TFLite converter's known notices (issue 28): a deprecation of its own API, a calibration
+                    # note with the machine's venv path, its C++ summary line, and the echoed warnings.warn( line.
+                    r"|WARNING:absl:Please consider providing the trackable_obj|.*UserWarning: Statistics for "
+                    r"quantized inputs were expected|fully_quantize: \d+, inference_type: \d+|\s+warnings\.warn\($)")
 
 
 def tidy_executed(notebook: Path, *, root: str, temp: str, target: str) -> None:
@@ -426,13 +430,21 @@ def tidy_executed(notebook: Path, *, root: str, temp: str, target: str) -> None:
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
+
+    def portable(text: str) -> str:  # no folder of the run machine: final folder names, relative to the root
+        text = text.replace(temp, target).replace('"' + root.rstrip("/") + '"', '"."')
+        return text.replace(root.rstrip("/") + "/", "").replace(str(settings.REPO_ROOT) + "/", "")
+
+    injected = any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        if "injected-parameters" in cell.metadata.get("tags", []):
-            source = cell.source.replace(temp, target).replace(root.rstrip("/") + "/", "")
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags:
             cell.source = ("# Parameters injected by the pipeline; paths shown relative to the output root.\n"
-                           + source.replace('"' + root.rstrip("/") + '"', '"."'))
+                           + portable(cell.source))
+        elif "parameters" in tags and injected:  # the stage's defaults name another variant: not this run's
+            cell.source = "# The stage notebook's default parameters, replaced by this run's in the next cell."
         kept = []
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream" and output.get("name") == "stderr":
@@ -440,8 +452,16 @@ def tidy_executed(notebook: Path, *, root: str, temp: str, target: str) -> None:
                 if not "".join(lines).strip():
                     continue
                 output.text = "".join(lines)
+            if output.get("output_type") == "stream":
+                output.text = portable(output.text)
+            for kind, value in (output.get("data") or {}).items():
+                if kind.startswith("text/") and isinstance(value, str):
+                    output["data"][kind] = portable(value)
             kept.append(output)
         cell.outputs = kept
+    papermill = nb.metadata.get("papermill")
+    if papermill:  # its input/output paths and parameters, as the injected cell shows them
+        nb.metadata["papermill"] = nbformat.from_dict(json.loads(portable(json.dumps(papermill))))
     nbformat.write(nb, notebook)
 
 

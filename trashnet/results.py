@@ -211,7 +211,7 @@ class Selection(_Record):
     target: str | None = None
     pareto: Fronts = Field(default_factory=Fronts)
     results: list[ResultRow] = Field(default_factory=list)
-    models_dir: str | None = None
+    models_dir: str | None = None  # written by older runs only (an absolute path of the run machine)
     created: str | None = None
 
 

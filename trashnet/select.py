@@ -381,7 +381,6 @@ def select(models_dir: str | os.PathLike, config: SelectConfig, *, profile: str 
         from trashnet import stats
 
         selection["statistics"] = {"file": stats.STATS_FILE, "tolerance": statistics.tolerance}
-    selection["models_dir"] = str(Path(models_dir).resolve())
     selection["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results.Selection.model_validate(selection)  # the record select writes is the one readers parse
     return selection
@@ -391,10 +390,10 @@ def write_selection(selection: dict[str, Any], output_dir: str | os.PathLike) ->
     return results.write_selection(output_dir, selection)
 
 
-def chosen_path(selection: dict[str, Any], models_dir: str | os.PathLike | None = None) -> Path:
-    """The chosen model file on disk."""
-    base = Path(models_dir) if models_dir is not None else Path(selection["models_dir"])
-    return base / selection["chosen"]["file"]
+def chosen_path(selection: dict[str, Any], models_dir: str | os.PathLike) -> Path:
+    """The chosen model file on disk (selection.json records paths relative to ``models_dir`` only, so a
+    published result names no folder of the machine that ran it)."""
+    return Path(models_dir) / selection["chosen"]["file"]
 
 
 # --- displays (notebook, report) -------------------------------------------------------------------

@@ -61,11 +61,13 @@ def _index_page(languages: list[str]) -> str:
 
 
 def build(root: str | Path | settings.Layout, profile: str | None = None, *,
-          languages: tuple[str, ...] = i18n.LANGUAGES, pdf: bool = True, export: bool = True, log=print) -> Path:
+          languages: tuple[str, ...] = i18n.LANGUAGES, pdf: bool = True, export: bool = True,
+          seeds_from: settings.Layout | None = None, log=print) -> Path:
     """Write the report of one profile (a ``settings.Layout``, or an output root and a profile) in each
-    language; returns the report folder (``Layout.report``: ``<root>/report/<profile>/``)."""
+    language; returns the report folder (``Layout.report``: ``<root>/report/<profile>/``). ``seeds_from``:
+    a multi-seed run of the same recipe, whose mean and SD the chapter shows."""
     start = time.perf_counter()
-    data = collect.collect(root, profile)
+    data = collect.collect(root, profile, seeds_from=seeds_from)
     chapter = chapter_module.build(data)
     links = copy_notebooks(data)
     for lang in languages:
@@ -95,22 +97,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", choices=(*i18n.LANGUAGES, "all"), default="all",
                         help="language of the report: id (Bahasa Indonesia), en, or all (default)")
     parser.add_argument("--no-pdf", action="store_true", help="only the HTML pages")
-    parser.add_argument("--no-exports", action="store_true", help="skip the LaTeX/CSV/XLSX/SVG/PNG exports")
+    parser.add_argument("--no-exports", action="store_true", help="skip the LaTeX/CSV/XLSX/DOCX/SVG/PNG exports")
+    parser.add_argument("--seeds-from", type=Path, default=None, metavar="FOLDER",
+                        help="a multi-seed run of the same recipe (an output root, or a published results folder "
+                             "such as results/cpu-seeds): its mean and SD per model go into the chapter")
 
 
 def command(args: argparse.Namespace) -> int:
     from trashnet.errors import UsageError
 
     root = args.out.expanduser().resolve() if args.out else settings.default_output_root()
-    profile = args.profile or _only_profile(root)
-    layout = settings.Layout(root, profile)
+    layout = _layout(root, args.profile)
     if not layout.models.is_dir() and not (layout.logs / settings.RUN_RECORD).exists():
-        raise UsageError(f"{root} has no models/{profile}/ or logs/{profile}/{settings.RUN_RECORD}",
-                         f"run ./run_all.sh --profile {profile} first, or pass --out / --profile")
+        raise UsageError(f"{root} has no models/{layout.profile}/ or logs/{layout.profile}/{settings.RUN_RECORD}",
+                         f"run ./run_all.sh --profile {layout.profile} first, or pass --out / --profile")
+    seeds = _layout(args.seeds_from.expanduser().resolve(), None) if args.seeds_from else None
     languages = i18n.LANGUAGES if args.lang == "all" else (args.lang,)
-    folder = build(layout, languages=languages, pdf=not args.no_pdf, export=not args.no_exports)
+    folder = build(layout, languages=languages, pdf=not args.no_pdf, export=not args.no_exports, seeds_from=seeds)
     print(folder)
     return 0
+
+
+def _layout(root: Path, profile: str | None) -> settings.Layout:
+    """A run's output root (``models/<profile>/``), or a published ``results/<profile>/`` folder (no profile
+    level: ``models/`` and ``logs/run.json`` directly under it)."""
+    if (root / "logs" / settings.RUN_RECORD).is_file():
+        return settings.Layout.reference(root, profile)
+    return settings.Layout(root, profile or _only_profile(root))
 
 
 def _only_profile(root: Path) -> str:

@@ -39,7 +39,8 @@ class Table:
     number: str = ""
 
     def best(self) -> list[set[int]]:
-        """Per column, the row indexes holding its best value (ties all marked; one value alone is not)."""
+        """Per column, the row indexes holding its best value (ties all marked; a column whose values are all
+        equal, or one value alone, has none)."""
         marks: list[set[int]] = []
         for index, column in enumerate(self.columns):
             values = [(r, row[index]) for r, row in enumerate(self.rows)
@@ -49,7 +50,8 @@ class Table:
                 marks.append(set())
                 continue
             target = (max if column.better == "max" else min)(v for _, v in values)
-            marks.append({r for r, v in values if math.isclose(v, target, rel_tol=1e-12, abs_tol=1e-15)})
+            tied = {r for r, v in values if math.isclose(v, target, rel_tol=1e-12, abs_tol=1e-15)}
+            marks.append(set() if len(tied) == len(values) else tied)  # all equal: nothing is best
         return marks
 
 
@@ -86,9 +88,15 @@ ACC = Column("accuracy", N_("Accuracy"), "pct", "%", "max")
 F1 = Column("macro_f1", N_("Macro-F1"), "pct", "%", "max")
 RAW = Column("raw_bytes", N_("Size"), "mb", "MB", "min")
 GZIP = Column("gzip_bytes", N_("Size (gzip)"), "mb", "MB", "min")
-LATENCY = Column("latency_ms", N_("Latency"), "ms", "ms", "min")
-OOD = Column("ood_accuracy", N_("OOD accuracy"), "pct", "%", "max")
+# One latency backend per column, named in its header: Keras batch 1 and LiteRT 1 thread are not comparable.
+LATENCY_KERAS = Column("latency_keras_ms", N_("Latency, Keras batch 1"), "ms", "ms", "min")
+LATENCY = Column("latency_litert_ms", N_("Latency, LiteRT 1 thread"), "ms", "ms", "min")
+OOD = Column("ood_accuracy", N_("OOD accuracy"), "pct", "%")  # near chance: no value is marked "best"
 MODEL = Column("id", N_("Model"))
+SPARSITY_LAYERS = 24  # per-layer sparsity charts show the layers holding the most weights, to fit a page
+FAMILY_NAMES = {"pruned_vs_dense": N_("pruned vs. dense"), "quantized_vs_float": N_("quantized vs. float"),
+                "baselines": N_("between baselines"), "final_vs_reference": N_("final vs. reference")}
+METRIC_NAMES = {"accuracy": N_("accuracy"), "macro_f1": N_("macro-F1")}
 SPLIT_NAMES = {"train": N_("train"), "validation": N_("validation"), "test": N_("test")}
 
 
@@ -114,7 +122,7 @@ def summary(chapter: Chapter, data: ReportData) -> None:
                         default=None)
     if best_baseline is not None and best_baseline not in rows:
         rows.append(best_baseline)
-    columns = _with_ood([MODEL, ACC, F1, GZIP, LATENCY], data)
+    columns = _with_ood([MODEL, ACC, F1, GZIP, LATENCY_KERAS, LATENCY], data)
     chapter.add_table(Table("headline", N_("The final model against its float reference and the most accurate "
                                            "baseline (test split, %(n)s images)"),
                             columns, [_values(v, columns) for v in rows], {"n": chosen.metrics.test.n},
@@ -153,7 +161,8 @@ def _config_rows(config: dict[str, Any], sections: tuple[str, ...]) -> list[list
     return rows
 
 
-def method(chapter: Chapter, data: ReportData) -> None:
+def configuration(chapter: Chapter, data: ReportData) -> None:
+    """The resolved configuration and the environment, for the appendix (the method section is prose)."""
     baseline = next((v for v in data.group("baseline") if v.metrics is not None), None)
     if baseline is not None and baseline.metrics.config:
         chapter.add_table(Table("recipe", N_("Training recipe of %(id)s, from the resolved configuration"),
@@ -187,10 +196,10 @@ def baselines(chapter: Chapter, data: ReportData) -> None:
     if not group:
         return
     columns = _with_ood([MODEL, ACC, F1, Column("train_time_s", N_("Training time"), "min", "min", "min"),
-                         LATENCY, RAW, GZIP, Column("params", N_("Parameters"), "mega", "M", "min"),
+                         LATENCY_KERAS, RAW, GZIP, Column("params", N_("Parameters"), "mega", "M", "min"),
                          Column("macs", N_("MACs"), "mega", "M", "min")], data)
     chapter.add_table(Table("baselines", N_("Baselines: float Keras models trained with the profile's recipe "
-                                            "(test split; latency: Keras, batch 1)"),
+                                            "(test split)"),
                             columns, [_values(v, columns) for v in group]))
     for variant in group:
         if variant.history:
@@ -220,12 +229,25 @@ def pruning(chapter: Chapter, data: ReportData) -> None:
                      tflite.gzip_bytes if tflite else None, None if reduction is None else reduction / 100])
     chapter.add_table(Table("pruning", N_("Pruned models against their dense source (Δ in percentage points)"),
                             columns, rows))
-    for v in group:
+    methods: set[str] = set()
+    for v in group:  # one chart per pruning method: the variants of one method look alike
         layers = (v.metrics.sparsity or {}).get("layers")
-        if isinstance(layers, dict) and layers:
-            chapter.add_figure(Figure(f"sparsity-{v.id}", N_("Sparsity per layer of %(id)s (grey: not pruned)"),
-                                      lambda text, layers=layers: figures.sparsity_per_layer(layers, text=text),
-                                      {"id": v.id}))
+        method = str((v.metrics.config.get("prune") or {}).get("method"))
+        if isinstance(layers, dict) and layers and method not in methods:
+            methods.add(method)
+            shown = figures.largest_layers(layers, SPARSITY_LAYERS)
+            weights = sum(int(layers[n].get("weights") or 0) for n in layers) or 1
+            share = sum(int(layers[n].get("weights") or 0) for n in shown) / weights
+            grey = any(not layers[n].get("pruned") for n in shown)
+            caption = (N_("Sparsity of the %(shown)s layers of %(id)s with the most weights (%(share)s of its "
+                          "%(total)s kernel layers' weights; layers without a bar are not pruned)") if grey else
+                       N_("Sparsity of the %(shown)s layers of %(id)s with the most weights (%(share)s of its "
+                          "%(total)s kernel layers' weights)"))
+            chapter.add_figure(Figure(f"sparsity-{v.id}", caption,
+                                      lambda text, layers=layers: figures.sparsity_per_layer(
+                                          layers, text=text, limit=SPARSITY_LAYERS),
+                                      {"id": v.id, "shown": len(shown), "total": len(layers),
+                                       "share": f"{round(100 * share)}%"}))
 
 
 def quantization(chapter: Chapter, data: ReportData) -> None:
@@ -244,9 +266,11 @@ def quantization(chapter: Chapter, data: ReportData) -> None:
                       "agreement": (m.agreement or {}).get("top1_agreement_pct")}
             rows.append([values[c.key] if c.key in values else v.value(c.key) for c in columns])
         chapter.add_table(Table(f"quantized-{precision}", N_("TFLite files in precision %(precision)s, evaluated "
-                                                            "with LiteRT (latency: 1 thread, batch 1)"),
+                                                            "with LiteRT"),
                                 columns, rows, {"precision": precision}))
     census = [v for v in group if v.metrics.op_census]
+    sixteen = [v for v in census if "int16" in (v.metrics.precision or "")]
+    census = sixteen or census  # the 16-bit files, whose latency the discussion explains, when there are any
     if census:
         rows = []
         for v in census:
@@ -254,11 +278,29 @@ def quantization(chapter: Chapter, data: ReportData) -> None:
             by_op = c.get("by_op") or {}
             rows.append([v.id, c.get("total"), c.get("float_compute_ops"), by_op.get("QUANTIZE", 0),
                          by_op.get("DEQUANTIZE", 0), ", ".join(sorted((c.get("float_compute_by_op") or {}))) or "–"])
-        chapter.add_table(Table("census", N_("Operator census of the TFLite files"),
+        chapter.add_table(Table("census", N_("Operator census of the TFLite files") if not sixteen else
+                                N_("Operator census of the 16-bit TFLite files"),
                                 [MODEL, Column("total", N_("Operators"), "int"),
                                  Column("float", N_("Float compute ops"), "int", None, "min"),
                                  Column("quantize", "QUANTIZE", "int"), Column("dequantize", "DEQUANTIZE", "int"),
                                  Column("float_ops", N_("Float operator types"))], rows))
+
+
+# select.py's exclusion reasons (English sentences with numbers) -> a short translated verdict, by their opening.
+VERDICTS = (("outside the hybrid family: architecture", N_("other architecture")),
+            ("outside the hybrid family: precision", N_("other precision")),
+            ("outside the hybrid family: source stage", N_("not from a pruned model")),
+            ("outside the hybrid family", N_("outside the hybrid family")),
+            ("not a TFLite result", N_("not a TFLite file")),
+            ("latency", N_("too slow")), ("no ", N_("not measured")),
+            ("accuracy", N_("below the accuracy tolerance")),
+            ("significantly less accurate", N_("significantly less accurate")),
+            ("could not be tested", N_("not testable")),
+            ("extra seed", N_("extra seed")))
+
+
+def verdict_of(reason: str) -> str:
+    return next((verdict for opening, verdict in VERDICTS if reason.startswith(opening)), reason)
 
 
 def final(chapter: Chapter, data: ReportData) -> None:
@@ -279,7 +321,7 @@ def final(chapter: Chapter, data: ReportData) -> None:
     table_rows = []
     for r in selection.results:
         verdict = (N_("chosen") if r.id == selection.chosen.id else N_("eligible, not the smallest") if r.eligible
-                   else r.excluded or r.status or "")
+                   else verdict_of(r.excluded) if r.excluded else r.status or "")
         fronts = ("S" if r.front_size else "") + ("L" if r.front_latency else "")
         table_rows.append([r.id, r.precision or "–", r.accuracy, r.gzip_bytes, r.latency_ms, fronts or "–", verdict])
     chosen_index = {i for i, r in enumerate(selection.results) if r.id == selection.chosen.id}
@@ -291,18 +333,34 @@ def final(chapter: Chapter, data: ReportData) -> None:
 
 
 def significance(chapter: Chapter, data: ReportData) -> None:
-    stats = data.stats
-    if not stats:
-        return
+    if data.seed_stats:
+        chapter.add_table(Table("seeds", N_("Repeated training with several seeds (run %(run)s): mean and "
+                                            "standard deviation"),
+                                [MODEL, Column("seeds", N_("Seeds")),
+                                 Column("mean_accuracy", N_("Mean accuracy"), "pct", "%", "max"),
+                                 Column("sd_accuracy", N_("SD accuracy"), "sd", "pp"),
+                                 Column("mean_macro_f1", N_("Mean macro-F1"), "pct", "%", "max"),
+                                 Column("sd_macro_f1", N_("SD macro-F1"), "sd", "pp")],
+                                [[s.get("variant"), ", ".join(map(str, s.get("seeds") or [])), s.get("mean_accuracy"),
+                                  s.get("sd_accuracy"), s.get("mean_macro_f1"), s.get("sd_macro_f1")]
+                                 for s in data.seed_stats], {"run": data.seeds_source or "–"}))
+
+
+def appendix(chapter: Chapter, data: ReportData) -> None:
+    """Long reference tables, numbered after the body's: intervals of every result, every seed's run, and the
+    resolved configuration."""
+    stats = data.stats or {}
     if stats.get("intervals"):
-        chapter.add_table(Table("intervals", N_("Confidence intervals of test accuracy and macro-F1"),
+        first = stats["intervals"][0]
+        chapter.add_table(Table("intervals", N_("Confidence intervals of test accuracy and macro-F1 (%(level)s, "
+                                                "%(method)s bootstrap, n = %(n)s)"),
                                 [MODEL, Column("metric", N_("Metric")), Column("estimate", N_("Estimate"), "pct", "%"),
                                  Column("low", N_("Lower bound"), "pct", "%"),
-                                 Column("high", N_("Upper bound"), "pct", "%"),
-                                 Column("confidence", N_("Level"), "pct", "%"), Column("method", N_("Method")),
-                                 Column("n", "n", "int")],
-                                [[i.get("variant"), i.get("metric"), i.get("estimate"), i.get("low"), i.get("high"),
-                                  i.get("confidence"), i.get("method"), i.get("n")] for i in stats["intervals"]]))
+                                 Column("high", N_("Upper bound"), "pct", "%")],
+                                [[i.get("variant"), METRIC_NAMES.get(i.get("metric"), i.get("metric")),
+                                  i.get("estimate"), i.get("low"), i.get("high")] for i in stats["intervals"]],
+                                {"level": f"{round(100 * first.get('confidence', 0.95))}%",
+                                 "method": first.get("method") or "–", "n": first.get("n")}))
     if stats.get("comparisons"):
         chapter.add_table(Table("comparisons", N_("Paired comparisons (accuracy difference a − b, McNemar test, "
                                                   "Holm-adjusted p)"),
@@ -310,28 +368,19 @@ def significance(chapter: Chapter, data: ReportData) -> None:
                                  Column("diff_pp", N_("Difference"), "ratio", "pp"),
                                  Column("low_pp", N_("Lower bound"), "ratio", "pp"),
                                  Column("high_pp", N_("Upper bound"), "ratio", "pp"),
-                                 Column("p_value", "p", "ratio"), Column("p_holm", N_("p (Holm)"), "ratio"),
+                                 Column("p_holm", N_("p (Holm)"), "p"),
                                  Column("significant", N_("Significant"))],
-                                [[c.get("family"), c.get("a"), c.get("b"), c.get("diff_pp"), c.get("low_pp"),
-                                  c.get("high_pp"), c.get("p_value"), c.get("p_holm"),
+                                [[FAMILY_NAMES.get(c.get("family"), c.get("family")), c.get("a"), c.get("b"),
+                                  c.get("diff_pp"), c.get("low_pp"), c.get("high_pp"), c.get("p_holm"),
                                   N_("yes") if c.get("significant") else N_("no")] for c in stats["comparisons"]]))
-    if stats.get("seeds"):
-        chapter.add_table(Table("seeds", N_("Repeated training with several seeds"),
-                                [MODEL, Column("seeds", N_("Seeds")),
-                                 Column("mean_accuracy", N_("Mean accuracy"), "pct", "%", "max"),
-                                 Column("sd_accuracy", N_("SD accuracy"), "pct", "%"),
-                                 Column("mean_macro_f1", N_("Mean macro-F1"), "pct", "%", "max"),
-                                 Column("sd_macro_f1", N_("SD macro-F1"), "pct", "%")],
-                                [[s.get("variant"), ", ".join(map(str, s.get("seeds") or [])), s.get("mean_accuracy"),
-                                  s.get("sd_accuracy"), s.get("mean_macro_f1"), s.get("sd_macro_f1")]
-                                 for s in stats["seeds"]]))
-        # Every seed's own result, so a reader sees the spread itself and not only its summary.
+    if data.seed_stats:
         chapter.add_table(Table("seed_runs", N_("Test accuracy and macro-F1 of every seed"),
                                 [MODEL, Column("seed", N_("Seed"), "int"), ACC, F1],
                                 [[s.get("variant"), seed, accuracy, f1]
-                                 for s in stats["seeds"]
+                                 for s in data.seed_stats
                                  for seed, accuracy, f1 in zip(s.get("seeds") or [], s.get("accuracy") or [],
                                                                s.get("macro_f1") or [])]))
+    configuration(chapter, data)
 
 
 def per_class(chapter: Chapter, data: ReportData) -> None:
@@ -370,18 +419,34 @@ def robustness(chapter: Chapter, data: ReportData) -> None:
     group = [v for v in data.variants if v.metrics is not None and v.metrics.ood is not None]
     if not group:
         return
-    chapter.add_table(Table("ood", N_("Out-of-distribution evaluation: accuracy on photos that are not from "
+    chapter.add_table(Table("ood", N_("Out-of-distribution evaluation: %(n)s real-world photos that are not from "
                                       "TrashNet"),
-                            [MODEL, Column("dataset", N_("Data set")), Column("n", "n", "int"),
-                             Column("in", N_("TrashNet test accuracy"), "pct", "%", "max"), OOD,
-                             Column("ood_macro_f1", N_("OOD macro-F1"), "pct", "%", "max")],
-                            [[v.id, v.metrics.ood.dataset, v.metrics.ood.n, v.value("accuracy"), v.value("ood_accuracy"),
-                              v.value("ood_macro_f1")] for v in group]))
+                            [MODEL, Column("in", N_("TrashNet test accuracy"), "pct", "%", "max"), OOD,
+                             Column("ood_macro_f1", N_("OOD macro-F1"), "pct", "%")],
+                            [[v.id, v.value("accuracy"), v.value("ood_accuracy"), v.value("ood_macro_f1")]
+                             for v in group if v.group in ("baseline", "pruned") or v is data.chosen],
+                            {"n": group[0].metrics.ood.n}))
+    chosen = data.chosen if data.chosen is not None and data.chosen.metrics.ood is not None else group[0]
+    ood = chosen.metrics.ood
+    if ood.per_class:
+        chapter.add_table(Table("ood-per-class", N_("Out-of-distribution scores per class of %(id)s"),
+                                [Column("class", N_("Class")), Column("precision", N_("Precision"), "pct", "%"),
+                                 Column("recall", N_("Recall"), "pct", "%"), Column("f1", "F1", "pct", "%"),
+                                 Column("support", N_("Images"), "int")],
+                                [[c, s.get("precision"), s.get("recall"), s.get("f1"), s.get("n")]
+                                 for c, s in ood.per_class.items()], {"id": chosen.id}))
+    matrix = getattr(ood, "confusion_matrix", None) or {}
+    if matrix.get("counts"):
+        chapter.add_figure(Figure("ood-confusion", N_("Confusion matrix of %(id)s on the out-of-distribution "
+                                                      "photos (rows: true class, columns: predicted)"),
+                                  lambda text, m=matrix: figures.confusion(m["rows"], m["counts"], text=text,
+                                                                           columns=m["columns"]),
+                                  {"id": chosen.id}, wide=False))
 
 
 def build(data: ReportData) -> Chapter:
     chapter = Chapter()
-    for section in (summary, data_section, method, baselines, pruning, quantization, final, significance,
-                    per_class, robustness):
+    for section in (summary, data_section, baselines, pruning, quantization, final, significance,
+                    per_class, robustness, appendix):
         section(chapter, data)
     return chapter

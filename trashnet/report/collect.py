@@ -68,6 +68,8 @@ class Variant(BaseModel):
             "raw_bytes": m.size.raw_bytes if m.size else None,
             "gzip_bytes": m.size.gzip_bytes if m.size else None,
             "latency_ms": self.latency()[1],
+            "latency_keras_ms": m.latency(("keras_batch1",))[1] if "keras_batch1" in m.latency_ms else None,
+            "latency_litert_ms": m.latency(("tflite_threads1",))[1] if "tflite_threads1" in m.latency_ms else None,
             "params": m.params,
             "nonzero_params": m.nonzero_params if m.nonzero_params is not None else m.params,
             "macs": m.macs,
@@ -126,6 +128,8 @@ class ReportData(BaseModel):
     selection_problem: str | None = None
     card: results.ModelCard | None = None
     stats: dict[str, Any] | None = None  # trashnet/stats.py's stats.json (agreed shape); None = not run
+    seed_stats: list[dict[str, Any]] = Field(default_factory=list)  # stats.json "seeds" of a multi-seed run
+    seeds_source: str | None = None  # that run's profile (``--seeds-from``)
     data: DataSummary
     misclassified: list[Misclassified] = Field(default_factory=list)
     misclassified_total: int = 0
@@ -169,8 +173,10 @@ def _entries(layout: settings.Layout, run: dict[str, Any]) -> list[tuple[str, st
     if run.get("variant"):
         order = [v for v in run.get("selected") or [] if v in run["variant"]]
         order += sorted(set(run["variant"]) - set(order))
-        return [(vid, run["variant"][vid].get("stage", ""), layout.root / run["variant"][vid]["folder"],
-                 run["variant"][vid]) for vid in order]
+        # The folder from the layout, not the record: a published results/<profile>/ has no profile level.
+        return [(vid, run["variant"][vid].get("stage", ""),
+                 layout.variant_dir(run["variant"][vid].get("stage", ""), vid), run["variant"][vid])
+                for vid in order]
     entries = []
     for stage in settings.STAGES:
         stage_dir = layout.stage_dir(stage)
@@ -191,6 +197,8 @@ def read_variant(variant_id: str, stage: str, folder: Path, entry: dict[str, Any
         status = entry.get("status") if entry.get("status") in ("done", "cached") else "done"
     elif failure:
         status = "failed"
+    elif entry.get("status") in ("done", "cached") and (folder / settings.METRICS_FILE).is_file():
+        status = entry["status"]  # a published results folder keeps metrics.json, not the run manifest
     else:
         status = entry.get("status") or "missing"
         if status in ("done", "cached"):
@@ -303,8 +311,23 @@ def read_stats(final_dir: Path) -> dict[str, Any] | None:
     return stats.load_stats(path).model_dump(mode="json")  # a malformed file is an error, not "not run"
 
 
-def collect(where: str | Path | settings.Layout, profile: str | None = None) -> ReportData:
-    """Everything the report shows of one profile: from ``settings.Layout`` or an output root and a profile."""
+def seed_runs(layout: settings.Layout | None) -> tuple[list[dict[str, Any]], str | None]:
+    """The multi-seed summaries (more than one seed) of another run's ``stats.json`` and that run's profile."""
+    if layout is None:
+        return [], None
+    stats = read_stats(layout.variant_dir("final", "final"))
+    if stats is None:
+        from trashnet.errors import UsageError
+
+        raise UsageError(f"{layout.models} has no final/{settings.STATS_FILE}",
+                         "pass --seeds-from the results folder of a finished multi-seed run")
+    return [s for s in stats.get("seeds") or [] if len(s.get("seeds") or []) > 1], layout.profile
+
+
+def collect(where: str | Path | settings.Layout, profile: str | None = None, *,
+            seeds_from: settings.Layout | None = None) -> ReportData:
+    """Everything the report shows of one profile: from ``settings.Layout`` or an output root and a profile;
+    ``seeds_from`` another run (the same recipe, several seeds) whose mean and SD replace single-seed values."""
     if isinstance(where, settings.Layout):
         layout = where
     else:
@@ -321,6 +344,10 @@ def collect(where: str | Path | settings.Layout, profile: str | None = None) -> 
         selection, selection_problem = results.try_read(results.read_selection, final_dir)
         card, _ = results.try_read(results.read_model_card, final_dir)
         stats = read_stats(final_dir)
+    seed_stats, seeds_source = seed_runs(seeds_from)
+    if not seeds_from and stats:  # this run's own repeated seeds, where it has any
+        seed_stats = [s for s in stats.get("seeds") or [] if len(s.get("seeds") or []) > 1]
+        seeds_source = layout.profile if seed_stats else None
     report_variants = [v for v in variants if v.stage != "final"]
     chosen = next((v for v in report_variants if selection and v.id == selection.chosen.id), None)
     shown, total = misclassified(chosen, layout.dataset)
@@ -332,4 +359,4 @@ def collect(where: str | Path | settings.Layout, profile: str | None = None) -> 
         variants=report_variants, final=final, selection=selection, selection_problem=selection_problem,
         card=card, stats=stats, data=data_summary(layout.dataset), misclassified=shown,
         misclassified_total=total, provenance=provenance_summary(report_variants, layout),
-        checksums=checksums(final_dir))
+        checksums=checksums(final_dir), seed_stats=seed_stats, seeds_source=seeds_source)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup, escape
+
 from trashnet import figures, settings
-from trashnet.report import i18n
+from trashnet.report import findings, i18n
 from trashnet.report.chapter import Chapter, Table
 from trashnet.report.collect import ReportData
 
@@ -21,7 +24,9 @@ SECTIONS = (("summary", i18n.N_("Summary")), ("data", i18n.N_("Data")), ("method
             ("baselines", i18n.N_("Baselines")), ("pruning", i18n.N_("Pruning")),
             ("quantization", i18n.N_("Quantization")), ("final", i18n.N_("Hybrid final model")),
             ("significance", i18n.N_("Significance")), ("per-class", i18n.N_("Per-class analysis")),
-            ("robustness", i18n.N_("Robustness")), ("appendix", i18n.N_("Appendix")))
+            ("limitations", i18n.N_("Limitations")), ("conclusion", i18n.N_("Conclusion")),
+            ("appendix", i18n.N_("Appendix")))
+FOLD_MIN_ROWS = 4  # a constant column of a shorter table stays (the caption would only get longer)
 INLINE_DPI = 150  # figures inlined in the HTML (and so in the PDF); exports get 300 dpi and vector
 
 
@@ -48,6 +53,7 @@ def environment(lang: str):
     env.policies["ext.i18n.trimmed"] = True  # a {% trans %} block's line breaks are not part of its message
     env.install_gettext_translations(i18n.translations(lang), newstyle=True)
     env.tests["startingwith"] = lambda value, prefix: str(value).startswith(prefix)
+    env.filters["wbr"] = breakable
     return env
 
 
@@ -61,8 +67,9 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def table_view(table: Table, lang: str) -> dict[str, Any]:
-    """A table with translated headers and caption and locale-formatted cells (raw value kept for tests)."""
+def table_view(table: Table, lang: str, *, fold: bool = True) -> dict[str, Any]:
+    """A table with translated headers and caption and locale-formatted cells (raw value kept for tests);
+    ``fold``: constant columns move to the caption (the page and LaTeX; CSV/XLSX keep every column)."""
     gettext = i18n.translations(lang).gettext
     fmt = i18n.Formatter(lang)
     best = table.best()
@@ -83,9 +90,32 @@ def table_view(table: Table, lang: str) -> dict[str, Any]:
                 cells.append({"text": fmt.cell(number, column.kind), "raw": number, "numeric": True,
                               "best": r in best[c]})
         rows.append({"cells": cells, "highlight": r in table.highlight})
+    caption = gettext(table.caption) % {k: gettext(str(v)) for k, v in table.args.items()}
+    headers, rows, constants = fold_constants(headers, rows) if fold else (headers, rows, [])
+    if constants:
+        caption += ". " + "; ".join(f"{header}: {text}" for header, text in constants)
     return {"key": table.key, "id": f"tab-{table.key}", "label": gettext("Table") + " " + table.number,
-            "caption": gettext(table.caption) % {k: gettext(str(v)) for k, v in table.args.items()},
-            "headers": headers, "rows": rows, "number": table.number}
+            "caption": caption, "headers": headers, "rows": rows, "number": table.number}
+
+
+def fold_constants(headers: list[dict[str, Any]], rows: list[dict[str, Any]]):
+    """Columns that hold one value in every row (of a table of ``FOLD_MIN_ROWS`` rows or more) leave the
+    table for its caption: (headers, rows, [(header, value)]). The first column (the row's name) stays."""
+    if len(rows) < FOLD_MIN_ROWS:
+        return headers, rows, []
+    constant = [c for c in range(1, len(headers))
+                if len({row["cells"][c]["text"] for row in rows}) == 1 and rows[0]["cells"][c]["text"] != "–"]
+    if not constant:
+        return headers, rows, []
+    folded = [(headers[c]["text"], rows[0]["cells"][c]["text"]) for c in constant]
+    keep = [c for c in range(len(headers)) if c not in constant]
+    rows = [{**row, "cells": [row["cells"][c] for c in keep]} for row in rows]
+    return [headers[c] for c in keep], rows, folded
+
+
+def breakable(text: Any) -> Markup:
+    """Escaped text with a line-break chance after every ``_`` and ``.`` (identifiers break only there)."""
+    return Markup(re.sub(r"([_.])", r"\1<wbr>", str(escape(text))))
 
 
 def figure_view(chapter: Chapter, key: str, lang: str, uri: str) -> dict[str, Any]:
@@ -105,13 +135,14 @@ def html(data: ReportData, chapter: Chapter, lang: str, uris: dict[str, str], *,
     figs = {key: figure_view(chapter, key, lang, uris[key]) for key in chapter.figures}
     gettext = i18n.translations(lang).gettext
     number = next(iter(chapter.tables.values())).number.split(".")[0] if chapter.tables else "4"
-    titles = [(sid, title) for sid, title in SECTIONS if sid != "robustness" or data.has_ood]
+    found = findings.derive(data)
+    titles = [(sid, title) for sid, title in SECTIONS if sid != "conclusion" or found.answer is not None]
     sections = [{"id": sid, "title": gettext(title), "number": f"{number}.{index}"}
                 for index, (sid, title) in enumerate(titles, 1)]
     context = {
         "lang": lang, "other": [code for code in i18n.LANGUAGES if code != lang],
         "chapter_no": number, "sections": sections,
-        "data": data, "t": tables, "f": figs, "fmt": fmt, "notebooks": notebooks,
+        "data": data, "fd": found, "t": tables, "f": figs, "fmt": fmt, "notebooks": notebooks,
         "created": fmt.date(created or datetime.now(timezone.utc)),
         "css": (settings.TEMPLATES_DIR / "report.css").read_text(encoding="utf-8"),
     }
