@@ -1,10 +1,11 @@
-"""How well the machine check's warm-up predicts a real training epoch (machine.EPOCH_OVER_STEPS).
+"""How well the machine check's warm-up (trashnet/machine.py) predicts a real training epoch.
 
 For each architecture, in one process, one after the other: ``train.warmup_epoch_seconds`` (the timed
 training steps on one random batch that ``run`` does before a long run, scaled to an epoch), then a real
 ``train.fit_model`` of ``--epochs`` epochs with the profile's recipe on a prepared data set, whose per-epoch
-seconds (the ones the kernel reports to the progress line) are compared with it. The ratio
-real / warm-up, median over the epochs after the first, is what ``EPOCH_OVER_STEPS`` should be.
+seconds (the ones the kernel reports to the progress line) are compared with it: the ratio real / warm-up,
+median over the epochs after the first (which also traces the graph). Run it on an idle machine to learn a
+correction; under changing load it shows how rough the warm-up is.
 
     TF_NUM_INTRAOP_THREADS=1 PYTHONPATH=$PWD python benchmarks/bench_warmup.py \\
         --data $TRASHNET_REAL_DATA --arch mobilenet_v1 --arch mobilenet_v3_small

@@ -41,9 +41,10 @@ OVERHEAD_SECONDS = {"baseline": 60.0, "pruned": 60.0, "quantized": 35.0, "final"
 # Per core, the share of a lone variant's speed that each of several one-thread workers keeps (2 cores:
 # 2 x 0.6 = 1.2x the throughput of one two-thread process, docs/toolchain-facts.md).
 PARALLEL_THROUGHPUT = 0.6
-# Until this machine has been measured, the ETA from defaults is a range: the same command (-j 2, the V1
-# baseline) took 470 s on one 2-core machine and 1,681 s on another, where the ETA from these defaults had
-# said under 6 minutes for it and two TFLite files (docs/toolchain-facts.md, "Machines differ").
+# Until this machine has been measured, the ETA from defaults is a range of this estimate: the thesis run took
+# 0.74x its 1 h 13 min on idle cores (docs/reproducibility.md); the same V1 command took 470 s on one 2-core
+# machine and 1,681 s on another, where these defaults had said under 6 minutes for it and two TFLite files
+# (docs/toolchain-facts.md, "Machines differ").
 RANGE = (0.7, 5.0)
 MIN_TELLING_EPOCH = 1.0  # seconds the defaults give an epoch, below which it says nothing of other costs
 

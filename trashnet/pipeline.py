@@ -49,7 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trashnet import config, eta, fileio, owned, progress, provenance, settings
+from trashnet import config, eta, fileio, machine, owned, progress, provenance, settings
 from trashnet.errors import UserError, os_error_hint, os_error_text
 
 KERNEL = "python3"
@@ -599,24 +599,21 @@ class Runner:
                 extra += " " + progress.describe(tail.latest, tail.seconds_per_epoch())
         reason = f": {job.reason}" if job.reason and event in ("failed", "skipped") else ""
         self.log(f"[{finished:>{len(str(total))}}/{total}] {event:<7} {job.id} [{job.variant.stage}]{extra}{reason}"
-                 f" | elapsed {_duration(elapsed)}, ETA {self.eta()} | done {counts['done']}, cached {counts['cached']},"
-                 f" failed {counts['failed']}, skipped {counts['skipped']}, running {counts['running']}")
+                 f" | elapsed {_duration(elapsed)}, ETA {self.eta()} | done {counts['done']},"
+                 f" cached {counts['cached']}, failed {counts['failed']}, skipped {counts['skipped']},"
+                 f" running {counts['running']}")
 
-    def watch(self) -> bool:
-        """A progress line for each running variant whose kernel reported an epoch or step, and one at least
-        every ``HEARTBEAT_SECONDS`` for the others (a slow run and a hung one look different)."""
-        shown = False
+    def watch(self) -> None:
+        """A progress line for each running variant whose kernel reported an epoch or step, and for one that
+        said nothing new for ``HEARTBEAT_SECONDS`` (a slow run and a hung one look different)."""
         for job in self.jobs.values():
             if job.status != "running":
                 continue
             new = self.tails[job.id].read()
             if new:
                 self.progress(job, new[-1].kind)
-                shown = True
             elif time.monotonic() - self.shown.get(job.id, job.started) >= HEARTBEAT_SECONDS:
                 self.progress(job, "running")
-                shown = True
-        return shown
 
     # Scheduling ------------------------------------------------------------------------------------
     def ready(self, job: Job) -> bool:
@@ -975,16 +972,15 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
         runner = Runner(jobs_plan, layout, data_sha=data_sha, jobs_at_once=jobs, force=force, log=log,
                         history=history, train_images=train_images)
         if warmup:  # before committing to hours: this machine's speed, and the whole run's estimate
-            from trashnet import machine
-
             machine.check(runner, train_images, log)
         started = _now()
         clock = time.monotonic()
+        where = machine.describe()  # times are quoted with their machine
         try:
             runner.run()
         finally:
             record = {"started": started, "finished": _now(), "seconds": round(time.monotonic() - clock, 2),
-                      "profile": profile_obj.name, "data_source": str(source), "sample": is_sample,
+                      "profile": profile_obj.name, "machine": where, "data_source": str(source), "sample": is_sample,
                       "data_manifest_sha256": data_sha, "jobs": jobs, "force": force,
                       "selected": ids, **runner.record()}
             fileio.write_json(layout.logs / RUN_RECORD, record)
