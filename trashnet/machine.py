@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from trashnet import config, eta, provenance, settings
 
@@ -36,10 +37,17 @@ class Check:
         return self.epoch_seconds / self.assumed_seconds
 
 
+def info() -> dict[str, Any]:
+    """What a run time is quoted with: cores, CPU model, load average over the last minute (run.json)."""
+    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    return {"cores": os.cpu_count(), "cpu": provenance.cpu_model(), "load": load}
+
+
 def describe() -> str:
-    """``2 cores, Intel(R) Xeon(R) ..., load 1.4``: what a run time is quoted with."""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{os.cpu_count()} cores, {provenance.cpu_model()}, load {load:.1f}"
+    """``2 cores, Intel(R) Xeon(R) ..., load 1.4``."""
+    machine = info()
+    load = "?" if machine["load"] is None else f"{machine['load']:.1f}"
+    return f"{machine['cores']} cores, {machine['cpu']}, load {load}"
 
 
 def warmup(variant: config.VariantConfig, train_images: int, threads: int | None) -> Check:

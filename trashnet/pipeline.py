@@ -975,7 +975,7 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
             machine.check(runner, train_images, log)
         started = _now()
         clock = time.monotonic()
-        where = machine.describe()  # times are quoted with their machine
+        where = machine.info()  # times are quoted with their machine
         try:
             runner.run()
         finally:
