@@ -509,6 +509,7 @@ def _ansi_free(text: str) -> str:
 
 HEARTBEAT_SECONDS = 50.0  # a running variant's progress line changes at least once a minute
 
+
 class Runner:
     def __init__(self, jobs: dict[str, Job], layout: settings.Layout, *, data_sha: str, jobs_at_once: int = 1,
                  force: bool = False, log=print, history: dict[str, Any] | None = None,
@@ -552,7 +553,8 @@ class Runner:
 
     def eta(self) -> str:
         """``~12m30s``, or a range (``~9m-56m``) while nothing on this machine has been measured."""
-        return "~" + "-".join(_duration(seconds) for seconds in self.seconds_left()) if self.seconds_left() else "0s"
+        left = self.seconds_left()
+        return "~" + "-".join(_duration(seconds) for seconds in left) if left else "0s"
 
     def seconds_left(self, skip: frozenset[str] = frozenset()) -> list[float]:
         """[estimate], or [low, high] while nothing on this machine has been measured; [] when all is done.
@@ -980,7 +982,8 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
             runner.run()
         finally:
             record = {"started": started, "finished": _now(), "seconds": round(time.monotonic() - clock, 2),
-                      "profile": profile_obj.name, "machine": where, "data_source": str(source), "sample": is_sample,
+                      "profile": profile_obj.name, "machine": where, "data_source": str(source),
+                      "sample": is_sample,
                       "data_manifest_sha256": data_sha, "jobs": jobs, "force": force,
                       "selected": ids, **runner.record()}
             fileio.write_json(layout.logs / RUN_RECORD, record)

@@ -35,7 +35,7 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["epoch", "step"]
-    phase: str  # e.g. "scratch", "prune-2of4", "qat", "convert"
+    phase: str  # e.g. "scratch", "prune-2of4", "qat", "converted"
     done: int  # epochs (or steps) finished in this phase
     total: int
     seconds: float | None = None  # how long this epoch (or step) took
