@@ -20,6 +20,8 @@
 #   --setup-only     stop after the environment step
 #   --no-report      skip the report
 #   --no-verify      skip the comparison with results/<profile>/
+#   --no-warmup      start a long run without the machine check (a few timed training steps and a
+#                    one-line estimate of the whole run for this machine; short runs skip it anyway)
 #   --debug          show the traceback of an error
 #
 # Environment: TRASHNET_PYTHON (an existing interpreter to use instead of ./.venv/bin/python; only checked),
@@ -51,7 +53,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --setup-only) setup_only=1 ;;
-    --force|--no-report|--no-verify|--debug) args+=("$1") ;;
+    --force|--no-report|--no-verify|--no-warmup|--debug) args+=("$1") ;;
     --profile|--variants|--split|-j|--jobs)
       [ $# -ge 2 ] || die "$1 needs a value"
       args+=("$1" "$2"); shift ;;

@@ -60,23 +60,31 @@ def test_the_issue_case_after_a_slow_baseline(cpu_variants):
         "mobilenet_v3_large.prune-2of4", "mobilenet_v3_large.prune-2of4.fp32", "mobilenet_v3_large.prune-2of4.fp16",
         "mobilenet_v3_large.prune-2of4.int8-dynamic", "mobilenet_v3_large.prune-2of4.int8",
         "mobilenet_v3_large.prune-2of4.int16x8", "mobilenet_v3_large.prune-2of4.int16x8-fallback", "final")]
-    seconds = eta.remaining(pending, [], [(baseline, 44 * 60)])
+    seconds = eta.remaining(pending, [], eta.speed([(baseline, 44 * 60)]))
     assert 12 * 60 <= seconds <= 30 * 60, seconds
 
 
 def test_running_and_parallel_work(cpu_variants):
     estimate = eta.Estimate(600.0, 10, "history")
-    assert eta.remaining([], [(estimate, 200.0)], []) == 400.0
-    assert eta.remaining([], [(estimate, 900.0)], []) == 0.0  # overdue: nothing negative
-    assert eta.remaining([estimate, estimate], [], [], parallel=2) == 600.0
+    same = eta.speed([])
+    assert eta.remaining([], [eta.Running(estimate, 200.0)], same) == 400.0
+    assert eta.remaining([], [eta.Running(estimate, 900.0)], same) == 0.0  # overdue: nothing negative
+    assert eta.remaining([estimate, estimate], [], same, parallel=2) == 600.0
+    assert eta.remaining([estimate, estimate], [], same, parallel=2, chain=900.0) == 900.0  # one after the other
     # The speed factor only corrects estimates made from defaults.
-    slow = [(eta.Estimate(100.0, 1, "defaults"), 200.0)]
+    slow = eta.speed([(eta.Estimate(100.0, 1, "defaults"), 200.0)])
     assert eta.remaining([eta.Estimate(50.0, 1, "defaults"), estimate], [], slow) == 100.0 + 600.0
+    # Epochs measured scale the epochs of an estimate; a tiny epoch says nothing of the rest (quick profile).
+    tiny = eta.Estimate(60.0 + 2 * 0.05, 2, "defaults", unit_seconds=0.05)
+    measured = eta.speed([], [(tiny, 3.0)])
+    assert measured.factor == pytest.approx(60.0) and measured.other == 1.0
+    assert eta.scaled(tiny, measured) == pytest.approx(2 * 3.0 + 60.0)
 
 
 def test_before_anything_finished_parallel_workers_are_slower_on_shared_cores():
     # 2 cores, -j 2: each one-thread worker runs at 0.6 of a lone variant's speed (1.2x the throughput).
     estimate = eta.Estimate(600.0, 10, "defaults")
-    assert eta.remaining([estimate, estimate], [], [], parallel=2, cores=2) == pytest.approx(1000.0)
-    assert eta.remaining([estimate, estimate], [], [], parallel=2, cores=16) == pytest.approx(600.0)
-    assert eta.remaining([estimate], [], [], parallel=1, cores=2) == pytest.approx(600.0)
+    assert eta.remaining([estimate, estimate], [], eta.speed([], parallel=2, cores=2), 2) == pytest.approx(1000.0)
+    assert eta.remaining([estimate, estimate], [], eta.speed([], parallel=2, cores=16), 2) == pytest.approx(600.0)
+    assert eta.remaining([estimate], [], eta.speed([], parallel=1, cores=2)) == pytest.approx(600.0)
+    assert eta.speed([], parallel=2, cores=2).source == "assumed"  # the progress line shows a range

@@ -260,7 +260,8 @@ def test_a_kernel_that_dies_before_any_cell_is_started_again(tmp_path, monkeypat
     error_file = tmp_path / "error.json"
     spec = fileio.write_json(tmp_path / "job.json", {
         "notebook": "in.ipynb", "output": str(tmp_path / "out.ipynb"), "html": str(tmp_path / "out.html"),
-        "cwd": str(tmp_path), "error_file": str(error_file), "parameters": {}})
+        "cwd": str(tmp_path), "error_file": str(error_file), "progress": str(tmp_path / "progress.jsonl"),
+        "parameters": {}})
     assert pipeline.worker_main(str(spec)) == 0
     assert len(calls) == 2 and not error_file.exists()
     # Any other failure is the notebook's own and is not retried.

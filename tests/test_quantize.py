@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trashnet import config, litert, settings
+from trashnet import config, litert, progress, settings
 
 SIZE = 48
 V3 = "mobilenet_v3_small"
@@ -212,9 +212,13 @@ def test_run_quantization_writes_the_file_and_its_evaluation(tmp_path, trained_m
     source_dir = _source_dir(tmp_path, trained_model_factory(V3, SIZE), V3)
     out = tmp_path / "out"
     out.mkdir()
+    monkeypatch.setenv(settings.ENV_PROGRESS, str(tmp_path / settings.PROGRESS_FILE))  # as `run` sets it
     record = quantize.run_quantization(cfg, dataset_dir=sample_dataset, source_dir=source_dir, output_dir=out,
                                        cache_dir=tmp_path / "cache")
     assert (out / "mobilenet_v3_small.int16x8.tflite").is_file()
+    [converted] = progress.Tail(tmp_path / settings.PROGRESS_FILE).read()  # the progress line's step
+    assert (converted.kind, converted.phase) == ("step", "converted")
+    assert converted.seconds == record["conversion"]["seconds"]
     written = json.loads((out / "metrics.json").read_text())
     assert written["conversion"]["status"] == "ok" and written["precision"] == "int16x8"
     assert written["weights"] == "none" and written["params"] == 123  # carried over from the source

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import report_tree
-from trashnet import report, results, settings
+from trashnet import fileio, report, results, settings
 from trashnet.report import i18n
 
 pytestmark = pytest.mark.slow  # evaluates tiny TFLite files, builds the final artifact, renders two PDFs
@@ -131,6 +131,18 @@ def test_significance_and_ood_are_rendered_when_present(built):
     assert len([row for row in seed_rows if row]) >= 2
     assert 'id="tab-ood"' in html and "OOD accuracy" in html and 'id="sec-limitations"' in html
     assert "stats-not-run" not in html
+
+
+def test_run_times_come_with_their_machine(tmp_path_factory, tmp_path):
+    root = report_tree.copy(report_tree.build(tmp_path_factory), tmp_path / "out")
+    layout = settings.Layout(root, "quick")
+    fileio.write_json(layout.logs / settings.RUN_RECORD,
+                      {"profile": "quick", "machine": {"cores": 2, "cpu": "AMD EPYC", "load": 1.46}})
+    report.build(root, "quick", pdf=False, export=False, log=lambda message: None)
+    en = (layout.report / "en" / "index.html").read_text(encoding="utf-8")
+    assert "Run times measured on 2 cores (AMD EPYC, load average 1.5 at the start of the run)" in en
+    assert "2 inti (AMD EPYC, rata-rata beban 1,5 di awal proses)" in (layout.report / "id" / "index.html").read_text(
+        encoding="utf-8")
 
 
 def test_a_missing_statistics_file_reads_not_run(tmp_path_factory, tmp_path):

@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from trashnet import config, evaluate, models, train
+from trashnet import config, evaluate, models, progress, settings, train
 from trashnet.keras_env import keras
 
 
@@ -67,11 +67,16 @@ def check_outputs(out, cfg, record, sample_dataset):
 
 
 @pytest.mark.slow
-def test_run_baseline_from_scratch(sample_dataset, quick_profile, tmp_path):
+def test_run_baseline_from_scratch(sample_dataset, quick_profile, tmp_path, monkeypatch):
     cfg = variant(quick_profile, train={"epochs": 2, "checkpoint": "best", "early_stopping_patience": 5})
     out = tmp_path / "models" / "baseline" / cfg.id
+    monkeypatch.setenv(settings.ENV_PROGRESS, str(tmp_path / settings.PROGRESS_FILE))  # as `run` sets it
     record = train.run_baseline(cfg, dataset_dir=sample_dataset, output_dir=out, cache_dir=tmp_path / "cache",
                                 verbose=False)
+    events = progress.Tail(tmp_path / settings.PROGRESS_FILE).read()  # one per epoch, for the progress line
+    assert [(e.kind, e.phase, e.done, e.total) for e in events] == [("epoch", "scratch", 1, 2),
+                                                                      ("epoch", "scratch", 2, 2)]
+    assert all(e.seconds > 0 for e in events)
     metrics, history = check_outputs(out, cfg, record, sample_dataset)
     assert metrics["weights"] == "none"
     assert [r["phase"] for r in history] == ["scratch", "scratch"]

@@ -12,9 +12,15 @@ from __future__ import annotations
 import os
 import random
 
+from trashnet.settings import gpu_present
+
 # Must happen before the first `import tensorflow` anywhere in the process.
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Level 2 drops TensorFlow's C++ INFO and WARNING lines. Without a GPU, XLA's CUDA probe also logs an ERROR,
+# "failed call to cuInit: ... (303)", that only says there is no GPU: level 3 drops C++ ERROR lines too
+# (real failures still reach Python as exceptions). The few lines printed while the library loads, before
+# absl logging starts, ignore every level: the runner filters them (pipeline._NOISE).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if gpu_present() else "3")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -49,7 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trashnet import config, eta, fileio, owned, provenance, settings
+from trashnet import config, eta, fileio, machine, owned, progress, provenance, settings
 from trashnet.errors import UserError, os_error_hint, os_error_text
 
 KERNEL = "python3"
@@ -370,25 +370,28 @@ def worker_main(job_file: str) -> int:
     spec = fileio.read_json(job_file)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
+    logging.getLogger().handlers[0].addFilter(_drop_noise)
     signal.signal(signal.SIGTERM, _interrupt)
     import papermill
 
     status, error = 0, None
     try:
-        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
-            try:
-                papermill.execute_notebook(spec["notebook"], spec["output"], parameters=spec["parameters"],
-                                           kernel_name=KERNEL, cwd=spec["cwd"], log_output=True,
-                                           progress_bar=False, request_save_on_cell_execute=True)
-                break
-            except RuntimeError as exc:
-                # Two kernels starting at once can pick the same free TCP port (papermill#511): the loser
-                # dies before any cell ran, so starting it again is safe.
-                if not str(exc).startswith(_KERNEL_START_FAILURES) or attempt == KERNEL_START_ATTEMPTS:
-                    raise
-                print(f"kernel start failed ({exc}); starting it again ({attempt + 1}/{KERNEL_START_ATTEMPTS})",
-                      flush=True)
-                time.sleep(random.uniform(0.5, 2.0))
+        # The kernel's epoch lines, compactly, in this log (the worker's stdout); its raw stderr filtered.
+        with progress.echo(Path(spec["progress"]), logging.getLogger("trashnet").info), _filtered_stderr():
+            for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+                try:
+                    papermill.execute_notebook(spec["notebook"], spec["output"], parameters=spec["parameters"],
+                                               kernel_name=KERNEL, cwd=spec["cwd"], log_output=True,
+                                               progress_bar=False, request_save_on_cell_execute=True)
+                    break
+                except RuntimeError as exc:
+                    # Two kernels starting at once can pick the same free TCP port (papermill#511): the loser
+                    # dies before any cell ran, so starting it again is safe.
+                    if not str(exc).startswith(_KERNEL_START_FAILURES) or attempt == KERNEL_START_ATTEMPTS:
+                        raise
+                    print(f"kernel start failed ({exc}); starting it again ({attempt + 1}/{KERNEL_START_ATTEMPTS})",
+                          flush=True)
+                    time.sleep(random.uniform(0.5, 2.0))
     except papermill.PapermillExecutionError as exc:
         status = 1
         error = {"type": exc.ename, "message": exc.evalue, "cell": exc.exec_count,
@@ -421,6 +424,48 @@ _NOISE = re.compile(r"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\]|WARNING: All log m
                     # note with the machine's venv path, its C++ summary line, and the echoed warnings.warn( line.
                     r"|WARNING:absl:Please consider providing the trackable_obj|.*UserWarning: Statistics for "
                     r"quantized inputs were expected|fully_quantize: \d+, inference_type: \d+|\s+warnings\.warn\($)")
+
+
+@contextlib.contextmanager
+def _filtered_stderr():
+    """File descriptor 2 through a pipe that drops ``_NOISE`` lines, for this process and the kernel it starts:
+    TensorFlow prints its first lines straight to the kernel's inherited stderr while it loads, before any
+    log level applies, and ipykernel copies them there as well as into the notebook."""
+    import threading
+
+    read_end, write_end = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "r", encoding="utf-8", errors="replace") as source, \
+                os.fdopen(os.dup(saved), "w", encoding="utf-8") as target:
+            for line in source:
+                if not _NOISE.match(line):
+                    target.write(line)
+                    target.flush()
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe ends when the kernel, its last other writer, has exited
+        os.close(saved)
+        thread.join(timeout=5)
+
+
+def _drop_noise(record) -> bool:
+    """Logging filter of the worker (the variant's log): library start-up lines out of a kernel's stderr."""
+    if not isinstance(record.msg, str) or record.args:
+        return True
+    lines = record.msg.splitlines(keepends=True)
+    kept = [line for line in lines if not _NOISE.match(line)]
+    if len(kept) != len(lines):
+        record.msg = "".join(kept).rstrip("\n")
+    return bool(record.msg.strip())
 
 
 def tidy_executed(notebook: Path, *, root: str, temp: str, target: str) -> None:
@@ -482,6 +527,9 @@ def _ansi_free(text: str) -> str:
 
 # --- the runner -------------------------------------------------------------------------------------
 
+HEARTBEAT_SECONDS = 50.0  # a running variant's progress line changes at least once a minute
+
+
 class Runner:
     def __init__(self, jobs: dict[str, Job], layout: settings.Layout, *, data_sha: str, jobs_at_once: int = 1,
                  force: bool = False, log=print, history: dict[str, Any] | None = None,
@@ -497,6 +545,9 @@ class Runner:
         self.start = time.monotonic()
         for job in jobs.values():  # from its config, or from the profile's previous run (eta module)
             job.estimate = eta.estimate(job.variant, history, train_images)
+        self.tails: dict[str, progress.Tail] = {}  # the running (and finished) variants' progress files
+        self.shown: dict[str, float] = {}  # when each running variant's last progress line was printed
+        self.warmup: float | None = None  # machine.warmup's factor, when the run measured one
 
     def code(self, job: Job) -> tuple[list[str], str]:
         """The job's stage code (modules, sha256), computed once per stage and notebook."""
@@ -512,24 +563,79 @@ class Runner:
             result[job.status] += 1
         return result
 
+    def speed(self) -> eta.Speed:
+        """This machine against the defaults: from the epochs reported so far, the finished variants, the
+        warm-up, or (nothing measured yet) assumed."""
+        epochs = [(j.estimate, self.tails[j.id].seconds_per_epoch()) for j in self.jobs.values() if j.id in self.tails]
+        finished = [(j.estimate, j.seconds) for j in self.jobs.values()
+                    if j.status in ("done", "failed") and j.started is not None and j.seconds is not None]
+        return eta.speed(finished, epochs, self.warmup, self.parallel, os.cpu_count() or 1)
+
+    def eta(self) -> str:
+        """``~12m30s``, or a range (``~9m-56m``) while nothing on this machine has been measured."""
+        left = self.seconds_left()
+        return "~" + "-".join(_duration(seconds) for seconds in left) if left else "0s"
+
+    def seconds_left(self, skip: frozenset[str] = frozenset()) -> list[float]:
+        """[estimate], or [low, high] while nothing on this machine has been measured; [] when all is done.
+        ``skip``: pending variants to leave out (likely cached)."""
+        counts = self.counts()
+        if not counts["pending"] and not counts["running"]:
+            return []
+        now = time.monotonic()
+        running: dict[str, eta.Running] = {}
+        for j in self.jobs.values():
+            if j.status == "running":
+                tail = self.tails[j.id]
+                running[j.id] = eta.Running(j.estimate, now - j.started, tail.epochs_left(), tail.seconds_per_epoch(),
+                                            tail.startup_seconds(j.started))
+        pending = [j.estimate for j in self.jobs.values() if j.status == "pending" and j.id not in skip]
+        measured = self.speed()
+        guessed = measured.source == "assumed" and any(
+            est.source == "defaults" for est in pending + [state.estimate for state in running.values()])
+        speeds = [measured.times(bound) for bound in eta.RANGE] if guessed else [measured]
+        return [eta.remaining(pending, list(running.values()), speed, self.parallel, self.chain(running, speed, skip))
+                for speed in speeds]
+
+    def chain(self, running: dict[str, eta.Running], speed: eta.Speed, skip: frozenset[str] = frozenset()) -> float:
+        """The longest chain still to go: a running variant's time left, then its longest line of dependents
+        (a pending variant's whole line); the TFLite files of a baseline cannot start before it ends."""
+        path = self.critical_path(lambda job: 0.0 if job.id in skip else eta.scaled(job.estimate, speed))
+        lengths = [eta.left(state, speed) + path[vid] - eta.scaled(state.estimate, speed)
+                   for vid, state in running.items()]
+        lengths += [path[j.id] for j in self.jobs.values() if j.status == "pending"]
+        return max(lengths, default=0.0)
+
     def progress(self, job: Job, event: str) -> None:
         counts = self.counts()
         total = len(self.jobs)
         finished = total - counts["running"] - counts["pending"]
         elapsed = time.monotonic() - self.start
-        now = time.monotonic()
-        left = eta.remaining(
-            [j.estimate for j in self.jobs.values() if j.status == "pending"],
-            [(j.estimate, now - j.started) for j in self.jobs.values() if j.status == "running"],
-            [(j.estimate, j.seconds) for j in self.jobs.values()
-             if j.status in ("done", "failed") and j.started is not None and j.seconds is not None],
-            self.parallel, os.cpu_count() or 1)
-        remaining = f"~{_duration(left)}" if counts["pending"] or counts["running"] else "0s"
         extra = f" ({_duration(job.seconds)})" if job.seconds is not None and event != "start" else ""
+        tail = self.tails.get(job.id)
+        if job.status == "running":
+            self.shown[job.id] = time.monotonic()
+            if event == "running":
+                extra = f" {_duration(time.monotonic() - job.started)}"
+            if tail is not None and tail.latest is not None:
+                extra += " " + progress.describe(tail.latest, tail.seconds_per_epoch())
         reason = f": {job.reason}" if job.reason and event in ("failed", "skipped") else ""
         self.log(f"[{finished:>{len(str(total))}}/{total}] {event:<7} {job.id} [{job.variant.stage}]{extra}{reason}"
-                 f" | elapsed {_duration(elapsed)}, ETA {remaining} | done {counts['done']}, cached {counts['cached']},"
-                 f" failed {counts['failed']}, skipped {counts['skipped']}, running {counts['running']}")
+                 f" | elapsed {_duration(elapsed)}, ETA {self.eta()} | done {counts['done']},"
+                 f" cached {counts['cached']}, failed {counts['failed']}, skipped {counts['skipped']},"
+                 f" running {counts['running']}")
+
+    def watch(self) -> None:
+        """A progress line for each running variant whose kernel reported an epoch or step, and for one that
+        said nothing new for ``HEARTBEAT_SECONDS`` (a slow run and a hung one look different)."""
+        for job in self.jobs.values():
+            if job.status != "running":
+                continue
+            new = self.tails[job.id].read()
+            if new:
+                self.progress(job, new[-1].kind)
+            elif time.monotonic() - self.shown.get(job.id, job.started) >= HEARTBEAT_SECONDS:
+                self.progress(job, "running")
 
     # Scheduling ------------------------------------------------------------------------------------
     def ready(self, job: Job) -> bool:
@@ -581,6 +687,7 @@ class Runner:
             "html": str(job.temp / f"{job.id}.html"),
             "cwd": str(job.temp),
             "error_file": str(error_file),
+            "progress": str(job.temp / settings.PROGRESS_FILE),
             "display": {"root": str(self.layout.root), "temp": str(job.temp), "target": str(job.target)},
             "parameters": {
                 "variant_id": job.id,
@@ -596,6 +703,8 @@ class Runner:
         # The kernel imports the same package as this runner, wherever the notebook runs.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(settings.REPO_ROOT), env.get("PYTHONPATH")]))
         env.setdefault("MPLBACKEND", "Agg")
+        env[settings.ENV_PROGRESS] = spec["progress"]  # the kernel's epochs (progress.report)
+        self.tails[job.id] = progress.Tail(Path(spec["progress"]))
         if self.parallel > 1:  # share the cores instead of every process claiming all of them
             threads = str(max(1, (os.cpu_count() or 1) // self.parallel))
             for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
@@ -678,8 +787,9 @@ class Runner:
             if job.temp is not None and job.status == "running":
                 shutil.rmtree(job.temp, ignore_errors=True)
 
-    def critical_path(self) -> dict[str, float]:
-        """Estimated seconds from each job's start to the end of the longest chain that waits for it."""
+    def critical_path(self, cost=None) -> dict[str, float]:
+        """Estimated seconds from each job's start to the end of the longest chain that waits for it;
+        ``cost(job)``: a job's own seconds (default: its estimate)."""
         dependents: dict[str, list[str]] = {vid: [] for vid in self.jobs}
         for vid, job in self.jobs.items():
             for dep in job.deps:
@@ -688,7 +798,8 @@ class Runner:
 
         def length(vid: str) -> float:
             if vid not in path:
-                own = self.jobs[vid].estimate.seconds if self.jobs[vid].estimate else 0.0
+                job = self.jobs[vid]
+                own = (cost(job) if cost else job.estimate.seconds) if job.estimate else 0.0
                 path[vid] = own + max((length(child) for child in dependents[vid]), default=0.0)
             return path[vid]
 
@@ -710,6 +821,7 @@ class Runner:
                         if not self.resolve(job):
                             self.launch(job)
                         progressed = True
+                self.watch()  # before finish(), which moves the progress file with the run folder
                 for job in self.jobs.values():
                     if job.status == "running" and job.process.poll() is not None:
                         self.finish(job, job.process.returncode)
@@ -773,6 +885,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="do not build report/ at the end")
     parser.add_argument("--no-verify", action="store_true", help="do not compare with results/<profile>/ "
                         "at the end (done whenever that reference exists)")
+    parser.add_argument("--no-warmup", action="store_true", help="start a long run without first timing a few "
+                        "training steps for its estimate (short runs never do)")
 
 
 def resolve_data(data: Path | None) -> tuple[Path, bool]:
@@ -825,7 +939,8 @@ def command(args: argparse.Namespace) -> int:
     try:
         return run(profile=args.profile, data=args.data, out=args.out, variants=args.variants,
                    variants_file=args.variants_file, jobs=args.jobs, force=args.force,
-                   report=not args.no_report, verify=not args.no_verify, split=args.split)
+                   report=not args.no_report, verify=not args.no_verify, split=args.split,
+                   warmup=not args.no_warmup)
     except KeyboardInterrupt:
         print("run: interrupted; finished variants are kept, rerun to resume", file=sys.stderr)
         return 130
@@ -834,7 +949,7 @@ def command(args: argparse.Namespace) -> int:
 def run(*, profile: str | None = None, data: Path | None = None, out: Path | None = None,
         variants: str | list[str] | None = None, variants_file: Path = settings.VARIANTS_FILE, jobs: int = 1,
         force: bool = False, report: bool = True, verify: bool = True, split: str | None = None,
-        log=None) -> int:
+        warmup: bool = True, log=None) -> int:
     """The whole run; returns the exit status (0 = every selected variant succeeded)."""
     def say(message: str) -> None:
         print(message, flush=True)
@@ -875,15 +990,20 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
         data_sha = prepare_data(source, layout, profile_obj.data, force=force, log=log)
         _clean_leftovers(sorted({job.target.parent for job in jobs_plan.values()}))
         history = _read_record(layout.logs / RUN_RECORD)  # the profile's previous run: the ETA learns from it
+        train_images = _train_images(layout.data_manifest)
         runner = Runner(jobs_plan, layout, data_sha=data_sha, jobs_at_once=jobs, force=force, log=log,
-                        history=history, train_images=_train_images(layout.data_manifest))
+                        history=history, train_images=train_images)
+        if warmup:  # before committing to hours: this machine's speed, and the whole run's estimate
+            machine.check(runner, train_images, log)
         started = _now()
         clock = time.monotonic()
+        where = machine.info()  # times are quoted with their machine
         try:
             runner.run()
         finally:
             record = {"started": started, "finished": _now(), "seconds": round(time.monotonic() - clock, 2),
-                      "profile": profile_obj.name, "data_source": str(source), "sample": is_sample,
+                      "profile": profile_obj.name, "machine": where, "data_source": str(source),
+                      "sample": is_sample,
                       "data_manifest_sha256": data_sha, "jobs": jobs, "force": force,
                       "selected": ids, **runner.record()}
             fileio.write_json(layout.logs / RUN_RECORD, record)

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from trashnet import evaluate, fileio, folder_eval, inputs, litert, models, provenance, settings
+from trashnet import evaluate, fileio, folder_eval, inputs, litert, models, progress, provenance, settings
 from trashnet.config import VariantConfig, config_to_dict
 from trashnet.keras_env import keras, seed_everything, tf
 
@@ -260,6 +260,7 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
         evaluate.write_results(output_dir, record)
         return record
     record["conversion"] = {"status": "ok", "seconds": round(time.perf_counter() - started, 2), "error": None}
+    progress.report("step", "converted", 1, 1, record["conversion"]["seconds"])  # evaluation follows
 
     workers, threads = _evaluation_parallelism(cfg)
     started = time.perf_counter()

@@ -10,6 +10,7 @@ Committed reference results use the same layout minus the profile level, under `
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ ENV_REAL_DATA = "TRASHNET_REAL_DATA"  # tests: the full TrashNet dataset-resized
 ENV_OOD_DATA = "TRASHNET_OOD_DATA"  # a labelled <class>/<image> folder of non-TrashNet photos: every variant
 # is also measured on it (the "ood" block of metrics.json); unset = not measured. Never trained on.
 ENV_METADATA_PYTHON = "TRASHNET_METADATA_PYTHON"  # the metadata writer's interpreter (default .venv-metadata)
+ENV_PROGRESS = "TRASHNET_PROGRESS"  # set by `run` for each kernel: the progress file it appends to (progress.py)
 
 SPLITS = ("train", "validation", "test")
 STAGES = ("baseline", "pruned", "quantized", "final")
@@ -44,6 +46,7 @@ METRICS_FILE = "metrics.json"  # every stage: the variant's result record
 PREDICTIONS_FILE = "predictions.csv"  # one row per test image: path, true, predicted, confidence, probabilities
 HISTORY_FILE = "history.csv"  # training stages: one row per epoch
 FAILED_FILE = "failed.json"  # the runner, instead of manifest.json, when the notebook raised
+PROGRESS_FILE = "progress.jsonl"  # the kernel's epoch (and step) events, one JSON line each (progress.py)
 # In the final folder, beside metrics.json:
 SELECTION_FILE = "selection.json"
 MODEL_CARD_FILE = "model_card.json"
@@ -82,6 +85,12 @@ def ood_data() -> Path | None:
     """The out-of-distribution folder from ``$TRASHNET_OOD_DATA``, or None when unset."""
     value = os.environ.get(ENV_OOD_DATA)
     return Path(value).expanduser().resolve() if value else None
+
+
+def gpu_present() -> bool:
+    """An NVIDIA device node (Linux, containers given a GPU) or WSL2's GPU bridge: without one, TensorFlow's
+    CUDA probe can only fail (keras_env then hides its ERROR line)."""
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/dxg")
 
 
 def dist_dir(root: Path) -> Path:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from trashnet import evaluate, fileio, inputs, models, settings
+from trashnet import evaluate, fileio, inputs, models, progress, settings
 from trashnet.config import VariantConfig
 from trashnet.keras_env import keras, seed_everything, tf
 
@@ -202,6 +202,7 @@ class ValidationJudge(keras.callbacks.Callback):
                "learning_rate": float(self.schedule(_inner(self.model.optimizer).iterations)),
                "seconds": round(time.perf_counter() - self._start, 2)}
         self.rows.append(row)
+        progress.report("epoch", self.phase, epoch + 1, self.epochs, row["seconds"])  # the run's progress line
         if self.verbose:
             print(f"[{self.phase}] epoch {epoch + 1}/{self.epochs}: loss {row['loss']:.3f} acc {row['accuracy']:.3f}"
                   f" | val loss {loss:.3f} acc {metrics['accuracy']:.3f} macro-F1 {metrics['macro_f1']:.3f}"
@@ -413,6 +414,29 @@ def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_d
         print(f"{cfg.id}: test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
               f"({test['n']} images), trained in {train_time:.0f} s", flush=True)
     return record
+
+
+def warmup_epoch_seconds(cfg: VariantConfig, train_images: int, *, steps: int = 5, untimed: int = 2,
+                         num_classes: int = 6) -> float:
+    """Seconds one training epoch of ``cfg`` would take on this machine, from ``steps`` timed training steps
+    on random images (after ``untimed`` ones that build the graph): the machine check before a long run.
+    Random initial weights whatever ``cfg`` asks (nothing to download); the head's size barely matters."""
+    seed_everything(cfg.seed)
+    model = build(cfg, num_classes, weights="none")
+    batch, size = cfg.train.batch_size, cfg.model.image_size
+    schedule = lr_schedule(cfg.train.learning_rate, total_steps=1000, warmup_steps=0)
+    model.compile(optimizer=make_optimizer(model, schedule, weight_decay=cfg.train.weight_decay, total_steps=1000,
+                                           ema=cfg.train.ema),
+                  loss=loss_function(cfg), metrics=["accuracy"])
+    rng = np.random.default_rng(cfg.seed)
+    images = rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+    targets = keras.utils.to_categorical(rng.integers(0, num_classes, batch), num_classes)
+    times = []
+    for _ in range(untimed + steps):
+        start = time.perf_counter()
+        model.train_on_batch(images, targets)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[untimed:])) * math.ceil(train_images / batch)
 
 
 def notebook_config(config: dict[str, Any], variant_id: str, *, profile: str = "quick") -> VariantConfig:
