@@ -454,14 +454,8 @@ def _leftover_prefixes(out: Path) -> tuple[str, str]:
 
 def _swap_in(temp: Path, out: Path) -> None:
     """Move the finished ``temp`` folder to ``out``, replacing an earlier dataset by renames."""
-    old = None
-    if os.path.lexists(out):
-        _check_replaceable(out)
-        old = owned.make_temp_dir(out.parent, _leftover_prefixes(out)[1])
-        os.rename(out, old / "dataset")
-    os.rename(temp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    owned.replace(out, temp, kind=OWNED_KIND, made_by="`prepare`", aside=_leftover_prefixes(out)[1],
+                  hint="choose another --out, or move that folder away first")
 
 
 def verify_prepared(out: str | os.PathLike) -> str | None:
@@ -603,14 +597,14 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, *, split: str = "
         owned.stamp(temp, OWNED_KIND)  # last: a finished data set, free of the temporary owner's pid
         _swap_in(temp, out)
     except OSError as error:
-        shutil.rmtree(temp, ignore_errors=True)
+        owned.replace(temp, quiet=True)
         if error.filename is not None and str(error.filename).startswith(str(source)):
             raise DataError(f"cannot read {os_error_text(error)} (it changed while `prepare` ran)",
                             "run it again") from error
         raise DataError(f"cannot write the data set to {out}: {os_error_text(error)}",
                         os_error_hint(error, "--out")) from error
     except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
+        owned.replace(temp, quiet=True)
         raise
     report.seconds = time.perf_counter() - started
     return report
@@ -636,6 +630,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    settings.check_profile_name(args.profile)  # even with --out: a typo is not ignored
     source = args.source if args.source is not None else settings.default_data_source()
     out = args.out if args.out is not None else settings.Layout.default(args.profile).dataset
     report = prepare(source, out, split=args.split, seed=args.seed, ratios=tuple(args.ratios), force=args.force)

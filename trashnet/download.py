@@ -284,14 +284,12 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
         staged.chmod(0o777 & ~umask)
         (staged / STAMP_NAME).chmod(0o666 & ~umask)
         owned.stamp(staged, OWNED_KIND)
-        if os.path.lexists(out):
-            owned.check_replaceable(out, OWNED_KIND, made_by="`download`", hint="choose another --out")
-            os.rename(out, work / "previous")
-        os.rename(staged, out)
+        owned.replace(out, staged, kind=OWNED_KIND, made_by="`download`", aside=prefix,
+                      hint="choose another --out")
     except OSError as error:
         raise DownloadError(f"cannot write to {out}: {os_error_text(error)}", os_error_hint(error, "--out")) from error
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        owned.replace(work, quiet=True)
     return _dataset_folder(out), True
 
 

@@ -101,6 +101,15 @@ def _temp_beside(target: Path) -> Path:
     return Path(name)
 
 
+def replace_file(temp: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Move the regular file ``temp`` over ``target`` (``os.replace``). Never a folder: those are replaced
+    or deleted only by ``owned.replace``, which checks who made them."""
+    if not stat.S_ISREG(os.lstat(temp).st_mode) or (os.path.lexists(target) and os.path.isdir(target)):
+        raise IsADirectoryError(errno.EISDIR, "replace_file moves files only, not folders", os.fspath(target))
+    os.replace(temp, target)
+    return Path(target)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     target = Path(path)
     temp = _temp_beside(target)
@@ -109,7 +118,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, target)
+        replace_file(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -150,7 +159,7 @@ def atomic_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
     temp = _temp_beside(target)
     try:
         shutil.copyfile(source, temp)
-        os.replace(temp, target)
+        replace_file(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

@@ -39,7 +39,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -178,15 +177,8 @@ def read_valid_manifest(folder: Path, key: str | None = None) -> dict[str, Any] 
 
 def _swap_into_place(temp: Path, target: Path) -> None:
     """Replace ``target`` by ``temp``: two renames; in between, ``target`` is simply absent (= redo)."""
-    retired = None
-    if os.path.lexists(target):
-        owned.check_replaceable(target, OWNED_KIND, made_by="`run`", hint="move it away, or choose another --out")
-        retired = target.with_name(f".{target.name}{RETIRED}{os.getpid()}")
-        owned.remove(retired, OWNED_KIND, made_by="`run`")
-        os.replace(target, retired)
-    os.replace(temp, target)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
+    owned.replace(target, temp, kind=OWNED_KIND, made_by="`run`", aside=f".{target.name}{RETIRED}",
+                  hint="move it away, or choose another --out")
 
 
 def _clean_leftovers(folders: list[Path]) -> None:
@@ -196,8 +188,8 @@ def _clean_leftovers(folders: list[Path]) -> None:
             continue
         for path in folder.iterdir():
             if (path.name.startswith(".") and (PARTIAL in path.name or RETIRED in path.name)
-                    and owned.is_ours(path, OWNED_KIND)):  # a look-alike without our stamp is the user's
-                shutil.rmtree(path, ignore_errors=True)
+                    and owned.is_ours(path)):  # a look-alike without our stamp is the user's
+                owned.replace(path, quiet=True)
 
 
 @contextlib.contextmanager
@@ -656,7 +648,7 @@ class Runner:
                 except subprocess.TimeoutExpired:
                     job.process.kill()
             if job.temp is not None and job.status == "running":
-                shutil.rmtree(job.temp, ignore_errors=True)
+                owned.replace(job.temp, kind=OWNED_KIND, quiet=True)
 
     def critical_path(self) -> dict[str, float]:
         """Estimated seconds from each job's start to the end of the longest chain that waits for it."""
