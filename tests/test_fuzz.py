@@ -156,3 +156,70 @@ def test_predict_gives_every_hostile_file_a_result_or_an_error_line(hostile, tmp
     by_name = {Path(item["path"]).name: item for item in results}
     for special in ("fifo0.jpg", "socket.jpg", "zero-device.jpg"):
         assert by_name[special]["error"].startswith("not-a-file"), by_name[special]
+
+
+# --- issue 24: random edits of every member of a release bundle --------------------------------------------
+
+BUNDLE_CASES = 300
+
+
+def _edit(rng: random.Random, data: bytes) -> bytes | None:
+    """One random edit of a member's bytes; None: the member is left out of the zip."""
+    kind = rng.choice(["flip", "truncate", "append", "drop", "empty", "insert", "swap-lines"])
+    if kind == "flip" and data:
+        at = rng.randrange(len(data))
+        return data[:at] + bytes([data[at] ^ rng.randrange(1, 256)]) + data[at + 1:]
+    if kind == "truncate" and data:
+        return data[:rng.randrange(len(data))]
+    if kind == "append":
+        return data + rng.randbytes(rng.randrange(1, 64))
+    if kind == "drop":
+        return None
+    if kind == "insert":
+        at = rng.randrange(len(data) + 1)
+        return data[:at] + rng.choice([b"\n", b" ", b"x", b"\x00", b"  labels.txt\n"]) + data[at:]
+    if kind == "swap-lines" and data.count(b"\n") > 1:
+        lines = data.split(b"\n")
+        i, j = rng.sample(range(len(lines)), 2)
+        lines[i], lines[j] = lines[j], lines[i]
+        return b"\n".join(lines)
+    return b""
+
+
+def test_random_edits_of_any_bundle_member_are_refused_or_change_nothing(tmp_path):
+    """Every edited bundle is either refused with a ModelError (one line) or, when the edit did not change
+    what the bundle means (e.g. a hex digit's case in SHA256SUMS), loads exactly as the original."""
+    import zipfile
+
+    from test_release import synthetic_final
+
+    from trashnet import litert, release
+
+    bundle = release.build(synthetic_final(tmp_path / "final", tiny_tflite(32)), tmp_path / "dist")
+    original = litert.load(bundle)
+    with zipfile.ZipFile(bundle) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    rng = random.Random(SEED)
+    refused = loaded = 0
+    for case in range(BUNDLE_CASES):
+        victim = rng.choice(sorted(members))
+        edited = dict(members)
+        edited[victim] = _edit(rng, members[victim])
+        if edited[victim] == members[victim]:
+            continue
+        path = tmp_path / f"case{case}.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in edited.items():
+                if data is not None:
+                    archive.writestr(name, data)
+        try:
+            model = litert.load(path)
+        except litert.ModelError as error:
+            assert "\n" not in str(error), (victim, error)
+            refused += 1
+        else:
+            loaded += 1
+            assert (model.labels, model.preprocessing, model.runner.content) == (
+                original.labels, original.preprocessing, original.runner.content), victim
+        path.unlink()
+    assert refused >= BUNDLE_CASES * 0.9, (refused, loaded)

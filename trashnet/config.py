@@ -263,18 +263,19 @@ class ConfigError(UserError, ValueError):
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    hint = "fix the file, or pass another --profile"
     try:
-        data = yaml.safe_load(fileio.read_text(path))
+        data = fileio.load_yaml(fileio.read_text(path, limit=fileio.SMALL_FILE_LIMIT))
     except FileNotFoundError as error:
-        raise ConfigError(f"{path}: file not found") from error
+        raise ConfigError(f"{path}: file not found", hint) from error
     except (OSError, UnicodeDecodeError) as error:  # a folder, a named pipe, no permission
-        raise ConfigError(f"{path}: cannot read it ({error})") from error
+        raise ConfigError(f"{path}: cannot read it ({error})", hint) from error
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+        raise ConfigError(f"{path}: not valid YAML: {error}", hint) from error
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}", hint)
     _check_plain(data, str(path))
     return data
 

@@ -307,10 +307,12 @@ def stage_code(stage: str, notebook: Path) -> tuple[list[str], str]:
 
 def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha: str) -> str:
     """``code``: ``stage_code(...)[1]`` for the job's stage."""
-    upstream = {}
-    for dep in job.deps:
-        other = jobs[dep]
-        upstream[dep] = {"key": other.key, "outputs": other.digest} if other.ok else other.status
+    if job.variant.stage == "final":  # it reads every result on disk, selected in this run or not
+        upstream: dict[str, Any] = results_on_disk(
+            job.target.parent, {dep: jobs[dep].digest for dep in job.deps if jobs[dep].ok})
+    else:
+        upstream = {dep: {"key": jobs[dep].key, "outputs": jobs[dep].digest} if jobs[dep].ok else jobs[dep].status
+                    for dep in job.deps}
     inputs = {
         "config": config_inputs(job.variant),
         "code": code,
@@ -323,6 +325,21 @@ def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha:
     if ood is not None:  # only when set, so that runs without an OOD set keep their keys
         inputs["ood_data"] = ood
     return _sha256_json(inputs)
+
+
+def results_on_disk(models_dir: Path, known: dict[str, str]) -> dict[str, str]:
+    """``final``'s upstream: it reads every result folder under ``models_dir`` (``select.read_results``),
+    whichever variants were selected, so each one's outputs digest (``known`` for those this run checked
+    already, else hashed now). A deleted, edited or added result reruns ``final``, even selected alone."""
+    found = {}
+    for stage in settings.STAGES:
+        folder = models_dir / stage
+        if stage == "final" or not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if not path.name.startswith(".") and (path / METRICS_NAME).is_file():
+                found[path.name] = known.get(path.name) or outputs_digest(list_files(path))
+    return found
 
 
 def ood_fingerprint() -> str | None:
