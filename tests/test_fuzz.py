@@ -223,3 +223,43 @@ def test_random_edits_of_any_bundle_member_are_refused_or_change_nothing(tmp_pat
                 original.labels, original.preprocessing, original.runner.content), victim
         path.unlink()
     assert refused >= BUNDLE_CASES * 0.9, (refused, loaded)
+
+
+# --- issue 24: random YAML values in a profile -------------------------------------------------------------
+
+CONFIG_CASES = 300
+ODD_VALUES = ["2024-01-01", "2024-01-01T10:00:00", "~", "null", "''", '""', "../x", "/abs", ".hidden", "-1", "0",
+              "1e309", ".nan", ".inf", "-.inf", "yes", "no", "on", "0x1F", "0o17", "1_000", "[]", "{}", "[1, [2]]",
+              "{a: {b: c}}", "!!binary aGk=", "!!set {a: null}", "!!python/object:os.system {}", "&a [*a]", "*undefined",
+              "'a\\x00b'", "\"\\u0000\"", "é", "x" * 300, "[" * 50, "- a", "|\n  multi\n  line", "!!str 12", "!!int '7'",
+              "!!float '1.5'", "!!timestamp 2024-01-01", "!!omap [a: 1]", "!!pairs [a: 1]", "? [1]\n: 2", "@bad",
+              "`bad`", "%TAG", "{a: 1, a: 2}"]
+CONFIG_KEYS = ["name", "description", "seed", "seeds", "variants", "extends", "overrides", "data", "data.split",
+               "data.ratios", "data.seed", "train.epochs", "train.batch_size", "model.image_size", "select",
+               "quantize.calibration_images", "unknown_key", "stats.alpha"]
+
+
+def test_random_yaml_values_in_a_profile_are_accepted_or_one_config_error(tmp_path):
+    """Every profile with a random odd value at a random key either loads (a valid value) or raises
+    ConfigError with a message that names the file - never another exception."""
+    from trashnet import config
+
+    rng = random.Random(SEED)
+    outcomes = {"loaded": 0, "refused": 0}
+    for case in range(CONFIG_CASES):
+        lines = []
+        for _ in range(rng.randint(1, 3)):
+            key, value = rng.choice(CONFIG_KEYS), rng.choice(ODD_VALUES)
+            head, _, tail = key.partition(".")
+            lines.append(f"{head}:\n  {tail}: {value}" if tail else f"{head}: {value}")
+        path = tmp_path / f"case{case}.yaml"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        try:
+            profile = config.load_profile(path)
+        except config.ConfigError as error:
+            assert str(path) in str(error), (lines, error)
+            outcomes["refused"] += 1
+        else:
+            settings.check_profile_name(profile.name)  # whatever loaded can name a folder
+            outcomes["loaded"] += 1
+    assert outcomes["refused"] > CONFIG_CASES / 2 and outcomes["loaded"] > 0, outcomes

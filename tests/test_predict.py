@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -227,3 +228,22 @@ def test_an_unlistable_folder_is_an_error_line(tmp_path, monkeypatch):
     entries = dict(predict.expand([tmp_path]))
     assert entries[str(tmp_path / "locked")].startswith("unreadable: Permission denied")
     assert entries[str(tmp_path / "ok.jpg")] is None
+
+
+@pytest.mark.parametrize("metadata, reason", [(b"{not json", "not valid JSON"), (b"[1, 2]", "holds a list"),
+                                              (b'{"fit": "stretch"}', "unknown fit"), (b'{"fit": 3}', "unknown fit")])
+def test_a_model_with_a_broken_embedded_metadata_json_is_one_line(model_file, photos, tmp_path, metadata, reason):
+    import zipfile
+
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("metadata.json", metadata)
+    model = tmp_path / "model.tflite"
+    model.write_bytes(model_file.read_bytes() + packed.getvalue())
+    (tmp_path / "labels.txt").write_text("".join(f"{c}\n" for c in CLASSES))
+    result = subprocess.run([sys.executable, "-m", "trashnet", "predict", str(photos / "a.jpg"), "--model", str(model)],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(settings.REPO_ROOT)})
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("INFO: ")]  # LiteRT's own
+    assert result.returncode == 2 and "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and reason in lines[0] and " - " in lines[0]

@@ -56,6 +56,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -293,22 +294,21 @@ def _exact_duplicates(rows: list[dict[str, str]]) -> None:
                 _reject(row, f"duplicate of {copies[0]['path']} (kept)")
 
 
-def _hamming_pairs(hashes: list[str], limit: int) -> list[tuple[int, int]]:
-    """Index pairs i < j whose hex hashes differ in at most ``limit`` bits."""
+def _hamming_pairs(hashes: list[str], limit: int) -> Iterator[tuple[int, int]]:
+    """Index pairs i < j whose hex hashes differ in at most ``limit`` bits, yielded block by block: memory
+    is one 1024 x n distance block, never the list of pairs (which grows with n squared)."""
     if not hashes:
-        return []
+        return
     raw = np.array([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in hashes])
     bits = np.unpackbits(raw, axis=1).astype(np.float32)
     ones = bits.sum(axis=1)
-    pairs = []
     for start in range(0, len(bits), 1024):
         block = bits[start:start + 1024]
         # |a xor b| = |a| + |b| - 2 a.b, exact in float32 for 256 bits
         distance = ones[start:start + 1024, None] + ones[None, :] - 2.0 * (block @ bits.T)
         for i, j in zip(*np.nonzero(distance <= limit + 0.5)):
             if start + i < j:
-                pairs.append((int(start + i), int(j)))
-    return pairs
+                yield int(start + i), int(j)
 
 
 def _near_duplicates(rows: list[dict[str, str]]) -> None:
@@ -321,8 +321,18 @@ def _near_duplicates(rows: list[dict[str, str]]) -> None:
             i = parent[i]
         return i
 
-    for i, j in _hamming_pairs([row["phash"] for row in accepted], NEAR_DUPLICATE_DISTANCE):
-        parent[max(find(i), find(j))] = min(find(i), find(j))  # the root is the group's first path
+    def union(i: int, j: int) -> None:
+        a, b = find(i), find(j)
+        parent[max(a, b)] = min(a, b)  # the root is the group's first path
+
+    # Images with the same hash form one bucket, joined without comparing them pairwise (10,000 look-alike
+    # photos cost one comparison, not 50 million); only the buckets' distinct hashes are compared.
+    first: dict[str, int] = {}
+    for i, row in enumerate(accepted):
+        union(first.setdefault(row["phash"], i), i)
+    distinct = list(first)
+    for i, j in _hamming_pairs(distinct, NEAR_DUPLICATE_DISTANCE):
+        union(first[distinct[i]], first[distinct[j]])
     sizes = Counter(find(i) for i in range(len(accepted)))
     for i, row in enumerate(accepted):
         root = find(i)

@@ -36,6 +36,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from trashnet import fileio, images, litert
+from trashnet.errors import UserError
 from trashnet.litert import LABELS_FILE, TFLiteModel, embedded_files, parse_labels  # noqa: F401 - re-exported
 
 # JFIF is JPEG's file format (.jfif, .jpe): Pillow reads it as any .jpg. HEIC needs a plug-in: skipped, listed.
@@ -376,8 +377,9 @@ def command(args: argparse.Namespace) -> int:
                 fileio.open_regular(path).close()  # a named pipe or device would block the read
         runner, names = load_model(args.model, labels=args.labels, num_threads=args.threads)
         fit = args.fit or model_fit(runner.content)
-    except (OSError, ValueError, RuntimeError, fileio.TooLargeError) as error:
-        print(f"error: cannot use model {args.model}: {error} - check --model and --labels", file=sys.stderr)
+    except (OSError, ValueError, RuntimeError, UserError) as error:
+        what, hint = getattr(error, "message", error), getattr(error, "hint", None) or "check --model and --labels"
+        print(f"error: cannot use model {args.model}: {what} - {hint}", file=sys.stderr)
         return 2
     if names == [f"class_{i}" for i in range(len(names))]:
         print(f"warning: no labels in or beside {args.model}: showing class indices (use --labels)", file=sys.stderr)
