@@ -261,6 +261,7 @@ def test_fifos_dangling_links_and_unlistable_folders_are_listed_not_dropped(mode
     os.mkfifo(root / "glass" / "pipe.png")
     (root / "metal" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     photo(root / "metal" / "locked" / "m9.png", BLUE)
+    (root / "glass" / "loop").symlink_to("..")
     real_scandir = os.scandir
 
     def scandir(path="."):  # as a folder without the read permission (the tests run as root, which ignores it)
@@ -271,9 +272,9 @@ def test_fifos_dangling_links_and_unlistable_folders_are_listed_not_dropped(mode
     monkeypatch.setattr(os, "scandir", scandir)
     record = folder_eval.evaluate_folder(model_file, root, workers=1)
     errors = {item["path"]: item["error"] for item in record["unreadable"]}
-    assert record["n"] == 6 and set(errors) == {"glass/pipe.png", "metal/gone.png", "metal/locked"}, errors
+    assert record["n"] == 6 and set(errors) == {"glass/pipe.png", "metal/gone.png", "metal/locked", "glass/loop"}
     assert errors["glass/pipe.png"].startswith("not-a-file") and "Permission denied" in errors["metal/locked"]
-    assert "6 scored, 3 unreadable" in "\n".join(folder_eval.summary_lines(record))
+    assert "6 scored, 4 unreadable" in "\n".join(folder_eval.summary_lines(record))
 
 
 def test_a_class_map_naming_a_folder_twice_or_a_path_is_refused(tmp_path):

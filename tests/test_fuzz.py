@@ -209,9 +209,9 @@ def test_random_edits_of_any_bundle_member_are_refused_or_change_nothing(tmp_pat
             continue
         path = tmp_path / f"case{case}.zip"
         with zipfile.ZipFile(path, "w") as archive:
-            for name, data in edited.items():
-                if data is not None:
-                    archive.writestr(name, data)
+            for name, content in edited.items():
+                if content is not None:
+                    archive.writestr(name, content)
         try:
             model = litert.load(path)
         except litert.ModelError as error:

@@ -201,8 +201,11 @@ def test_a_glob_through_link_loops_lists_each_photo_once(tmp_path, monkeypatch):
     (folder / "sub" / "up").symlink_to("..")
     monkeypatch.chdir(tmp_path)
     assert list(predict.expand(["d/**/*.jpg"])) == [("d/sub/y.jpg", None), ("d/x.jpg", None)]
-    assert sorted(p for p, _ in predict.expand([str(tmp_path / "d" / "**")])) == [
+    entries = dict(predict.expand([str(tmp_path / "d" / "**")]))
+    assert sorted(p for p, reason in entries.items() if reason is None) == [
         str(folder / "sub" / "y.jpg"), str(folder / "x.jpg")]
+    assert all(entries[str(link)].startswith(predict.SKIPPED + "a link to a folder")
+               for link in (folder / "a", folder / "b", folder / "sub" / "up"))
 
 
 def test_a_folder_lists_every_file_and_says_why_one_is_skipped(tmp_path):

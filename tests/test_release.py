@@ -136,7 +136,7 @@ def test_the_command_finds_the_profiles_final_folder(final_dir, bundle, tmp_path
 # --- issue 24: every file of a bundle is checked; release checks what it packs ------------------------------
 
 
-def synthetic_final(folder, model: bytes = b"TFL3 not a real model", size: int = 32) -> "Path":
+def synthetic_final(folder, model: bytes = b"TFL3 not a real model", size: int = 32):
     """A final folder as the final stage writes it (SHA256SUMS over its files), without running it."""
     folder.mkdir(parents=True)
     card = {"version": "0.1.0+test", "input": {"size": size, "normalization": {"mean": [0.0], "std": [1.0]}}}

@@ -108,8 +108,8 @@ class LabelledFolder:
 def _files_under(folder: Path, root: Path, unlistable: list[dict[str, str]]) -> list[Path]:
     """Every entry under ``folder`` that is not a folder, recursively, sorted: regular files, and also named
     pipes, sockets and dangling links (each is then scored or listed as unreadable, never dropped); hidden
-    files (``.DS_Store``) included. A folder that cannot be listed goes to ``unlistable``. Links to folders
-    are not followed (no loops)."""
+    files (``.DS_Store``) included. A folder that cannot be listed, and a link to a folder (not followed: no
+    loops), go to ``unlistable``."""
     found = []
 
     def failed(error: OSError) -> None:
@@ -120,6 +120,10 @@ def _files_under(folder: Path, root: Path, unlistable: list[dict[str, str]]) -> 
     for current, dirs, files in os.walk(folder, onerror=failed):
         dirs.sort()
         found += [Path(current) / name for name in files]
+        for name in dirs:
+            if os.path.islink(os.path.join(current, name)):  # listed, not followed: a loop cannot repeat files
+                unlistable.append({"path": (Path(current) / name).relative_to(root).as_posix(),
+                                   "error": "a link to a folder inside a class folder: not followed, not scored"})
     return sorted(found)
 
 

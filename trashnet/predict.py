@@ -79,13 +79,16 @@ SKIPPED = "skipped: "  # the reason of a file left out of a folder walk starts w
 def _folder_entries(folder: str) -> Iterator[tuple[str, str | None]]:
     """Every file under a folder, recursively, in sorted order, lazily: ``(path, None)`` for an image by
     its name, ``(path, "skipped: ...")`` for anything else, ``(folder, "unreadable: ...")`` for a folder
-    that cannot be listed. Links to folders are not followed (a link loop cannot repeat a file)."""
+    that cannot be listed. Links to folders are listed as skipped, not followed (a loop cannot repeat a file)."""
     errors: list[OSError] = []
     for root, dirs, files in os.walk(folder, onerror=errors.append):
         while errors:
             error = errors.pop(0)
             yield error.filename or root, f"unreadable: {error.strerror or error}; folder not searched"
         dirs.sort()
+        for name in dirs:
+            if os.path.islink(os.path.join(root, name)):  # listed, not followed: a loop cannot repeat a photo
+                yield os.path.join(root, name), f"{SKIPPED}a link to a folder, not followed; pass its target instead"
         for name in sorted(files):
             suffix = Path(name).suffix.lower()
             path = os.path.join(root, name)

@@ -87,8 +87,8 @@ def _checked_sums(final_dir: Path, files: dict[str, bytes]) -> None:
     """Every file the bundle takes from ``final_dir`` must match the SHA256SUMS the final stage wrote, and
     the run's ``manifest.json`` when the folder has one (a published reference folder has not)."""
     try:
-        sums = fileio.parse_sums(fileio.read_text(final_dir / SUMS_FILE, limit=fileio.SMALL_FILE_LIMIT),
-                                 str(final_dir / SUMS_FILE))
+        sums_bytes = fileio.read_bytes(final_dir / SUMS_FILE, limit=fileio.SMALL_FILE_LIMIT)
+        sums = fileio.parse_sums(sums_bytes.decode("utf-8"), str(final_dir / SUMS_FILE))
     except FileNotFoundError as error:
         raise ReleaseError(f"{final_dir} has no {SUMS_FILE}: its files cannot be checked, so they are not "
                            "released", RERUN) from error
@@ -104,9 +104,8 @@ def _checked_sums(final_dir: Path, files: dict[str, bytes]) -> None:
         listed = listed.get("files") if isinstance(listed, dict) else None
         if not isinstance(listed, dict):
             raise ReleaseError(f"{manifest_path} has no file list", RERUN)
-        listed_names = [*FROM_FINAL, SUMS_FILE]
-        data = {**files, SUMS_FILE: fileio.read_bytes(final_dir / SUMS_FILE, limit=fileio.SMALL_FILE_LIMIT)}
-        bad = [name for name in listed_names if listed.get(name) != fileio.sha256_bytes(data[name])]
+        bad = [name for name, data in {**files, SUMS_FILE: sums_bytes}.items()
+               if listed.get(name) != fileio.sha256_bytes(data)]
         if bad:
             raise ReleaseError(f"{', '.join(bad)} in {final_dir} do not match its {settings.RUN_MANIFEST_NAME}: the "
                                "folder was changed after the final stage wrote it", RERUN)
