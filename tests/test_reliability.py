@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -577,3 +578,20 @@ def test_odd_profile_yaml_values_are_one_line(body, tmp_path):
     with pytest.raises(config.ConfigError):
         config.load_profile(path)
     one_error_line(trashnet("run", "--profile", str(path), "--out", str(tmp_path / "o")))
+
+
+def test_near_duplicates_of_thousands_of_look_alikes_need_no_pair_list():
+    """3,000 photos with one perceptual hash: one bucket, not 4.5 million pairs (memory grew with n squared)."""
+    import tracemalloc
+
+    rows = [{"path": f"glass/{i:05d}.jpg", "status": "accepted", "phash": "ab" * 32} for i in range(3000)]
+    rows += [{"path": "paper/far.jpg", "status": "accepted", "phash": "54" * 32},  # 256 bits from the rest
+             {"path": "paper/near.jpg", "status": "accepted", "phash": "ab" * 31 + "aa"}]  # 1 bit from the rest
+    tracemalloc.start()
+    data._near_duplicates(rows)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 * 2**20, peak
+    groups = Counter(row["near_duplicate_group"] for row in rows)
+    assert groups == {"glass/00000.jpg": 3001, "": 1}
+    assert rows[-2]["near_duplicate_group"] == ""
