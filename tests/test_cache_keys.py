@@ -122,3 +122,24 @@ def test_report_code_or_templates_rebuild_only_the_report(tmp_path_factory, tmp_
     monkeypatch.setattr(provenance, "CODE_DIR", edited_package(tmp_path, "report/__init__.py"))
     assert rerun(out, standin_env, report=True) == []
     assert "edited-template-marker" in (settings.Layout(out, "quick").report / "en" / "index.html").read_text()
+
+
+@pytest.mark.slow
+def test_final_selected_alone_reruns_when_its_upstream_results_changed(tmp_path_factory, tmp_path, standin_env):
+    """Issue 24: `run --variants final` keyed on nothing upstream and reported stale results as cached."""
+    out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
+
+    def final_alone() -> list[str]:
+        standin_env.unlink(missing_ok=True)
+        lines: list[str] = []
+        assert pipeline.run(profile="quick", out=out, variants="final", report=False, log=lines.append) == 0, lines
+        return sorted(standin.traced(standin_env))
+
+    assert final_alone() == []  # nothing changed: cached, whatever was selected
+    models = settings.Layout(out, "quick").models
+    metrics = models / "quantized" / "mobilenet_v3_small.fp16" / "metrics.json"
+    metrics.write_text(metrics.read_text().replace('"accuracy"', '"accuracy" ', 1))
+    assert final_alone() == ["final"]
+    assert final_alone() == []
+    shutil.rmtree(models / "pruned" / "mobilenet_v3_large.prune-2of4")
+    assert final_alone() == ["final"]

@@ -212,3 +212,70 @@ def test_bundled_checksums_match_the_real_data(real_data_dir):
     if real_data_dir.name != "dataset-resized":
         pytest.skip("the bundled list names files under dataset-resized/")
     download.verify_files(real_data_dir.parent, download.read_sums(download.BUNDLED_SUMS))
+
+
+# --- issue 24: wall-clock timeouts, file:// pipes, bad --url / --timeout --------------------------------------
+
+
+@pytest.fixture
+def trickle_server():
+    """A server that sends one byte a second, forever: a per-read timeout never fires."""
+    import socket
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve_one():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            with connection:
+                for byte in b"HTTP/1.0 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000:
+                    if stop.is_set():
+                        return
+                    try:
+                        connection.sendall(bytes([byte]))
+                    except OSError:
+                        break
+                    time.sleep(0.05 if byte != ord("x") else 1.0)
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/slow.zip"
+    stop.set()
+    listener.close()
+
+
+def test_the_timeout_is_wall_clock_not_per_read(trickle_server, tmp_path):
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(download.DownloadError, match="wall clock"):
+        download.download(tmp_path / "out", url=trickle_server, sha256="0" * 64, timeout=3)
+    assert time.monotonic() - started < 6
+    assert_nothing_left(tmp_path)
+
+
+def test_a_file_url_naming_a_pipe_is_refused_without_reading(tmp_path, capsys):
+    import os
+
+    os.mkfifo(tmp_path / "pipe")
+    assert cli.main(["download", "--out", str(tmp_path / "out"), "--url", (tmp_path / "pipe").as_uri(),
+                     "--timeout", "5"]) == 1
+    assert "named pipe" in capsys.readouterr().err
+    served = tmp_path / "a.zip"
+    served.write_bytes(good_zip())
+    download.download(tmp_path / "ok", url=served.as_uri(), sha256=hashlib.sha256(served.read_bytes()).hexdigest())
+
+
+@pytest.mark.parametrize("option", [("--url", "notaurl"), ("--url", ""), ("--url", "http://"), ("--timeout", "-1"),
+                                    ("--timeout", "nan"), ("--timeout", "0"), ("--timeout", "inf")])
+def test_bad_url_and_timeout_are_one_line(option, tmp_path, capsys):
+    assert cli.main(["download", "--out", str(tmp_path / "out"), *option]) in (1, 2)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and " - " in err and "\n" not in err, err
+    assert not (tmp_path / "out").exists()

@@ -248,3 +248,53 @@ def test_the_ood_set_joins_the_run_cache_key_only_when_set(data_dir, tmp_path, m
     assert first is not None and pipeline.ood_fingerprint() == first
     photo(copy / "paper" / "new.png", RED)
     assert pipeline.ood_fingerprint() != first
+
+
+# --- issue 24: every path accounted for; class maps read safely and checked --------------------------------
+
+
+def test_fifos_dangling_links_and_unlistable_folders_are_listed_not_dropped(model_file, tmp_path, monkeypatch):
+    root = tmp_path / "photos"
+    for i in range(3):
+        photo(root / "glass" / f"g{i}.png", GREEN)
+        photo(root / "metal" / f"m{i}.png", BLUE)
+    os.mkfifo(root / "glass" / "pipe.png")
+    (root / "metal" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    photo(root / "metal" / "locked" / "m9.png", BLUE)
+    (root / "glass" / "loop").symlink_to("..")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # as a folder without the read permission (the tests run as root, which ignores it)
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    record = folder_eval.evaluate_folder(model_file, root, workers=1)
+    errors = {item["path"]: item["error"] for item in record["unreadable"]}
+    assert record["n"] == 6 and set(errors) == {"glass/pipe.png", "metal/gone.png", "metal/locked", "glass/loop"}
+    assert errors["glass/pipe.png"].startswith("not-a-file") and "Permission denied" in errors["metal/locked"]
+    assert "6 scored, 4 unreadable" in "\n".join(folder_eval.summary_lines(record))
+
+
+def test_a_class_map_naming_a_folder_twice_or_a_path_is_refused(tmp_path):
+    for name, text in (("twice.yaml", "bottles: glass\nbottles: metal\n"),
+                       ("twice.json", '{"bottles": "glass", "bottles": "metal"}'),
+                       ("path.yaml", "../x: glass\n"), ("empty.yaml", "bottles: ''\n"), ("list.yaml", "- a\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(folder_eval.EvaluationError):
+            folder_eval.load_class_map(tmp_path / name)
+
+
+@pytest.mark.timeout(30)
+def test_a_class_map_that_is_a_pipe_or_a_device_is_refused_at_once(tmp_path):
+    os.mkfifo(tmp_path / "map.yaml")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (folder_eval.fileio.SMALL_FILE_LIMIT + 1))
+    for path, reason in ((tmp_path / "map.yaml", "named pipe"), (tmp_path / "zero.yaml", "character device"),
+                         (big, "larger than")):
+        result = subprocess.run([sys.executable, "-m", "trashnet", "evaluate", "--model", "m.tflite", "--data", ".",
+                                 "--class-map", str(path)], capture_output=True, text=True, timeout=20,
+                                env={**os.environ, "PYTHONPATH": str(settings.REPO_ROOT)})
+        assert result.returncode == 2 and reason in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -156,3 +156,110 @@ def test_predict_gives_every_hostile_file_a_result_or_an_error_line(hostile, tmp
     by_name = {Path(item["path"]).name: item for item in results}
     for special in ("fifo0.jpg", "socket.jpg", "zero-device.jpg"):
         assert by_name[special]["error"].startswith("not-a-file"), by_name[special]
+
+
+# --- issue 24: random edits of every member of a release bundle --------------------------------------------
+
+BUNDLE_CASES = 300
+
+
+def _edit(rng: random.Random, data: bytes) -> bytes | None:
+    """One random edit of a member's bytes; None: the member is left out of the zip."""
+    kind = rng.choice(["flip", "truncate", "append", "drop", "empty", "insert", "swap-lines"])
+    if kind == "flip" and data:
+        at = rng.randrange(len(data))
+        return data[:at] + bytes([data[at] ^ rng.randrange(1, 256)]) + data[at + 1:]
+    if kind == "truncate" and data:
+        return data[:rng.randrange(len(data))]
+    if kind == "append":
+        return data + rng.randbytes(rng.randrange(1, 64))
+    if kind == "drop":
+        return None
+    if kind == "insert":
+        at = rng.randrange(len(data) + 1)
+        return data[:at] + rng.choice([b"\n", b" ", b"x", b"\x00", b"  labels.txt\n"]) + data[at:]
+    if kind == "swap-lines" and data.count(b"\n") > 1:
+        lines = data.split(b"\n")
+        i, j = rng.sample(range(len(lines)), 2)
+        lines[i], lines[j] = lines[j], lines[i]
+        return b"\n".join(lines)
+    return b""
+
+
+def test_random_edits_of_any_bundle_member_are_refused_or_change_nothing(tmp_path):
+    """Every edited bundle is either refused with a ModelError (one line) or, when the edit did not change
+    what the bundle means (e.g. a hex digit's case in SHA256SUMS), loads exactly as the original."""
+    import zipfile
+
+    from test_release import synthetic_final
+
+    from trashnet import litert, release
+
+    bundle = release.build(synthetic_final(tmp_path / "final", tiny_tflite(32)), tmp_path / "dist")
+    original = litert.load(bundle)
+    with zipfile.ZipFile(bundle) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    rng = random.Random(SEED)
+    refused = loaded = 0
+    for case in range(BUNDLE_CASES):
+        victim = rng.choice(sorted(members))
+        edited = dict(members)
+        edited[victim] = _edit(rng, members[victim])
+        if edited[victim] == members[victim]:
+            continue
+        path = tmp_path / f"case{case}.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, content in edited.items():
+                if content is not None:
+                    archive.writestr(name, content)
+        try:
+            model = litert.load(path)
+        except litert.ModelError as error:
+            assert "\n" not in str(error), (victim, error)
+            refused += 1
+        else:
+            loaded += 1
+            assert (model.labels, model.preprocessing, model.runner.content) == (
+                original.labels, original.preprocessing, original.runner.content), victim
+        path.unlink()
+    assert refused >= BUNDLE_CASES * 0.9, (refused, loaded)
+
+
+# --- issue 24: random YAML values in a profile -------------------------------------------------------------
+
+CONFIG_CASES = 300
+ODD_VALUES = ["2024-01-01", "2024-01-01T10:00:00", "~", "null", "''", '""', "../x", "/abs", ".hidden", "-1", "0",
+              "1e309", ".nan", ".inf", "-.inf", "yes", "no", "on", "0x1F", "0o17", "1_000", "[]", "{}", "[1, [2]]",
+              "{a: {b: c}}", "!!binary aGk=", "!!set {a: null}", "!!python/object:os.system {}", "&a [*a]", "*undefined",
+              "'a\\x00b'", "\"\\u0000\"", "é", "x" * 300, "[" * 50, "- a", "|\n  multi\n  line", "!!str 12", "!!int '7'",
+              "!!float '1.5'", "!!timestamp 2024-01-01", "!!omap [a: 1]", "!!pairs [a: 1]", "? [1]\n: 2", "@bad",
+              "`bad`", "%TAG", "{a: 1, a: 2}"]
+CONFIG_KEYS = ["name", "description", "seed", "seeds", "variants", "extends", "overrides", "data", "data.split",
+               "data.ratios", "data.seed", "train.epochs", "train.batch_size", "model.image_size", "select",
+               "quantize.calibration_images", "unknown_key", "stats.alpha"]
+
+
+def test_random_yaml_values_in_a_profile_are_accepted_or_one_config_error(tmp_path):
+    """Every profile with a random odd value at a random key either loads (a valid value) or raises
+    ConfigError with a message that names the file - never another exception."""
+    from trashnet import config
+
+    rng = random.Random(SEED)
+    outcomes = {"loaded": 0, "refused": 0}
+    for case in range(CONFIG_CASES):
+        lines = []
+        for _ in range(rng.randint(1, 3)):
+            key, value = rng.choice(CONFIG_KEYS), rng.choice(ODD_VALUES)
+            head, _, tail = key.partition(".")
+            lines.append(f"{head}:\n  {tail}: {value}" if tail else f"{head}: {value}")
+        path = tmp_path / f"case{case}.yaml"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        try:
+            profile = config.load_profile(path)
+        except config.ConfigError as error:
+            assert str(path) in str(error), (lines, error)
+            outcomes["refused"] += 1
+        else:
+            settings.check_profile_name(profile.name)  # whatever loaded can name a folder
+            outcomes["loaded"] += 1
+    assert outcomes["refused"] > CONFIG_CASES / 2 and outcomes["loaded"] > 0, outcomes

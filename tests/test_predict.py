@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -68,7 +69,8 @@ def test_files_in_order_with_top_k(model_file, photos):
 @pytest.mark.slow
 def test_a_folder_recursively_with_unreadable_files_reported(model_file, photos):
     results = {Path(r.path).name: r for r in predict.predict([photos], model_file)}
-    assert set(results) == {"a.jpg", "b.png", "c.jpg", "d.jpg", "broken.jpg", "empty.jpg", "truncated.jpg"}
+    assert set(results) == {"a.jpg", "b.png", "c.jpg", "d.jpg", "broken.jpg", "empty.jpg", "truncated.jpg", "notes.txt"}
+    assert results["notes.txt"].skipped.startswith(".txt is not an image format")  # listed, never dropped
     assert all(results[name].ok for name in ("a.jpg", "b.png", "c.jpg", "d.jpg"))
     assert results["broken.jpg"].error.startswith("not-an-image")
     assert results["empty.jpg"].error.startswith("empty-file")
@@ -183,3 +185,68 @@ def test_a_full_int8_model_quantizes_inputs_and_breaks_ties_like_argmax(tmp_path
     data = inputs.load_dataset(sample_dataset, SIZE)
     reference = evaluate.classification_metrics(data.test.labels, runner.predict(data.test.images), data.classes)
     assert evaluation["accuracy"] == reference["accuracy"] and evaluation["n"] == reference["n"]
+
+
+# --- issue 24: globs through link loops, non-image files listed -----------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_a_glob_through_link_loops_lists_each_photo_once(tmp_path, monkeypatch):
+    folder = tmp_path / "d"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("x.jpg", "sub/y.jpg"):
+        (folder / name).write_bytes(b"jpeg")
+    (folder / "a").symlink_to(".")
+    (folder / "b").symlink_to(".")
+    (folder / "sub" / "up").symlink_to("..")
+    monkeypatch.chdir(tmp_path)
+    assert list(predict.expand(["d/**/*.jpg"])) == [("d/sub/y.jpg", None), ("d/x.jpg", None)]
+    entries = dict(predict.expand([str(tmp_path / "d" / "**")]))
+    assert sorted(p for p, reason in entries.items() if reason is None) == [
+        str(folder / "sub" / "y.jpg"), str(folder / "x.jpg")]
+    assert all(entries[str(link)].startswith(predict.SKIPPED + "a link to a folder")
+               for link in (folder / "a", folder / "b", folder / "sub" / "up"))
+
+
+def test_a_folder_lists_every_file_and_says_why_one_is_skipped(tmp_path):
+    (tmp_path / "a.jfif").write_bytes(b"x")
+    (tmp_path / "b.heic").write_bytes(b"x")
+    (tmp_path / "c.JPG").write_bytes(b"x")
+    entries = dict(predict.expand([tmp_path]))
+    assert entries[str(tmp_path / "a.jfif")] is None and entries[str(tmp_path / "c.JPG")] is None
+    assert entries[str(tmp_path / "b.heic")].startswith(predict.SKIPPED + ".heic is not an image format")
+
+
+def test_an_unlistable_folder_is_an_error_line(tmp_path, monkeypatch):
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "ok.jpg").write_bytes(b"x")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # as a folder without the read permission (the tests run as root, which ignores it)
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    entries = dict(predict.expand([tmp_path]))
+    assert entries[str(tmp_path / "locked")].startswith("unreadable: Permission denied")
+    assert entries[str(tmp_path / "ok.jpg")] is None
+
+
+@pytest.mark.parametrize("metadata, reason", [(b"{not json", "not valid JSON"), (b"[1, 2]", "holds a list"),
+                                              (b'{"fit": "stretch"}', "unknown fit"), (b'{"fit": 3}', "unknown fit")])
+def test_a_model_with_a_broken_embedded_metadata_json_is_one_line(model_file, photos, tmp_path, metadata, reason):
+    import zipfile
+
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("metadata.json", metadata)
+    model = tmp_path / "model.tflite"
+    model.write_bytes(model_file.read_bytes() + packed.getvalue())
+    (tmp_path / "labels.txt").write_text("".join(f"{c}\n" for c in CLASSES))
+    result = subprocess.run([sys.executable, "-m", "trashnet", "predict", str(photos / "a.jpg"), "--model", str(model)],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(settings.REPO_ROOT)})
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("INFO: ")]  # LiteRT's own
+    assert result.returncode == 2 and "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and reason in lines[0] and " - " in lines[0]

@@ -16,11 +16,12 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from trashnet import cli, config, data, download, fileio, owned, pipeline, settings
+from trashnet import cli, config, data, download, fileio, owned, pipeline, settings, verify
 
 SOURCE = settings.SAMPLE_DIR
 UNWRITABLE = Path("/sys/x")  # cannot be created, even by root
@@ -398,3 +399,199 @@ def test_no_space_no_permission_and_no_network_are_one_line(monkeypatch, capsys,
     assert cli.main(["download", "--out", "x"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: " + expected), err
+
+
+# --- issue 24: publish, the one folder function, verify on nothing, profile names ------------------------------
+
+
+def small_run(root: Path, profile: str = "quick", *, final: bool = False) -> settings.Layout:
+    """A run's output holding one finished variant (and, with ``final``, a final folder) - enough to publish."""
+    layout = settings.Layout(root, profile)
+    variant = layout.variant_dir("baseline", "mobilenet_v2")
+    variant.mkdir(parents=True)
+    metrics = {"test": {"accuracy": 0.8, "macro_f1": 0.7}, "size": {"raw_bytes": 1000, "gzip_bytes": 900}}
+    fileio.write_json(variant / "metrics.json", metrics)
+    (variant / "predictions.csv").write_text("path,label,predicted\na.jpg,glass,glass\nb.jpg,paper,glass\n")
+    if final:
+        folder = layout.variant_dir("final", "final")
+        folder.mkdir(parents=True)
+        fileio.write_json(folder / "metrics.json", metrics)
+        for name in verify.FINAL_FILES:
+            (folder / name).write_text(name)
+    return layout
+
+
+def test_publish_never_replaces_a_users_folder_nor_the_runs_own(tmp_path):
+    layout = small_run(tmp_path / "OUT")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "thesis.docx").write_text("years of work")
+    line = one_error_line(trashnet("publish", "--profile", "quick", "--out", str(layout.root), "--to", str(docs)))
+    assert "not made by `publish`" in line and (docs / "thesis.docx").read_text() == "years of work"
+    before = tree(layout.root)
+    for to in (layout.root, layout.models, layout.root.parent, layout.variant_dir("baseline", "mobilenet_v2")):
+        with pytest.raises(verify.VerifyError, match="overlaps the run's own outputs"):
+            verify.publish(layout, to, log=lambda message: None)
+    result = subprocess.run([sys.executable, "-m", "trashnet", "publish", "--profile", "quick", "--out", ".",
+                             "--to", "."], capture_output=True, text=True, timeout=60, cwd=layout.root,
+                            env={**os.environ, "PYTHONPATH": str(settings.REPO_ROOT)})
+    assert "overlaps" in one_error_line(result)
+    assert tree(layout.root) == before
+    # Its own earlier output is replaced, and leaves nothing beside it.
+    target = tmp_path / "results" / "quick"
+    verify.publish(layout, target, log=lambda message: None)
+    verify.publish(layout, target, log=lambda message: None)
+    assert owned.is_ours(target, verify.PUBLISHED_KIND) and os.listdir(tmp_path / "results") == ["quick"]
+
+
+def test_publish_refuses_a_final_folder_without_its_model(tmp_path):
+    layout = small_run(tmp_path / "OUT", final=True)
+    (layout.variant_dir("final", "final") / "trashnet.tflite").unlink()
+    with pytest.raises(verify.VerifyError, match="lacks trashnet.tflite"):
+        verify.publish(layout, tmp_path / "results" / "quick", log=lambda message: None)
+    assert not (tmp_path / "results" / "quick").exists()
+
+
+def test_committed_references_carry_the_publish_stamp():
+    for folder in sorted(settings.RESULTS_DIR.iterdir()):
+        assert owned.is_ours(folder, verify.PUBLISHED_KIND), folder
+
+
+FOLDER_CALLS = {("shutil", "rmtree"), ("shutil", "move"), ("os", "rename"), ("os", "replace"), ("os", "rmdir"),
+                ("os", "removedirs"), ("os", "renames")}
+
+
+def folder_calls(tree_) -> list[tuple[str, int, str]]:
+    """(function, line, call) of every call that can remove or move a folder."""
+    import ast
+
+    found = []
+
+    def visit(node, function):
+        for child in ast.iter_child_nodes(node):
+            name = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
+            if isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute):
+                owner = child.func.value
+                call = (owner.id if isinstance(owner, ast.Name) else "", child.func.attr)
+                # Path(...).rmdir()/.rename(): any receiver; str.replace is not a folder move
+                if call in FOLDER_CALLS or child.func.attr in ("rmdir", "rename"):
+                    found.append((name, child.lineno, ".".join(call)))
+            visit(child, name)
+
+    visit(tree_, "<module>")
+    return found
+
+
+def test_every_folder_removal_or_move_goes_through_owned_replace():
+    """The only calls that delete or move a folder are in owned.replace; fileio.replace_file moves files."""
+    import ast
+
+    allowed = {("owned.py", "replace"), ("fileio.py", "replace_file")}
+    offenders = []
+    modules = sorted(settings.PACKAGE_DIR.rglob("*.py"))
+    assert {Path(cli.COMMANDS[name][0].replace(".", "/") + ".py").name for name in cli.COMMANDS} - {
+        "report.py"} <= {path.name for path in modules}  # every command's module is walked
+    for path in modules:
+        for function, line, call in folder_calls(ast.parse(path.read_text(encoding="utf-8"))):
+            if (path.name, function) not in allowed:
+                offenders.append(f"{path.relative_to(settings.REPO_ROOT)}:{line} {function}: {call}")
+    assert not offenders, offenders
+    # And the walker finds such calls at all (a walker that finds nothing would pass anything).
+    assert [c for c in folder_calls(ast.parse("def f(p):\n    shutil.rmtree(p)\n    p.rename(q)\n"))] == [
+        ("f", 2, "shutil.rmtree"), ("f", 3, "p.rename")]
+
+
+def test_owned_replace_refuses_an_unstamped_target_and_an_unstamped_new(tmp_path):
+    target, new = tmp_path / "t", tmp_path / "n"
+    target.mkdir()
+    (target / "keep").write_text("x")
+    new.mkdir()
+    owned.stamp(new, "published")
+    with pytest.raises(owned.NotOursError):
+        owned.replace(target, new, kind="published")
+    with pytest.raises(owned.NotOursError):
+        owned.replace(target)
+    owned.replace(target, quiet=True)  # a cleanup never raises, and still never deletes it
+    assert (target / "keep").read_text() == "x" and new.is_dir()
+    stranger = tmp_path / "s"
+    stranger.mkdir()
+    with pytest.raises(owned.NotOursError, match="not moved"):
+        owned.replace(tmp_path / "absent", stranger)
+
+
+def reference_pair(tmp_path: Path) -> tuple[Path, settings.Layout]:
+    """A published reference of a small run, and the run itself as its reproduction."""
+    layout = small_run(tmp_path / "OUT", profile="ref")
+    reference = verify.publish(layout, tmp_path / "results" / "ref", log=lambda message: None)
+    return reference, layout
+
+
+def test_verify_fails_when_it_compared_nothing(tmp_path):
+    reference, layout = reference_pair(tmp_path)
+    assert verify.verify_and_print(reference, layout, log=lambda message: None) == 0
+    empty = tmp_path / "R"
+    (empty / "models").mkdir(parents=True)
+    assert "nothing to compare" in one_error_line(
+        trashnet("verify", str(empty), "--out", str(layout.root), "--profile", "ref"))
+    assert "typo" in one_error_line(
+        trashnet("verify", str(reference), "--out", str(layout.root), "--variants", "typo"))
+    ref_variant = reference / "models" / "baseline" / "mobilenet_v2"
+    (ref_variant / "predictions.csv").unlink()
+    checks, _ = verify.verify(reference, layout)
+    assert [c.what for c in checks if not c.ok] == ["agreement"]
+    fileio.write_json(ref_variant / "metrics.json", {})
+    checks, _ = verify.verify(reference, layout)
+    assert not any(c.ok for c in checks) and len(checks) == 5
+    result = trashnet("verify", str(reference), "--out", str(layout.root), "--profile", "ref")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"test": {"accuracy": "high"}}',
+                                     '{"test": [0.8]}'])
+def test_verify_reads_a_broken_reproduction_as_one_line(tmp_path, content):
+    reference, layout = reference_pair(tmp_path)
+    (layout.variant_dir("baseline", "mobilenet_v2") / "metrics.json").write_text(content)
+    line = one_error_line(trashnet("verify", str(reference), "--out", str(layout.root), "--profile", "ref"))
+    assert "metrics.json" in line
+
+
+def test_verify_reads_predictions_without_their_column_as_one_line(tmp_path):
+    reference, layout = reference_pair(tmp_path)
+    (layout.variant_dir("baseline", "mobilenet_v2") / "predictions.csv").write_text("file,label\na.jpg,glass\n")
+    assert "columns" in one_error_line(
+        trashnet("verify", str(reference), "--out", str(layout.root), "--profile", "ref"))
+
+
+@pytest.mark.parametrize("args", [("verify", "/"), ("verify", "results/cpu", "--profile", "../x"),
+                                  ("publish", "--profile", "../x"), ("publish", "--profile", ""),
+                                  ("prepare", "--profile", "../x"), ("run", "--profile", "a/b")])
+def test_bad_profile_names_are_one_line(args, tmp_path):
+    one_error_line(trashnet(*args, "--out", str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("body", ["description: 2024-01-01\n", "a: &a [*a]\n", "name: ../x\n", 'name: ""\n',
+                                  "seed: 2024-01-01\n", "data: !!binary aGk=\n", "variants: !!set {a: null}\n"])
+def test_odd_profile_yaml_values_are_one_line(body, tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(body)
+    with pytest.raises(config.ConfigError):
+        config.load_profile(path)
+    one_error_line(trashnet("run", "--profile", str(path), "--out", str(tmp_path / "o")))
+
+
+def test_near_duplicates_of_thousands_of_look_alikes_need_no_pair_list():
+    """3,000 photos with one perceptual hash: one bucket, not 4.5 million pairs (memory grew with n squared)."""
+    import tracemalloc
+
+    rows = [{"path": f"glass/{i:05d}.jpg", "status": "accepted", "phash": "ab" * 32} for i in range(3000)]
+    rows += [{"path": "paper/far.jpg", "status": "accepted", "phash": "54" * 32},  # 256 bits from the rest
+             {"path": "paper/near.jpg", "status": "accepted", "phash": "ab" * 31 + "aa"}]  # 1 bit from the rest
+    tracemalloc.start()
+    data._near_duplicates(rows)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 * 2**20, peak
+    groups = Counter(row["near_duplicate_group"] for row in rows)
+    assert groups == {"glass/00000.jpg": 3001, "": 1}
+    assert rows[-2]["near_duplicate_group"] == ""

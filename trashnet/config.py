@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -192,7 +193,7 @@ class OodConfig(Strict):
 class Profile(Strict):
     """A whole run's defaults. ``name`` is the file stem; the rest is the YAML body."""
 
-    name: str
+    name: str = Field(pattern=f"^{settings.PROFILE_NAME}$")  # it names folders: models/<name>/
     description: str = ""
     seed: int = 42  # one seed for everything: split order, init, augmentation, shuffling
     # Every variant runs once per seed (None = [seed]); a variant or an override may set its own list.
@@ -262,19 +263,43 @@ class ConfigError(UserError, ValueError):
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    hint = "fix the file, or pass another --profile"
     try:
-        data = yaml.safe_load(fileio.read_text(path))
+        data = fileio.load_yaml(fileio.read_text(path, limit=fileio.SMALL_FILE_LIMIT))
     except FileNotFoundError as error:
-        raise ConfigError(f"{path}: file not found") from error
+        raise ConfigError(f"{path}: file not found", hint) from error
     except (OSError, UnicodeDecodeError) as error:  # a folder, a named pipe, no permission
-        raise ConfigError(f"{path}: cannot read it ({error})") from error
+        raise ConfigError(f"{path}: cannot read it ({error})", hint) from error
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+        raise ConfigError(f"{path}: not valid YAML: {error}", hint) from error
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}", hint)
+    _check_plain(data, str(path))
     return data
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _check_plain(value: Any, where: str, keys: tuple = (), _open: tuple[int, ...] = ()) -> None:
+    """Only what JSON can hold: YAML dates, sets, binary data and anchors that contain themselves are refused
+    with the key that holds them (they would otherwise fail deep inside validation)."""
+    at = f"{where}: {'.'.join(map(str, keys)) or '(top level)'}"
+    if isinstance(value, _PLAIN):
+        return
+    if isinstance(value, (dict, list)):
+        if id(value) in _open:
+            raise ConfigError(f"{at} refers to itself (a YAML anchor inside its own value)",
+                              "write the value out instead of the alias")
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            if not isinstance(key, (str, int)) or isinstance(key, bool):
+                raise ConfigError(f"{at}: key {key!r} is a {type(key).__name__}", "use a plain text key")
+            _check_plain(item, where, (*keys, key), (*_open, id(value)))
+        return
+    raise ConfigError(f"{at} is {value!r}, a YAML {type(value).__name__}, not text or a number",
+                      "quote it (e.g. description: '2024-01-01')")
 
 
 def _explain(error: ValidationError, where: str) -> ConfigError:
@@ -300,6 +325,9 @@ def profile_path(name_or_path: str | Path) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml"):
         return candidate
+    if not isinstance(name_or_path, str) or not re.fullmatch(settings.PROFILE_NAME, name_or_path):
+        raise ConfigError(f"--profile {str(name_or_path)!r} is neither a profile name nor a .yaml file",
+                          "pass a name such as cpu or quick, or a path ending in .yaml")
     path = settings.PROFILES_DIR / f"{name_or_path}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in settings.PROFILES_DIR.glob("*.yaml"))

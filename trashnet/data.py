@@ -56,6 +56,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -293,22 +294,21 @@ def _exact_duplicates(rows: list[dict[str, str]]) -> None:
                 _reject(row, f"duplicate of {copies[0]['path']} (kept)")
 
 
-def _hamming_pairs(hashes: list[str], limit: int) -> list[tuple[int, int]]:
-    """Index pairs i < j whose hex hashes differ in at most ``limit`` bits."""
+def _hamming_pairs(hashes: list[str], limit: int) -> Iterator[tuple[int, int]]:
+    """Index pairs i < j whose hex hashes differ in at most ``limit`` bits, yielded block by block: memory
+    is one 1024 x n distance block, never the list of pairs (which grows with n squared)."""
     if not hashes:
-        return []
+        return
     raw = np.array([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in hashes])
     bits = np.unpackbits(raw, axis=1).astype(np.float32)
     ones = bits.sum(axis=1)
-    pairs = []
     for start in range(0, len(bits), 1024):
         block = bits[start:start + 1024]
         # |a xor b| = |a| + |b| - 2 a.b, exact in float32 for 256 bits
         distance = ones[start:start + 1024, None] + ones[None, :] - 2.0 * (block @ bits.T)
         for i, j in zip(*np.nonzero(distance <= limit + 0.5)):
             if start + i < j:
-                pairs.append((int(start + i), int(j)))
-    return pairs
+                yield int(start + i), int(j)
 
 
 def _near_duplicates(rows: list[dict[str, str]]) -> None:
@@ -321,8 +321,18 @@ def _near_duplicates(rows: list[dict[str, str]]) -> None:
             i = parent[i]
         return i
 
-    for i, j in _hamming_pairs([row["phash"] for row in accepted], NEAR_DUPLICATE_DISTANCE):
-        parent[max(find(i), find(j))] = min(find(i), find(j))  # the root is the group's first path
+    def union(i: int, j: int) -> None:
+        a, b = find(i), find(j)
+        parent[max(a, b)] = min(a, b)  # the root is the group's first path
+
+    # Images with the same hash form one bucket, joined without comparing them pairwise (10,000 look-alike
+    # photos cost one comparison, not 50 million); only the buckets' distinct hashes are compared.
+    first: dict[str, int] = {}
+    for i, row in enumerate(accepted):
+        union(first.setdefault(row["phash"], i), i)
+    distinct = list(first)
+    for i, j in _hamming_pairs(distinct, NEAR_DUPLICATE_DISTANCE):
+        union(first[distinct[i]], first[distinct[j]])
     sizes = Counter(find(i) for i in range(len(accepted)))
     for i, row in enumerate(accepted):
         root = find(i)
@@ -454,14 +464,8 @@ def _leftover_prefixes(out: Path) -> tuple[str, str]:
 
 def _swap_in(temp: Path, out: Path) -> None:
     """Move the finished ``temp`` folder to ``out``, replacing an earlier dataset by renames."""
-    old = None
-    if os.path.lexists(out):
-        _check_replaceable(out)
-        old = owned.make_temp_dir(out.parent, _leftover_prefixes(out)[1])
-        os.rename(out, old / "dataset")
-    os.rename(temp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    owned.replace(out, temp, kind=OWNED_KIND, made_by="`prepare`", aside=_leftover_prefixes(out)[1],
+                  hint="choose another --out, or move that folder away first")
 
 
 def verify_prepared(out: str | os.PathLike) -> str | None:
@@ -603,14 +607,14 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, *, split: str = "
         owned.stamp(temp, OWNED_KIND)  # last: a finished data set, free of the temporary owner's pid
         _swap_in(temp, out)
     except OSError as error:
-        shutil.rmtree(temp, ignore_errors=True)
+        owned.replace(temp, quiet=True)
         if error.filename is not None and str(error.filename).startswith(str(source)):
             raise DataError(f"cannot read {os_error_text(error)} (it changed while `prepare` ran)",
                             "run it again") from error
         raise DataError(f"cannot write the data set to {out}: {os_error_text(error)}",
                         os_error_hint(error, "--out")) from error
     except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
+        owned.replace(temp, quiet=True)
         raise
     report.seconds = time.perf_counter() - started
     return report
@@ -636,6 +640,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    settings.check_profile_name(args.profile)  # even with --out: a typo is not ignored
     source = args.source if args.source is not None else settings.default_data_source()
     out = args.out if args.out is not None else settings.Layout.default(args.profile).dataset
     report = prepare(source, out, split=args.split, seed=args.seed, ratios=tuple(args.ratios), force=args.force)

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import re
 import shutil
 import stat
 import tarfile
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -41,6 +44,7 @@ OWNED_KIND = "download"  # owned.stamp kind: the only folders `download` ever re
 MAX_ARCHIVE_BYTES = 2 << 30  # refuse to download more than 2 GiB
 MAX_EXTRACTED_BYTES = 4 << 30  # refuse archives that expand to more than 4 GiB (zip bombs)
 _CHUNK = 1 << 20
+DEFAULT_TIMEOUT = 600.0  # seconds, wall clock, for the whole download (42.8 MB)
 
 
 class DownloadError(UserError, RuntimeError):
@@ -50,24 +54,72 @@ class DownloadError(UserError, RuntimeError):
 # ---------------------------------------------------------------------------------------------- fetch
 
 
-def fetch(url: str, target: Path, *, timeout: float = 60.0) -> str:
-    """Stream ``url`` into ``target``; return its sha256."""
+def check_url(url: str) -> None:
+    """An http(s):// URL with a host, or a file:// URL with a path; anything else is a one-line error."""
+    parts = urllib.parse.urlsplit(url or "")
+    if not ((parts.scheme in ("http", "https") and parts.hostname) or (parts.scheme == "file" and parts.path)):
+        raise DownloadError(f"--url {url!r} is not an http://, https:// or file:// URL",
+                            "pass the archive's full URL, e.g. the default (leave --url out)")
+
+
+def check_timeout(timeout: float) -> float:
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise DownloadError(f"--timeout {timeout!r} must be a number of seconds above 0", "e.g. --timeout 600")
+    return float(timeout)
+
+
+def _stream(url: str, target: Path, timeout: float, cancelled: threading.Event) -> str:
     digest, size = hashlib.sha256(), 0
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as handle:
-            for chunk in iter(lambda: response.read(_CHUNK), b""):
-                size += len(chunk)
-                if size > MAX_ARCHIVE_BYTES:
-                    raise DownloadError(f"{url} is larger than {MAX_ARCHIVE_BYTES:,} bytes: not the TrashNet "
-                                        f"release", "check --url")
-                digest.update(chunk)
-                handle.write(chunk)
-    except urllib.error.HTTPError as error:
-        raise DownloadError(f"cannot download {url}: HTTP {error.code} {error.reason}", "check --url") from error
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise DownloadError(f"cannot download {url}: {reason}", "check the network connection or --url") from error
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":  # through fileio: a named pipe or device is refused, never read
+        source = fileio.open_regular(urllib.request.url2pathname(parts.path))
+    else:
+        source = urllib.request.urlopen(url, timeout=timeout)
+    with source as response, open(target, "wb") as handle:
+        while not cancelled.is_set():
+            chunk = response.read1(_CHUNK)  # whatever has arrived: the wall-clock check runs between reads
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_ARCHIVE_BYTES:
+                raise DownloadError(f"{url} is larger than {MAX_ARCHIVE_BYTES:,} bytes: not the TrashNet "
+                                    f"release", "check --url")
+            digest.update(chunk)
+            handle.write(chunk)
     return digest.hexdigest()
+
+
+def fetch(url: str, target: Path, *, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Stream ``url`` into ``target``; return its sha256. ``timeout``: wall-clock seconds for the whole
+    download (connecting, headers, body): a server that sends one byte a second is stopped too."""
+    check_url(url)
+    timeout = check_timeout(timeout)
+    outcome: dict = {}
+    cancelled = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome["digest"] = _stream(url, target, timeout, cancelled)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread below
+            outcome["error"] = error
+
+    # A daemon thread: a stalled socket cannot keep the process alive once the deadline has passed.
+    worker = threading.Thread(target=work, name="download", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        cancelled.set()
+        raise DownloadError(f"cannot download {url}: not finished within --timeout {timeout:g} s (wall clock)",
+                            "check the network connection, or raise --timeout")
+    error = outcome.get("error")
+    if isinstance(error, urllib.error.HTTPError):
+        raise DownloadError(f"cannot download {url}: HTTP {error.code} {error.reason}", "check --url") from error
+    if isinstance(error, (urllib.error.URLError, OSError)):
+        reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
+        raise DownloadError(f"cannot download {url}: {reason}", "check the network connection or --url") from error
+    if error is not None:
+        raise error
+    return outcome["digest"]
 
 
 # ---------------------------------------------------------------------------------------------- extract
@@ -178,19 +230,12 @@ def extract(archive_path: Path, target: Path) -> list[str]:
 
 def read_sums(path: Path) -> dict[str, str]:
     """``sha256sum`` output (``<hex>  <relative path>`` a line) -> {path: hex}."""
-    sums = {}
     try:
-        text = fileio.read_text(path)
-    except (OSError, UnicodeDecodeError) as error:
+        return fileio.parse_sums(fileio.read_text(path, limit=fileio.SMALL_FILE_LIMIT), str(path))
+    except (OSError, UnicodeDecodeError, fileio.TooLargeError) as error:
         raise DownloadError(f"cannot read the checksum list {path} ({error})", "check --sums") from error
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        match = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line)
-        if not match:
-            raise DownloadError(f"{path}:{number}: expected '<sha256>  <path>', got {line!r}")
-        sums[match.group(2)] = match.group(1).lower()
-    return sums
+    except ValueError as error:
+        raise DownloadError(str(error), "check --sums") from error
 
 
 def _sha256_or_empty(path: Path) -> str:
@@ -234,7 +279,7 @@ def _dataset_folder(out: Path) -> Path:
 
 
 def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | None = None,
-             sums: str | os.PathLike | None = None, timeout: float = 60.0) -> tuple[Path, bool]:
+             sums: str | os.PathLike | None = None, timeout: float = DEFAULT_TIMEOUT) -> tuple[Path, bool]:
     """Fetch, verify and extract the archive at ``url`` into ``out``.
 
     ``sha256``: the archive's expected checksum (default: the official release's when ``url`` is the
@@ -243,6 +288,8 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
     now; False when ``out`` already holds a verified copy of the same archive).
     """
     out = Path(out).expanduser().resolve()
+    check_url(url)
+    check_timeout(timeout)
     if sha256 is None and url == DEFAULT_URL:
         sha256 = DEFAULT_SHA256
     if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
@@ -284,14 +331,12 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
         staged.chmod(0o777 & ~umask)
         (staged / STAMP_NAME).chmod(0o666 & ~umask)
         owned.stamp(staged, OWNED_KIND)
-        if os.path.lexists(out):
-            owned.check_replaceable(out, OWNED_KIND, made_by="`download`", hint="choose another --out")
-            os.rename(out, work / "previous")
-        os.rename(staged, out)
+        owned.replace(out, staged, kind=OWNED_KIND, made_by="`download`", aside=prefix,
+                      hint="choose another --out")
     except OSError as error:
         raise DownloadError(f"cannot write to {out}: {os_error_text(error)}", os_error_hint(error, "--out")) from error
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        owned.replace(work, quiet=True)
     return _dataset_folder(out), True
 
 
@@ -307,7 +352,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sums", type=Path, default=None,
                         help="also check the extracted files against this sha256sum list, e.g. "
                              "trashnet/resources/dataset-resized.SHA256SUMS")
-    parser.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help=f"seconds the whole download may take, wall clock (default {DEFAULT_TIMEOUT:g})")
 
 
 def command(args: argparse.Namespace) -> int:

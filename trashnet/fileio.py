@@ -11,11 +11,14 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from trashnet.errors import UserError
 
 _CHUNK = 1 << 20
 
@@ -55,13 +58,72 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
         raise
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
+# The most a file given by the user is read into memory: small files (class maps, profiles, label lists,
+# SHA256SUMS, metadata) and models. A bigger file is refused before it is read, not after.
+SMALL_FILE_LIMIT = 4 << 20
+MODEL_FILE_LIMIT = 64 << 20  # the largest MobileNet here, float32: 17 MB
+READ_LIMIT = 256 << 20  # any other read: results, manifests, predictions
+
+
+class TooLargeError(UserError):
+    """A file bigger than the reader's cap (``/dev/zero`` behind a link is refused earlier, as a device)."""
+
+
+def read_bytes(path: str | os.PathLike, limit: int = READ_LIMIT) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them: a pipe or device is refused before any read, a bigger
+    file with ``TooLargeError``. The one reader for every file a user hands in."""
     with open_regular(path) as handle:
-        return handle.read()
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise TooLargeError(f"{path} is larger than {limit / 2**20:g} MiB, more than such a file can be",
+                            "check that the path names the right file")
+    return data
 
 
-def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
-    return read_bytes(path).decode(encoding)
+def read_text(path: str | os.PathLike, encoding: str = "utf-8", limit: int = READ_LIMIT) -> str:
+    return read_bytes(path, limit).decode(encoding)
+
+
+def parse_sums(text: str, where: str) -> dict[str, str]:
+    """``sha256sum`` output (``<64 hex>  <name>`` a line, ``*`` for binary mode) -> {name: hex}. A malformed
+    line or a name listed twice raises ``ValueError`` naming the line."""
+    sums: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        match = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line)
+        if not match:
+            raise ValueError(f"{where}:{number}: expected '<sha256>  <name>', got {line[:80]!r}")
+        if match.group(2) in sums:
+            raise ValueError(f"{where}:{number}: {match.group(2)!r} is listed twice")
+        sums[match.group(2)] = match.group(1).lower()
+    if not sums:
+        raise ValueError(f"{where} lists no file")
+    return sums
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, except that a key given twice in one mapping is an error (YAML would keep the last)."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+        keys = [loader.construct_object(key, deep=True) for key, _ in node.value]
+        seen: set = set()
+        for key, (key_node, _) in zip(keys, node.value):
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                            key_node.start_mark)
+                seen.add(key)
+            except TypeError:  # an unhashable key: safe_load's own error says so
+                break
+        return loader.construct_mapping(node, deep=True)
+
+    _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -101,6 +163,15 @@ def _temp_beside(target: Path) -> Path:
     return Path(name)
 
 
+def replace_file(temp: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Move the regular file ``temp`` over ``target`` (``os.replace``). Never a folder: those are replaced
+    or deleted only by ``owned.replace``, which checks who made them."""
+    if not stat.S_ISREG(os.lstat(temp).st_mode) or (os.path.lexists(target) and os.path.isdir(target)):
+        raise IsADirectoryError(errno.EISDIR, "replace_file moves files only, not folders", os.fspath(target))
+    os.replace(temp, target)
+    return Path(target)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     target = Path(path)
     temp = _temp_beside(target)
@@ -109,7 +180,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, target)
+        replace_file(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -150,7 +221,7 @@ def atomic_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
     temp = _temp_beside(target)
     try:
         shutil.copyfile(source, temp)
-        os.replace(temp, target)
+        replace_file(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

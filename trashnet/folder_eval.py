@@ -36,45 +36,60 @@ from typing import Any, Sequence
 import numpy as np
 
 from trashnet import fileio, images
+from trashnet.errors import UserError
 
 RESULT_FILE = "evaluation.json"
 FIGURE_FILE = "confusion_matrix.png"
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """Bad arguments or data: the message says what to fix."""
 
 
 # --- class maps and folders -----------------------------------------------------------------------
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(map(repr, twice))} given twice")
+    return dict(pairs)
+
+
 def load_class_map(path: str | os.PathLike) -> dict[str, str | None]:
-    """``folder -> model label or None`` from a YAML or JSON file (a mapping of strings)."""
+    """``folder -> model label or None`` from a YAML or JSON file (a mapping of strings); a folder named twice
+    is an error (YAML and JSON would keep the last)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise EvaluationError(f"cannot read the class map {path}: {error.strerror or error}") from error
+    try:  # through fileio: a named pipe or /dev/zero is refused, a huge file is not read
+        text = fileio.read_text(path, limit=fileio.SMALL_FILE_LIMIT)
+    except (OSError, UnicodeDecodeError, fileio.TooLargeError) as error:
+        raise EvaluationError(f"cannot read the class map {path}: {getattr(error, 'strerror', None) or error}",
+                              "pass a YAML or JSON file with --class-map") from error
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         except ValueError as error:
-            raise EvaluationError(f"the class map {path} is not valid JSON: {error}") from error
+            raise EvaluationError(f"the class map {path} is not valid JSON: {error}", "fix it") from error
     else:
         import yaml
 
         try:
-            data = yaml.safe_load(text)
+            data = fileio.load_yaml(text)
         except yaml.YAMLError as error:
-            raise EvaluationError(f"the class map {path} is not valid YAML: {error}") from error
+            raise EvaluationError(f"the class map {path} is not valid YAML: {error}", "fix it") from error
     return check_class_map(data, str(path))
 
 
 def check_class_map(data: Any, where: str = "class map") -> dict[str, str | None]:
+    """Folder names (plain names, not paths) to model labels or null; anything else is refused."""
+    hint = "write one `folder: label` (or `folder: null`) line per folder"
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise EvaluationError(f"{where}: expected a mapping of folder name -> model label (or null)")
+        raise EvaluationError(f"{where}: expected a mapping of folder name -> model label (or null)", hint)
     for folder, label in data.items():
-        if label is not None and not isinstance(label, str):
-            raise EvaluationError(f"{where}: folder {folder!r} maps to {label!r}; use a model label or null")
+        if not folder or folder in (".", "..") or "/" in folder or "\\" in folder or "\0" in folder:
+            raise EvaluationError(f"{where}: {folder!r} is not a folder name", hint)
+        if label is not None and (not isinstance(label, str) or not label.strip()):
+            raise EvaluationError(f"{where}: folder {folder!r} maps to {label!r}; use a model label or null", hint)
     return dict(data)
 
 
@@ -87,11 +102,29 @@ class LabelledFolder:
     files: list[tuple[str, str]] = field(default_factory=list)  # (path relative to root, model label)
     skipped: dict[str, int] = field(default_factory=dict)  # skipped folder -> number of files in it
     loose: list[str] = field(default_factory=list)  # files at the top level, outside any class folder
+    unlistable: list[dict[str, str]] = field(default_factory=list)  # folders that could not be read: path, error
 
 
-def _files_under(folder: Path) -> list[Path]:
-    """Every regular file under ``folder``, recursively, sorted; hidden files (``.DS_Store``) included."""
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+def _files_under(folder: Path, root: Path, unlistable: list[dict[str, str]]) -> list[Path]:
+    """Every entry under ``folder`` that is not a folder, recursively, sorted: regular files, and also named
+    pipes, sockets and dangling links (each is then scored or listed as unreadable, never dropped); hidden
+    files (``.DS_Store``) included. A folder that cannot be listed, and a link to a folder (not followed: no
+    loops), go to ``unlistable``."""
+    found = []
+
+    def failed(error: OSError) -> None:
+        where = Path(error.filename or folder)
+        unlistable.append({"path": where.relative_to(root).as_posix() if where.is_relative_to(root) else str(where),
+                           "error": f"unreadable folder: {error.strerror or error}; its files were not scored"})
+
+    for current, dirs, files in os.walk(folder, onerror=failed):
+        dirs.sort()
+        found += [Path(current) / name for name in files]
+        for name in dirs:
+            if os.path.islink(os.path.join(current, name)):  # listed, not followed: a loop cannot repeat files
+                unlistable.append({"path": (Path(current) / name).relative_to(root).as_posix(),
+                                   "error": "a link to a folder inside a class folder: not followed, not scored"})
+    return sorted(found)
 
 
 def scan(root: str | os.PathLike, labels: Sequence[str], class_map: dict[str, str | None] | None = None
@@ -118,7 +151,7 @@ def scan(root: str | os.PathLike, labels: Sequence[str], class_map: dict[str, st
     result.loose = sorted(p.name for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
     for folder in folders:
         label = result.class_map[folder.name]
-        files = _files_under(folder)
+        files = _files_under(folder, root, result.unlistable)
         if label is None:
             result.skipped[folder.name] = len(files)
             continue
@@ -174,8 +207,6 @@ def measure_ood(predict_fn, labels: Sequence[str], image_size: int, *, fit: str 
     ``folder`` defaults to ``$TRASHNET_OOD_DATA``; None when neither is set (then: not measured). The set
     only measures: nothing here feeds training or checkpoint choice.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from trashnet import settings
 
     folder = Path(folder) if folder is not None else settings.ood_data()
@@ -185,14 +216,9 @@ def measure_ood(predict_fn, labels: Sequence[str], image_size: int, *, fit: str 
         raise EvaluationError(f"${settings.ENV_OOD_DATA}={folder} is not a folder: point it at a labelled "
                               "<class>/<image> folder, or unset it to skip the OOD measurement")
     scanned = scan(folder, labels, class_map)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        decoded = list(pool.map(lambda item: _decode(folder / item[0], image_size, fit), scanned.files))
-    kept = [(label, out) for (_, label), out in zip(scanned.files, decoded) if not isinstance(out, str)]
-    if not kept:
-        raise EvaluationError(f"none of the {len(scanned.files)} files in {folder} could be read as an image")
-    probabilities = np.asarray(predict_fn(np.stack([out for _, out in kept])))
-    scored = score([label for label, _ in kept], probabilities.argmax(axis=1), labels)
-    return ood_block(folder.name, scored, scanned.class_map, unreadable=len(scanned.files) - len(kept), fit=fit)
+    kept, unreadable = predict_files(predict_fn, scanned, image_size, fit)
+    scored = score([label for _, label, _, _ in kept], [p for _, _, p, _ in kept], labels)
+    return ood_block(folder.name, scored, scanned.class_map, unreadable=len(unreadable), fit=fit)
 
 
 # --- the model ------------------------------------------------------------------------------------
@@ -215,34 +241,54 @@ def _decode(path: Path, size: int, fit: str) -> np.ndarray | str:
         return f"unreadable: {error.strerror or error}"
 
 
+CHUNK = 64  # images decoded and held at once: memory stays flat however many files there are
+
+
+def predict_files(predict_fn, folder: LabelledFolder, size: int, fit: str, *, workers: int | None = None
+                  ) -> tuple[list[tuple[str, str, int, float]], list[dict[str, str]]]:
+    """Every scored file of ``folder`` through ``predict_fn(images) -> probabilities``, ``CHUNK`` at a time:
+    ``(path, label, predicted index, its probability)`` per decoded file, and ``{path, error}`` per file
+    (or folder, ``folder.unlistable``) that could not be read. Every file ends in exactly one of the two."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    kept: list[tuple[str, str, int, float]] = []
+    unreadable = list(folder.unlistable)
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:  # Pillow releases the GIL
+        for start in range(0, len(folder.files), CHUNK):
+            part = folder.files[start:start + CHUNK]
+            decoded = list(pool.map(lambda item: _decode(folder.root / item[0], size, fit), part))
+            unreadable += [{"path": rel, "error": out} for (rel, _), out in zip(part, decoded) if isinstance(out, str)]
+            good = [(rel, label, out) for (rel, label), out in zip(part, decoded) if not isinstance(out, str)]
+            if good:
+                probabilities = np.asarray(predict_fn(np.stack([out for _, _, out in good])))
+                best = probabilities.argmax(axis=1)
+                kept += [(rel, label, int(i), float(probabilities[row, i]))
+                         for row, ((rel, label, _), i) in enumerate(zip(good, best))]
+    if not kept:
+        raise EvaluationError(f"none of the {len(folder.files)} files in {folder.root} could be read as an image",
+                              "check --data (the files' reasons are above)" if unreadable else "check --data")
+    return kept, unreadable
+
+
 def evaluate_folder(model: str | os.PathLike, data: str | os.PathLike, *,
                     class_map: dict[str, str | None] | None = None, labels: str | os.PathLike | None = None,
                     fit: str | None = None, num_threads: int | None = None, workers: int | None = None,
                     batch_size: int = 32) -> dict[str, Any]:
-    """Every file of a labelled folder through a ``.tflite`` model: the ``evaluation.json`` record."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """Every file of a labelled folder through a ``.tflite`` model: the ``evaluation.json`` record. Streams:
+    at most ``CHUNK`` decoded images in memory."""
     runner, names, model_default = load_tflite(model, labels=labels, num_threads=num_threads)
     fit = fit or model_default
     folder = scan(data, names, class_map)
-    size = runner.image_size
+    kept, unreadable = predict_files(lambda batch: runner.predict(batch, batch_size=batch_size), folder,
+                                     runner.image_size, fit, workers=workers)
+    scored = score([label for _, label, _, _ in kept], [p for _, _, p, _ in kept], names)
     root = folder.root
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:  # Pillow releases the GIL
-        decoded = list(pool.map(lambda item: _decode(root / item[0], size, fit), folder.files))
-    unreadable = [{"path": rel, "error": out} for (rel, _), out in zip(folder.files, decoded) if isinstance(out, str)]
-    kept = [(rel, label, out) for (rel, label), out in zip(folder.files, decoded) if not isinstance(out, str)]
-    if not kept:
-        raise EvaluationError(f"none of the {len(folder.files)} files in {root} could be read as an image")
-    probabilities = runner.predict(np.stack([out for _, _, out in kept]), batch_size=batch_size)
-    predicted = probabilities.argmax(axis=1)
-    scored = score([label for _, label, _ in kept], predicted, names)
     return {
-        "model": str(model), "data": str(root), "dataset": root.name, "labels": names, "image_size": size,
+        "model": str(model), "data": str(root), "dataset": root.name, "labels": names, "image_size": runner.image_size,
         "fit": fit, **scored, "class_map": folder.class_map, "files": len(folder.files) + sum(folder.skipped.values()),
         "skipped_folders": folder.skipped, "loose_files": folder.loose, "unreadable": unreadable,
-        "predictions": [{"path": rel, "label": label, "predicted": names[int(p)],
-                         "confidence": round(float(probabilities[i, int(p)]), 6)}
-                        for i, ((rel, label, _), p) in enumerate(zip(kept, predicted))],
+        "predictions": [{"path": rel, "label": label, "predicted": names[p], "confidence": round(confidence, 6)}
+                        for rel, label, p, confidence in kept],
     }
 
 
@@ -288,6 +334,10 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
                      f"  F1 {row['f1']:.3f}")
     if record["skipped_folders"]:
         lines.append("skipped folders: " + ", ".join(f"{k} ({v} files)" for k, v in record["skipped_folders"].items()))
+    # Every path found is accounted for: scored, unreadable (listed), in a skipped folder, or loose.
+    lines.append(f"files: {record['n']} scored, {len(record['unreadable'])} unreadable, "
+                 f"{sum(record['skipped_folders'].values())} in skipped folders, {len(record['loose_files'])} loose "
+                 f"(outside any class folder)")
     return lines
 
 

@@ -100,7 +100,7 @@ def load_dataset(dataset_dir: str | os.PathLike, image_size: int, *,
             temp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
             np.savez(temp, images=splits[name].images, labels=splits[name].labels,
                      paths=np.array(splits[name].paths))
-            os.replace(temp, cached)
+            fileio.replace_file(temp, cached)
     return Dataset(classes, splits["train"], splits["validation"], splits["test"], image_size, manifest_sha)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from trashnet import fileio  # standard library only
+from trashnet.errors import UserError
 
 
 class TFLiteModel:
@@ -228,7 +229,7 @@ CARD_JSON = "model_card.json"  # inside the release bundle
 SUMS_FILE = "SHA256SUMS"  # inside the release bundle
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """A model file or bundle that cannot be used; the message says what is wrong and what to do."""
 
 
@@ -237,13 +238,14 @@ def parse_labels(text: str) -> list[str]:
 
 
 def embedded_files(model: str | os.PathLike | bytes) -> dict[str, bytes]:
-    """Files of the zip appended to a ``.tflite`` (TFLite metadata's associated files); {} if there is none."""
-    source = io.BytesIO(model) if isinstance(model, bytes) else model
-    try:
-        with zipfile.ZipFile(source) as archive:
-            return {name: archive.read(name) for name in archive.namelist()}
-    except (zipfile.BadZipFile, OSError, KeyError):
+    """Files of the zip appended to a ``.tflite`` (TFLite metadata's associated files); {} if there is none.
+    Each is capped like a bundle's small files: a model cannot carry a zip bomb."""
+    content = model if isinstance(model, bytes) else fileio.read_bytes(model, limit=fileio.MODEL_FILE_LIMIT)
+    if not zipfile.is_zipfile(io.BytesIO(content)):
         return {}
+    where = Path("the model") if isinstance(model, bytes) else Path(model)
+    return {PurePosixPath(name).name: data
+            for name, data in read_zip_members(where, content, model_limit=MAX_SMALL_MEMBER).items()}
 
 
 @dataclass(frozen=True)
@@ -307,9 +309,10 @@ def load(path: str | os.PathLike, *, labels: Sequence[str] | str | os.PathLike |
     """
     path = Path(path)
     try:  # through fileio: a named pipe or device is refused instead of blocking
-        content = fileio.read_bytes(path)
-    except OSError as error:
-        raise ModelError(f"cannot read model {path}: {error.strerror or error}") from error
+        content = fileio.read_bytes(path, limit=fileio.MODEL_FILE_LIMIT)
+    except (OSError, fileio.TooLargeError) as error:
+        raise ModelError(f"cannot read model {path}: {getattr(error, 'strerror', None) or error}",
+                         "check --model") from error
     if content[:4] == b"PK\x03\x04":
         model_bytes, names, preprocessing, card, kind = _read_bundle(path, content)
     elif content[4:8] == b"TFL3":
@@ -317,7 +320,8 @@ def load(path: str | os.PathLike, *, labels: Sequence[str] | str | os.PathLike |
         embedded = embedded_files(model_bytes).get(LABELS_FILE)
         beside = path.with_name(LABELS_FILE)
         names = (parse_labels(embedded.decode("utf-8")) if embedded is not None
-                 else parse_labels(fileio.read_text(beside)) if beside.is_file() else None)
+                 else parse_labels(fileio.read_text(beside, limit=fileio.SMALL_FILE_LIMIT)) if beside.is_file()
+                 else None)
         preprocessing = None
     else:
         raise ModelError(f"{path} is neither a .tflite model (no TFL3 identifier) nor a release bundle .zip: "
@@ -338,11 +342,15 @@ def load(path: str | os.PathLike, *, labels: Sequence[str] | str | os.PathLike |
     if not preprocessing.identity:
         runner.normalization = (np.asarray(preprocessing.mean, np.float32), np.asarray(preprocessing.std, np.float32))
     if labels is not None:
-        names = (parse_labels(fileio.read_text(labels)) if isinstance(labels, (str, os.PathLike)) else list(labels))
+        names = (parse_labels(fileio.read_text(labels, limit=fileio.SMALL_FILE_LIMIT))
+                 if isinstance(labels, (str, os.PathLike)) else list(labels))
     if names is None:
         names = [f"class_{i}" for i in range(runner.num_classes)]
     if len(names) != runner.num_classes:
         raise ModelError(f"{len(names)} labels for a model with {runner.num_classes} outputs ({path}): "
+                         "pass the labels file that belongs to this model")
+    if len(set(names)) != len(names):
+        raise ModelError(f"the labels of {path} name a class twice ({', '.join(names)})",
                          "pass the labels file that belongs to this model")
     return LoadedModel(runner, names, preprocessing, path, kind, metadata, card)
 
@@ -354,42 +362,92 @@ def load_model(path: str | os.PathLike, *, labels: Sequence[str] | str | os.Path
     return loaded.runner, loaded.labels
 
 
-def _read_bundle(path: Path, content: bytes) -> tuple[bytes, list[str], Preprocessing | None, dict[str, Any] | None,
-                                                     str]:
-    """The model, labels and preprocessing of a release bundle, the model checked against SHA256SUMS."""
+MAX_BUNDLE_MEMBERS = 32  # a release bundle holds 9 files
+MAX_SMALL_MEMBER = fileio.SMALL_FILE_LIMIT  # labels, card, licences, example, SHA256SUMS
+
+
+def read_zip_members(path: Path, content: bytes, *, model_limit: int = fileio.MODEL_FILE_LIMIT) -> dict[str, bytes]:
+    """Every file of a zip, each refused before it is decompressed when its size passes the cap (a ``.tflite``:
+    ``model_limit``; anything else: ``MAX_SMALL_MEMBER``), so a small zip cannot expand into gigabytes."""
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            members = {PurePosixPath(n): n for n in archive.namelist() if not n.endswith("/")}
-            models = [p for p in members if p.suffix == ".tflite"]
-            if len(models) != 1:
-                raise ModelError(f"{path} holds {len(models)} .tflite files, expected one: "
-                                 "is it a release bundle from `python -m trashnet release`?")
-            model_name = models[0]
-
-            def member(name: str) -> bytes | None:
-                key = model_name.parent / name
-                return archive.read(members[key]) if key in members else None
-
-            model_bytes = archive.read(members[model_name])
-            labels_bytes, card_bytes, sums_bytes = member(LABELS_FILE), member(CARD_JSON), member(SUMS_FILE)
-    except zipfile.BadZipFile as error:
+            infos = [info for info in archive.infolist() if not info.is_dir()]
+            if len(infos) > MAX_BUNDLE_MEMBERS:
+                raise ModelError(f"{path} holds {len(infos)} files, more than a release bundle "
+                                 f"({MAX_BUNDLE_MEMBERS} at most): pass the bundle `python -m trashnet release` wrote")
+            members = {}
+            for info in infos:
+                limit = model_limit if info.filename.endswith(".tflite") else MAX_SMALL_MEMBER
+                if info.file_size > limit:
+                    raise ModelError(f"{info.filename} in {path} would decompress to {info.file_size / 2**20:.0f} MiB, "
+                                     f"more than the {limit / 2**20:.0f} MiB allowed: not a release bundle; "
+                                     "download it again")
+                with archive.open(info) as handle:  # zipfile stops at the declared size and checks the CRC
+                    members[info.filename] = handle.read(limit + 1)
+            return members
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as error:
+        if isinstance(error, ModelError):
+            raise
         raise ModelError(f"{path} is not a readable zip ({error}): download the bundle again") from error
-    if sums_bytes is not None:
-        sums = dict(reversed(line.split("  ", 1)) for line in sums_bytes.decode("utf-8").splitlines() if line)
-        expected = sums.get(model_name.name)
-        if expected is not None and hashlib.sha256(model_bytes).hexdigest() != expected:
-            raise ModelError(f"{model_name.name} in {path} does not match its SHA256SUMS entry: the bundle is "
-                             "damaged; download it again")
-    if labels_bytes is None:
-        raise ModelError(f"{path} has no {LABELS_FILE} beside {model_name}: not a complete release bundle")
-    card = json.loads(card_bytes) if card_bytes is not None else None
+
+
+def _read_bundle(path: Path, content: bytes) -> tuple[bytes, list[str], Preprocessing | None, dict[str, Any] | None,
+                                                     str]:
+    """The model, labels and preprocessing of a release bundle. Every file in it is checked against its
+    SHA256SUMS; a bundle without one, with a malformed one, or with a file it does not list is refused."""
+    members = read_zip_members(path, content)
+    folders = {PurePosixPath(name).parent for name in members}
+    models = [name for name in members if name.endswith(".tflite")]
+    if len(models) != 1 or len(folders) != 1:
+        raise ModelError(f"{path} holds {len(models)} .tflite files in {len(folders)} folders, expected one model in "
+                         "one folder: is it a release bundle from `python -m trashnet release`?")
+    folder = folders.pop()
+    files = {PurePosixPath(name).name: data for name, data in members.items()}
+    if SUMS_FILE not in files:
+        raise ModelError(f"{path} has no {SUMS_FILE}: its files cannot be checked, so it is not used; "
+                         "download the bundle again")
+    try:
+        sums = fileio.parse_sums(files[SUMS_FILE].decode("utf-8"), f"{SUMS_FILE} in {path}")
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ModelError(f"{path}: {SUMS_FILE} is malformed ({error}): download the bundle again") from error
+    unlisted = sorted(set(files) - set(sums) - {SUMS_FILE})
+    absent = sorted(set(sums) - set(files))
+    changed = sorted(name for name in set(files) & set(sums)
+                     if hashlib.sha256(files[name]).hexdigest() != sums[name])
+    for names, what in ((unlisted, f"not listed in its {SUMS_FILE}"), (absent, f"listed in its {SUMS_FILE} but absent"),
+                        (changed, f"do not match their {SUMS_FILE} entries")):
+        if names:
+            raise ModelError(f"{', '.join(names)} in {path}: {what}; the bundle is damaged or was altered; "
+                             "download it again")
+    model_name = PurePosixPath(models[0]).name
+    if LABELS_FILE not in files:
+        raise ModelError(f"{path} has no {LABELS_FILE} beside {folder / model_name}: not a complete release bundle")
+    try:
+        names = parse_labels(files[LABELS_FILE].decode("utf-8"))
+        card = json.loads(files[CARD_JSON]) if CARD_JSON in files else None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ModelError(f"{path}: {LABELS_FILE} or {CARD_JSON} is unreadable ({error}): download it again") from error
+    return files[model_name], names, card_preprocessing(card, path), card, "bundle"
+
+
+def card_preprocessing(card: Any, where: Path) -> Preprocessing | None:
+    """The preprocessing a model card's ``input`` gives, checked; None when the card does not give it."""
     spec = card.get("input") if isinstance(card, dict) else None
-    preprocessing = None  # a card without it: load() reads the file's own metadata
-    if isinstance(spec, dict) and spec.get("size") is not None:
-        norm = spec.get("normalization") or {}
-        preprocessing = Preprocessing(int(spec["size"]), tuple(norm.get("mean", (0.0,))),
-                                      tuple(norm.get("std", (1.0,))), spec.get("color", "RGB"), source="model_card")
-    return model_bytes, parse_labels(labels_bytes.decode("utf-8")), preprocessing, card, "bundle"
+    if not isinstance(spec, dict) or spec.get("size") is None:
+        return None  # load() reads the file's own metadata
+    norm = spec.get("normalization") or {}
+    mean, std, size = norm.get("mean", [0.0]), norm.get("std", [1.0]), spec["size"]
+
+    def numbers(value: Any) -> bool:
+        return (isinstance(value, list) and len(value) in (1, 3)
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value))
+
+    if (not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096 or not isinstance(norm, dict)
+            or not numbers(mean) or not numbers(std) or any(v == 0 for v in std)
+            or spec.get("color", "RGB") != "RGB"):
+        raise ModelError(f"{where}: {CARD_JSON} gives an invalid input ({json.dumps(spec)[:200]}): "
+                         "download the bundle again")
+    return Preprocessing(size, tuple(mean), tuple(std), "RGB", source="model_card")
 
 
 # --- reading the TFLite metadata table (no tflite-support needed) ----------------------------------

@@ -77,19 +77,47 @@ def check_replaceable(folder: str | os.PathLike, kind: str, *, made_by: str, hin
                        f"never replaced", hint)
 
 
+def replace(target: str | os.PathLike, new: str | os.PathLike | None = None, *, kind: str | None = None,
+            made_by: str = "trashnet", hint: str = "move it away or choose another output folder",
+            aside: str | None = None, quiet: bool = False) -> None:
+    """The one function that replaces or deletes a folder; every command goes through it.
+
+    ``new`` (a folder this project made, stamped) takes ``target``'s place; without ``new``, ``target`` is
+    deleted. ``target`` must be absent, empty, or stamped (``kind`` when given); anything else is refused
+    with ``NotOursError`` before anything moves. A replaced folder is first renamed into a stamped
+    temporary folder beside it (named ``aside``, default ``.<target>.old-*``), so a kill in between leaves
+    a leftover that ``remove_leftovers`` can tell from the user's files. ``quiet``: a cleanup that must not
+    mask another error; nothing is raised and a refused folder is left alone.
+    """
+    target = Path(target)
+    try:
+        if os.path.lexists(target) and not _is_empty_dir(target) and not is_ours(target, kind):
+            raise NotOursError(f"{target} exists and was not made by {made_by} (it has no {STAMP_NAME} "
+                               f"stamp), so it is never replaced or deleted", hint)
+        if new is None:
+            if _is_empty_dir(target):
+                target.rmdir()
+            elif os.path.lexists(target):
+                shutil.rmtree(target, ignore_errors=quiet)
+            return
+        if not is_ours(new):
+            raise NotOursError(f"{new} has no {STAMP_NAME} stamp: it is not moved over {target}", hint)
+        graveyard = None
+        if os.path.lexists(target):
+            graveyard = make_temp_dir(target.parent, aside or f".{target.name}.old-")
+            os.rename(target, graveyard / "previous")
+        os.rename(new, target)
+        if graveyard is not None:
+            shutil.rmtree(graveyard, ignore_errors=True)
+    except (OSError, NotOursError):
+        if not quiet:
+            raise
+
+
 def remove(folder: str | os.PathLike, kind: str | None = None, *, made_by: str = "trashnet",
            hint: str = "move it away or choose another output folder") -> None:
     """Delete a folder this project made; a missing one is fine; anyone else's is refused."""
-    folder = Path(folder)
-    if not os.path.lexists(folder):
-        return
-    if _is_empty_dir(folder):
-        folder.rmdir()
-        return
-    if not is_ours(folder, kind):
-        raise NotOursError(f"{folder} was not made by {made_by} (it has no {STAMP_NAME} stamp), so it is "
-                           f"never deleted", hint)
-    shutil.rmtree(folder)
+    replace(folder, kind=kind, made_by=made_by, hint=hint)
 
 
 def _alive(record: dict) -> bool:
@@ -119,7 +147,8 @@ def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
         temp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would make the result private
         stamp(temp, "partial", pid=os.getpid())
     except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
+        (temp / STAMP_NAME).unlink(missing_ok=True)
+        replace(temp, quiet=True)  # now empty
         raise
     return temp
 
@@ -137,6 +166,6 @@ def remove_leftovers(parent: str | os.PathLike, prefixes: tuple[str, ...]) -> li
         record = read_stamp(entry.path)
         if record is None or _alive(record):
             continue
-        shutil.rmtree(entry.path, ignore_errors=True)
+        replace(entry.path, quiet=True)
         removed.append(Path(entry.path))
     return removed

@@ -39,7 +39,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -178,15 +177,8 @@ def read_valid_manifest(folder: Path, key: str | None = None) -> dict[str, Any] 
 
 def _swap_into_place(temp: Path, target: Path) -> None:
     """Replace ``target`` by ``temp``: two renames; in between, ``target`` is simply absent (= redo)."""
-    retired = None
-    if os.path.lexists(target):
-        owned.check_replaceable(target, OWNED_KIND, made_by="`run`", hint="move it away, or choose another --out")
-        retired = target.with_name(f".{target.name}{RETIRED}{os.getpid()}")
-        owned.remove(retired, OWNED_KIND, made_by="`run`")
-        os.replace(target, retired)
-    os.replace(temp, target)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
+    owned.replace(target, temp, kind=OWNED_KIND, made_by="`run`", aside=f".{target.name}{RETIRED}",
+                  hint="move it away, or choose another --out")
 
 
 def _clean_leftovers(folders: list[Path]) -> None:
@@ -196,8 +188,8 @@ def _clean_leftovers(folders: list[Path]) -> None:
             continue
         for path in folder.iterdir():
             if (path.name.startswith(".") and (PARTIAL in path.name or RETIRED in path.name)
-                    and owned.is_ours(path, OWNED_KIND)):  # a look-alike without our stamp is the user's
-                shutil.rmtree(path, ignore_errors=True)
+                    and owned.is_ours(path)):  # a look-alike without our stamp is the user's
+                owned.replace(path, quiet=True)
 
 
 @contextlib.contextmanager
@@ -315,10 +307,12 @@ def stage_code(stage: str, notebook: Path) -> tuple[list[str], str]:
 
 def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha: str) -> str:
     """``code``: ``stage_code(...)[1]`` for the job's stage."""
-    upstream = {}
-    for dep in job.deps:
-        other = jobs[dep]
-        upstream[dep] = {"key": other.key, "outputs": other.digest} if other.ok else other.status
+    if job.variant.stage == "final":  # it reads every result on disk, selected in this run or not
+        upstream: dict[str, Any] = results_on_disk(
+            job.target.parent, {dep: jobs[dep].digest for dep in job.deps if jobs[dep].ok})
+    else:
+        upstream = {dep: {"key": jobs[dep].key, "outputs": jobs[dep].digest} if jobs[dep].ok else jobs[dep].status
+                    for dep in job.deps}
     inputs = {
         "config": config_inputs(job.variant),
         "code": code,
@@ -331,6 +325,21 @@ def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha:
     if ood is not None:  # only when set, so that runs without an OOD set keep their keys
         inputs["ood_data"] = ood
     return _sha256_json(inputs)
+
+
+def results_on_disk(models_dir: Path, known: dict[str, str]) -> dict[str, str]:
+    """``final``'s upstream: it reads every result folder under ``models_dir`` (``select.read_results``),
+    whichever variants were selected, so each one's outputs digest (``known`` for those this run checked
+    already, else hashed now). A deleted, edited or added result reruns ``final``, even selected alone."""
+    found = {}
+    for stage in settings.STAGES:
+        folder = models_dir / stage
+        if stage == "final" or not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if not path.name.startswith(".") and (path / METRICS_NAME).is_file():
+                found[path.name] = known.get(path.name) or outputs_digest(list_files(path))
+    return found
 
 
 def ood_fingerprint() -> str | None:
@@ -785,7 +794,7 @@ class Runner:
                 except subprocess.TimeoutExpired:
                     job.process.kill()
             if job.temp is not None and job.status == "running":
-                shutil.rmtree(job.temp, ignore_errors=True)
+                owned.replace(job.temp, kind=OWNED_KIND, quiet=True)
 
     def critical_path(self, cost=None) -> dict[str, float]:
         """Estimated seconds from each job's start to the end of the longest chain that waits for it;

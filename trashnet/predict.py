@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import glob
 import json
 import os
@@ -35,29 +36,35 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from trashnet import fileio, images, litert
+from trashnet.errors import UserError
 from trashnet.litert import LABELS_FILE, TFLiteModel, embedded_files, parse_labels  # noqa: F401 - re-exported
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# JFIF is JPEG's file format (.jfif, .jpe): Pillow reads it as any .jpg. HEIC needs a plug-in: skipped, listed.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 METADATA_FILE = "metadata.json"  # inside the appended zip
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One input: the top-k ``(label, probability)`` pairs, or why it failed."""
+    """One input: the top-k ``(label, probability)`` pairs, why it failed, or why it was skipped (a file in
+    a searched folder that is not an image by its name: listed, never silently dropped)."""
 
     path: str
     top_k: tuple[tuple[str, float], ...] = ()
     error: str | None = None
+    skipped: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.skipped is None
 
     @property
     def label(self) -> str | None:
         return self.top_k[0][0] if self.top_k else None
 
     def to_dict(self) -> dict[str, Any]:
+        if self.skipped is not None:
+            return {"path": self.path, "skipped": self.skipped}
         if self.error is not None:
             return {"path": self.path, "error": self.error}
         return {"path": self.path, "label": self.label,
@@ -66,36 +73,99 @@ class Prediction:
 
 # --- inputs ---------------------------------------------------------------------------------------
 
-def _walk(folder: str) -> Iterator[str]:
-    """Image files under a folder, recursively, in sorted order, lazily."""
-    for root, dirs, files in os.walk(folder):
+SKIPPED = "skipped: "  # the reason of a file left out of a folder walk starts with it
+
+
+def _folder_entries(folder: str) -> Iterator[tuple[str, str | None]]:
+    """Every file under a folder, recursively, in sorted order, lazily: ``(path, None)`` for an image by
+    its name, ``(path, "skipped: ...")`` for anything else, ``(folder, "unreadable: ...")`` for a folder
+    that cannot be listed. Links to folders are listed as skipped, not followed (a loop cannot repeat a file)."""
+    errors: list[OSError] = []
+    for root, dirs, files in os.walk(folder, onerror=errors.append):
+        while errors:
+            error = errors.pop(0)
+            yield error.filename or root, f"unreadable: {error.strerror or error}; folder not searched"
         dirs.sort()
+        for name in dirs:
+            if os.path.islink(os.path.join(root, name)):  # listed, not followed: a loop cannot repeat a photo
+                yield os.path.join(root, name), f"{SKIPPED}a link to a folder, not followed; pass its target instead"
         for name in sorted(files):
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                yield os.path.join(root, name)
+            suffix = Path(name).suffix.lower()
+            path = os.path.join(root, name)
+            if suffix in IMAGE_SUFFIXES:
+                yield path, None
+            else:
+                yield path, (f"{SKIPPED}{suffix or 'no extension'} is not an image format predict reads "
+                             f"({', '.join(sorted(IMAGE_SUFFIXES))}); convert it to JPEG or PNG")
+    while errors:
+        error = errors.pop(0)
+        yield error.filename or folder, f"unreadable: {error.strerror or error}; folder not searched"
+
+
+def _name_matches(name: str, pattern: str) -> bool:
+    if name.startswith(".") and not pattern.startswith("."):
+        return False  # as glob: * and ? do not match a leading dot
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def _glob(pattern: str) -> list[str]:
+    """``glob.glob(pattern, recursive=True)``, sorted, except that a folder reached twice through links
+    (``d/a -> .``) is searched once for the same rest of the pattern: no exponential growth, no repeats."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    found: list[str] = []
+    seen: set[tuple[int, int, int]] = set()
+
+    def visit(folder: str, rest: tuple[str, ...]) -> None:
+        if not rest:
+            found.append(folder)
+            return
+        try:
+            info = os.stat(folder or ".")
+            entries = sorted(os.scandir(folder or "."), key=lambda e: e.name)
+        except OSError:
+            return
+        if (info.st_dev, info.st_ino, len(rest)) in seen:
+            return
+        seen.add((info.st_dev, info.st_ino, len(rest)))
+        head, tail = rest[0], rest[1:]
+        if head == "**":
+            visit(folder, tail)  # ** as no folder at all
+        for entry in entries:
+            path = os.path.join(folder, entry.name)
+            if not _name_matches(entry.name, "*" if head == "**" else head):
+                continue
+            if entry.is_dir():
+                visit(path, rest if head == "**" else tail)  # ** as one more folder
+            elif not tail:
+                found.append(path)
+
+    visit(os.path.join(*parts[:fixed]) if fixed else "", parts[fixed:])
+    return sorted(dict.fromkeys(found))
 
 
 def expand(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | None]]:
-    """Each argument as ``(file, None)`` items, or ``(argument, error)`` when it names nothing.
+    """Each argument as ``(file, None)`` items, or ``(path, reason)`` for what is not classified.
 
-    A folder yields its image files (recursively, by extension); a glob pattern yields its matches in
-    sorted order (folders among them are walked); anything else is taken as a file, whatever its name.
+    A folder yields its files (recursively; non-images as ``skipped``); a glob pattern yields its matches in
+    sorted order (folders among them are walked; a folder reached twice through links is searched once);
+    anything else is taken as a file, whatever its name.
     """
     for raw in paths:
         path = os.fspath(raw)
         if os.path.isdir(path):
-            yield from ((p, None) for p in _walk(path))
+            yield from _folder_entries(path)
         elif os.path.exists(path) or os.path.islink(path):
             yield path, None
         elif glob.has_magic(path):
-            matches = sorted(glob.glob(path, recursive=True))
+            matches, listed = _glob(path), set()
             if not matches:
                 yield path, "no-match: the pattern matches no file"
-            for match in matches:
-                if os.path.isdir(match):
-                    yield from ((p, None) for p in _walk(match))
-                else:
-                    yield match, None
+            for match in matches:  # `d/**` matches folders and the files in them: each file once
+                for item in (_folder_entries(match) if os.path.isdir(match) else [(match, None)]):
+                    if item[0] not in listed:
+                        listed.add(item[0])
+                        yield item
         else:
             yield path, "not-found: no such file or folder"
 
@@ -105,29 +175,40 @@ def expand(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, str | None
 def read_labels(model_path: str | os.PathLike, labels_path: str | os.PathLike | None = None) -> list[str] | None:
     """Class names in output order: ``labels_path``, else embedded, else ``labels.txt`` beside the model."""
     if labels_path is not None:
-        return parse_labels(fileio.read_text(labels_path))
+        return parse_labels(fileio.read_text(labels_path, limit=fileio.SMALL_FILE_LIMIT))
     embedded = embedded_files(model_path).get(LABELS_FILE)
     if embedded is not None:
         return parse_labels(embedded.decode("utf-8"))
     beside = Path(model_path).with_name(LABELS_FILE)
     if beside.is_file():
-        return parse_labels(beside.read_text(encoding="utf-8"))
+        return parse_labels(fileio.read_text(beside, limit=fileio.SMALL_FILE_LIMIT))
     return None
 
 
-def embedded_metadata(model_path: str | os.PathLike) -> dict[str, Any] | None:
-    data = embedded_files(model_path).get(METADATA_FILE)
-    return json.loads(data) if data is not None else None
+def embedded_metadata(model: str | os.PathLike | bytes) -> dict[str, Any] | None:
+    """The model's embedded ``metadata.json`` (a JSON object), None when it has none; anything else is a
+    ``ModelError``."""
+    raw = embedded_files(model).get(METADATA_FILE)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise litert.ModelError(f"the model's embedded {METADATA_FILE} is not valid JSON ({error})",
+                                "rebuild the model with the final stage, or pass --fit") from error
+    if not isinstance(value, dict):
+        raise litert.ModelError(f"the model's embedded {METADATA_FILE} holds a {type(value).__name__}, not an object",
+                                "rebuild the model with the final stage")
+    return value
 
 
 def model_fit(model: str | os.PathLike | bytes) -> str:
     """How photos are fitted to the model's square input (``images.FITS``), from its ``metadata.json``;
     ``squash`` for files that do not say (every model before the choice existed was squashed)."""
-    raw = embedded_files(model).get(METADATA_FILE)
-    fit = json.loads(raw).get("fit", images.DEFAULT_FIT) if raw is not None else images.DEFAULT_FIT
-    if fit not in images.FITS:
-        raise ValueError(f"the model's metadata.json names an unknown fit {fit!r}; expected one of "
-                         f"{', '.join(images.FITS)}")
+    fit = (embedded_metadata(model) or {}).get("fit", images.DEFAULT_FIT)
+    if not isinstance(fit, str) or fit not in images.FITS:
+        raise litert.ModelError(f"the model's {METADATA_FILE} names an unknown fit {fit!r}",
+                                f"pass --fit ({', '.join(images.FITS)}), or rebuild the model")
     return fit
 
 
@@ -155,7 +236,7 @@ def load_model(model: str | os.PathLike | TFLiteModel, *, labels: Sequence[str] 
         return litert.load_model(model, labels=labels, num_threads=num_threads)
     runner = model
     if labels is None or isinstance(labels, (str, os.PathLike)):
-        names = parse_labels(fileio.read_text(labels)) if labels is not None else None
+        names = parse_labels(fileio.read_text(labels, limit=fileio.SMALL_FILE_LIMIT)) if labels is not None else None
         if names is None:
             embedded = embedded_files(model.content).get(LABELS_FILE)
             names = parse_labels(embedded.decode("utf-8")) if embedded is not None else None
@@ -191,7 +272,8 @@ def predict(paths: Iterable[str | os.PathLike], model: str | os.PathLike | TFLit
 
     def finish(path: str, job: Future | str) -> Prediction:
         if isinstance(job, str):
-            return Prediction(path, error=job)
+            return (Prediction(path, skipped=job[len(SKIPPED):]) if job.startswith(SKIPPED)
+                    else Prediction(path, error=job))
         try:
             image = job.result()
         except Exception as error:  # noqa: BLE001 - any undecodable file is reported, the rest go on
@@ -297,17 +379,22 @@ def command(args: argparse.Namespace) -> int:
             if path is not None:
                 fileio.open_regular(path).close()  # a named pipe or device would block the read
         runner, names = load_model(args.model, labels=args.labels, num_threads=args.threads)
-    except (OSError, ValueError, RuntimeError) as error:
-        print(f"error: cannot use model {args.model}: {error} - check --model and --labels", file=sys.stderr)
+        fit = args.fit or model_fit(runner.content)
+    except (OSError, ValueError, RuntimeError, UserError) as error:
+        what, hint = getattr(error, "message", error), getattr(error, "hint", None) or "check --model and --labels"
+        print(f"error: cannot use model {args.model}: {what} - {hint}", file=sys.stderr)
         return 2
     if names == [f"class_{i}" for i in range(len(names))]:
         print(f"warning: no labels in or beside {args.model}: showing class indices (use --labels)", file=sys.stderr)
-    results = predict(args.paths, runner, args.top_k, labels=names, workers=args.workers, fit=args.fit)
-    failed = done = 0
+    results = predict(args.paths, runner, args.top_k, labels=names, workers=args.workers, fit=fit)
+    failed = done = skipped = 0
     try:
         for result in _progress(results, enabled=not args.no_progress):
             done += 1
-            if not result.ok:
+            if result.skipped is not None:
+                skipped += 1
+                print(f"{result.path}: {SKIPPED}{result.skipped}", file=sys.stderr)
+            elif not result.ok:
                 failed += 1
                 print(f"{result.path}: {result.error}", file=sys.stderr)
             if args.json:
@@ -318,7 +405,8 @@ def command(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `predict ... | head`: the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1 if failed else 0
-    print(f"{done - failed} classified, {failed} failed", file=sys.stderr)
+    print(f"{done - failed - skipped} classified, {failed} failed" + (f", {skipped} skipped (not images)" if skipped
+                                                                    else ""), file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -332,7 +332,7 @@ def _float_reference(model: keras.Model, data: inputs.Dataset, source_sha: str,
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_suffix(f".{os.getpid()}.tmp.npy")
     np.save(temp, reference)
-    os.replace(temp, path)
+    fileio.replace_file(temp, path)
     return reference
 
 

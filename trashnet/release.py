@@ -24,11 +24,12 @@ import argparse
 import io
 import json
 import os
-import sys
+import re
 import zipfile
 from pathlib import Path
 
 from trashnet import fileio, settings
+from trashnet.errors import UserError, os_error_hint, os_error_text
 
 MODEL_FILE = "trashnet.tflite"  # as artifact.MODEL_FILE (not imported: artifact pulls in pydantic and select)
 LABELS_FILE = "labels.txt"
@@ -75,35 +76,70 @@ The model's weights are derived from those images; the images themselves are not
 """
 
 
-class ReleaseError(RuntimeError):
-    """The final folder cannot be released; the message says what to do."""
+class ReleaseError(UserError):
+    """The final folder cannot be released; the hint says what to do."""
+
+
+RERUN = "rerun the final stage (python -m trashnet run --variants final)"
+
+
+def _checked_sums(final_dir: Path, files: dict[str, bytes]) -> None:
+    """Every file the bundle takes from ``final_dir`` must match the SHA256SUMS the final stage wrote, and
+    the run's ``manifest.json`` when the folder has one (a published reference folder has not)."""
+    try:
+        sums_bytes = fileio.read_bytes(final_dir / SUMS_FILE, limit=fileio.SMALL_FILE_LIMIT)
+        sums = fileio.parse_sums(sums_bytes.decode("utf-8"), str(final_dir / SUMS_FILE))
+    except FileNotFoundError as error:
+        raise ReleaseError(f"{final_dir} has no {SUMS_FILE}: its files cannot be checked, so they are not "
+                           "released", RERUN) from error
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ReleaseError(f"{final_dir / SUMS_FILE} is unreadable or malformed: {error}", RERUN) from error
+    expected = {name: sums.get(name) for name in FROM_FINAL}
+    manifest_path = final_dir / settings.RUN_MANIFEST_NAME
+    if manifest_path.exists():
+        try:
+            listed = fileio.read_json(manifest_path)
+        except (OSError, ValueError) as error:
+            raise ReleaseError(f"{manifest_path} is unreadable ({error})", RERUN) from error
+        listed = listed.get("files") if isinstance(listed, dict) else None
+        if not isinstance(listed, dict):
+            raise ReleaseError(f"{manifest_path} has no file list", RERUN)
+        bad = [name for name, data in {**files, SUMS_FILE: sums_bytes}.items()
+               if listed.get(name) != fileio.sha256_bytes(data)]
+        if bad:
+            raise ReleaseError(f"{', '.join(bad)} in {final_dir} do not match its {settings.RUN_MANIFEST_NAME}: the "
+                               "folder was changed after the final stage wrote it", RERUN)
+    unlisted = [name for name, digest in expected.items() if digest is None]
+    changed = [name for name, digest in expected.items() if digest and fileio.sha256_bytes(files[name]) != digest]
+    if unlisted or changed:
+        raise ReleaseError(f"{', '.join(unlisted + changed)} in {final_dir} "
+                           f"{'are not listed in' if unlisted else 'no longer match'} its {SUMS_FILE}: the final "
+                           "folder was changed after it was built", RERUN)
 
 
 def _final_files(final_dir: Path) -> dict[str, bytes]:
     missing = [name for name in FROM_FINAL if not (final_dir / name).is_file()]
     if missing:
-        raise ReleaseError(f"{final_dir} lacks {', '.join(missing)}: run the final stage first "
+        raise ReleaseError(f"{final_dir} lacks {', '.join(missing)}", "run the final stage first "
                            "(./run_all.sh, or python -m trashnet run)")
-    sums_path = final_dir / SUMS_FILE
-    if sums_path.is_file():
-        sums = dict(reversed(line.split("  ", 1)) for line in sums_path.read_text(encoding="utf-8").splitlines()
-                    if line)
-        bad = [name for name in FROM_FINAL if name in sums and fileio.sha256_file(final_dir / name) != sums[name]]
-        if bad:
-            raise ReleaseError(f"{', '.join(bad)} in {final_dir} no longer match its {SUMS_FILE}: the final "
-                               "folder was changed after it was built; rerun the final stage")
-    return {name: (final_dir / name).read_bytes() for name in FROM_FINAL}
+    files = {name: fileio.read_bytes(final_dir / name, limit=fileio.MODEL_FILE_LIMIT if name == MODEL_FILE
+                                     else fileio.SMALL_FILE_LIMIT) for name in FROM_FINAL}
+    _checked_sums(final_dir, files)
+    return files
 
 
 def bundle_files(final_dir: str | os.PathLike) -> tuple[str, dict[str, bytes]]:
     """``(version, {name: bytes})`` of the bundle's folder, ``SHA256SUMS`` included."""
     final_dir = Path(final_dir)
     files = _final_files(final_dir)
-    card = json.loads(files[CARD_JSON])
-    version = card.get("version")
-    if not version:
-        raise ReleaseError(f"{final_dir / CARD_JSON} has no version: it was built by an older final stage; "
-                           "rerun the final stage")
+    try:
+        card = json.loads(files[CARD_JSON])
+    except ValueError as error:
+        raise ReleaseError(f"{final_dir / CARD_JSON} is not valid JSON ({error})", RERUN) from error
+    version = card.get("version") if isinstance(card, dict) else None
+    if not isinstance(version, str) or not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z.+_-]*", version):
+        raise ReleaseError(f"{final_dir / CARD_JSON} has no usable version ({version!r}): it was built by an older "
+                           "final stage", RERUN)
     files.update({"LICENSE": MODEL_LICENSE.encode("utf-8"), "DATA_LICENSE": DATA_LICENSE.read_bytes(),
                   "ATTRIBUTION.md": ATTRIBUTION.encode("utf-8"), "predict_example.py": EXAMPLE.read_bytes()})
     files[SUMS_FILE] = "".join(f"{fileio.sha256_bytes(data)}  {name}\n"
@@ -130,8 +166,12 @@ def build(final_dir: str | os.PathLike, dist_dir: str | os.PathLike) -> Path:
     name = f"trashnet-{version}"
     content = zip_bytes(name, files)
     dist_dir = Path(dist_dir)
-    path = fileio.atomic_write_bytes(dist_dir / f"{name}.zip", content)
-    fileio.atomic_write_text(dist_dir / f"{name}.zip.sha256", f"{fileio.sha256_bytes(content)}  {name}.zip\n")
+    try:
+        path = fileio.atomic_write_bytes(dist_dir / f"{name}.zip", content)
+        fileio.atomic_write_text(dist_dir / f"{name}.zip.sha256", f"{fileio.sha256_bytes(content)}  {name}.zip\n")
+    except OSError as error:
+        raise ReleaseError(f"cannot write the bundle to {dist_dir}: {os_error_text(error)}",
+                           os_error_hint(error, "--dist")) from error
     return path
 
 
@@ -153,7 +193,7 @@ def final_dir_of(root: Path, profile: str | None) -> Path:
         found = sorted(p.parent.parent.name for p in (root / "models").glob(f"*/final/{CARD_JSON}"))
         if len(found) != 1:
             raise ReleaseError(f"{root / 'models'} holds the final models of {len(found)} profiles "
-                               f"({', '.join(found) or 'none'}): pass --profile (and run ./run_all.sh --profile "
+                               f"({', '.join(found) or 'none'})", "pass --profile (and run ./run_all.sh --profile "
                                "P first if there is none)")
         profile = found[0]
     return settings.Layout(root, profile).variant_dir("final", "final")
@@ -161,11 +201,7 @@ def final_dir_of(root: Path, profile: str | None) -> Path:
 
 def command(args: argparse.Namespace) -> int:
     root = args.out.expanduser().resolve() if args.out else settings.default_output_root()
-    try:
-        final_dir = args.final or final_dir_of(root, args.profile)
-        path = build(final_dir, args.dist or settings.dist_dir(root))
-    except (ReleaseError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    final_dir = args.final or final_dir_of(root, args.profile)
+    path = build(final_dir, args.dist or settings.dist_dir(root))
     print(f"{path}\nsha256 {fileio.sha256_file(path)}")
     return 0

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from trashnet.errors import UsageError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -103,6 +106,21 @@ def default_output_root() -> Path:
     return Path(value).expanduser().resolve() if value else REPO_ROOT
 
 
+# A profile names folders (models/<profile>/, results/<profile>/): letters, digits, - _ . and no leading dot.
+PROFILE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+
+
+class ProfileNameError(UsageError, ValueError):
+    """A profile name that cannot name a folder (``../x``, empty, ``a/b``)."""
+
+
+def check_profile_name(name: str) -> str:
+    if not isinstance(name, str) or not re.fullmatch(PROFILE_NAME, name) or ".." in name:
+        raise ProfileNameError(f"invalid profile name {name!r}",
+                               "use letters, digits, '-', '_' and '.', e.g. cpu, full or quick")
+    return name
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where everything generated for one profile goes, under one root.
@@ -116,8 +134,7 @@ class Layout:
     flat: bool = False  # True: no <profile> level (a committed reference folder)
 
     def __post_init__(self) -> None:
-        if not self.profile or "/" in self.profile or self.profile.startswith("."):
-            raise ValueError(f"invalid profile name {self.profile!r} for an output folder")
+        check_profile_name(self.profile)
 
     @classmethod
     def default(cls, profile: str) -> "Layout":

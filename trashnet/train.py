@@ -270,7 +270,7 @@ def backbone_features(model: keras.Model, data: inputs.Dataset, cfg: VariantConf
             path.parent.mkdir(parents=True, exist_ok=True)
             temp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
             np.save(temp, features[name])
-            os.replace(temp, path)
+            fileio.replace_file(temp, path)
     return features
 
 
@@ -346,7 +346,7 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
     try:
         model.save(temp)
-        os.replace(temp, path)
+        fileio.replace_file(temp, path)
     finally:
         temp.unlink(missing_ok=True)
     return path

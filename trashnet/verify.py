@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
+import io
+import math
 import re
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trashnet import fileio, settings
+from trashnet import fileio, owned, settings
+from trashnet.errors import UserError
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"
@@ -61,8 +62,10 @@ TOLERANCES = {
 }
 
 
-class VerifyError(RuntimeError):
-    """Nothing to compare (no reference, a different data set); the message says what to do."""
+class VerifyError(UserError):
+    """Nothing to compare (no reference, a different data set, unreadable results); the hint says what to do."""
+
+    exit_status = 2
 
 
 @dataclass
@@ -92,8 +95,34 @@ def _variant_folders(layout: settings.Layout) -> dict[str, Path]:
 
 
 def _predictions(path: Path) -> dict[str, str]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return {row["path"]: row["predicted"] for row in csv.DictReader(handle)}
+    try:
+        rows = list(csv.DictReader(io.StringIO(fileio.read_text(path)), strict=True))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise VerifyError(f"cannot read {path}: {error}", "publish or rerun that variant again") from error
+    if rows and not {"path", "predicted"} <= set(rows[0]):
+        raise VerifyError(f"{path} lacks the path/predicted columns", "publish or rerun that variant again")
+    return {row["path"]: row["predicted"] for row in rows}
+
+
+def _metrics(path: Path) -> dict[str, Any]:
+    """A metrics.json whose compared numbers are numbers; anything else is a one-line error."""
+    try:
+        value = fileio.read_json(path)
+    except (OSError, ValueError) as error:
+        raise VerifyError(f"cannot read {path}: {error}", "publish or rerun that variant again") from error
+    if not isinstance(value, dict):
+        raise VerifyError(f"{path} holds a {type(value).__name__}, not a JSON object", "publish or rerun that variant again")
+    for part, keys in (("test", ("accuracy", "macro_f1")), ("size", ("raw_bytes", "gzip_bytes"))):
+        section = value.get(part)
+        if section is not None and not isinstance(section, dict):
+            raise VerifyError(f"{path}: {part!r} is not an object", "publish or rerun that variant again")
+        for key in keys:
+            number = (section or {}).get(key)
+            if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))
+                                       or not math.isfinite(number)):
+                raise VerifyError(f"{path}: {part}.{key} is {number!r}, not a number",
+                                  "publish or rerun that variant again")
+    return value
 
 
 def _pp(value: float) -> str:
@@ -101,49 +130,68 @@ def _pp(value: float) -> str:
 
 
 def compare_variant(variant: str, reference: Path, reproduction: Path) -> list[Check]:
-    ref, rep = fileio.read_json(reference / METRICS), fileio.read_json(reproduction / METRICS)
+    """Every check of one variant. A number or file the REFERENCE lacks is a failing check, not a skipped
+    one: a check that compared nothing must not pass (the final folder has no predictions.csv by design:
+    its predictions are its source variant's)."""
+    ref, rep = _metrics(reference / METRICS), _metrics(reproduction / METRICS)
     checks: list[Check] = []
     ref_test, rep_test = ref.get("test") or {}, rep.get("test") or {}
     for key, limit in (("accuracy", TOLERANCES["accuracy_pp"]), ("macro_f1", TOLERANCES["macro_f1_pp"])):
-        if key in ref_test:
-            a, b = ref_test[key], rep_test.get(key)
-            ok = b is not None and abs(b - a) * 100 <= limit
-            checks.append(Check(variant, key, f"{100 * a:.2f} %", "–" if b is None else f"{100 * b:.2f} %",
-                                "missing" if b is None else _pp(b - a), f"±{limit} pp", ok))
+        a, b = ref_test.get(key), rep_test.get(key)
+        if a is None:
+            checks.append(Check(variant, key, "missing", "–", "nothing to compare", f"±{limit} pp", False))
+            continue
+        ok = b is not None and abs(b - a) * 100 <= limit
+        checks.append(Check(variant, key, f"{100 * a:.2f} %", "–" if b is None else f"{100 * b:.2f} %",
+                            "missing" if b is None else _pp(b - a), f"±{limit} pp", ok))
     ref_size, rep_size = ref.get("size") or {}, rep.get("size") or {}
     for key, limit in (("raw_bytes", TOLERANCES["raw_size_rel"]), ("gzip_bytes", TOLERANCES["gzip_size_rel"])):
-        if key in ref_size:
-            a, b = ref_size[key], rep_size.get(key)
-            ok = b is not None and abs(b - a) <= limit * a
-            checks.append(Check(variant, key, a, "–" if b is None else b,
-                                "missing" if b is None else f"{(b - a) / a:+.2%}", f"±{limit:.0%}", ok))
-    if (reference / PREDICTIONS).is_file():
-        ref_pred = _predictions(reference / PREDICTIONS)
-        rep_pred = _predictions(reproduction / PREDICTIONS) if (reproduction / PREDICTIONS).is_file() else {}
-        same = sum(1 for path, label in ref_pred.items() if rep_pred.get(path) == label)
-        share = same / len(ref_pred) if ref_pred else 1.0
-        checks.append(Check(variant, "agreement", f"{len(ref_pred)} images", f"{same} same",
-                            f"{share:.2%}", f">= {TOLERANCES['agreement_min']:.0%}",
-                            share >= TOLERANCES["agreement_min"]))
+        a, b = ref_size.get(key), rep_size.get(key)
+        if not a:
+            checks.append(Check(variant, key, "missing", "–", "nothing to compare", f"±{limit:.0%}", False))
+            continue
+        ok = b is not None and abs(b - a) <= limit * a
+        checks.append(Check(variant, key, a, "–" if b is None else b,
+                            "missing" if b is None else f"{(b - a) / a:+.2%}", f"±{limit:.0%}", ok))
+    if variant == "final":
+        return checks
+    limit = f">= {TOLERANCES['agreement_min']:.0%}"
+    if not (reference / PREDICTIONS).is_file():
+        checks.append(Check(variant, "agreement", f"no {PREDICTIONS}", "–", "nothing to compare", limit, False))
+        return checks
+    ref_pred = _predictions(reference / PREDICTIONS)
+    rep_pred = _predictions(reproduction / PREDICTIONS) if (reproduction / PREDICTIONS).is_file() else {}
+    same = sum(1 for path, label in ref_pred.items() if rep_pred.get(path) == label)
+    share = same / len(ref_pred) if ref_pred else 0.0  # an empty reference compared nothing
+    checks.append(Check(variant, "agreement", f"{len(ref_pred)} images", f"{same} same", f"{share:.2%}", limit,
+                        share >= TOLERANCES["agreement_min"]))
     return checks
 
 
 def verify(reference: Path, layout: settings.Layout, variants: list[str] | None = None) -> tuple[list[Check], list[str]]:
-    """Every check of ``layout`` against the reference folder; and the variants the reproduction lacks."""
+    """Every check of ``layout`` against the reference folder; and the variants the reproduction lacks.
+
+    Comparing nothing is an error: a reference without variants, or ``variants`` it does not have."""
     reference = Path(reference)
     if not (reference / "models").is_dir():
-        raise VerifyError(f"{reference} is not a reference folder (no models/): publish one with "
-                          "`python -m trashnet publish --profile P`")
+        raise VerifyError(f"{reference} is not a reference folder (no models/)",
+                          "publish one with `python -m trashnet publish --profile P`")
     ref_layout = settings.Layout.reference(reference, layout.profile)
     ref_run = _read(ref_layout.logs / RUN_RECORD)
     run = _read(layout.logs / RUN_RECORD)
     ref_data, data = ref_run.get("data_manifest_sha256"), run.get("data_manifest_sha256")
     if ref_data and data and ref_data != data:
         raise VerifyError(f"{layout.root} ran on other data than {reference} (data manifest {data[:12]} vs "
-                          f"{ref_data[:12]}): not comparable; run with the data the reference names "
-                          f"({ref_run.get('data_source')})")
+                          f"{ref_data[:12]}): not comparable",
+                          f"run with the data the reference names ({ref_run.get('data_source')})")
     ref_folders, folders = _variant_folders(ref_layout), _variant_folders(layout)
+    if not ref_folders:
+        raise VerifyError(f"{reference} holds no variant (no models/<stage>/<id>/{METRICS}): nothing to compare",
+                          "pass a folder that `python -m trashnet publish` wrote")
     wanted = [v for v in ref_folders if variants is None or v in variants]
+    if not wanted:
+        raise VerifyError(f"none of the variants {', '.join(variants or [])} is in {reference}: nothing to compare",
+                          f"choose among {', '.join(sorted(ref_folders))}")
     checks: list[Check] = []
     missing = []
     for variant in wanted:
@@ -224,33 +272,65 @@ def portable_run_record(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+PUBLISHED_KIND = "published"  # owned.stamp kind: the only folders `publish` ever replaces
+
+
+def _check_publish_target(layout: settings.Layout, target: Path) -> None:
+    """``--to`` must not hold or sit inside what the run made (``--to OUT``, ``--to OUT/models``, ``--to .``)."""
+    target = target.expanduser().resolve()
+    for source in (layout.root, layout.models, layout.logs, layout.report):
+        source = source.resolve()
+        if target == source or target in source.parents or source in target.parents:
+            raise VerifyError(f"--to {target} overlaps the run's own outputs ({source}): publishing there would "
+                              f"replace them", "choose an empty folder outside the output root, e.g. results/<profile>")
+
+
+def _check_final(files: dict[Path, Path], layout: settings.Layout) -> None:
+    """A final folder is published whole or not at all: results without their model are not a reference."""
+    final = Path("models") / layout.stage_dir("final").relative_to(layout.models)
+    if final / METRICS not in files:
+        return
+    missing = [name for name in FINAL_FILES if final / name not in files]
+    if missing:
+        raise VerifyError(f"{layout.stage_dir('final')} lacks {', '.join(missing)}: the final stage's outputs are "
+                          f"incomplete; nothing written", "rerun the final stage (python -m trashnet run --variants final)")
+
+
 def publish(layout: settings.Layout, target: Path | None = None, *, log=print) -> Path:
-    """Replace ``results/<profile>/`` (or ``target``) with the run's small outputs; returns the folder."""
+    """Replace ``results/<profile>/`` (or ``target``) with the run's small outputs; returns the folder.
+
+    The target is replaced only when ``publish`` made it (its ``.trashnet-output`` stamp says
+    ``published``) or it is absent or empty: a user's folder is never replaced (see trashnet.owned)."""
     target = Path(target) if target is not None else settings.RESULTS_DIR / layout.profile
+    _check_publish_target(layout, target)
+    hint = "choose another --to (an empty folder, or one `publish` wrote), or move that folder away"
+    owned.check_replaceable(target, PUBLISHED_KIND, made_by="`publish`", hint=hint)
     files = published_files(layout)
     if not any(path.parts[0] == "models" for path in files):
-        raise VerifyError(f"{layout.models} holds no finished variant: run `./run_all.sh --profile "
-                          f"{layout.profile}` first")
+        raise VerifyError(f"{layout.models} holds no finished variant",
+                          f"run `./run_all.sh --profile {layout.profile}` first")
+    _check_final(files, layout)
     total = sum(source.stat().st_size for source in files.values())
     if total > MAX_PUBLISHED_BYTES:
         raise VerifyError(f"the results would take {total / 2**20:.1f} MiB, more than the "
-                          f"{MAX_PUBLISHED_BYTES / 2**20:.0f} MiB allowed in the repository; nothing written")
-    temp = target.with_name(f".{target.name}.publishing-{os.getpid()}")
-    if temp.exists():
-        shutil.rmtree(temp)
-    for relative, source in sorted(files.items()):
-        (temp / relative).parent.mkdir(parents=True, exist_ok=True)
-        if relative == Path("logs") / RUN_RECORD:
-            fileio.write_json(temp / relative, portable_run_record(fileio.read_json(source)))
-        elif relative.parts[0] == "report" and relative.suffix == ".html":
-            fileio.atomic_write_text(temp / relative, _published_page(source))
-        else:
-            shutil.copyfile(source, temp / relative)
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(temp, target)
-    shutil.rmtree(old, ignore_errors=True)
+                          f"{MAX_PUBLISHED_BYTES / 2**20:.0f} MiB allowed in the repository; nothing written",
+                          "publish a smaller run, or fewer variants")
+    prefix = f".{target.name}.publishing-"
+    owned.remove_leftovers(target.parent, (prefix, f".{target.name}.old-"))  # of a killed publish
+    temp = owned.make_temp_dir(target.parent, prefix)
+    try:
+        for relative, source in sorted(files.items()):
+            (temp / relative).parent.mkdir(parents=True, exist_ok=True)
+            if relative == Path("logs") / RUN_RECORD:
+                fileio.write_json(temp / relative, portable_run_record(fileio.read_json(source)))
+            elif relative.parts[0] == "report" and relative.suffix == ".html":
+                fileio.atomic_write_text(temp / relative, _published_page(source))
+            else:
+                shutil.copyfile(source, temp / relative)
+        owned.stamp(temp, PUBLISHED_KIND)
+        owned.replace(target, temp, kind=PUBLISHED_KIND, made_by="`publish`", hint=hint)
+    finally:
+        owned.replace(temp, quiet=True)  # gone after a successful replace; a failure's leftovers
     log(f"publish: {len(files)} files, {total / 2**20:.1f} MiB -> {target}")
     return target
 
@@ -274,12 +354,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     reference = args.reference.expanduser().resolve()
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
-    try:
-        return verify_and_print(reference, _layout(args, reference), variants)
-    except VerifyError as error:
-        print(f"verify: error: {error}", file=sys.stderr)
-        return 2
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants is not None else None
+    if variants is not None:
+        known = _variant_folders(settings.Layout.reference(reference, args.profile or reference.name))
+        unknown = [v for v in variants if v not in known] or ([] if variants else ["(none)"])
+        if unknown:
+            raise VerifyError(f"--variants {', '.join(unknown)}: not in {reference}",
+                              f"choose among {', '.join(sorted(known)) or 'nothing: the reference holds no variant'}")
+    return verify_and_print(reference, _layout(args, reference), variants)
 
 
 def configure_publish(parser: argparse.ArgumentParser) -> None:
@@ -290,9 +372,5 @@ def configure_publish(parser: argparse.ArgumentParser) -> None:
 
 
 def command_publish(args: argparse.Namespace) -> int:
-    try:
-        publish(_layout(args), args.to)
-    except VerifyError as error:
-        print(f"publish: error: {error}", file=sys.stderr)
-        return 2
+    publish(_layout(args), args.to)
     return 0
