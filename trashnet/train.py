@@ -250,7 +250,7 @@ def backbone_features(model: keras.Model, data: inputs.Dataset, cfg: VariantConf
     """Pooled backbone features (inference mode) of the train and validation splits, cached on disk."""
     key = hashlib.sha256(json.dumps({
         "arch": cfg.arch, "alpha": cfg.model.alpha, "size": cfg.model.image_size, "mixed": mixed,
-        "weights": models.weights_origin(cfg.model.weights), "manifest": data.manifest_sha256,
+        "weights": models.weights_origin(cfg.model.weights, cfg.arch), "manifest": data.manifest_sha256,
         # What else the features depend on: the decoded pixels, the network's code, the TensorFlow version.
         "decoder": inputs.decoder_key(), "models": fileio.sha256_file(models.__file__),
         "lockfile": fileio.sha256_file(settings.LOCK_FILE) if settings.LOCK_FILE.exists() else "missing",
