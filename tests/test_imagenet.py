@@ -146,3 +146,45 @@ def test_the_full_v3_large_loads_every_matching_minimalistic_tensor(weights_dir)
     assert not kernel.any() and np.allclose(np.clip(bias + 3, 0, 6) / 6, 0.99)
     np.testing.assert_allclose(full.get_layer("expanded_conv_3/project").get_weights()[0] * 0.99,
                                donor.get_layer("expanded_conv_3/project").get_weights()[0], rtol=1e-6)
+
+
+def _served_locally(weights_dir: Path, root: Path, monkeypatch) -> None:
+    """Point every pinned URL at a file:// copy: the files as such, the V3 ones inside a tar.gz as Google
+    publishes them."""
+    import tarfile
+
+    for table in (imagenet.FILES, imagenet.PHOTOS):
+        for name, item in list(table.items()):
+            if item.member is None:
+                url = (weights_dir / name).as_uri()
+            else:
+                archive = root / Path(item.url).name
+                with tarfile.open(archive, "w:gz") as tar:
+                    tar.add(weights_dir / name, arcname=item.member)
+                url = archive.as_uri()
+            monkeypatch.setitem(table, name, item.model_copy(update={"url": url}))
+
+
+def test_download_weights_fetches_every_pinned_file_and_refuses_other_bytes(weights_dir, tmp_path, monkeypatch,
+                                                                            capsys):
+    from trashnet import cli
+
+    _served_locally(weights_dir, tmp_path, monkeypatch)
+    out = tmp_path / "weights"
+    assert cli.main(["download", "--weights", "--out", str(out)]) == 0
+    assert f"{settings.ENV_WEIGHTS}={out}" in capsys.readouterr().out
+    for name in imagenet.FILES:
+        assert imagenet.source_path(name, out).is_file()
+    assert all((out / name).is_file() for name in imagenet.PHOTOS)
+    # A publisher serving other bytes: one line, the file is not kept, the others stay.
+    (out / "v3-small_224_1.0_uint8.tflite").unlink()
+    tampered = tmp_path / "tampered.tflite"
+    tampered.write_bytes(b"not a model")
+    item = imagenet.FILES["v3-small_224_1.0_uint8.tflite"]
+    monkeypatch.setitem(imagenet.FILES, item.name, item.model_copy(update={"url": tampered.as_uri(),
+                                                                           "member": None}))
+    assert cli.main(["download", "--weights", "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: v3-small_224_1.0_uint8.tflite from file:") and "not the pinned" in error
+    assert error.count("\n") == 1 and not (out / item.name).exists()
+    assert not [path for path in out.iterdir() if path.name.startswith(".weights-download-")]

@@ -79,6 +79,17 @@ FILES: dict[str, WeightsFile] = {f.name: f for f in (
 )}
 
 
+# The three test photos of the faithfulness test (tests/test_imagenet.py), from the same repository.
+PHOTOS: dict[str, WeightsFile] = {f.name: f for f in (
+    WeightsFile(name="photos/cat_720p.jpg", bytes=104837, url=CORAL + "cat_720p.jpg", quantized="-",
+                sha256="cfb1dbdf64b30de79104a47555ff8e9f12737a12c2128ecd0e7f38531a8c13ce"),
+    WeightsFile(name="photos/parrot.jpg", bytes=596977, url=CORAL + "parrot.jpg", quantized="-",
+                sha256="a8fba9e7e29439fa414c13129aad661f2289ff891231920a7c33641b076f1833"),
+    WeightsFile(name="photos/hot_dog.jpg", bytes=200930, url=CORAL + "hot_dog.jpg", quantized="-",
+                sha256="ed6952e022eb71c0d0b1ff068dcee3abed056dfa1852f041c35f138c4ff15b2e"),
+)}
+
+
 @dataclass(frozen=True)
 class Source:
     """Which files an architecture's ImageNet weights come from, in op order (V1: backbone, then classifier)."""
