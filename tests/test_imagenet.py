@@ -148,6 +148,19 @@ def test_the_full_v3_large_loads_every_matching_minimalistic_tensor(weights_dir)
                                donor.get_layer("expanded_conv_3/project").get_weights()[0], rtol=1e-6)
 
 
+@pytest.mark.slow
+def test_the_full_v3_large_builds_from_the_transplanted_weights(weights_dir, monkeypatch):
+    from trashnet import models
+
+    monkeypatch.setenv(settings.ENV_WEIGHTS, str(weights_dir))
+    model = models.build_model("mobilenet_v3_large", num_classes=6, image_size=64, weights="imagenet-tflite")
+    donor = imagenet.classifier("mobilenet_v3_large_minimalistic", folder=weights_dir)
+    for name in ("Conv", "expanded_conv_6/expand", "Conv_1/BatchNorm"):
+        for got, want in zip(model.get_layer(name).get_weights(), donor.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    assert "transplanted" in models.weights_origin("imagenet-tflite", "mobilenet_v3_large")
+
+
 def _served_locally(weights_dir: Path, root: Path, monkeypatch) -> None:
     """Point every pinned URL at a file:// copy: the files as such, the V3 ones inside a tar.gz as Google
     publishes them."""

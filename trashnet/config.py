@@ -113,7 +113,10 @@ class TrainConfig(Strict):
     early_stopping_patience: int | None = Field(None, ge=1)  # epochs without val improvement; None = off
     head_epochs: int = Field(10, ge=0)  # pretrained only: frozen-backbone phase on cached features
     head_learning_rate: float = Field(1e-3, gt=0)
-    finetune_learning_rate: float = Field(1e-4, gt=0)  # pretrained only: full model, BatchNorm frozen
+    finetune_learning_rate: float = Field(1e-4, gt=0)  # pretrained only: full model
+    finetune_batchnorm: Literal["frozen", "reestimate"] = "frozen"  # pretrained only: BatchNorm kept in
+    # inference mode, or its statistics re-estimated on the training images and then trained
+    # (benchmarks/bench_imagenet_bn.py, docs/imagenet.md)
     mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto = on when a GPU is present
     augment: AugmentConfig = AugmentConfig()
 
