@@ -147,6 +147,11 @@ def source_path(name: str, folder: str | os.PathLike | None = None) -> Path:
     return checked(Path(folder if folder is not None else weights_folder()) / name)
 
 
+def check_available(arch: str, folder: str | os.PathLike | None = None) -> list[Path]:
+    """The checked files ``arch`` needs; a one-line ``UserError`` when one is missing or not pinned."""
+    return [source_path(name, folder) for name in _source(arch).files]
+
+
 def provenance(arch: str) -> str:
     """What a result says it started from: the file(s), their sha256, how they were stored."""
     source = _source(arch)
@@ -388,8 +393,7 @@ def _cache_path(arch: str) -> Path:
 def weights_file(arch: str, *, folder: str | os.PathLike | None = None) -> Path:
     """The ``.h5`` backbone weights of ``arch`` imported from its TFLite file(s), built once and cached."""
     source = _source(arch)
-    for name in source.files:  # present and pinned, even when the import is cached
-        source_path(name, folder)
+    check_available(arch, folder)  # present and pinned, even when the import is cached
     path = _cache_path(arch)
     if path.is_file():
         return path
@@ -472,16 +476,13 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
 
-def _run_files(files: list[Path], image: np.ndarray):
-    """Run the file chain on one uint8 photo; [(interpreter, details), ...], one per file, invoked."""
-    runs, x = [], image[None]
-    for path in files:
-        interpreter, details = _interpreter(path)
+def _invoke(runs: list, image: np.ndarray) -> None:
+    """Run the file chain (``[(interpreter, details), ...]``) on one uint8 photo."""
+    x = image[None]
+    for interpreter, _ in runs:
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
         interpreter.invoke()
         x = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])  # the next file's input
-        runs.append((interpreter, details))
-    return runs
 
 
 def layer_cosines(arch: str, images: np.ndarray, *, folder: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
@@ -490,12 +491,14 @@ def layer_cosines(arch: str, images: np.ndarray, *, folder: str | os.PathLike | 
     output tensor can hold, as the quantized op saturates there."""
     model, pairs = _imported(arch, folder)
     files = list(dict.fromkeys(path for _, _, path in pairs))
+    runs = [_interpreter(path) for path in files]
+    by_file = dict(zip(files, runs))
     inputs: dict[str, list] = {layer.name: [] for layer, _, _ in pairs}
     outputs: dict[str, list] = {layer.name: [] for layer, _, _ in pairs}
     for image in images:
-        runs = dict(zip(files, _run_files(files, image)))
+        _invoke(runs, image)
         for layer, kernel, path in pairs:
-            interpreter, details = runs[path]
+            interpreter, details = by_file[path]
             inputs[layer.name].append(_float(interpreter, details, kernel.input_tensor)[0])
             low, high = _representable(details, kernel.output_tensor)
             outputs[layer.name].append((_float(interpreter, details, kernel.output_tensor)[0], low, high))
@@ -522,13 +525,15 @@ def end_to_end(arch: str, images: np.ndarray, *, folder: str | os.PathLike | Non
     from trashnet.keras_env import keras
 
     model, pairs = _imported(arch, folder)
-    last_layer, last_kernel, last_file = pairs[-1]
+    last_layer, last_kernel, _ = pairs[-1]
     files = list(dict.fromkeys(path for _, _, path in pairs))
     probe = keras.Model(model.input, [last_layer.input, model.output])
     features, logits = probe.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
+    runs = [_interpreter(path) for path in files]
+    interpreter, details = runs[-1]
     tflite_features, tflite_top1 = [], []
     for image in images:
-        interpreter, details = _run_files(files, image)[-1]
+        _invoke(runs, image)
         tflite_features.append(_float(interpreter, details, last_kernel.input_tensor).reshape(-1))
         scores = interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).reshape(-1)
         tflite_top1.append(int(np.argmax(scores)))
