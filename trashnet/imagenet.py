@@ -179,7 +179,6 @@ def _source(arch: str) -> Source:
 class Kernel:
     """One weighted op of a TFLite file, dequantized, in TFLite's layout."""
 
-    op_index: int
     op: str  # CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED
     kernel: np.ndarray  # [out,h,w,in], [1,h,w,c] or [out,in]
     bias: np.ndarray | None
@@ -217,14 +216,14 @@ def read_kernels(path: str | os.PathLike) -> list[Kernel]:
     model = flatbuffer_utils.read_model(str(checked(path)))
     graph = model.subgraphs[0]
     kernels = []
-    for index, op in enumerate(graph.operators):
+    for op in graph.operators:
         code = model.operatorCodes[op.opcodeIndex]
         name = names[max(code.builtinCode, code.deprecatedBuiltinCode)]
         if name not in WEIGHTED_OPS:
             continue
         bias = dequantize(graph.tensors[op.inputs[2]], model.buffers) if len(op.inputs) > 2 and op.inputs[2] >= 0 \
             else None
-        kernels.append(Kernel(index, name, dequantize(graph.tensors[op.inputs[1]], model.buffers), bias,
+        kernels.append(Kernel(name, dequantize(graph.tensors[op.inputs[1]], model.buffers), bias,
                               int(op.inputs[0]), int(op.outputs[0])))
     return kernels
 
@@ -237,9 +236,7 @@ def keras_layout(kernel: np.ndarray, op: str, target_shape: tuple[int, ...]) -> 
         out = kernel.transpose(1, 2, 3, 0)
     else:  # FULLY_CONNECTED [out,in] -> [in,out]
         out = kernel.T
-    if len(target_shape) == 2 and out.ndim == 4:  # a 1x1 convolution feeding a Keras Dense
-        out = out.reshape(target_shape)
-    if len(target_shape) == 4 and out.ndim == 2:
+    if out.ndim != len(target_shape):  # a 1x1 convolution for a Keras Dense, or the other way round
         out = out.reshape(target_shape)
     if tuple(out.shape) != tuple(target_shape):
         raise ValueError(f"{op} kernel {kernel.shape} does not fit the Keras weight {tuple(target_shape)}")
@@ -274,8 +271,8 @@ def load_kernels(model, kernels: list[Kernel]) -> list[tuple[object, Kernel]]:
     for layer, kernel in zip(layers, kernels):
         target = layer.depthwise_kernel if hasattr(layer, "depthwise_kernel") else layer.kernel
         values = [keras_layout(kernel.kernel, kernel.op, tuple(target.shape))]
-        bias = kernel.bias if kernel.bias is not None else np.zeros(values[0].shape[-2 if kernel.op ==
-                                                                    "DEPTHWISE_CONV_2D" else -1], np.float32)
+        channels = values[0].shape[-2] if kernel.op == "DEPTHWISE_CONV_2D" else values[0].shape[-1]
+        bias = kernel.bias if kernel.bias is not None else np.zeros(channels, np.float32)
         norm = following_batchnorm(layer)
         if layer.use_bias:
             values.append(bias.reshape(layer.bias.shape))
@@ -321,14 +318,11 @@ def _imported(arch: str, folder: str | os.PathLike | None = None):
             [(layer, kernel, path) for (layer, kernel), (_, path) in zip(pairs, kernels)])
 
 
-def _copy_by_name(source_model, target_model) -> int:
-    """Copy every weighted layer of ``target_model`` from the same-named layer; returns how many."""
-    copied = 0
+def _copy_by_name(source_model, target_model) -> None:
+    """Fill every weighted layer of ``target_model`` from the same-named layer of ``source_model``."""
     for layer in target_model.layers:
         if layer.weights:
             layer.set_weights(source_model.get_layer(layer.name).get_weights())
-            copied += 1
-    return copied
 
 
 def backbone(arch: str, *, image_size: int = IMAGE_SIZE):
@@ -391,12 +385,19 @@ def _cache_path(arch: str) -> Path:
 
 
 def weights_file(arch: str, *, folder: str | os.PathLike | None = None) -> Path:
-    """The ``.h5`` backbone weights of ``arch`` imported from its TFLite file(s), built once and cached."""
+    """The ``.h5`` backbone weights of ``arch`` imported from its TFLite file(s), built once and cached.
+
+    Building it re-seeds the random generators (seed 0: the transplant's squeeze-excite init is random), so
+    call it before seeding a run (``train.run_baseline`` does): a cold and a warm cache then train alike.
+    """
+    from trashnet.keras_env import seed_everything
+
     source = _source(arch)
     check_available(arch, folder)  # present and pinned, even when the import is cached
     path = _cache_path(arch)
     if path.is_file():
         return path
+    seed_everything(0)
     if source.transplant:
         donor = backbone("mobilenet_v3_large_minimalistic")
         _copy_by_name(classifier("mobilenet_v3_large_minimalistic", folder=folder), donor)

@@ -399,6 +399,8 @@ def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_d
         raise ValueError(f"run_baseline needs a baseline variant with an arch, got {cfg.id!r} ({cfg.stage})")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # Importing ImageNet TFLite weights into the cache builds models (draws random numbers): before seeding.
+    models.resolve_weights(cfg.model.weights, cfg.arch)
     seed_everything(cfg.seed)
     data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir, fit=cfg.model.fit)
     num_classes = len(data.classes)
