@@ -49,8 +49,10 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_imagenet_bn.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/results/bench_imagenet_bn_<arch>.json")
     args = parser.parse_args()
+    out = args.out or REPO / "benchmarks" / "results" / f"bench_imagenet_bn_{args.arch}.json"
     source = os.environ.get(settings.ENV_REAL_DATA)
     if not source or not os.environ.get(settings.ENV_WEIGHTS):
         sys.exit(f"error: set ${settings.ENV_REAL_DATA} (TrashNet's dataset-resized) and ${settings.ENV_WEIGHTS}")
@@ -72,14 +74,14 @@ def main() -> int:
             "seconds": round(time.perf_counter() - start, 1), "history_csv": history,
         }
         print(mode, {k: v for k, v in runs[mode].items() if k != "history_csv"}, flush=True)
-    fileio.write_json(args.out, {
+    fileio.write_json(out, {
         "what": "fine-tuning from imported ImageNet TFLite weights: BatchNorm frozen vs re-estimated",
         "arch": args.arch, "profile": args.profile, "image_size": args.image_size, "finetune_epochs": args.epochs,
         "weights": record["weights"], "split": "official", "seed": cfg.seed,
         "config": config.config_to_dict(cfg), "runs": runs,
         "hardware": provenance.hardware(), "versions": provenance.library_versions(),
         "git_commit": provenance.git_commit()})
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
 
 
