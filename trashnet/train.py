@@ -321,9 +321,9 @@ def reestimate_batchnorm(model: keras.Model, images: np.ndarray, *, batch_size: 
     """Give every BatchNorm the mean and variance of its input on ``images`` (inference mode), with gamma and
     beta changed so that the model computes exactly what it computed before.
 
-    Imported weights arrive with BatchNorm folded away (mean 0, variance 1, trainable_weights meaningless as
-    statistics): in training mode the batch statistics would then differ wildly from the moving ones. After
-    this, training-mode and inference-mode outputs agree and BatchNorm can be trained.
+    Imported TFLite weights arrive with BatchNorm folded away (mean 0, variance 1: statistics that describe
+    nothing), so in training mode the batch statistics would differ wildly from the moving ones. After this,
+    training-mode and inference-mode outputs agree and BatchNorm can be trained.
     """
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     probe = keras.Model(model.input, [layer.input for layer in norms])
