@@ -32,7 +32,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from trashnet import fileio, owned, settings
-from trashnet.errors import UserError, os_error_hint, os_error_text
+from trashnet.errors import UsageError, UserError, os_error_hint, os_error_text
 
 # garythung/trashnet on Hugging Face, commit 94cd17e ("Add dataset"); the sha256 is that file's git-LFS oid.
 DEFAULT_URL = ("https://huggingface.co/datasets/garythung/trashnet/resolve/"
@@ -310,7 +310,6 @@ def _fetch_pinned(item, work: Path, timeout: float) -> Path:
     digest = fetch(item.url, fetched, timeout=timeout)
     if item.member is not None:
         staged = work / "extracted"
-        shutil.rmtree(staged, ignore_errors=True)
         staged.mkdir()
         if item.member not in extract(fetched, staged):
             raise DownloadError(f"{item.url} does not hold {item.member}", "the publisher changed the archive; "
@@ -332,6 +331,7 @@ def download_weights(out: str | os.PathLike, *, timeout: float = 60.0) -> tuple[
     fetched_now = []
     try:
         out.mkdir(parents=True, exist_ok=True)
+        owned.remove_leftovers(out, (".weights-download-",))  # of a killed download
         for item in [*imagenet.FILES.values(), *imagenet.PHOTOS.values()]:
             target = out / item.name
             if target.is_file() and _sha256_or_empty(target) == item.sha256:
@@ -369,6 +369,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     if args.weights:
+        if args.url != DEFAULT_URL or args.sha256 or args.sums:
+            raise UsageError("--weights fetches the pinned ImageNet files: --url, --sha256 and --sums do not apply",
+                             "leave them out")
         folder, fetched = download_weights(args.out, timeout=args.timeout)
         print(f"ImageNet weights ({len(fetched)} fetched now, every file sha256-verified): {folder}")
         print(f"Next: export {settings.ENV_WEIGHTS}={folder}  (model.weights: imagenet-tflite)")
