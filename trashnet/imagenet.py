@@ -14,8 +14,9 @@ imagenet-tflite`` makes ``models.build_model`` start from them:
 4. the backbone's weights are saved as an ``.h5`` file (what ``weights=<path>`` loads), cached under
    ``<output root>/.cache/imagenet/`` by the TFLite file's sha256 and this module's code.
 
-The full MobileNetV3-Large (squeeze-excite, hard-swish, 5x5 depthwise) has no file here: ``transplant`` starts
-it from the minimalistic V3-Large (``transplant_v3_large``).
+The full MobileNetV3-Large (squeeze-excite, hard-swish, 5x5 depthwise) has no file here: ``imagenet-tflite``
+starts it from the minimalistic V3-Large's weights (``transplant_v3_large``). The faithfulness checks at the end
+(``layer_cosines``, ``end_to_end``) compare an import with its TFLite file (tests, benchmarks).
 """
 
 from __future__ import annotations
