@@ -129,10 +129,7 @@ def test_build_model_starts_from_the_imported_backbone(weights_dir, monkeypatch)
 
 @pytest.mark.slow
 def test_the_full_v3_large_loads_every_matching_minimalistic_tensor(weights_dir):
-    donor = imagenet.backbone("mobilenet_v3_large_minimalistic")
-    imagenet._copy_by_name(imagenet.classifier("mobilenet_v3_large_minimalistic", folder=weights_dir), donor)
-    full = imagenet.backbone("mobilenet_v3_large")
-    counts = imagenet.transplant_v3_large(donor, full)
+    donor, full, counts = imagenet.transplanted_v3_large(weights_dir)
     weighted = [layer for layer in donor.layers if layer.weights]
     assert counts["unused"] == 0 and counts["copied"] + counts["centred"] == len(weighted)
     assert counts["centred"] == 6 and counts["squeeze_excite"] == 16  # 6 blocks with 5x5 kernels, 8 with SE

@@ -379,6 +379,14 @@ def transplant_v3_large(minimalistic, full) -> dict[str, int]:
     return counts
 
 
+def transplanted_v3_large(folder: str | os.PathLike | None = None):
+    """(the imported minimalistic backbone, the full V3-Large backbone filled from it, the transplant's counts)."""
+    donor = backbone("mobilenet_v3_large_minimalistic")
+    _copy_by_name(classifier("mobilenet_v3_large_minimalistic", folder=folder), donor)
+    full = backbone("mobilenet_v3_large")
+    return donor, full, transplant_v3_large(donor, full)
+
+
 def _cache_path(arch: str) -> Path:
     key = fileio.sha256_bytes("".join(
         [FILES[name].sha256 for name in _source(arch).files] + [fileio.sha256_file(__file__)]).encode())[:16]
@@ -400,10 +408,7 @@ def weights_file(arch: str, *, folder: str | os.PathLike | None = None) -> Path:
         return path
     seed_everything(0)
     if source.transplant:
-        donor = backbone("mobilenet_v3_large_minimalistic")
-        _copy_by_name(classifier("mobilenet_v3_large_minimalistic", folder=folder), donor)
-        target = backbone(arch)
-        counts = transplant_v3_large(donor, target)
+        _, target, counts = transplanted_v3_large(folder)
         if counts["unused"]:
             raise ValueError(f"transplant left {counts['unused']} minimalistic tensors unused")
     else:
