@@ -37,7 +37,8 @@ def _own_cache(tmp_path, monkeypatch):
 def sample_photos() -> np.ndarray:
     """20 photos of the bundled sample, every class, as the TFLite files take them."""
     paths = sorted(settings.SAMPLE_DIR.glob("*/*.jpg"))
-    return np.stack([imagenet.photo(path) for path in paths[::len(paths) // 20][:20]])
+    picks = np.linspace(0, len(paths) - 1, 20).round().astype(int)
+    return np.stack([imagenet.photo(paths[i]) for i in picks])
 
 
 def test_without_the_folder_every_use_says_what_is_missing_in_one_line(monkeypatch):
