@@ -66,3 +66,37 @@ def test_papermill_runs_the_notebook_on_the_sample(sample_dataset, quick_profile
     markdown = [o for o in outputs if "text/markdown" in o.get("data", {})]
     assert any("test accuracy" in o["data"]["text/markdown"] for o in markdown)
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
+
+
+@pytest.mark.slow
+def test_papermill_runs_the_notebook_from_imported_imagenet_weights(sample_dataset, quick_profile, tmp_path,
+                                                                    monkeypatch):
+    """`model.weights: imagenet-tflite`: the kernel imports Google's TFLite file from $TRASHNET_WEIGHTS."""
+    import os
+
+    import papermill
+
+    if not os.environ.get(settings.ENV_WEIGHTS):
+        pytest.skip(f"${settings.ENV_WEIGHTS} is not set: point it at the folder of Google's ImageNet TFLite files")
+    monkeypatch.setenv(settings.ENV_OUT, str(tmp_path))  # the imported weights' cache, for the kernel too
+    # The kernel imports this checkout's package, whichever one is installed (as the pipeline's runner does).
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(settings.REPO_ROOT),
+                                                                   os.environ.get("PYTHONPATH")])))
+    cfg = config.load_variants(quick_profile)["mobilenet_v3_small"]
+    params = config.config_to_dict(cfg)
+    params["model"].update(image_size=48, weights="imagenet-tflite")
+    params["train"].update(epochs=1, head_epochs=1)
+    params["quantize"]["latency_runs"] = 2
+    out = tmp_path / "models" / "baseline" / cfg.id
+    out.mkdir(parents=True)
+    papermill.execute_notebook(
+        str(NOTEBOOK), str(out / f"{cfg.id}.ipynb"), kernel_name="python3", cwd=str(tmp_path), progress_bar=False,
+        parameters={"variant_id": cfg.id, "config": params, "dataset_dir": str(sample_dataset),
+                    "models_dir": str(tmp_path / "models"), "output_dir": str(out),
+                    "cache_dir": str(tmp_path / ".cache")})
+    metrics = json.loads((out / evaluate.METRICS_FILE).read_text())
+    assert metrics["weights"].startswith("imagenet-tflite:v3-small_224_1.0_uint8.tflite@sha256:da341cf06fa5")
+    assert "dequantized from uint8" in metrics["weights"]
+    assert list((tmp_path / ".cache" / "imagenet").glob("mobilenet_v3_small-*.h5"))  # the imported file
+    with open(out / evaluate.HISTORY_FILE, newline="") as handle:
+        assert [row["phase"] for row in csv.DictReader(handle)] == ["head", "finetune"]

@@ -95,7 +95,7 @@ def test_weights_resolution(tmp_path):
     assert models.resolve_weights("imagenet") == "imagenet"
     assert models.weights_origin("none") == "none"
     assert models.weights_origin("imagenet") == "imagenet"
-    with pytest.raises(ValueError, match="'none', 'imagenet' or the path"):
+    with pytest.raises(ValueError, match="'none', 'imagenet', 'imagenet-tflite' or the path"):
         models.resolve_weights(str(tmp_path / "missing.h5"))
     with pytest.raises(ValueError, match="expected 'none', 'imagenet'"):
         models.build_model("mobilenet_v2", num_classes=6, image_size=32, weights="imagenet21k")

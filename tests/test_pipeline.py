@@ -284,3 +284,17 @@ def test_the_longest_chain_starts_first(tmp_path):
     path = runner.critical_path()
     assert ids[0] == "mobilenet_v1" and max(path, key=path.get) == "mobilenet_v3_large"
     assert path["mobilenet_v3_large"] > path["mobilenet_v3_large.prune-2of4"] > path["final"] > 0
+
+
+def test_a_run_that_needs_imagenet_tflite_weights_says_in_one_line_how_to_get_them(tmp_path, monkeypatch, capsys):
+    from trashnet import cli
+
+    monkeypatch.delenv(settings.ENV_WEIGHTS, raising=False)
+    profile = tmp_path / "pretrained.yaml"
+    profile.write_text("variants: [mobilenet_v1]\nmodel: {image_size: 64, weights: imagenet-tflite}\n")
+    status = cli.main(["run", "--profile", str(profile), "--out", str(tmp_path / "out"), "--no-report"])
+    error = capsys.readouterr().err
+    assert status == 1 and error.count("\n") == 1
+    assert error.startswith("error: ImageNet TFLite weights needed but $TRASHNET_WEIGHTS is not set - run ")
+    assert "python -m trashnet download --weights" in error
+    assert not (tmp_path / "out" / "models").exists()  # nothing ran

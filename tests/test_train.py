@@ -229,3 +229,21 @@ def test_validation_judge_scores_the_ema_and_trains_on_raw_weights(sample_datase
     assert any(not np.allclose(raw, seen["ema"][id(v)]) for raw, v in zip(seen["raw"], model.trainable_variables))
     assert {"val_loss", "val_accuracy", "val_macro_f1"} <= set(seen["logs"])
     assert judge.rows[0]["val_accuracy"] == seen["logs"]["val_accuracy"]
+
+
+def test_reestimated_batchnorm_keeps_the_function_and_matches_the_batch_statistics():
+    """After ``reestimate_batchnorm`` the model computes what it did in inference mode, and in training mode
+    (batch statistics) nearly the same on the images it was estimated on."""
+    from trashnet.keras_env import seed_everything
+
+    seed_everything(0)
+    model = models.build_model("mobilenet_v1", num_classes=3, image_size=32, dropout=0.0)
+    images = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
+    before = model(images, training=False).numpy()
+    train.reestimate_batchnorm(model, images, batch_size=16)
+    np.testing.assert_allclose(model(images, training=False).numpy(), before, rtol=1e-3, atol=1e-5)
+    norm = model.get_layer("conv1_bn")
+    inputs = keras.Model(model.input, norm.input)(images, training=False).numpy().reshape(-1, 32)
+    np.testing.assert_allclose(norm.moving_mean.numpy(), inputs.mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), inputs.var(0), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(model(images, training=True).numpy(), before, atol=0.02)

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trashnet import fileio, settings
 from trashnet.errors import UserError
 
-ARCHITECTURES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+ARCHITECTURES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+                 "mobilenet_v3_large_minimalistic")
 SEED_MARK = "@seed"  # extra seeds of a variant: "<id>@seed<N>", each with its own run folder
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8", "int16x8", "int16x8-fallback")
 
@@ -43,7 +44,8 @@ class DataConfig(Strict):
 class ModelConfig(Strict):
     image_size: int = Field(224, ge=32, le=1024)  # square input side; photos are resized (squashed) to it
     alpha: float = Field(1.0, gt=0)  # width multiplier
-    weights: str = "none"  # "none" (from scratch), "imagenet" (Keras download) or a weights file path
+    weights: str = "none"  # "none" (from scratch), "imagenet" (Keras download), "imagenet-tflite" (Google's
+    # TFLite files from $TRASHNET_WEIGHTS, imported: docs/imagenet.md) or a weights file path
     dropout: float = Field(0.2, ge=0, lt=1)  # before the classifier
     bn_momentum: float | None = Field(0.99, gt=0, lt=1)  # None keeps Keras' (0.999 for V3: too slow from scratch)
     fit: Literal["squash", "crop", "pad"] = "squash"  # photo -> square input (images.to_model_input); it
@@ -112,7 +114,10 @@ class TrainConfig(Strict):
     early_stopping_patience: int | None = Field(None, ge=1)  # epochs without val improvement; None = off
     head_epochs: int = Field(10, ge=0)  # pretrained only: frozen-backbone phase on cached features
     head_learning_rate: float = Field(1e-3, gt=0)
-    finetune_learning_rate: float = Field(1e-4, gt=0)  # pretrained only: full model, BatchNorm frozen
+    finetune_learning_rate: float = Field(1e-4, gt=0)  # pretrained only: full model
+    finetune_batchnorm: Literal["frozen", "reestimate"] = "frozen"  # pretrained only: BatchNorm kept in
+    # inference mode, or its statistics re-estimated on the training images and then trained
+    # (benchmarks/bench_imagenet_bn.py, docs/imagenet.md)
     mixed_precision: Literal["auto", "on", "off"] = "auto"  # auto = on when a GPU is present
     augment: AugmentConfig = AugmentConfig()
 

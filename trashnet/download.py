@@ -10,6 +10,10 @@ An archive with an absolute path, a ``..`` component, a link or a device entry i
 Entries are extracted into a temporary folder beside ``DIR`` which replaces ``DIR`` by a rename only once
 everything is extracted and verified: on any error nothing is left behind and an earlier ``DIR`` stays as
 it was. Zip and tar archives are accepted (the official release is a zip).
+
+``python -m trashnet download --weights --out DIR`` fetches Google's ImageNet TFLite files instead
+(``imagenet.FILES``, their publishers' URLs; the V3 files come out of Google's tarballs) and keeps each one
+only if its sha256 is the pinned one; then ``TRASHNET_WEIGHTS=DIR`` makes ``model.weights: imagenet-tflite`` work.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from trashnet import fileio, owned, settings
-from trashnet.errors import UserError, os_error_hint, os_error_text
+from trashnet.errors import UsageError, UserError, os_error_hint, os_error_text
 
 # garythung/trashnet on Hugging Face, commit 94cd17e ("Add dataset"); the sha256 is that file's git-LFS oid.
 DEFAULT_URL = ("https://huggingface.co/datasets/garythung/trashnet/resolve/"
@@ -340,12 +344,65 @@ def download(out: str | os.PathLike, *, url: str = DEFAULT_URL, sha256: str | No
     return _dataset_folder(out), True
 
 
+# ---------------------------------------------------------------------------------------------- weights
+
+
+def _fetch_pinned(item, work: Path, timeout: float) -> Path:
+    """Download one pinned file (out of its archive when it is a member of one) into ``work``; checked."""
+    from trashnet import imagenet
+
+    fetched = work / "fetched"
+    digest = fetch(item.url, fetched, timeout=timeout)
+    if item.member is not None:
+        staged = work / "extracted"
+        staged.mkdir()
+        if item.member not in extract(fetched, staged):
+            raise DownloadError(f"{item.url} does not hold {item.member}", "the publisher changed the archive; "
+                                "copy the file by hand (docs/imagenet.md)")
+        fetched = staged / item.member
+        digest = fileio.sha256_file(fetched)
+    if digest != item.sha256:
+        raise DownloadError(f"{item.name} from {item.url} has sha256 {digest}, not the pinned {item.sha256}: "
+                            f"not kept", f"the publisher serves other bytes; {imagenet.GET_WEIGHTS}")
+    return fetched
+
+
+def download_weights(out: str | os.PathLike, *, timeout: float = 60.0) -> tuple[Path, list[str]]:
+    """Fetch every pinned ImageNet file (and the three test photos) into ``out``; returns (out, names fetched
+    now). A file already there with the pinned sha256 is kept; each new one is moved in only once checked."""
+    from trashnet import imagenet
+
+    out = Path(out).expanduser().resolve()
+    fetched_now = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        owned.remove_leftovers(out, (".weights-download-",))  # of a killed download
+        for item in [*imagenet.FILES.values(), *imagenet.PHOTOS.values()]:
+            target = out / item.name
+            if target.is_file() and _sha256_or_empty(target) == item.sha256:
+                continue
+            work = owned.make_temp_dir(out, ".weights-download-")
+            try:
+                fetched = _fetch_pinned(item, work, timeout)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(fetched, target)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            fetched_now.append(item.name)
+    except OSError as error:
+        raise DownloadError(f"cannot write to {out}: {os_error_text(error)}", os_error_hint(error, "--out")) from error
+    return out, fetched_now
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True,
                         help="folder to create, e.g. ~/data/trashnet (replaced only if an earlier download)")
+    parser.add_argument("--weights", action="store_true",
+                        help="fetch Google's ImageNet TFLite MobileNets (sha256-pinned) into --out instead of "
+                             "TrashNet; then set TRASHNET_WEIGHTS to that folder")
     parser.add_argument("--url", default=DEFAULT_URL, help="archive to fetch (default: the official release)")
     parser.add_argument("--sha256", default=None,
                         help="expected sha256 of the archive (default: the official release's, with the default --url)")
@@ -357,6 +414,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    if args.weights:
+        if args.url != DEFAULT_URL or args.sha256 or args.sums:
+            raise UsageError("--weights fetches the pinned ImageNet files: --url, --sha256 and --sums do not apply",
+                             "leave them out")
+        folder, fetched = download_weights(args.out, timeout=args.timeout)
+        print(f"ImageNet weights ({len(fetched)} fetched now, every file sha256-verified): {folder}")
+        print(f"Next: export {settings.ENV_WEIGHTS}={folder}  (model.weights: imagenet-tflite)")
+        return 0
     folder, fetched = download(args.out, url=args.url, sha256=args.sha256, sums=args.sums, timeout=args.timeout)
     record = fileio.read_json(Path(args.out).expanduser().resolve() / STAMP_NAME)
     checks = []

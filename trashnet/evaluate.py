@@ -179,7 +179,7 @@ def evaluate_keras_model(model, data, cfg, *, model_path: str | os.PathLike, dat
                                   int(model.input_shape[1]), fit=cfg.model.fit, class_map=dict(cfg.ood.class_map))
     validation = classification_metrics(data.validation.labels, keras_probabilities(model, data.validation.images),
                                         classes)
-    weights = models.weights_origin(cfg.model.weights)
+    weights = models.weights_origin(cfg.model.weights, cfg.arch)
     record: dict[str, Any] = {
         "variant": cfg.id, "stage": cfg.stage, "arch": cfg.arch, "source": cfg.source, "precision": "fp32",
         "format": "keras", "profile": cfg.profile, "seed": cfg.seed, "weights": weights,

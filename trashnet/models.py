@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from trashnet import fileio
+from trashnet import fileio, imagenet
 from trashnet.keras_env import keras, tf
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 PREPROCESS_NAME = "preprocess"
+IMAGENET_TFLITE = imagenet.WEIGHTS_VALUE  # model.weights: Google's TFLite files, imported
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,9 @@ class Architecture:
         return self.builder(**kwargs)
 
 
-def _v3(builder_name: str) -> Callable[..., keras.Model]:
+def _v3(builder_name: str, **fixed) -> Callable[..., keras.Model]:
     # Looked up at call time so that `int16_hard_swish()` can patch the module it reads from.
-    return lambda **kwargs: getattr(keras.applications, builder_name)(**kwargs)
+    return lambda **kwargs: getattr(keras.applications, builder_name)(**fixed, **kwargs)
 
 
 REGISTRY: dict[str, Architecture] = {
@@ -59,6 +60,11 @@ REGISTRY: dict[str, Architecture] = {
     "mobilenet_v3_large": Architecture(
         "mobilenet_v3_large", _v3("MobileNetV3Large"), "MobileNetV3-Large (Howard et al. 2019)",
         uses_hard_swish=True, imagenet_alphas=(0.75, 1.0)),
+    # No squeeze-excite, ReLU instead of hard-swish, 3x3 depthwise kernels: the V3-Large whose ImageNet
+    # weights exist as an official TFLite file (docs/imagenet.md).
+    "mobilenet_v3_large_minimalistic": Architecture(
+        "mobilenet_v3_large_minimalistic", _v3("MobileNetV3Large", minimalistic=True),
+        "MobileNetV3-Large minimalistic (Howard et al. 2019)", uses_hard_swish=False, imagenet_alphas=(1.0,)),
 }
 
 
@@ -69,22 +75,30 @@ def get_architecture(name: str) -> Architecture:
         raise ValueError(f"unknown architecture {name!r}; valid: {', '.join(REGISTRY)}") from None
 
 
-def resolve_weights(weights: str) -> str | None:
-    """``none`` -> None, ``imagenet`` stays, anything else must be an existing weights file."""
+def resolve_weights(weights: str, arch: str | None = None) -> str | None:
+    """``none`` -> None, ``imagenet`` stays, ``imagenet-tflite`` -> the imported weights file of ``arch``
+    (trashnet/imagenet.py), anything else must be an existing weights file."""
     if weights == "none":
         return None
     if weights == "imagenet":
         return "imagenet"
+    if weights == IMAGENET_TFLITE:
+        if arch is None:
+            raise ValueError(f"weights {IMAGENET_TFLITE!r} need the architecture")
+        return str(imagenet.weights_file(arch))
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise ValueError(
-            f"weights {weights!r}: expected 'none', 'imagenet' or the path of an existing weights file")
+        raise ValueError(f"weights {weights!r}: expected 'none', 'imagenet', {IMAGENET_TFLITE!r} or the path of "
+                         f"an existing weights file")
     return str(path)
 
 
-def weights_origin(weights: str) -> str:
-    """What a result says it started from: ``none``, ``imagenet``, or ``file:<name>@sha256:<hash>``."""
-    resolved = resolve_weights(weights)
+def weights_origin(weights: str, arch: str | None = None) -> str:
+    """What a result says it started from: ``none``, ``imagenet``, ``imagenet-tflite:<file>@sha256:<hash>
+    (dequantized from uint8)`` or ``file:<name>@sha256:<hash>``."""
+    if weights == IMAGENET_TFLITE and arch is not None:
+        return imagenet.provenance(arch)
+    resolved = resolve_weights(weights, arch)
     if resolved in (None, "imagenet"):
         return weights
     digest = fileio.sha256_file(resolved)[:16]  # checks the type first: a named pipe would block a read
@@ -109,7 +123,7 @@ def build_model(
         raise ValueError(f"image_size must be at least 32 (MobileNet's minimum), got {image_size}")
     inputs = keras.Input((image_size, image_size, 3), dtype="float32", name=INPUT_NAME)
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name=PREPROCESS_NAME)(inputs)
-    backbone = entry.backbone(x, alpha=alpha, weights=resolve_weights(weights))
+    backbone = entry.backbone(x, alpha=alpha, weights=resolve_weights(weights, arch))
     x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone.output)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     # float32 output even under mixed precision: softmax and the loss stay numerically safe.

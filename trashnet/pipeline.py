@@ -48,7 +48,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trashnet import config, eta, fileio, machine, owned, progress, provenance, settings
+from trashnet import config, eta, fileio, imagenet, machine, owned, progress, provenance, settings
 from trashnet.errors import UserError, os_error_hint, os_error_text
 
 KERNEL = "python3"
@@ -990,6 +990,9 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
     log(f"run: profile {profile_obj.name}, {len(ids)} variants, -j {jobs}, output {layout.root} "
         f"(models/{layout.profile}/, report/{layout.profile}/)")
     jobs_plan = plan(all_variants, ids, layout, notebooks_dir)  # a missing notebook stops us before any work
+    for job in jobs_plan.values():  # missing ImageNet files stop us here too, in one line, not in a notebook
+        if job.variant.stage == "baseline" and job.variant.model.weights == imagenet.WEIGHTS_VALUE:
+            imagenet.check_available(job.variant.arch)
     try:
         layout.root.mkdir(parents=True, exist_ok=True)
     except OSError as error:

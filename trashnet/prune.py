@@ -494,7 +494,7 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
     fileio.atomic_write_bytes(output_dir / f"{cfg.id}.tflite", files["tflite"])
     fileio.atomic_write_bytes(output_dir / f"{cfg.id}{SPARSE_SUFFIX}", files["tflite_sparse"])
 
-    weights = source_metrics.get("weights") or models.weights_origin(cfg.model.weights)
+    weights = source_metrics.get("weights") or models.weights_origin(cfg.model.weights, cfg.arch)
     record, keras_probs = evaluate.evaluate_keras_model(
         stripped, data, cfg, model_path=keras_file, dataset_dir=dataset_dir, train_time_s=train_time,
         extra={"weights": weights})

@@ -206,7 +206,7 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
     model = keras.models.load_model(source_path, compile=False)
     source_sha = fileio.sha256_file(source_path)
     reference = _float_reference(model, data, source_sha, cache_dir)
-    weights = source_record.get("weights") or models.weights_origin(cfg.model.weights)
+    weights = source_record.get("weights") or models.weights_origin(cfg.model.weights, cfg.arch)
     record: dict[str, Any] = {
         "variant": cfg.id, "stage": "quantized", "arch": cfg.arch, "source": cfg.source,
         "precision": cfg.precision, "format": "tflite", "profile": cfg.profile, "seed": cfg.seed,

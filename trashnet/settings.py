@@ -37,6 +37,8 @@ ENV_OUT = "TRASHNET_OUT"  # output root; unset = the repository root
 ENV_REAL_DATA = "TRASHNET_REAL_DATA"  # tests: the full TrashNet dataset-resized folder
 ENV_OOD_DATA = "TRASHNET_OOD_DATA"  # a labelled <class>/<image> folder of non-TrashNet photos: every variant
 # is also measured on it (the "ood" block of metrics.json); unset = not measured. Never trained on.
+ENV_WEIGHTS = "TRASHNET_WEIGHTS"  # the folder of Google's ImageNet TFLite files (trashnet/imagenet.py);
+# needed only by `model.weights: imagenet-tflite`; `python -m trashnet download --weights` fills one
 ENV_METADATA_PYTHON = "TRASHNET_METADATA_PYTHON"  # the metadata writer's interpreter (default .venv-metadata)
 ENV_PROGRESS = "TRASHNET_PROGRESS"  # set by `run` for each kernel: the progress file it appends to (progress.py)
 

@@ -8,9 +8,11 @@ cosine decay, label smoothing, balanced class weights (as per-sample weights), b
 (``inputs.augment_batch``) and an exponential moving average (EMA) of the weights. BatchNorm momentum comes
 from the config (0.99: tf_keras' 0.999 for V3 never catches up on ~1,800 images, docs/toolchain-facts.md).
 
-Pretrained (``imagenet`` or a weights file): first the classifier alone on the backbone's pooled features,
-computed once in inference mode and cached (the frozen-backbone phase then costs seconds), then the whole
-model fine-tuned with BatchNorm frozen at ``finetune_learning_rate``.
+Pretrained (``imagenet``, ``imagenet-tflite`` or a weights file): first the classifier alone on the backbone's
+pooled features, computed once in inference mode and cached (the frozen-backbone phase then costs seconds),
+then the whole model fine-tuned at ``finetune_learning_rate``, BatchNorm frozen or, with
+``finetune_batchnorm: reestimate``, its statistics first re-estimated on the training images and then trained
+(docs/imagenet.md: folded BatchNorm arrives as an identity whose statistics describe nothing).
 
 Every epoch is judged on the validation split with the weights that would be kept (the EMA when on);
 ``checkpoint: best`` keeps the best of them, ``last`` the final ones; early stopping is optional.
@@ -251,7 +253,7 @@ def backbone_features(model: keras.Model, data: inputs.Dataset, cfg: VariantConf
     """Pooled backbone features (inference mode) of the train and validation splits, cached on disk."""
     key = hashlib.sha256(json.dumps({
         "arch": cfg.arch, "alpha": cfg.model.alpha, "size": cfg.model.image_size, "mixed": mixed,
-        "weights": models.weights_origin(cfg.model.weights), "manifest": data.manifest_sha256,
+        "weights": models.weights_origin(cfg.model.weights, cfg.arch), "manifest": data.manifest_sha256,
         # What else the features depend on: the decoded pixels, the network's code, the TensorFlow version.
         "decoder": inputs.decoder_key(), "models": fileio.sha256_file(models.__file__),
         "lockfile": fileio.sha256_file(settings.LOCK_FILE) if settings.LOCK_FILE.exists() else "missing",
@@ -316,6 +318,36 @@ def freeze_batchnorm(model: keras.Model) -> None:
             layer.trainable = False
 
 
+def reestimate_batchnorm(model: keras.Model, images: np.ndarray, *, batch_size: int = PREDICT_BATCH) -> None:
+    """Give every BatchNorm the mean and variance of its input on ``images`` (inference mode), with gamma and
+    beta changed so that the model computes exactly what it computed before.
+
+    Imported TFLite weights arrive with BatchNorm folded away (mean 0, variance 1: statistics that describe
+    nothing), so in training mode the batch statistics would differ wildly from the moving ones. After this,
+    training-mode and inference-mode outputs agree and BatchNorm can be trained.
+    """
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    probe = keras.Model(model.input, [layer.input for layer in norms])
+    sums = [np.zeros(layer.input_shape[-1]) for layer in norms]
+    squares = [np.zeros(layer.input_shape[-1]) for layer in norms]
+    count = [0] * len(norms)
+    for start in range(0, len(images), batch_size):
+        outputs = probe(images[start:start + batch_size].astype(np.float32), training=False)
+        for i, value in enumerate(outputs if len(norms) > 1 else [outputs]):
+            flat = np.asarray(value, np.float64).reshape(-1, sums[i].shape[0])
+            sums[i] += flat.sum(0)
+            squares[i] += np.square(flat).sum(0)
+            count[i] += len(flat)
+    for i, layer in enumerate(norms):
+        gamma, beta, old_mean, old_var = layer.get_weights()
+        mean = sums[i] / count[i]
+        var = np.maximum(squares[i] / count[i] - np.square(mean), 0.0)
+        scale = gamma / np.sqrt(old_var + layer.epsilon)  # what the layer multiplies by now
+        layer.set_weights([(scale * np.sqrt(var + layer.epsilon)).astype(np.float32),
+                           (beta + scale * (mean - old_mean)).astype(np.float32),
+                           mean.astype(np.float32), var.astype(np.float32)])
+
+
 # --- the whole stage ------------------------------------------------------------------------------
 
 def build(cfg: VariantConfig, num_classes: int, *, weights: str | None = None) -> keras.Model:
@@ -368,6 +400,8 @@ def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_d
         raise ValueError(f"run_baseline needs a baseline variant with an arch, got {cfg.id!r} ({cfg.stage})")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # Importing ImageNet TFLite weights into the cache builds models (draws random numbers): before seeding.
+    models.resolve_weights(cfg.model.weights, cfg.arch)
     seed_everything(cfg.seed)
     data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir, fit=cfg.model.fit)
     num_classes = len(data.classes)
@@ -386,7 +420,10 @@ def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_d
                 head_rows, summary = train_head(model, data, cfg, cache_dir=cache_dir, mixed=mixed, verbose=verbose)
                 rows += head_rows
                 phases.append(summary)
-            freeze_batchnorm(model)
+            if cfg.train.finetune_batchnorm == "reestimate":
+                reestimate_batchnorm(model, data.train.images)
+            else:
+                freeze_batchnorm(model)
             fit_rows, summary = fit_model(model, data, cfg, phase="finetune", strategy=strategy,
                                           peak_lr=cfg.train.finetune_learning_rate, epochs=cfg.train.epochs,
                                           first_epoch=len(rows) + 1, verbose=verbose)
