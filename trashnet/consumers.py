@@ -7,8 +7,8 @@ path (``images.load_for_model``: JPEG draft decoding, then Pillow's bilinear fil
 scale factor, i.e. antialiases). The others resize the full photo as the named library does by default:
 
 - ``mediapipe``: MediaPipe Tasks' CPU ``ImageToTensorCalculator`` (``image_to_tensor_converter_opencv.cc``):
-  ``cv2.warpPerspective`` from the photo's corners to the tensor's corners, ``INTER_LINEAR``, border
-  replicate. Bilinear from the 4 nearest pixels, no antialiasing, corners aligned (not pixel centres).
+  an OpenCV warp from the photo's corners to the tensor's corners, ``INTER_LINEAR``, border replicate.
+  Bilinear from the 4 nearest pixels, no antialiasing, corners aligned (not pixel centres).
   The real MediaPipe is run by the benchmark in its own venv; this emulation is checked against it there.
 - ``pillow_bicubic`` / ``pillow_bilinear``: ``Image.resize`` (bicubic is its default), both antialiased.
 - ``opencv_linear`` / ``opencv_area``: ``cv2.resize``; ``INTER_LINEAR`` (OpenCV's default) does not
@@ -44,6 +44,29 @@ def predict_input(path: str | os.PathLike, size: int) -> np.ndarray:
     return images.load_for_model(path, size)
 
 
+# Five lines that give exactly predict's input (``images.load_for_model``) for an RGB photo file, per fit:
+# JPEG draft decoding (libjpeg scales by 1/2, 1/4 or 1/8, never below the input size), EXIF orientation,
+# RGB, Pillow's bilinear filter (antialiased), float32 0-255. The model card prints it (tests run it).
+_FIT_LINE = {
+    "squash": "image.resize(({size}, {size}), Image.Resampling.BILINEAR)",
+    "crop": "ImageOps.fit(image, ({size}, {size}), Image.Resampling.BILINEAR)",
+    "pad": "ImageOps.pad(image, ({size}, {size}), Image.Resampling.BILINEAR, color=(255, 255, 255))",
+}
+PILLOW_SNIPPET = """from PIL import Image, ImageOps
+import numpy as np
+image = Image.open(path); image.draft("RGB", ({size}, {size}))  # JPEG: decode at 1/2, 1/4, 1/8 scale, >= {size} px
+image = ImageOps.exif_transpose(image).convert("RGB")
+x = np.asarray({resize}, np.float32)[None]  # (1, {size}, {size}, 3), RGB, 0-255
+"""
+
+
+def pillow_snippet(size: int, fit: str = images.DEFAULT_FIT) -> str:
+    """Python that sets ``x``, the model input of the photo file ``path``, exactly as ``predict`` makes it."""
+    if fit not in _FIT_LINE:
+        raise ValueError(f"unknown fit {fit!r}; expected one of {', '.join(images.FITS)}")
+    return PILLOW_SNIPPET.format(size=size, resize=_FIT_LINE[fit].format(size=size))
+
+
 def pillow(image: Image.Image, size: int, resample: Image.Resampling | None = None) -> np.ndarray:
     """``Image.resize((size, size))``; ``resample=None`` is Pillow's default (bicubic for RGB)."""
     resized = image.resize((size, size)) if resample is None else image.resize((size, size), resample)
@@ -61,18 +84,18 @@ def opencv(image: Image.Image, size: int, interpolation: int | None = None) -> n
 
 
 def mediapipe_emulated(image: Image.Image, size: int) -> np.ndarray:
-    """MediaPipe's CPU resize of the whole photo (no region of interest, no aspect ratio kept):
-    the photo's corner points mapped onto the tensor's, ``warpPerspective`` bilinear, border replicate."""
+    """MediaPipe's CPU resize of the whole photo (no region of interest, no aspect ratio kept): the photo's
+    corners mapped onto the tensor's corners, bilinear from the 4 nearest pixels, border replicate.
+
+    The published source calls ``cv2.warpPerspective`` with that mapping; the mediapipe 1.2.3 wheel gives
+    bit for bit what ``cv2.warpAffine`` gives with it (checked on real photos: tests/test_consumers.py),
+    while ``warpPerspective`` differs by one grey level on some pixels."""
     import cv2
 
     array = np.asarray(image, dtype=np.uint8)
     height, width = array.shape[:2]
-    # The order of cv::boxPoints for an unrotated rectangle, and the tensor corners MediaPipe pairs them with.
-    source = np.float32([[0, height], [0, 0], [width, 0], [width, height]])
-    target = np.float32([[0, size], [0, 0], [size, 0], [size, size]])
-    matrix = cv2.getPerspectiveTransform(source, target)
-    return cv2.warpPerspective(array, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
+    scale = np.array([[size / width, 0.0, 0.0], [0.0, size / height, 0.0]])  # corner (0, 0) and (w, h) to (S, S)
+    return cv2.warpAffine(array, scale, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def tf_bilinear(image: Image.Image, size: int) -> np.ndarray:
