@@ -368,7 +368,9 @@ def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_d
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
-    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir, fit=cfg.model.fit)
+    augment = cfg.train.augment
+    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir, fit=cfg.model.fit,
+                               source_size=augment.resample_source if augment.resample > 0 else None)
     num_classes = len(data.classes)
     pretrained = cfg.model.weights != "none"
     mixed = use_mixed_precision(cfg.train.mixed_precision)
