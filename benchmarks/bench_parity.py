@@ -73,35 +73,56 @@ def opencv_and_mediapipe(python: str, model: Path, size: int, paths: list[str], 
     return result, scores, report
 
 
-def measure(model: litert.LoadedModel, model_path: Path, paths: list[str], truth: list[str], python: str
-            ) -> tuple[list[ConsumerParity], dict, dict[str, float]]:
-    size = model.image_size
-    probs = {consumers.PREDICT: model.predict(np.stack([consumers.predict_input(p, size) for p in paths]))}
-    opencv_inputs, mediapipe, report = opencv_and_mediapipe(python, model_path, size, paths, model.labels)
-    probs[consumers.MEDIAPIPE] = mediapipe["mediapipe"]
+def pooled(batch: np.ndarray, scale: int) -> np.ndarray:
+    """``scale`` x ``scale`` means: what an ``AveragePooling2D(scale)`` first layer of the file would feed the net."""
+    if scale == 1:
+        return batch.astype(np.float32)
+    n, height, width, channels = batch.shape
+    return batch.astype(np.float32).reshape(n, height // scale, scale, width // scale, scale, channels).mean((2, 4))
+
+
+def measure(classify, labels: list[str], size: int, mediapipe_model: Path, paths: list[str], truth: list[str],
+            python: str, *, scale: int = 1) -> tuple[list[ConsumerParity], dict, dict[str, float]]:
+    """Every consumer's rows on one data set. ``classify``: (N, size, size, 3) float [0, 255] -> probabilities.
+
+    ``scale`` > 1 simulates a deployment file of ``scale * size`` px whose first layer averages ``scale`` x
+    ``scale`` blocks (the lever "an input size from which consumers resize least"): every consumer resizes the
+    photo to ``scale * size``; the reference stays the project's ``predict`` at ``size``. The real MediaPipe
+    runs the ``mediapipe_model`` file, so its row is left out then (``mediapipe_emulated`` is bit-exact)."""
+    wide = scale * size
+    probs = {consumers.PREDICT: classify(np.stack([consumers.predict_input(p, size) for p in paths]).astype(np.float32))}
+    opencv_inputs, mediapipe, report = opencv_and_mediapipe(python, mediapipe_model, wide, paths, labels)
+    if scale == 1:
+        probs[consumers.MEDIAPIPE] = mediapipe["mediapipe"]
+    else:
+        probs["predict_pooled"] = classify(pooled(np.stack([consumers.predict_input(p, wide) for p in paths]), scale))
     for name in consumers.CONSUMERS[2:]:
         if name in opencv_inputs:
             batch = opencv_inputs[name]
         else:
-            batch = np.stack([consumers.RESIZERS[name](consumers.decode(p), size) for p in paths])
-        probs[name] = model.predict(batch.astype(np.float32))
-    read = ~np.isnan(mediapipe["mediapipe_file"]).any(1)
-    gaps = {"emulated_vs_mediapipe": float(np.abs(probs[consumers.MEDIAPIPE] - probs["mediapipe_emulated"]).max()),
-            "mediapipe_decoder_vs_pillow": float(np.abs(mediapipe["mediapipe_file"][read]
-                                                        - probs[consumers.MEDIAPIPE][read]).max()),
-            "mediapipe_file_agreement": float((mediapipe["mediapipe_file"][read].argmax(1)
-                                               == probs[consumers.MEDIAPIPE][read].argmax(1)).mean())}
-    truth_index = np.array([model.labels.index(t) for t in truth])
+            batch = np.stack([consumers.RESIZERS[name](consumers.decode(p), wide) for p in paths])
+        probs[name] = classify(pooled(batch, scale))
+    gaps = {}
+    if scale == 1:
+        read = ~np.isnan(mediapipe["mediapipe_file"]).any(1)
+        gaps = {"emulated_vs_mediapipe": float(np.abs(probs[consumers.MEDIAPIPE] - probs["mediapipe_emulated"]).max()),
+                "mediapipe_decoder_vs_pillow": float(np.abs(mediapipe["mediapipe_file"][read]
+                                                            - probs[consumers.MEDIAPIPE][read]).max()),
+                "mediapipe_file_agreement": float((mediapipe["mediapipe_file"][read].argmax(1)
+                                                   == probs[consumers.MEDIAPIPE][read].argmax(1)).mean())}
+    truth_index = np.array([labels.index(t) for t in truth])
     reference = probs[consumers.PREDICT]
     base_accuracy = float((reference.argmax(1) == truth_index).mean())
     rows = []
-    for name in consumers.CONSUMERS:
-        top1 = probs[name].argmax(1)
+    for name, scores in probs.items():
+        top1 = scores.argmax(1)
         accuracy = float((top1 == truth_index).mean())
+        same_file = ({"agreement_same_file": float((top1 == probs["predict_pooled"].argmax(1)).mean())}
+                     if scale > 1 else {})
         rows.append(ConsumerParity(consumer=name, n=len(paths),
                                    agreement=float((top1 == reference.argmax(1)).mean()), accuracy=accuracy,
                                    accuracy_delta_pp=round(100 * (accuracy - base_accuracy), 2),
-                                   max_abs_prob_diff=float(np.abs(probs[name] - reference).max())))
+                                   max_abs_prob_diff=float(np.abs(scores - reference).max()), **same_file))
     return rows, report, gaps
 
 
@@ -110,13 +131,24 @@ def markdown(record: ParityRecord) -> str:
              f"Model `{record.model}` ({record.image_size} px, sha256 `{record.model_sha256[:12]}`), "
              f"MediaPipe {record.versions.get('mediapipe')}, OpenCV {record.versions.get('opencv')}. "
              "Agreement: same top-1 class as `predict`. Written by `benchmarks/bench_parity.py`.", ""]
+    if record.input_scale > 1:
+        lines += [f"Simulated deployment file: {record.input_scale * record.image_size} px input, averaged over "
+                  f"{record.input_scale}x{record.input_scale} blocks before the network; every consumer resizes the "
+                  f"photo to {record.input_scale * record.image_size} px. `predict` is the project's path at "
+                  f"{record.image_size} px; `predict_pooled` what `predict` would feed such a file.", ""]
     for dataset, rows in record.datasets.items():
+        pooled_column = record.input_scale > 1
         lines += [f"## {dataset} ({rows[0].n} photos)", "",
-                  "| consumer | top-1 agreement with predict | accuracy | vs predict (pp) | max prob diff |",
-                  "|---|---:|---:|---:|---:|"]
+                  "| consumer | top-1 agreement with predict | accuracy | vs predict (pp) | max prob diff |"
+                  + (" agreement with predict_pooled |" if pooled_column else ""),
+                  "|---|---:|---:|---:|---:|" + ("---:|" if pooled_column else "")]
         lines += [f"| {r.consumer} | {100 * r.agreement:.1f} % | {100 * r.accuracy:.1f} % | "
-                  f"{r.accuracy_delta_pp:+.1f} | {r.max_abs_prob_diff:.3f} |" for r in rows]
-        gap, refused = record.mediapipe_checks[dataset], record.mediapipe_refused.get(dataset, [])
+                  f"{r.accuracy_delta_pp:+.1f} | {r.max_abs_prob_diff:.3f} |"
+                  + (f" {100 * r.agreement_same_file:.1f} % |" if pooled_column else "") for r in rows]
+        gap, refused = record.mediapipe_checks.get(dataset), record.mediapipe_refused.get(dataset, [])
+        if not gap:
+            lines += [""]
+            continue
         lines += ["", f"`mediapipe` is MediaPipe given the Pillow-decoded photo; `consumers.mediapipe_emulated` "
                       f"reproduces it to {gap['emulated_vs_mediapipe']:.1e} (largest probability difference). "
                       "Given the file itself (`mp.Image.create_from_file`, MediaPipe's own JPEG decoder) its "
@@ -133,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="final", help="suffix of the result files")
     parser.add_argument("--trashnet", type=Path, default=os.environ.get(settings.ENV_REAL_DATA))
     parser.add_argument("--ood", type=Path, default=settings.ood_data())
+    parser.add_argument("--keras", type=Path, help="measure this Keras model (its run folder's metrics.json gives "
+                                                    "the classes) instead; --model then only feeds MediaPipe")
+    parser.add_argument("--input-scale", type=int, default=1, help="simulate a file of SCALE x the input size "
+                                                                   "that averages SCALE x SCALE blocks first")
     parser.add_argument("--mediapipe-python", help="MediaPipe's venv interpreter (default: the tests' cached venv)")
     args = parser.parse_args(argv)
     if args.trashnet is None:
@@ -142,16 +178,26 @@ def main(argv: list[str] | None = None) -> int:
         from toolvenv import tool_python
         python = str(tool_python(settings.REPO_ROOT / "requirements-mediapipe.lock"))
     model = litert.load(args.model)
+    classify, labels, size, measured = model.predict, model.labels, model.image_size, args.model
+    if args.keras is not None:
+        from trashnet import evaluate
+        from trashnet.keras_env import keras
+
+        network = keras.models.load_model(args.keras)
+        labels = fileio.read_json(args.keras.parent / settings.METRICS_FILE)["classes"]
+        size, measured = int(network.input_shape[1]), args.keras
+        classify = lambda batch: evaluate.keras_probabilities(network, batch)  # noqa: E731
     sets = {"trashnet_test": trashnet_test(Path(args.trashnet))}
     if args.ood is not None:
-        sets["ood_dev"] = labelled_folder(Path(args.ood), model.labels)
+        sets["ood_dev"] = labelled_folder(Path(args.ood), labels)
     datasets, gaps, refused, report = {}, {}, {}, {}
     for name, (paths, truth) in sets.items():
-        datasets[name], report, gaps[name] = measure(model, args.model, paths, truth, python)
+        datasets[name], report, gaps[name] = measure(classify, labels, size, args.model, paths, truth, python,
+                                                     scale=args.input_scale)
         refused[name] = [{**item, "path": os.path.relpath(item["path"], paths and Path(paths[0]).parents[1])}
                          for item in report["refused"]]
-    record = ParityRecord(name=args.name, model=os.path.relpath(args.model, settings.REPO_ROOT),
-                          model_sha256=fileio.sha256_file(args.model), image_size=model.image_size,
+    record = ParityRecord(name=args.name, model=os.path.relpath(measured, settings.REPO_ROOT),
+                          model_sha256=fileio.sha256_file(measured), image_size=size, input_scale=args.input_scale,
                           versions=report["versions"], datasets=datasets, mediapipe_checks=gaps,
                           mediapipe_refused=refused)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,10 @@ stateless random ops (deterministic under the seed, different every epoch) and p
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 

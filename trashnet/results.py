@@ -226,6 +226,7 @@ class ConsumerParity(_Record):
     accuracy: float
     accuracy_delta_pp: float  # accuracy minus predict's, percentage points
     max_abs_prob_diff: float
+    agreement_same_file: float | None = None  # input_scale > 1: same top-1 as predict feeding that file
 
 
 class ParityRecord(_Record):
@@ -235,6 +236,7 @@ class ParityRecord(_Record):
     model: str
     model_sha256: str
     image_size: int
+    input_scale: int = 1  # >1: a simulated file of input_scale * image_size px that averages blocks first
     versions: dict[str, str] = Field(default_factory=dict)  # mediapipe, opencv
     datasets: dict[str, list[ConsumerParity]]
     # per data set: emulated_vs_mediapipe, mediapipe_decoder_vs_pillow (max prob diffs), mediapipe_file_agreement
