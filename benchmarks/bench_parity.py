@@ -82,19 +82,22 @@ def pooled(batch: np.ndarray, scale: int) -> np.ndarray:
 
 
 def measure(classify, labels: list[str], size: int, mediapipe_model: Path, paths: list[str], truth: list[str],
-            python: str, *, scale: int = 1) -> tuple[list[ConsumerParity], dict, dict[str, float]]:
+            python: str, *, scale: int = 1, real_mediapipe: bool = True
+            ) -> tuple[list[ConsumerParity], dict, dict[str, float]]:
     """Every consumer's rows on one data set. ``classify``: (N, size, size, 3) float [0, 255] -> probabilities.
 
     ``scale`` > 1 simulates a deployment file of ``scale * size`` px whose first layer averages ``scale`` x
     ``scale`` blocks (the lever "an input size from which consumers resize least"): every consumer resizes the
     photo to ``scale * size``; the reference stays the project's ``predict`` at ``size``. The real MediaPipe
-    runs the ``mediapipe_model`` file, so its row is left out then (``mediapipe_emulated`` is bit-exact)."""
+    runs the ``mediapipe_model`` file, so its row is left out then, and when ``real_mediapipe`` is False (a
+    Keras model is measured): ``mediapipe_emulated`` stands for it (bit-exact)."""
     wide = scale * size
     probs = {consumers.PREDICT: classify(np.stack([consumers.predict_input(p, size) for p in paths]).astype(np.float32))}
     opencv_inputs, mediapipe, report = opencv_and_mediapipe(python, mediapipe_model, wide, paths, labels)
-    if scale == 1:
+    real_mediapipe = real_mediapipe and scale == 1
+    if real_mediapipe:
         probs[consumers.MEDIAPIPE] = mediapipe["mediapipe"]
-    else:
+    if scale > 1:
         probs["predict_pooled"] = classify(pooled(np.stack([consumers.predict_input(p, wide) for p in paths]), scale))
     for name in consumers.CONSUMERS[2:]:
         if name in opencv_inputs:
@@ -103,7 +106,7 @@ def measure(classify, labels: list[str], size: int, mediapipe_model: Path, paths
             batch = np.stack([consumers.RESIZERS[name](consumers.decode(p), wide) for p in paths])
         probs[name] = classify(pooled(batch, scale))
     gaps = {}
-    if scale == 1:
+    if real_mediapipe:
         read = ~np.isnan(mediapipe["mediapipe_file"]).any(1)
         gaps = {"emulated_vs_mediapipe": float(np.abs(probs[consumers.MEDIAPIPE] - probs["mediapipe_emulated"]).max()),
                 "mediapipe_decoder_vs_pillow": float(np.abs(mediapipe["mediapipe_file"][read]
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     datasets, gaps, refused, report = {}, {}, {}, {}
     for name, (paths, truth) in sets.items():
         datasets[name], report, gaps[name] = measure(classify, labels, size, args.model, paths, truth, python,
-                                                     scale=args.input_scale)
+                                                     scale=args.input_scale, real_mediapipe=args.keras is None)
         refused[name] = [{**item, "path": os.path.relpath(item["path"], paths and Path(paths[0]).parents[1])}
                          for item in report["refused"]]
     record = ParityRecord(name=args.name, model=os.path.relpath(measured, settings.REPO_ROOT),
