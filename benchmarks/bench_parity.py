@@ -199,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                                                      scale=args.input_scale, real_mediapipe=args.keras is None)
         refused[name] = [{**item, "path": os.path.relpath(item["path"], paths and Path(paths[0]).parents[1])}
                          for item in report["refused"]]
-    record = ParityRecord(name=args.name, model=os.path.relpath(measured, settings.REPO_ROOT),
+    inside = Path(measured).resolve().is_relative_to(settings.REPO_ROOT)  # else a scratch folder: its name only
+    record = ParityRecord(name=args.name, model=(os.path.relpath(measured, settings.REPO_ROOT) if inside
+                                                 else Path(measured).name),
                           model_sha256=fileio.sha256_file(measured), image_size=size, input_scale=args.input_scale,
                           versions=report["versions"], datasets=datasets, mediapipe_checks=gaps,
                           mediapipe_refused=refused)
