@@ -1,7 +1,7 @@
 """Does every app that loads the model give the same answer as ``predict``? Top-1 agreement and accuracy per consumer.
 
     python benchmarks/bench_parity.py [--model results/cpu/models/final/trashnet.tflite] [--name final]
-        [--trashnet DIR] [--ood DIR] [--mediapipe-python PY]
+        [--trashnet DIR] [--ood DIR] [--mediapipe-python PY] [--keras RUN/ID.keras] [--input-scale K]
 
 For each way a real app turns a whole photo into the model's input (``trashnet.consumers``: MediaPipe Tasks'
 ``ImageClassifier`` given the file, its resize emulated in Python, Pillow bicubic and bilinear, OpenCV
@@ -10,7 +10,10 @@ itself: top-1 agreement with ``predict``, accuracy, and the largest probability 
 official test split (``--trashnet``, default ``$TRASHNET_REAL_DATA``) and on the labelled out-of-distribution
 folder (``--ood``, default ``$TRASHNET_OOD_DATA``). MediaPipe and OpenCV run in MediaPipe's tool venv
 (``requirements-mediapipe.lock``; created and cached as the tests do, or ``--mediapipe-python``); LiteRT runs
-every input here. Writes ``benchmarks/results/bench_parity_<name>.json`` and ``.md``.
+every input here. ``--keras`` measures a trained Keras model instead (issue 26's training levers;
+``mediapipe_emulated``, bit-exact, stands for MediaPipe); ``--input-scale K`` simulates a deployment file of
+K x the input size whose first layer averages K x K blocks. Writes
+``benchmarks/results/bench_parity_<name>.json`` and ``.md``.
 """
 
 from __future__ import annotations
