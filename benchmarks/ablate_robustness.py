@@ -43,6 +43,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "crop+colour+background": BACKGROUND,
     "all": ALL,
     "background": {"background": 0.7},  # alone, over the baseline
+    "resample": {"resample": 0.5},  # issue 26: random resize filters from a 384 px decode, alone
 }
 FITS = ("squash", "crop", "pad")
 

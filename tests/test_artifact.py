@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from results_tree import evaluated_tree
 
-from trashnet import artifact, config, fileio, images, litert, predict, results, stats
+from trashnet import artifact, config, consumers, fileio, images, litert, predict, results, stats
 from trashnet.litert import TFLiteModel
 
 pytestmark = pytest.mark.slow  # converts two tiny Keras models (~10 s)
@@ -72,7 +72,9 @@ def test_the_model_card_matches_the_files(built):
     assert card["variant"] == chosen["id"] and card["model_file"] == "trashnet.tflite"
     assert card["classes"] == labels == record["classes"]
     assert card["input"]["shape"] == [1, 32, 32, 3] and card["input"]["dtype"] == "float32"
-    assert "squash" in card["input"]["preprocessing"]
+    assert "squash" in card["input"]["preprocessing"] and "antialiased" in card["input"]["preprocessing"]
+    assert card["input"]["fit"] == "squash" and card["input"]["color_order"] == "RGB"
+    assert card["input"]["pillow_snippet"] == consumers.pillow_snippet(32, "squash")  # tests/test_consumers.py runs it
     assert card["metrics"]["test"]["accuracy"] == record["test"]["accuracy"]
     assert card["size"]["raw_bytes"] == model_file.stat().st_size
     assert card["size"]["gzip_bytes"] == fileio.gzip_size(model_file)
@@ -84,6 +86,7 @@ def test_the_model_card_matches_the_files(built):
     assert card["selection"]["reference"]["id"] == "mobilenet_v3_large"
     markdown = (output_dir / "model_card.md").read_text()
     assert chosen["id"] in markdown and f"{100 * record['test']['accuracy']:.2f} %" in markdown
+    assert card["input"]["pillow_snippet"].rstrip() in markdown
     final_metrics = json.loads((output_dir / "metrics.json").read_text())
     assert final_metrics["selected_variant"] == chosen["id"] and final_metrics["stage"] == "final"
 

@@ -151,3 +151,36 @@ def test_training_pipeline_with_every_option(sample_dataset, quick_profile):
     np.testing.assert_array_equal(x.numpy(), again[0].numpy())
     np.testing.assert_allclose(y.numpy().sum(axis=1), 1.0, atol=1e-5)
     assert 0.0 <= x.numpy().min() and x.numpy().max() <= 255.0
+
+
+def test_random_resample_draws_each_image_from_a_filter_of_its_larger_decode():
+    """Issue 26: each image is one of RESAMPLE_FILTERS applied to its own larger decode, or left alone."""
+    rng = np.random.default_rng(0)
+    sources = rng.integers(0, 256, (16, 4 * SIZE, 4 * SIZE, 3)).astype(np.uint8)
+    batch = np.zeros((16, SIZE, SIZE, 3), np.float32)
+    out = inputs.random_resample(tf.constant(batch), tf.constant(sources), SEED, 1.0).numpy()
+    candidates = [tf.clip_by_value(tf.image.resize(sources.astype(np.float32), (SIZE, SIZE), method=m, antialias=a),
+                                   0, 255).numpy() for m, a in inputs.RESAMPLE_FILTERS]
+    picked = [next(i for i, c in enumerate(candidates) if np.array_equal(out[k], c[k])) for k in range(16)]
+    assert len(set(picked)) > 2  # several filters, not one
+    np.testing.assert_array_equal(out, inputs.random_resample(tf.constant(batch), tf.constant(sources), SEED,
+                                                              1.0).numpy())
+    untouched = inputs.random_resample(tf.constant(batch), tf.constant(sources), SEED, 0.0).numpy()
+    np.testing.assert_array_equal(untouched, batch)
+
+
+def test_the_training_pipeline_resamples_from_the_larger_decodes(sample_dataset, quick_profile):
+    from trashnet import train
+
+    entry = {"id": "mobilenet_v3_small", "stage": "baseline", "arch": "mobilenet_v3_small",
+             "model": {"image_size": SIZE},
+             "train": {"augment": {**OFF.model_dump(), "resample": 1.0, "resample_source": 64}, "batch_size": 8}}
+    cfg = resolve_variant(quick_profile, entry)
+    with pytest.raises(ValueError, match="source_size"):
+        train.training_pipeline(inputs.load_dataset(sample_dataset, SIZE).train, cfg, 6)
+    data = inputs.load_dataset(sample_dataset, SIZE, source_size=64)
+    assert data.train.sources.shape == (len(data.train), 64, 64, 3) and data.test.sources is None
+    x, _, _ = next(iter(train.training_pipeline(data.train, cfg, len(data.classes))))
+    assert x.shape == (8, SIZE, SIZE, 3)
+    index = {image.tobytes(): i for i, image in enumerate(data.train.images)}
+    assert not any(image.astype(np.uint8).tobytes() in index for image in x.numpy())  # not Pillow's inputs

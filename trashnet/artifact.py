@@ -33,10 +33,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from trashnet import fileio, images, provenance, results, select, settings, stats
+from trashnet import consumers, fileio, images, provenance, results, select, settings, stats
 from trashnet.config import VariantConfig, config_to_dict
 from trashnet.litert import TFLiteModel, read_metadata
-from trashnet.predict import LABELS_FILE, METADATA_FILE, embedded_files, evaluate_split
+from trashnet.predict import LABELS_FILE, METADATA_FILE, embedded_files, evaluate_split, model_fit
 from trashnet.results import ClassWeakness, DataSection, ModelCard, OODSection, SplitCount
 
 MODEL_FILE = "trashnet.tflite"
@@ -48,11 +48,16 @@ METRICS_FILE = settings.METRICS_FILE
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same inputs give the same bytes
 
 PREPROCESSING = (
-    "Decode with Pillow (images.load_for_model): apply the EXIF orientation, convert to 8-bit RGB (transparency "
-    "onto white), resize the whole frame to {size}x{size} without cropping or padding (squashed; bilinear), "
-    "and feed the RGB values as {dtype} in [0, 255], shape (1, {size}, {size}, 3). The model rescales to "
-    "[-1, 1] itself. For JPEGs the decoder may scale down by a power of two first (Pillow draft mode), never "
-    "below {size} px.")
+    "Decode with Pillow (images.load_for_model): for JPEGs let libjpeg scale down by 1/2, 1/4 or 1/8 while "
+    "decoding (Pillow draft mode), never below {size} px; apply the EXIF orientation; convert to 8-bit RGB "
+    "(transparency onto white); {fit_text} to {size}x{size} with Pillow's bilinear filter (antialiased: its "
+    "support widens with the scale factor); feed the RGB values as {dtype} in [0, 255], shape "
+    "(1, {size}, {size}, 3). The model rescales to [-1, 1] itself. Other resizers (MediaPipe's, OpenCV's "
+    "INTER_LINEAR, tf.image.resize without antialias) change the answer on up to a quarter of photos: "
+    "docs/deployment-parity.md.")
+FIT_TEXT = {"squash": "resize the whole frame, without cropping or padding (squashed)",
+            "crop": "cut the longer side to a centred square and resize it",
+            "pad": "pad to a square with white margins and resize it"}
 
 
 # What the TFLite metadata says about the model (name, version: provenance.release_version()).
@@ -307,6 +312,7 @@ def model_card(selection: dict[str, Any], record: dict[str, Any], verification: 
                data: DataSection, interval: dict[str, Any] | None = None) -> dict[str, Any]:
     runner = TFLiteModel(model_path)
     size, dtype = runner.image_size, runner.input_dtype.name
+    fit = model_fit(model_path.read_bytes())
     trained = record.get("provenance") or {}
     chosen = selection["chosen"]
     test = record.get("test") or {}
@@ -326,7 +332,9 @@ def model_card(selection: dict[str, Any], record: dict[str, Any], verification: 
                             if int(runner.input.get("shape_signature", runner.input["shape"])[0]) == -1
                             else "fixed at 1"),
                   "range": "[0, 255]", "normalization": NORMALIZATION,
-                  "preprocessing": PREPROCESSING.format(size=size, dtype=dtype)},
+                  "preprocessing": PREPROCESSING.format(size=size, dtype=dtype, fit_text=FIT_TEXT[fit]),
+                  "fit": fit, "resize_filter": "Pillow bilinear, antialiased, after JPEG draft decoding",
+                  "color_order": "RGB", "pillow_snippet": consumers.pillow_snippet(size, fit)},
         "output": {"shape": runner.output["shape"].tolist(), "dtype": runner.output["dtype"].__name__,
                    "meaning": "class probabilities (softmax), in labels.txt order"},
         "classes": labels,
@@ -394,6 +402,9 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- Input: {card['input']['dtype']} tensor {card['input']['shape']}, RGB in {card['input']['range']} "
         f"(batch {card['input']['batch']}).",
         f"- Preprocessing: {card['input']['preprocessing']}",
+        *(["- The same input in five lines of Pillow (bit for bit what `predict` feeds; `path` is the photo):", "",
+           "```python", card["input"]["pillow_snippet"].rstrip("\n"), "```", ""]
+          if card["input"].get("pillow_snippet") else []),
         f"- Output: {card['output']['dtype']} {card['output']['shape']}, {card['output']['meaning']}.",
         f"- Classes (output order): {', '.join(card['classes'])}.", "",
         "## Metrics (test split)", "",

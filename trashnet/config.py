@@ -79,6 +79,12 @@ class AugmentConfig(Strict):
     # white (paper, clear plastic), so leave that image alone
     mixup: float = Field(0.0, ge=0)  # MixUp Beta(a, a) parameter; 0 = off
     cutmix: float = Field(0.0, ge=0)  # CutMix Beta(a, a) parameter; 0 = off (not together with mixup)
+    # Preprocessing parity (issue 26; docs/deployment-parity.md): apps resize whole photos with other filters
+    # than predict's. With probability `resample` a training image is instead made from a `resample_source`
+    # px decode by tf.image.resize with a random filter (bilinear/bicubic with and without antialiasing,
+    # area, nearest): the aliasing of MediaPipe's or OpenCV's resize seen in training. 0 = off.
+    resample: float = Field(0.0, ge=0, le=1)
+    resample_source: int = Field(384, ge=64, le=1024)  # px of that decode (squashed, Pillow bilinear)
 
     @field_validator("crop_scale", "crop_ratio")
     @classmethod

@@ -9,6 +9,7 @@ stateless random ops (deterministic under the seed, different every epoch) and p
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ class Split:
     images: np.ndarray  # uint8, (N, size, size, 3)
     labels: np.ndarray  # int32, (N,)
     paths: tuple[str, ...]  # relative to the dataset folder
+    sources: np.ndarray | None = None  # uint8 (N, S, S, 3) larger decodes for `augment.resample`, else None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -78,8 +80,12 @@ def decoder_key() -> str:
 
 
 def load_dataset(dataset_dir: str | os.PathLike, image_size: int, *,
-                 cache_dir: str | os.PathLike | None = None, fit: str = images.DEFAULT_FIT) -> Dataset:
-    """Every accepted image of a prepared data set, decoded at ``image_size`` with ``fit`` (squash/crop/pad)."""
+                 cache_dir: str | os.PathLike | None = None, fit: str = images.DEFAULT_FIT,
+                 source_size: int | None = None) -> Dataset:
+    """Every accepted image of a prepared data set, decoded at ``image_size`` with ``fit`` (squash/crop/pad).
+
+    ``source_size``: the training split is also decoded at that size (``Split.sources``), for
+    ``augment.resample`` to resize in the training graph."""
     dataset_dir = Path(dataset_dir)
     classes, by_split = read_accepted(dataset_dir)
     manifest_sha = fileio.sha256_file(dataset_dir / settings.MANIFEST_NAME)
@@ -101,6 +107,9 @@ def load_dataset(dataset_dir: str | os.PathLike, image_size: int, *,
             np.savez(temp, images=splits[name].images, labels=splits[name].labels,
                      paths=np.array(splits[name].paths))
             fileio.replace_file(temp, cached)
+    if source_size is not None:
+        larger = load_dataset(dataset_dir, source_size, cache_dir=cache_dir, fit=fit).train
+        splits["train"] = dataclasses.replace(splits["train"], sources=larger.images)
     return Dataset(classes, splits["train"], splits["validation"], splits["test"], image_size, manifest_sha)
 
 
@@ -256,6 +265,27 @@ def replace_background(batch, seed, config: AugmentConfig):
     return tf.where(chosen, composite, batch)
 
 
+# The filters apps resize with (trashnet.consumers): tf.image.resize method and antialias.
+RESAMPLE_FILTERS = (("bilinear", False), ("bilinear", True), ("bicubic", False), ("bicubic", True),
+                    ("area", False), ("nearest", False))
+
+
+def random_resample(batch, sources, seed, probability: float):
+    """With ``probability``, each image replaced by its larger decode resized with a random filter of
+    ``RESAMPLE_FILTERS`` (float32 [0, 255], like ``batch``)."""
+    from trashnet.keras_env import tf
+
+    size = tf.shape(batch)[1:3]
+    n = tf.shape(batch)[0]
+    sources = tf.cast(sources, tf.float32)
+    resized = tf.stack([tf.image.resize(sources, size, method=method, antialias=antialias)
+                        for method, antialias in RESAMPLE_FILTERS])  # (filters, n, s, s, 3)
+    pick = tf.random.stateless_uniform([n], seed, 0, len(RESAMPLE_FILTERS), dtype=tf.int32)
+    chosen = tf.gather_nd(resized, tf.stack([pick, tf.range(n)], axis=1))
+    use = tf.random.stateless_uniform([n, 1, 1, 1], seed + 1) < probability
+    return tf.where(use, tf.clip_by_value(chosen, 0.0, 255.0), batch)
+
+
 def augment_batch(batch, seed, config: AugmentConfig):
     """Every augmentation ``config`` turns on, on a float32 batch in [0, 255] (training graph only).
 
@@ -345,11 +375,21 @@ def make_pipeline(split: Split, *, batch_size: int, training: bool, seed: int,
     """
     from trashnet.keras_env import tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+    resample = training and augment is not None and augment.resample > 0
+    if resample and split.sources is None:
+        raise ValueError("augment.resample needs the larger decodes: load_dataset(..., source_size=...)")
+    dataset = tf.data.Dataset.from_tensor_slices(
+        ((split.images, split.sources) if resample else split.images, split.labels))
     if training:
         dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(
-        lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size)
+    if resample:
+        seeds = tf.data.Dataset.random(seed=seed + 7, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+            lambda xy, s: (random_resample(tf.cast(xy[0][0], tf.float32), xy[0][1], s, augment.resample), xy[1]),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     if training and augment is not None:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(

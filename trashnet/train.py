@@ -403,7 +403,9 @@ def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_d
     # Importing ImageNet TFLite weights into the cache builds models (draws random numbers): before seeding.
     models.resolve_weights(cfg.model.weights, cfg.arch)
     seed_everything(cfg.seed)
-    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir, fit=cfg.model.fit)
+    augment = cfg.train.augment
+    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir, fit=cfg.model.fit,
+                               source_size=augment.resample_source if augment.resample > 0 else None)
     num_classes = len(data.classes)
     pretrained = cfg.model.weights != "none"
     mixed = use_mixed_precision(cfg.train.mixed_precision)

@@ -1,0 +1,79 @@
+"""How apps resize a whole photo (trashnet.consumers), on the committed final model and the bundled sample photos.
+
+- the model card's five Pillow lines give exactly ``predict``'s scores, for every fit;
+- in MediaPipe's venv (requirements-mediapipe.lock): the emulated MediaPipe resize gives MediaPipe's own scores,
+  and OpenCV's INTER_LINEAR matches ``tf.image.resize`` (both bilinear, no antialiasing) to one grey level.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from toolvenv import clean_env, tool_python
+
+from trashnet import consumers, images, litert, predict, settings
+
+FINAL = settings.REPO_ROOT / "results" / "cpu" / "models" / "final" / "trashnet.tflite"
+PHOTOS = sorted(settings.SAMPLE_DIR.rglob("*.jpg"))[::6]  # 12 real TrashNet photos, two per class
+
+
+@pytest.fixture(scope="module")
+def model():
+    if not FINAL.is_file():
+        pytest.skip(f"{FINAL} is not in this checkout")
+    return litert.load(FINAL)
+
+
+@pytest.mark.parametrize("fit", images.FITS)
+def test_the_pillow_snippet_gives_predicts_scores_bit_for_bit(model, fit):
+    code = consumers.pillow_snippet(model.image_size, fit)
+    assert len(code.strip().splitlines()) == 5
+    ours = []
+    for path in PHOTOS:
+        namespace = {"path": str(path)}
+        exec(code, namespace)  # noqa: S102 - the card's snippet, as a user would paste it
+        ours.append(model.runner.predict(namespace["x"])[0])
+    theirs = list(predict.predict(PHOTOS, model.runner, top_k=len(model.labels), labels=model.labels, fit=fit))
+    for probabilities, result in zip(ours, theirs):
+        assert [(model.labels[i], float(probabilities[i])) for i in np.argsort(-probabilities, kind="stable")] \
+            == list(result.top_k)
+
+
+def test_the_snippet_refuses_an_unknown_fit():
+    with pytest.raises(ValueError, match="unknown fit 'stretch'"):
+        consumers.pillow_snippet(128, "stretch")
+
+
+def test_pillow_consumers_resize_the_whole_photo(model):
+    photo = consumers.decode(PHOTOS[0])
+    bicubic, bilinear = (consumers.RESIZERS[name](photo, model.image_size)
+                         for name in ("pillow_bicubic", "pillow_bilinear"))
+    assert bicubic.shape == bilinear.shape == (model.image_size, model.image_size, 3) and bicubic.dtype == np.uint8
+    assert not np.array_equal(bicubic, bilinear)  # Pillow's default filter is not bilinear
+
+
+@pytest.mark.slow  # MediaPipe's venv (cached by lock hash) and TensorFlow
+def test_the_mediapipe_emulation_gives_mediapipes_scores(model, tmp_path):
+    python = tool_python(settings.REPO_ROOT / "requirements-mediapipe.lock")
+    out = tmp_path / "out.npz"
+    done = subprocess.run([str(python), str(settings.PACKAGE_DIR / "tools" / "mediapipe_consumers.py"), str(FINAL),
+                           str(model.image_size), str(out), *map(str, PHOTOS)],
+                          capture_output=True, text=True, env=clean_env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1])["refused"] == []
+    arrays = np.load(out)
+    order = [list(arrays["mediapipe_labels"]).index(label) for label in model.labels]
+    emulated = model.predict(arrays["mediapipe_emulated"].astype(np.float32))
+    np.testing.assert_allclose(emulated, arrays["mediapipe"][:, order], atol=1e-6)
+    reference = model.predict(np.stack([consumers.predict_input(p, model.image_size) for p in PHOTOS]))
+    assert np.abs(emulated - reference).max() > 0.01  # MediaPipe's resize is not predict's: the issue's cause
+    tf_inputs = np.stack([consumers.tf_bilinear(consumers.decode(p), model.image_size) for p in PHOTOS])
+    assert np.abs(tf_inputs - arrays["opencv_linear"]).max() <= 1.0  # same filter, OpenCV rounds to uint8
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
