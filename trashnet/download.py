@@ -385,9 +385,9 @@ def download_weights(out: str | os.PathLike, *, timeout: float = 60.0) -> tuple[
             try:
                 fetched = _fetch_pinned(item, work, timeout)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(fetched, target)
+                fileio.replace_file(fetched, target)
             finally:
-                shutil.rmtree(work, ignore_errors=True)
+                owned.replace(work, quiet=True)  # the stamped scratch folder, whatever happened
             fetched_now.append(item.name)
     except OSError as error:
         raise DownloadError(f"cannot write to {out}: {os_error_text(error)}", os_error_hint(error, "--out")) from error

@@ -418,7 +418,7 @@ def weights_file(arch: str, *, folder: str | os.PathLike | None = None) -> Path:
     temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.h5")
     try:
         target.save_weights(str(temp))
-        os.replace(temp, path)
+        fileio.replace_file(temp, path)
     finally:
         temp.unlink(missing_ok=True)
     return path
