@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from results_tree import evaluated_tree
 
-from trashnet import artifact, config, consumers, fileio, images, litert, predict, results, stats
+from trashnet import artifact, config, fileio, images, litert, predict, results, stats
 from trashnet.litert import TFLiteModel
 
 pytestmark = pytest.mark.slow  # converts two tiny Keras models (~10 s)
@@ -74,7 +74,7 @@ def test_the_model_card_matches_the_files(built):
     assert card["input"]["shape"] == [1, 32, 32, 3] and card["input"]["dtype"] == "float32"
     assert "squash" in card["input"]["preprocessing"] and "antialiased" in card["input"]["preprocessing"]
     assert card["input"]["fit"] == "squash" and card["input"]["color_order"] == "RGB"
-    assert card["input"]["pillow_snippet"] == consumers.pillow_snippet(32, "squash")  # tests/test_consumers.py runs it
+    assert card["input"]["pillow_snippet"] == images.pillow_snippet(32, "squash")  # tests/test_consumers.py runs it
     assert card["metrics"]["test"]["accuracy"] == record["test"]["accuracy"]
     assert card["size"]["raw_bytes"] == model_file.stat().st_size
     assert card["size"]["gzip_bytes"] == fileio.gzip_size(model_file)

@@ -30,7 +30,7 @@ def model():
 
 @pytest.mark.parametrize("fit", images.FITS)
 def test_the_pillow_snippet_gives_predicts_scores_bit_for_bit(model, fit):
-    code = consumers.pillow_snippet(model.image_size, fit)
+    code = images.pillow_snippet(model.image_size, fit)
     assert len(code.strip().splitlines()) == 5
     ours = []
     for path in PHOTOS:
@@ -45,7 +45,7 @@ def test_the_pillow_snippet_gives_predicts_scores_bit_for_bit(model, fit):
 
 def test_the_snippet_refuses_an_unknown_fit():
     with pytest.raises(ValueError, match="unknown fit 'stretch'"):
-        consumers.pillow_snippet(128, "stretch")
+        images.pillow_snippet(128, "stretch")
 
 
 def test_pillow_consumers_resize_the_whole_photo(model):

@@ -33,7 +33,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from trashnet import consumers, fileio, images, provenance, results, select, settings, stats
+from trashnet import fileio, images, provenance, results, select, settings, stats
 from trashnet.config import VariantConfig, config_to_dict
 from trashnet.litert import TFLiteModel, read_metadata
 from trashnet.predict import LABELS_FILE, METADATA_FILE, embedded_files, evaluate_split, model_fit
@@ -334,7 +334,7 @@ def model_card(selection: dict[str, Any], record: dict[str, Any], verification: 
                   "range": "[0, 255]", "normalization": NORMALIZATION,
                   "preprocessing": PREPROCESSING.format(size=size, dtype=dtype, fit_text=FIT_TEXT[fit]),
                   "fit": fit, "resize_filter": "Pillow bilinear, antialiased, after JPEG draft decoding",
-                  "color_order": "RGB", "pillow_snippet": consumers.pillow_snippet(size, fit)},
+                  "color_order": "RGB", "pillow_snippet": images.pillow_snippet(size, fit)},
         "output": {"shape": runner.output["shape"].tolist(), "dtype": runner.output["dtype"].__name__,
                    "meaning": "class probabilities (softmax), in labels.txt order"},
         "classes": labels,

@@ -44,29 +44,6 @@ def predict_input(path: str | os.PathLike, size: int) -> np.ndarray:
     return images.load_for_model(path, size)
 
 
-# Five lines that give exactly predict's input (``images.load_for_model``) for an RGB photo file, per fit:
-# JPEG draft decoding (libjpeg scales by 1/2, 1/4 or 1/8, never below the input size), EXIF orientation,
-# RGB, Pillow's bilinear filter (antialiased), float32 0-255. The model card prints it (tests run it).
-_FIT_LINE = {
-    "squash": "image.resize(({size}, {size}), Image.Resampling.BILINEAR)",
-    "crop": "ImageOps.fit(image, ({size}, {size}), Image.Resampling.BILINEAR)",
-    "pad": "ImageOps.pad(image, ({size}, {size}), Image.Resampling.BILINEAR, color=(255, 255, 255))",
-}
-PILLOW_SNIPPET = """from PIL import Image, ImageOps
-import numpy as np
-image = Image.open(path); image.draft("RGB", ({size}, {size}))  # JPEG: decode at 1/2, 1/4, 1/8 scale, >= {size} px
-image = ImageOps.exif_transpose(image).convert("RGB")
-x = np.asarray({resize}, np.float32)[None]  # (1, {size}, {size}, 3), RGB, 0-255
-"""
-
-
-def pillow_snippet(size: int, fit: str = images.DEFAULT_FIT) -> str:
-    """Python that sets ``x``, the model input of the photo file ``path``, exactly as ``predict`` makes it."""
-    if fit not in _FIT_LINE:
-        raise ValueError(f"unknown fit {fit!r}; expected one of {', '.join(images.FITS)}")
-    return PILLOW_SNIPPET.format(size=size, resize=_FIT_LINE[fit].format(size=size))
-
-
 def pillow(image: Image.Image, size: int, resample: Image.Resampling | None = None) -> np.ndarray:
     """``Image.resize((size, size))``; ``resample=None`` is Pillow's default (bicubic for RGB)."""
     resized = image.resize((size, size)) if resample is None else image.resize((size, size), resample)
