@@ -102,3 +102,17 @@ def standin_env(monkeypatch, tmp_path):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv(settings.ENV_DATA, raising=False)
     return trace
+
+
+@pytest.fixture
+def locked_folders(monkeypatch):
+    """Folders named ``locked`` cannot be listed, as without the read permission (tests run as root,
+    which ignores permissions, so ``os.scandir`` is what refuses)."""
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)

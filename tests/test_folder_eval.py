@@ -253,7 +253,7 @@ def test_the_ood_set_joins_the_run_cache_key_only_when_set(data_dir, tmp_path, m
 # --- issue 24: every path accounted for; class maps read safely and checked --------------------------------
 
 
-def test_fifos_dangling_links_and_unlistable_folders_are_listed_not_dropped(model_file, tmp_path, monkeypatch):
+def test_fifos_dangling_links_and_unlistable_folders_are_listed_not_dropped(model_file, tmp_path, locked_folders):
     root = tmp_path / "photos"
     for i in range(3):
         photo(root / "glass" / f"g{i}.png", GREEN)
@@ -262,14 +262,6 @@ def test_fifos_dangling_links_and_unlistable_folders_are_listed_not_dropped(mode
     (root / "metal" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     photo(root / "metal" / "locked" / "m9.png", BLUE)
     (root / "glass" / "loop").symlink_to("..")
-    real_scandir = os.scandir
-
-    def scandir(path="."):  # as a folder without the read permission (the tests run as root, which ignores it)
-        if Path(path).name == "locked":
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
     record = folder_eval.evaluate_folder(model_file, root, workers=1)
     errors = {item["path"]: item["error"] for item in record["unreadable"]}
     assert record["n"] == 6 and set(errors) == {"glass/pipe.png", "metal/gone.png", "metal/locked", "glass/loop"}
