@@ -103,7 +103,7 @@ RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation --no-ind
     && python -m compileall -q /app/trashnet \
     && chmod 0755 /app/docker/entrypoint.sh
 
-# Google's ImageNet TFLite MobileNets for `model.weights: imagenet-tflite` (trashnet/imagenet.py): with
+# Google's ImageNet TFLite MobileNets for `model.weights: imagenet-tflite` (trashnet/nets/imagenet.py): with
 # WITH_IMAGENET_WEIGHTS=1 the package's own checked download fetches them (sha256-pinned); otherwise mount a
 # folder of them at /opt/imagenet-tflite (`-v /path/imagenet-tflite:/opt/imagenet-tflite:ro`). Without either,
 # a run that needs them stops at once and says how to get them.

@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def decode_folder(paths: list[Path], size: int, fit: str):
     import numpy as np
 
-    from trashnet import images
+    from trashnet.core import images
 
     return np.stack([images.load_for_model(path, size, fit) for path in paths])
 
@@ -79,21 +79,23 @@ def measure(model, args, dataset_dir: Path, classes: list[str], class_map) -> di
     """Test-split and OOD numbers of a Keras model, for every fit."""
     import numpy as np
 
-    from trashnet import evaluate, folder_eval, inputs
+    from trashnet.nets import scoring
+    from trashnet.deploy import evaluate
+    from trashnet.data import inputs
 
     _, by_split = inputs.read_accepted(dataset_dir)
     test = by_split["test"]
-    folder = folder_eval.scan(args.ood, classes, class_map)
+    folder = evaluate.scan(args.ood, classes, class_map)
     results = {}
     for fit in FITS:
         test_images = decode_folder([dataset_dir / rel for rel, _ in test], args.image_size, fit)
-        probabilities = evaluate.keras_probabilities(model, test_images)
-        test_scores = folder_eval.score([cls for _, cls in test], probabilities.argmax(axis=1), classes)
+        probabilities = scoring.keras_probabilities(model, test_images)
+        test_scores = evaluate.score([cls for _, cls in test], probabilities.argmax(axis=1), classes)
         ood_images = decode_folder([folder.root / rel for rel, _ in folder.files], args.image_size, fit)
-        ood_probabilities = evaluate.keras_probabilities(model, ood_images)
-        ood = folder_eval.score([label for _, label in folder.files], ood_probabilities.argmax(axis=1), classes)
+        ood_probabilities = scoring.keras_probabilities(model, ood_images)
+        ood = evaluate.score([label for _, label in folder.files], ood_probabilities.argmax(axis=1), classes)
         results[fit] = {"test": {key: test_scores[key] for key in ("n", "accuracy", "macro_f1")},
-                        "ood": folder_eval.ood_block(folder.root.name, ood, folder.class_map, fit=fit),
+                        "ood": evaluate.ood_block(folder.root.name, ood, folder.class_map, fit=fit),
                         "ood_predicted_share": dict(zip(classes, np.round(np.bincount(
                             ood_probabilities.argmax(axis=1), minlength=len(classes)) / ood["n"], 3).tolist()))}
     return results
@@ -128,19 +130,22 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from trashnet.keras_env import tf  # noqa: F401 - the flavour switch, before anything else imports TF
+    from trashnet.core.keras_env import tf  # noqa: F401 - the flavour switch, before anything else imports TF
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(max(2, args.threads))
-    from trashnet import config, data, fileio, folder_eval, provenance, train
-    from trashnet.keras_env import keras
+    from trashnet.core import config, fileio, provenance
+    from trashnet.data import prepare
+    from trashnet.deploy import evaluate
+    from trashnet.stages import train
+    from trashnet.core.keras_env import keras
 
     work = Path(args.work)
     dataset_dir = work / "dataset"
     profile = config.load_profile(args.profile)
     if not (dataset_dir / "manifest.csv").is_file():
-        data.prepare(args.data, dataset_dir, split=profile.data.split, seed=profile.data.seed)
-    class_map = folder_eval.load_class_map(args.class_map) if args.class_map else None
+        prepare.prepare(args.data, dataset_dir, split=profile.data.split, seed=profile.data.seed)
+    class_map = evaluate.load_class_map(args.class_map) if args.class_map else None
     out = Path(args.out)
     results: dict[str, Any] = fileio.read_json(out) if out.is_file() else {}
     results.setdefault("recipes", {})

@@ -74,26 +74,31 @@ def measure(model, dataset_dir: Path, ood: Path, classes: list[str], size: int, 
     """Accuracy and macro-F1 of a Keras model on the TrashNet test split and the OOD folder."""
     import numpy as np
 
-    from trashnet import evaluate, folder_eval, images, inputs
+    from trashnet.nets import scoring
+    from trashnet.deploy import evaluate
+    from trashnet.core import images
+    from trashnet.data import inputs
 
     _, by_split = inputs.read_accepted(dataset_dir)
     test = by_split["test"]
-    folder = folder_eval.scan(ood, classes)
+    folder = evaluate.scan(ood, classes)
     out = {}
     for name, root, files in (("test", dataset_dir, test), ("ood", folder.root, folder.files)):
         pixels = np.stack([images.load_for_model(root / rel, size, fit) for rel, _ in files])
-        predicted = evaluate.keras_probabilities(model, pixels).argmax(axis=1)
-        scored = folder_eval.score([label for _, label in files], predicted, classes)
+        predicted = scoring.keras_probabilities(model, pixels).argmax(axis=1)
+        scored = evaluate.score([label for _, label in files], predicted, classes)
         out[name] = {key: scored[key] for key in ("n", "accuracy", "macro_f1")}
         if name == "ood":
-            block = folder_eval.ood_block(folder.root.name, scored, folder.class_map, fit=fit)
+            block = evaluate.ood_block(folder.root.name, scored, folder.class_map, fit=fit)
             out[name]["per_class_recall"] = {c: round(v["recall"], 4) for c, v in block["per_class"].items()}
     return out
 
 
 def run_recipe(name: str, recipe: dict[str, Any], args, profile, dataset_dir: Path, work: Path) -> dict[str, Any]:
-    from trashnet import config, inputs, train
-    from trashnet.keras_env import keras, seed_everything
+    from trashnet.core import config
+    from trashnet.data import inputs
+    from trashnet.stages import train
+    from trashnet.core.keras_env import keras, seed_everything
 
     entry = {"id": f"{args.arch}.transfer-{name}", "stage": "baseline", "arch": args.arch,
              "model": {"image_size": recipe["size"], "weights": args.weights},
@@ -155,17 +160,18 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from trashnet.keras_env import tf  # noqa: F401 - the flavour switch, before anything else imports TF
+    from trashnet.core.keras_env import tf  # noqa: F401 - the flavour switch, before anything else imports TF
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(2)
-    from trashnet import config, data, fileio, provenance
+    from trashnet.core import config, fileio, provenance
+    from trashnet.data import prepare
 
     work = Path(args.work)
     dataset_dir = work / "dataset"
     profile = config.load_profile(args.profile)
     if not (dataset_dir / "manifest.csv").is_file():
-        data.prepare(args.data, dataset_dir, split=profile.data.split, seed=profile.data.seed)
+        prepare.prepare(args.data, dataset_dir, split=profile.data.split, seed=profile.data.seed)
     out = Path(args.out)
     for name in args.recipes:
         results: dict[str, Any] = fileio.read_json(out) if out.is_file() else {"recipes": {}}

@@ -46,7 +46,7 @@ GROUPS = {
 
 def variant(variants: dict, name: str):
     """A variant of variants.yaml, or ``<id>@alpha<a>``: the same with another distillation weight."""
-    from trashnet import config
+    from trashnet.core import config
 
     if "@alpha" not in name:
         return variants[name]
@@ -59,7 +59,7 @@ def variant(variants: dict, name: str):
 
 def headline(record: dict, reference: dict, folder: Path) -> dict:
     """What the issue's targets need from one variant's metrics.json."""
-    from trashnet import evaluate
+    from trashnet.nets import scoring
 
     test = record.get("test") or {}
     entry = {"variant": record["variant"], "stage": record["stage"],
@@ -75,7 +75,7 @@ def headline(record: dict, reference: dict, folder: Path) -> dict:
         entry["float_compute_ops"] = (record.get("op_census") or {}).get("float_compute_ops")
         if "qat" in record:
             entry["qat"] = {key: value for key, value in record["qat"].items() if key != "history"}
-    history = folder / evaluate.HISTORY_FILE
+    history = folder / scoring.HISTORY_FILE
     if history.is_file():
         entry["history_csv"] = history.read_text()
     return entry
@@ -92,8 +92,9 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    from trashnet import config, fileio, prune, provenance, quantize
-    from trashnet.keras_env import tf
+    from trashnet.core import config, fileio, provenance
+    from trashnet.stages import prune, quantize
+    from trashnet.core.keras_env import tf
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)

@@ -23,13 +23,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trashnet import config, data, fileio, provenance, settings  # noqa: E402
+from trashnet.core import config, fileio, provenance, settings
+from trashnet.data import prepare
 
 # Runs in a fresh interpreter: TensorFlow's determinism switch is process-wide and cannot be undone.
 WORKER = """
 import json, sys
 spec = json.loads(sys.argv[1])
-from trashnet.keras_env import tf
+from trashnet.core.keras_env import tf
 if spec["deterministic"]:
     tf.config.experimental.enable_op_determinism()
 from trashnet import config, train
@@ -86,7 +87,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         dataset = scratch / "dataset"
-        data.prepare(args.data, dataset, split=profile.data.split, seed=profile.data.seed,
+        prepare.prepare(args.data, dataset, split=profile.data.split, seed=profile.data.seed,
                      ratios=tuple(profile.data.ratios))
         for mode in args.modes.split(","):
             runs = []

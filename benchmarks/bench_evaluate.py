@@ -2,7 +2,7 @@
 
     python benchmarks/bench_evaluate.py [--model FILE] [--data DIR] [--class-map FILE] [--image-size 128]
 
-End to end = ``folder_eval.evaluate_folder``: scan the folder, decode every file on the thread pool, run the
+End to end = ``evaluate.evaluate_folder``: scan the folder, decode every file on the thread pool, run the
 interpreter in batches, score. The model is loaded (and, without ``--model``, an untrained MobileNetV3-Large
 FP32 file converted once, as ``bench_predict.py`` does: weights do not change the speed) before the clock
 starts. Target (issue 15): >= 150 images/s on 2 cores for the 128 px final model. ``--data`` defaults to
@@ -24,7 +24,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from bench_predict import untrained_model  # noqa: E402
-from trashnet import fileio, folder_eval, settings  # noqa: E402
+from trashnet.core import fileio, settings
+from trashnet.deploy import evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,11 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     cache.mkdir(parents=True, exist_ok=True)
     model = Path(args.model) if args.model else untrained_model(args.image_size, cache)
     labels = None if args.model else ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
-    class_map = folder_eval.load_class_map(args.class_map) if args.class_map else None
+    class_map = evaluate.load_class_map(args.class_map) if args.class_map else None
     passes = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        record = folder_eval.evaluate_folder(model, args.data, class_map=class_map, labels=labels)
+        record = evaluate.evaluate_folder(model, args.data, class_map=class_map, labels=labels)
         seconds = time.perf_counter() - start
         passes.append({"seconds": round(seconds, 3), "images": record["n"] + len(record["unreadable"]),
                        "images_per_s": round((record["n"] + len(record["unreadable"])) / seconds, 1)})

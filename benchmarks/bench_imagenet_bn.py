@@ -28,7 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trashnet import config, data, fileio, provenance, settings, train  # noqa: E402
+from trashnet.core import config, fileio, provenance, settings
+from trashnet.data import prepare
+from trashnet.stages import train
 
 MODES = ("frozen", "reestimate")
 
@@ -60,7 +62,7 @@ def main() -> int:
     os.environ[settings.ENV_OUT] = str(work / "out")  # the imported weights' cache
     dataset = work / "dataset"
     if not (dataset / settings.MANIFEST_NAME).is_file():
-        data.prepare(source, dataset, split="official")
+        prepare.prepare(source, dataset, split="official")
     runs = {}
     for mode in MODES:
         cfg = variant(args.profile, args.arch, image_size=args.image_size, epochs=args.epochs, mode=mode)

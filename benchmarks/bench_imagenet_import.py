@@ -1,4 +1,4 @@
-"""How faithful the imported ImageNet weights are to Google's TFLite files (trashnet/imagenet.py).
+"""How faithful the imported ImageNet weights are to Google's TFLite files (trashnet/nets/imagenet.py).
 
 For each imported architecture, on real TrashNet photos (squashed to 224 px, Pillow bilinear):
 
@@ -28,7 +28,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trashnet import fileio, imagenet, provenance, settings  # noqa: E402
+from trashnet.core import fileio, provenance, settings
+from trashnet.data import imagenet_files
+from trashnet.nets import imagenet_check
 
 ARCHS = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large_minimalistic")
 PHOTOS = ("cat_720p", "parrot", "hot_dog")
@@ -43,15 +45,15 @@ def trashnet_photos(folder: Path, count: int) -> list[Path]:
 def measure(arch: str, layer_photos: np.ndarray, photos: np.ndarray, imagenet_photos: np.ndarray,
             labels: list[str]) -> dict:
     start = time.perf_counter()
-    cosines = imagenet.layer_cosines(arch, layer_photos)
+    cosines = imagenet_check.layer_cosines(arch, layer_photos)
     per_layer = {name: {"min": round(float(v.min()), 5), "median": round(float(np.median(v)), 5)}
                  for name, v in cosines.items()}
     worst = min(per_layer, key=lambda name: per_layer[name]["min"])
-    ends = imagenet.end_to_end(arch, photos)
+    ends = imagenet_check.end_to_end(arch, photos)
     within = [int(t in k) for t, k in zip(ends.tflite_top1, ends.keras_top5)]
-    named = imagenet.end_to_end(arch, imagenet_photos)
+    named = imagenet_check.end_to_end(arch, imagenet_photos)
     return {
-        "files": list(imagenet.SOURCES[arch].files), "weights": imagenet.provenance(arch),
+        "files": list(imagenet_files.SOURCES[arch].files), "weights": imagenet_files.provenance(arch),
         "layers": len(per_layer), "layer_photos": len(layer_photos),
         "worst_layer": {"name": worst, **per_layer[worst]},
         "layers_at_least_0_98": sum(v["min"] >= 0.98 for v in per_layer.values()),
@@ -82,11 +84,11 @@ def main() -> int:
     if not source or not os.environ.get(settings.ENV_WEIGHTS):
         sys.exit(f"error: set ${settings.ENV_REAL_DATA} (TrashNet's dataset-resized) and ${settings.ENV_WEIGHTS}")
     paths = trashnet_photos(Path(source), args.photos)
-    photos = np.stack([imagenet.photo(path) for path in paths])
+    photos = np.stack([imagenet_check.photo(path) for path in paths])
     layer_photos = photos[np.linspace(0, len(photos) - 1, args.layer_photos).round().astype(int)]
-    folder = imagenet.weights_folder()
-    imagenet_photos = np.stack([imagenet.photo(folder / "photos" / f"{name}.jpg") for name in PHOTOS])
-    labels = imagenet.labels()
+    folder = imagenet_files.weights_folder()
+    imagenet_photos = np.stack([imagenet_check.photo(folder / "photos" / f"{name}.jpg") for name in PHOTOS])
+    labels = imagenet_files.labels()
     results = {}
     for arch in args.archs:
         results[arch] = measure(arch, layer_photos, photos, imagenet_photos, labels)

@@ -30,7 +30,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trashnet import fileio, settings  # noqa: E402
+from trashnet.core import fileio, settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_memory.json"
 MODEL = settings.RESULTS_DIR / "cpu" / "models" / "final" / "trashnet.tflite"

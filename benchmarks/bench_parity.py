@@ -3,7 +3,7 @@
     python benchmarks/bench_parity.py [--model results/cpu/models/final/trashnet.tflite] [--name final]
         [--trashnet DIR] [--ood DIR] [--mediapipe-python PY] [--keras RUN/ID.keras] [--input-scale K]
 
-For each way a real app turns a whole photo into the model's input (``trashnet.consumers``: MediaPipe Tasks'
+For each way a real app turns a whole photo into the model's input (``trashnet.nets.consumers``: MediaPipe Tasks'
 ``ImageClassifier`` given the file, its resize emulated in Python, Pillow bicubic and bilinear, OpenCV
 ``INTER_LINEAR`` and ``INTER_AREA``, ``tf.image.resize`` bilinear without antialiasing) and for ``predict``
 itself: top-1 agreement with ``predict``, accuracy, and the largest probability difference, on TrashNet's
@@ -32,8 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # toolvenv: MediaPipe's venv, cached by lock hash
 
-from trashnet import consumers, data, fileio, folder_eval, litert, settings  # noqa: E402
-from trashnet.results import ConsumerParity, ParityRecord  # noqa: E402
+from trashnet.nets import consumers
+from trashnet.data import prepare
+from trashnet.core import fileio, litert, settings
+from trashnet.deploy import evaluate
+from trashnet.core.records import ConsumerParity, ParityRecord  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 HELPER = settings.PACKAGE_DIR / "tools" / "mediapipe_consumers.py"
@@ -41,7 +44,7 @@ HELPER = settings.PACKAGE_DIR / "tools" / "mediapipe_consumers.py"
 
 def trashnet_test(root: Path) -> tuple[list[str], list[str]]:
     """Files and classes of TrashNet's official test split (the authors' list, bundled with the package)."""
-    entries = sorted(key for key, split in data.read_official_split().items() if split == "test")
+    entries = sorted(key for key, split in prepare.read_official_split().items() if split == "test")
     missing = [key for key in entries if not (root / key).is_file()]
     if missing:
         raise SystemExit(f"error: {len(missing)} test files are missing under {root} (first: {missing[0]}) - "
@@ -50,7 +53,7 @@ def trashnet_test(root: Path) -> tuple[list[str], list[str]]:
 
 
 def labelled_folder(root: Path, labels: list[str]) -> tuple[list[str], list[str]]:
-    scanned = folder_eval.scan(root, labels)
+    scanned = evaluate.scan(root, labels)
     return [str(root / rel) for rel, _ in scanned.files], [label for _, label in scanned.files]
 
 
@@ -186,13 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     model = litert.load(args.model)
     classify, labels, size, measured = model.predict, model.labels, model.image_size, args.model
     if args.keras is not None:
-        from trashnet import evaluate
-        from trashnet.keras_env import keras
+        from trashnet.nets import scoring
+        from trashnet.core.keras_env import keras
 
         network = keras.models.load_model(args.keras)
         labels = fileio.read_json(args.keras.parent / settings.METRICS_FILE)["classes"]
         size, measured = int(network.input_shape[1]), args.keras
-        classify = lambda batch: evaluate.keras_probabilities(network, batch)  # noqa: E731
+        classify = lambda batch: scoring.keras_probabilities(network, batch)  # noqa: E731
     sets = {"trashnet_test": trashnet_test(Path(args.trashnet))}
     if args.ood is not None:
         sets["ood_dev"] = labelled_folder(Path(args.ood), labels)

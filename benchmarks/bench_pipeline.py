@@ -5,7 +5,7 @@ On the bundled sample, quick profile, measures (wall seconds):
 - the first run (papermill + kernel start per variant; with ``--real-notebooks`` also the training);
 - the rerun with nothing changed (target <= 30 s);
 - the rerun after a change to the ``select:`` settings, which must rerun only ``final`` (target <= 60 s,
-  no training; the per-stage cache keys of trashnet.pipeline);
+  no training; the per-stage cache keys of trashnet.runner.pipeline);
 - the report build, HTML + PDF (target <= 60 s).
 
 By default on the stand-in notebooks (tests/fixtures/notebooks: every variant of variants.yaml, no
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from trashnet import config, fileio, provenance, report, settings
+from trashnet.core import config, fileio, provenance, settings
+from trashnet.report import build as report
 
 NOTEBOOKS = settings.REPO_ROOT / "tests" / "fixtures" / "notebooks"
 

@@ -1,4 +1,4 @@
-"""Throughput of ``trashnet.predict`` on a folder of TrashNet JPEGs: images per second, end to end.
+"""Throughput of ``trashnet.deploy.predict`` on a folder of TrashNet JPEGs: images per second, end to end.
 
     python benchmarks/bench_predict.py [--model FILE|BUNDLE.zip] [--images DIR] [--limit N] [--cores 2]
 
@@ -26,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trashnet import fileio, images, litert, predict, settings  # noqa: E402
+from trashnet.core import fileio, images, litert, settings
+from trashnet.deploy import predict
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,8 +41,8 @@ def untrained_model(size: int, cache: Path, precision: str = "fp16") -> Path:
     """MobileNetV3-Large, random weights, FP32 or FP16 TFLite, converted from a concrete function (docs/toolchain-facts.md)."""
     path = cache / f"mobilenet_v3_large-untrained-{size}px-{precision}.tflite"
     if not path.is_file():
-        from trashnet import models
-        from trashnet.keras_env import tf
+        from trashnet.nets import models
+        from trashnet.core.keras_env import tf
 
         model = models.build_model("mobilenet_v3_large", num_classes=6, image_size=size)
         function = tf.function(lambda x: model(x, training=False)).get_concrete_function(
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     try:
-        from trashnet import provenance
+        from trashnet.core import provenance
 
         record["cpu"] = provenance.cpu_model()
     except ImportError:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trashnet import data, fileio, settings  # noqa: E402
+from trashnet.data import prepare
+from trashnet.core import fileio, settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_prepare.json"
 TARGET_SECONDS = 30.0
@@ -32,7 +33,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path,
                         default=os.environ.get(settings.ENV_REAL_DATA) or settings.SAMPLE_DIR)
-    parser.add_argument("--split", choices=data.SPLIT_METHODS, default=None,
+    parser.add_argument("--split", choices=prepare.SPLIT_METHODS, default=None,
                         help="default: official for the full TrashNet, stratified otherwise")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -42,12 +43,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as temp:
         for i in range(args.repeat):
             cpu0, wall0 = time.process_time(), time.perf_counter()
-            report = data.prepare(args.source, Path(temp) / f"run{i}", split=split, seed=42)
+            report = prepare.prepare(args.source, Path(temp) / f"run{i}", split=split, seed=42)
             runs.append({"wall_s": round(time.perf_counter() - wall0, 3),
                          "cpu_s": round(time.process_time() - cpu0, 3)})
             print(f"run {i}: {runs[-1]['wall_s']:.2f} s wall, {runs[-1]['cpu_s']:.2f} s CPU", flush=True)
         wall0 = time.perf_counter()
-        skipped = data.prepare(args.source, Path(temp) / "run0", split=split, seed=42)
+        skipped = prepare.prepare(args.source, Path(temp) / "run0", split=split, seed=42)
         skip_s = time.perf_counter() - wall0
         assert skipped.skipped
     walls = [run["wall_s"] for run in runs]
@@ -65,7 +66,7 @@ def main() -> int:
         "skip_unchanged_s": round(skip_s, 3),
         "target_s": TARGET_SECONDS,
         "meets_target": statistics.median(walls) <= TARGET_SECONDS,
-        "workers": data._WORKERS,
+        "workers": prepare._WORKERS,
         "cpu_count": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -32,14 +32,17 @@ def xnnpack_latency(*, arch: str, image_size: int, sparsity: float, runs: int, o
     """
     import numpy as np
 
-    from trashnet import fileio, models, prune, provenance
-    from trashnet.litert import TFLiteModel, op_census
+    from trashnet.nets import sparsity
+    from trashnet.core import fileio, provenance
+    from trashnet.nets import models
+    from trashnet.stages import prune
+    from trashnet.core.litert import TFLiteModel, op_census
 
     stock = models.build_model(arch, num_classes=6, image_size=image_size)
     layout = prune.build_xnnpack_mobilenet_v3(arch, num_classes=6, image_size=image_size)
     prune.transfer_weights(stock, layout)
     dense_layout = prune.to_tflite(layout)
-    for name in prune.prunable_layer_names(layout, "xnnpack"):
+    for name in sparsity.prunable_layer_names(layout, "xnnpack"):
         layer = layout.get_layer(name)
         kernel, *rest = layer.get_weights()
         threshold = np.quantile(np.abs(kernel), sparsity)
@@ -49,7 +52,7 @@ def xnnpack_latency(*, arch: str, image_size: int, sparsity: float, runs: int, o
              "pruned_stored_sparse": prune.to_tflite(layout, sparse=True)}
     result = {"what": f"{arch} {image_size} px, 1x1 convs {sparsity:.0%} zero (magnitude, untrained weights), "
                       f"median of {runs} LiteRT invocations after 10 warm-up",
-              "sparsity": prune.sparsity_report(layout, "xnnpack")["total"], "files": {}}
+              "sparsity": sparsity.sparsity_report(layout, "xnnpack")["total"], "files": {}}
     for key, content in files.items():
         entry = {"raw_bytes": len(content), "densify_ops": op_census(content)["by_op"].get("DENSIFY", 0)}
         for threads in (1, 2):
@@ -71,12 +74,14 @@ def gzip_check(source: str, out: str) -> dict:
 
     import numpy as np
 
-    from trashnet import fileio, prune
-    from trashnet.keras_env import keras
+    from trashnet.core import fileio
+    from trashnet.core.keras_env import keras
+    from trashnet.nets import sparsity
+    from trashnet.stages import prune
 
     model = keras.models.load_model(source, compile=False)
     dense = prune.to_tflite(model)
-    for name in prune.prunable_layer_names(model, "2of4"):
+    for name in sparsity.prunable_layer_names(model, "2of4"):
         layer = model.get_layer(name)
         kernel, *rest = layer.get_weights()
         rows = np.moveaxis(kernel, -2, -1)
@@ -85,7 +90,7 @@ def gzip_check(source: str, out: str) -> dict:
         order = np.argsort(np.abs(blocks), axis=1)
         np.put_along_axis(blocks, order[:, :2], 0.0, axis=1)
         layer.set_weights([np.moveaxis(blocks.reshape(shape), -1, -2), *rest])
-    prune.check_m_by_n(model)
+    sparsity.check_m_by_n(model)
     masked = prune.to_tflite(model)
     sparse = prune.to_tflite(model, sparse=True)
 
@@ -93,7 +98,7 @@ def gzip_check(source: str, out: str) -> dict:
         return {"raw_bytes": len(content), "gzip_bytes": len(gzip.compress(content, 9, mtime=0))}
 
     result = {"source": Path(source).name, "sha256": fileio.sha256_file(source),
-              "sparsity": prune.sparsity_report(model, "2of4")["total"],
+              "sparsity": sparsity.sparsity_report(model, "2of4")["total"],
               "dense": sizes(dense), "masked_2of4": sizes(masked), "masked_2of4_sparse_format": sizes(sparse)}
     for key in ("masked_2of4", "masked_2of4_sparse_format"):
         for kind in ("raw", "gzip"):
@@ -135,13 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data:
         parser.error("no data: pass --data or set $TRASHNET_REAL_DATA")
 
-    from trashnet import config, data, fileio, inputs, models, prune, provenance
+    from trashnet.core import config, fileio, provenance
+    from trashnet.data import inputs, prepare
+    from trashnet.nets import models
+    from trashnet.stages import prune
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_prune-"))
     started = time.perf_counter()
     dataset_dir = work / "dataset"
     if not (dataset_dir / "manifest.csv").is_file():
-        data.prepare(args.data, dataset_dir, split="stratified", seed=42)
+        prepare.prepare(args.data, dataset_dir, split="stratified", seed=42)
     prepare_s = time.perf_counter() - started
 
     source_id = args.arch

@@ -3,8 +3,8 @@
     PYTHONPATH=. python benchmarks/bench_reliability.py [--source DIR] [--repeat 3]
 
 Source: ``--source``, else ``$TRASHNET_REAL_DATA``, else the bundled sample. Measures, on a prepared copy:
-``data.verify_prepared`` (sha256 of every prepared image) and the whole up-to-date check of ``run``'s data
-step (``pipeline.prepare_data``: source fingerprint + verification). Then times the issue's probes as
+``prepare.verify_prepared`` (sha256 of every prepared image) and the whole up-to-date check of ``run``'s data
+step (``dataprep.prepare_data``: source fingerprint + verification). Then times the issue's probes as
 subprocesses (target: each ends within 10 s, no traceback), those of issue 24 included (a class map that is a
 pipe or /dev/zero, a glob through two link loops, a server sending one byte a second, a file:// pipe, a small
 bundle holding a 1 GiB model, publish over a user's folder, verify on nothing). Writes
@@ -29,7 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trashnet import config, data, fileio, pipeline, settings  # noqa: E402
+from trashnet.core import config, fileio, settings
+from trashnet.data import prepare
+from trashnet.runner import dataprep
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_reliability.json"
 PROBE_LIMIT_S = 10.0
@@ -134,10 +136,10 @@ def main() -> int:
         layout = settings.Layout(temp / "out", "quick")
         cfg = config.DataConfig(split=split)
         start = time.perf_counter()
-        pipeline.prepare_data(source, layout, cfg, log=lambda message: None)
+        dataprep.prepare_data(source, layout, cfg, log=lambda message: None)
         first = round(time.perf_counter() - start, 2)
-        verify = _timed(lambda: data.verify_prepared(layout.dataset), args.repeat)
-        up_to_date = _timed(lambda: pipeline.prepare_data(source, layout, cfg, log=lambda message: None),
+        verify = _timed(lambda: prepare.verify_prepared(layout.dataset), args.repeat)
+        up_to_date = _timed(lambda: dataprep.prepare_data(source, layout, cfg, log=lambda message: None),
                             args.repeat)
         accepted = sum(1 for _ in (layout.dataset).rglob("*.jpg")) + sum(1 for _ in layout.dataset.rglob("*.png"))
 

@@ -27,8 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trashnet import evaluate, fileio, select, settings, stats  # noqa: E402
-from trashnet.config import SelectConfig, StatsConfig  # noqa: E402
+from trashnet.nets import scoring
+from trashnet.core import fileio, settings
+from trashnet.stages import select, stats
+from trashnet.core.config import SelectConfig, StatsConfig  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLASSES = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
@@ -77,10 +79,10 @@ def write_tree(models: Path, count: int, paths: list[str], labels: np.ndarray, r
         record = {"variant": variant, "stage": stage, "arch": variant.split(".")[0], "source": source,
                   "precision": precision or "fp32", "format": "tflite" if stage == "quantized" else "keras",
                   "profile": "bench", "seed": 42, "classes": CLASSES,
-                  "test": evaluate.classification_metrics(labels, np.eye(len(CLASSES))[guess], CLASSES),
+                  "test": scoring.classification_metrics(labels, np.eye(len(CLASSES))[guess], CLASSES),
                   "size": {"file": f"{variant}.tflite", "raw_bytes": 4_000_000, "gzip_bytes": 3_000_000},
                   "latency_ms": {"tflite_threads1": {"median": 3.0}}, "conversion": {"status": "ok"}}
-        evaluate.write_results(folder, record, paths=paths, labels=labels, probabilities=np.eye(len(CLASSES))[guess])
+        scoring.write_results(folder, record, paths=paths, labels=labels, probabilities=np.eye(len(CLASSES))[guess])
         (folder / f"{variant}.tflite").write_bytes(b"model")
         (folder / settings.RUN_MANIFEST_NAME).write_text("{}")
 

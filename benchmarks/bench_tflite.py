@@ -23,8 +23,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trashnet import config, fileio, litert, models, provenance, quantize  # noqa: E402
-from trashnet.keras_env import keras, seed_everything  # noqa: E402
+from trashnet.core import config, fileio, litert, provenance
+from trashnet.nets import models
+from trashnet.nets import convert
+from trashnet.core.keras_env import keras, seed_everything  # noqa: E402
 
 
 def load_or_build(arch: str, size: int, models_dir: Path | None) -> tuple[keras.Model, str]:
@@ -64,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 source = model
                 if precision == "int16x8" and models.get_architecture(arch).uses_hard_swish:
-                    source = quantize.int16_compatible(model, arch=arch, image_size=args.size, alpha=1.0,
+                    source = convert.int16_compatible(model, arch=arch, image_size=args.size, alpha=1.0,
                                                        dropout=0.2)
-                content = quantize.convert(source, precision, representative=representative)
+                content = convert.convert(source, precision, representative=representative)
                 row["convert_s"] = round(time.perf_counter() - started, 2)
                 row["raw_bytes"] = len(content)
                 row["gzip_bytes"] = len(gzip.compress(content, compresslevel=9, mtime=0))

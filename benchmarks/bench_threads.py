@@ -1,8 +1,8 @@
 """Do the runner's thread settings reach TensorFlow in a worker? And what do they cost or gain?
 
-``pipeline.Runner`` gives each of ``-j N`` workers ``TF_NUM_INTRAOP_THREADS`` and ``OMP_NUM_THREADS`` =
+``scheduler.Runner`` gives each of ``-j N`` workers ``TF_NUM_INTRAOP_THREADS`` and ``OMP_NUM_THREADS`` =
 cores / N. This starts fresh interpreters the way a worker starts (environment set before TensorFlow is
-imported through ``trashnet.keras_env``), trains a MobileNetV3-Small at 96 px on random data for a few
+imported through ``trashnet.core.keras_env``), trains a MobileNetV3-Small at 96 px on random data for a few
 steps, and records per setting: the OS threads the process ends with, CPU seconds per wall second (how
 many cores it really used), and images/s. With ``--pair`` it also runs two 1-thread processes side by side.
 Writes benchmarks/results/bench_threads.json.
@@ -23,11 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trashnet import fileio, provenance  # noqa: E402
+from trashnet.core import fileio, provenance
 
 PROBE = """
 import json, os, resource, sys, time
-from trashnet.keras_env import keras, tf
+from trashnet.core.keras_env import keras, tf
 from trashnet import models
 import numpy as np
 steps, batch = int(sys.argv[1]), 32

@@ -29,8 +29,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trashnet import config, data, evaluate, fileio, inputs, models, provenance, settings, train  # noqa: E402
-from trashnet.keras_env import keras, seed_everything, tf  # noqa: E402
+from trashnet.core import config, fileio, provenance, settings
+from trashnet.data import inputs, prepare
+from trashnet.nets import models, scoring
+from trashnet.stages import train
+from trashnet.core.keras_env import keras, seed_everything, tf  # noqa: E402
 
 
 def timed_fit(model, dataset, *, steps: int, warmup: int, batch_size: int) -> dict[str, float]:
@@ -78,7 +81,7 @@ def bench_arch(arch: str, cfg, dataset_dir: Path, split: inputs.Split, num_class
     model = compiled_model(arch, cfg, num_classes, total)
     result["project"] = timed_fit(model, train.training_pipeline(split, cfg, num_classes), steps=steps,
                                   warmup=warmup, batch_size=batch)
-    result["latency_ms"] = evaluate.keras_latency(model, size, runs=latency_runs, warmup=2)
+    result["latency_ms"] = scoring.keras_latency(model, size, runs=latency_runs, warmup=2)
     result["params"] = model.count_params()
     result["macs"] = models.count_macs(model)
     model = compiled_model(arch, cfg, num_classes, total)
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset_dir = args.dataset
         if dataset_dir is None:
             dataset_dir = Path(scratch) / "dataset"
-            data.prepare(settings.SAMPLE_DIR, dataset_dir)
+            prepare.prepare(settings.SAMPLE_DIR, dataset_dir)
         loaded = inputs.load_dataset(dataset_dir, cfg.model.image_size)
         results = []
         for arch in args.arch or list(models.REGISTRY):

@@ -1,4 +1,4 @@
-"""How well the machine check's warm-up (trashnet/machine.py) predicts a real training epoch.
+"""How well the machine check's warm-up (trashnet/runner/machine.py) predicts a real training epoch.
 
 For each architecture, in one process, one after the other: ``train.warmup_epoch_seconds`` (the timed
 training steps on one random batch that ``run`` does before a long run, scaled to an epoch), then a real
@@ -23,8 +23,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trashnet import config, data, fileio, inputs, machine, models, provenance, train  # noqa: E402
-from trashnet.keras_env import keras  # noqa: E402
+from trashnet.core import config, fileio, provenance
+from trashnet.data import inputs, prepare
+from trashnet.runner import machine
+from trashnet.nets import models
+from trashnet.stages import train
+from trashnet.core.keras_env import keras  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         dataset_dir = Path(scratch) / "dataset"
-        data.prepare(args.data, dataset_dir, split=profile.data.split, seed=profile.data.seed)
+        prepare.prepare(args.data, dataset_dir, split=profile.data.split, seed=profile.data.seed)
         for arch in args.arch or ["mobilenet_v1"]:
             cfg = variants[arch]
             loaded = inputs.load_dataset(dataset_dir, cfg.model.image_size, fit=cfg.model.fit)

@@ -32,8 +32,9 @@ VARIANT = "mobilenet_v3_large.prune-xnnpack-75"
 
 
 def run_arm(arm: str, *, data: Path, source_dir: Path, out: Path) -> dict:
-    from trashnet import config, prune
-    from trashnet.keras_env import keras
+    from trashnet.core import config
+    from trashnet.stages import prune
+    from trashnet.core.keras_env import keras
 
     cfg = config.load_variants(config.load_profile("cpu"))[VARIANT]
     original = prune.transfer_weights
@@ -72,7 +73,7 @@ def main() -> None:
     parser.add_argument("--arms", default="fixed", help="comma-separated: fixed, old")
     args = parser.parse_args()
 
-    from trashnet import fileio, provenance
+    from trashnet.core import fileio, provenance
 
     source = args.source_dir / "mobilenet_v3_large.keras"
     result = {"what": f"{VARIANT} (cpu profile settings) pruned from the dense model below, per arm",

@@ -23,7 +23,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trashnet import fileio, settings  # noqa: E402
+from trashnet.core import fileio, settings
 
 
 def _metrics(root: Path, entry: dict[str, Any], profile: str) -> dict[str, Any]:

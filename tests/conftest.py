@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from trashnet import settings
+from trashnet.core import settings
 
 
 @pytest.fixture(scope="session")
 def sample_dataset(tmp_path_factory) -> Path:
     """The bundled sample, prepared (stratified split, seed 42) into a temporary dataset folder."""
-    from trashnet import data
+    from trashnet.data import prepare
 
     out = tmp_path_factory.mktemp("sample") / "dataset"
-    data.prepare(settings.SAMPLE_DIR, out, split="stratified", seed=42)
+    prepare.prepare(settings.SAMPLE_DIR, out, split="stratified", seed=42)
     return out
 
 
@@ -55,7 +55,7 @@ _OOD_DATA = os.environ.get(settings.ENV_OOD_DATA)
 
 @pytest.fixture(scope="session")
 def quick_profile():
-    from trashnet import config
+    from trashnet.core import config
 
     return config.load_profile("quick")
 
@@ -72,8 +72,9 @@ def trained_model_factory(sample_dataset, tmp_path_factory):
     def make(arch: str, image_size: int = 48) -> Path:
         key = (arch, image_size)
         if key not in built:
-            from trashnet import inputs, models
-            from trashnet.keras_env import keras, seed_everything
+            from trashnet.data import inputs
+            from trashnet.nets import models
+            from trashnet.core.keras_env import keras, seed_everything
 
             seed_everything(0)
             data = inputs.load_dataset(sample_dataset, image_size)

@@ -2,7 +2,7 @@
 
     python tests/deploy_check.py --final models/cpu/final --dataset dataset/cpu
 
-Loads ``trashnet.tflite`` with its labels exactly as a deployment app would (``trashnet.predict``, which
+Loads ``trashnet.tflite`` with its labels exactly as a deployment app would (``trashnet.deploy.predict``, which
 imports nothing beyond those three libraries), re-evaluates it on the prepared test split and checks that
 it reproduces the accuracy its model card reports, exactly. Prints a JSON summary; exit status 0 when every
 check passes, 1 otherwise.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's package, not installed
 
-from trashnet import predict  # noqa: E402
+from trashnet.deploy import predict
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,13 +14,13 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # trashnet.images: Pillow and NumPy only
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # trashnet.core.images: Pillow and NumPy only
 
 import mediapipe as mp  # noqa: E402
 from mediapipe.tasks.python import vision  # noqa: E402
 from mediapipe.tasks.python.core.base_options import BaseOptions  # noqa: E402
 
-from trashnet import images  # noqa: E402
+from trashnet.core import images
 
 
 def main(model: str, paths: list[str], size: int) -> int:

@@ -1,7 +1,7 @@
 """A complete output root for report tests, built through the typed result models and the real final stage.
 
 ``evaluated_tree`` (real tiny TFLite files evaluated on the prepared sample) plus what the training stages
-leave (history, per-layer sparsity, confusion matrices, latency, sizes), the real ``artifact.build_final``
+leave (history, per-layer sparsity, confusion matrices, latency, sizes), the real ``final.build_final``
 (selection, model card, checksums), and optionally a ``stats.json`` in the agreed shape and an OOD block.
 """
 
@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 
 import results_tree
-from trashnet import artifact, config, data, evaluate, results, settings
-from trashnet import stats as trashnet_stats
+from trashnet.stages import final
+from trashnet.core import config, records, settings
+from trashnet.data import prepare
+from trashnet.nets import scoring
+from trashnet.stages import stats as trashnet_stats
 
 _BUILT: dict[str, Path] = {}
 
@@ -22,19 +25,19 @@ _BUILT: dict[str, Path] = {}
 def _enrich(folder: Path, *, accuracy: float, gzip_bytes: int, history: bool = False, pruned: bool = False,
             ood: bool = False) -> None:
     """A baseline/pruned stand-in's metrics.json gets what the real training stage writes."""
-    record = results.read_metrics(folder)
+    record = records.read_metrics(folder)
     rng = np.random.default_rng(len(record.variant))
     classes = list(results_tree.CLASSES)
     matrix = (np.eye(len(classes), dtype=int) * 12 + rng.integers(0, 3, (len(classes), len(classes)))).tolist()
-    record.test = results.TestMetrics(
+    record.test = records.TestMetrics(
         n=int(np.sum(matrix)), accuracy=accuracy, macro_f1=round(accuracy - 0.012, 4), confusion_matrix=matrix,
-        per_class={c: results.ClassScores(precision=0.7 + 0.02 * i, recall=0.8 - 0.03 * i, f1=0.75 - 0.01 * i,
+        per_class={c: records.ClassScores(precision=0.7 + 0.02 * i, recall=0.8 - 0.03 * i, f1=0.75 - 0.01 * i,
                                           support=int(sum(matrix[i]))) for i, c in enumerate(classes)})
-    record.size = results.Size(file=f"{record.variant}.keras", raw_bytes=gzip_bytes + 1_234_567, gzip_bytes=gzip_bytes)
+    record.size = records.Size(file=f"{record.variant}.keras", raw_bytes=gzip_bytes + 1_234_567, gzip_bytes=gzip_bytes)
     record.params, record.macs = 2_996_352, 66_000_000
     record.nonzero_params = 1_600_000 if pruned else record.params
     record.train_time_s = 1234.5
-    record.latency_ms = {"keras_batch1": results.Latency(median=12.3456, p90=13.0, mean=12.5, runs=30)}
+    record.latency_ms = {"keras_batch1": records.Latency(median=12.3456, p90=13.0, mean=12.5, runs=30)}
     record.provenance = {**record.provenance, "config": config.config_to_dict(
         config.load_variants(config.load_profile("quick"))[record.variant])}
     if pruned:
@@ -44,12 +47,12 @@ def _enrich(folder: Path, *, accuracy: float, gzip_bytes: int, history: bool = F
                            | {"stem": {"kind": "Conv2D", "weights": 432, "sparsity": 0.0, "pruned": False,
                                        "reason": "3 input channels"}}}
         record.dense_baseline = {"accuracy_delta_pp": -0.93, "tflite_gzip_reduction_pct": 43.2}
-        record.sizes = {"tflite": results.Size(file=f"{record.variant}.tflite", raw_bytes=5_900_000,
+        record.sizes = {"tflite": records.Size(file=f"{record.variant}.tflite", raw_bytes=5_900_000,
                                                gzip_bytes=3_100_000)}
     if ood:
-        record.ood = results.OOD(dataset="ood-dev", n=355, accuracy=0.1887, macro_f1=0.1523,
+        record.ood = records.OOD(dataset="ood-dev", n=355, accuracy=0.1887, macro_f1=0.1523,
                                  class_map={"bottle": "plastic"})
-    results.write_metrics(folder, record)
+    records.write_metrics(folder, record)
     if history:
         rows = ["epoch,phase,loss,accuracy,val_loss,val_accuracy"]
         rows += [f"{e},scratch,{2 / e:.4f},{0.2 + 0.05 * e:.4f},{2.1 / e:.4f},{0.18 + 0.05 * e:.4f}"
@@ -58,7 +61,7 @@ def _enrich(folder: Path, *, accuracy: float, gzip_bytes: int, history: bool = F
 
 
 STATS = {
-    "method": {"bootstrap": "percentile", "test": "mcnemar-exact", "correction": "holm"},  # trashnet.stats' shape
+    "method": {"bootstrap": "percentile", "test": "mcnemar-exact", "correction": "holm"},  # trashnet.stages.stats' shape
     "intervals": [{"variant": "mobilenet_v3_large", "metric": "accuracy", "estimate": 0.8, "low": 0.76,
                    "high": 0.84, "confidence": 0.95, "method": "bootstrap", "resamples": 2000, "seed": 42, "n": 430}],
     "comparisons": [{"family": "pruned_vs_dense", "a": "mobilenet_v3_large.prune-2of4", "b": "mobilenet_v3_large",
@@ -76,7 +79,7 @@ def build(tmp_path_factory, *, stats: bool = False, ood: bool = False) -> Path:
     if key not in _BUILT:
         root = tmp_path_factory.mktemp("report-tree")
         layout = settings.Layout(root, "quick")
-        data.prepare(settings.SAMPLE_DIR, layout.dataset, split="stratified", seed=42)
+        prepare.prepare(settings.SAMPLE_DIR, layout.dataset, split="stratified", seed=42)
         results_tree.evaluated_tree(layout.models, layout.dataset)
         _enrich(layout.variant_dir("baseline", "mobilenet_v3_large"), accuracy=0.8023, gzip_bytes=10_000_000,
                 history=True, ood=ood)
@@ -84,9 +87,9 @@ def build(tmp_path_factory, *, stats: bool = False, ood: bool = False) -> Path:
                 gzip_bytes=5_000_000, history=True, pruned=True)
         final_cfg = config.load_variants(config.load_profile("quick"))["final"]
         final_dir = layout.variant_dir("final", "final")
-        artifact.build_final(final_cfg, dataset_dir=layout.dataset, models_dir=layout.models, output_dir=final_dir)
+        final.build_final(final_cfg, dataset_dir=layout.dataset, models_dir=layout.models, output_dir=final_dir)
         results_tree.mark_finished(final_dir)
-        if stats:  # a fuller record than the tiny tree gives (seeds too), through trashnet.stats' model
+        if stats:  # a fuller record than the tiny tree gives (seeds too), through trashnet.stages.stats' model
             trashnet_stats.write_stats(trashnet_stats.StatsFile.model_validate(STATS), final_dir)
         else:  # statistics not run
             (final_dir / settings.STATS_FILE).unlink(missing_ok=True)

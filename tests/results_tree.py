@@ -1,6 +1,6 @@
 """Hand-made result trees for tests: ``models/<stage>/<id>/metrics.json`` (+ model file) as the stages write them.
 
-The records follow the ``metrics.json`` schema of ``trashnet/evaluate.py``, with only the keys selection and
+The records follow the ``metrics.json`` schema of ``trashnet/nets/scoring.py``, with only the keys selection and
 the final artifact read, so selection can be tested without training or converting anything.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from typing import Any
 
-from trashnet import results
+from trashnet.core import records
 
 CLASSES = ("cardboard", "glass", "metal", "paper", "plastic", "trash")
 
@@ -23,13 +23,13 @@ def write_result(models_dir: Path, stage: str, variant: str, *, arch: str, accur
                  weights: str = "none", profile: str = "quick", seed: int = 42, image_size: int = 32,
                  failed: str | None = None, model_bytes: bytes | None = None, write_model: bool = True,
                  extra: dict[str, Any] | None = None, finished: bool = True) -> Path:
-    """One variant folder, its ``metrics.json`` built through ``results.Metrics``. ``failed`` = a conversion
+    """One variant folder, its ``metrics.json`` built through ``records.Metrics``. ``failed`` = a conversion
     error: no test, no model file. ``finished`` = the runner's ``manifest.json`` is there."""
     fmt = fmt or ("keras" if stage in ("baseline", "pruned") else "tflite")
     folder = models_dir / stage / variant
     folder.mkdir(parents=True, exist_ok=True)
     suffix = ".tflite" if fmt == "tflite" else ".keras"
-    record = results.Metrics(
+    record = records.Metrics(
         variant=variant, stage=stage, arch=arch, format=fmt, profile=profile, seed=seed, weights=weights,
         image_size=image_size, classes=list(CLASSES),
         provenance={"git_commit": "0" * 40, "seed": seed, "profile": profile, "weights": weights,
@@ -39,23 +39,23 @@ def write_result(models_dir: Path, stage: str, variant: str, *, arch: str, accur
     if precision is not None:
         record.precision = precision
     if failed is not None:
-        record.conversion = results.Conversion(status="failed", error=failed)
+        record.conversion = records.Conversion(status="failed", error=failed)
     else:
         if fmt == "tflite":
-            record.conversion = results.Conversion(status="ok")
+            record.conversion = records.Conversion(status="ok")
         if accuracy is not None:
-            record.test = results.TestMetrics(n=100, accuracy=accuracy, macro_f1=accuracy - 0.01)
+            record.test = records.TestMetrics(n=100, accuracy=accuracy, macro_f1=accuracy - 0.01)
         if gzip_bytes is not None:
-            record.size = results.Size(file=variant + suffix, raw_bytes=raw_bytes or 2 * gzip_bytes,
+            record.size = records.Size(file=variant + suffix, raw_bytes=raw_bytes or 2 * gzip_bytes,
                                        gzip_bytes=gzip_bytes)
         if latency_ms is not None:
-            record.latency_ms = {"tflite_threads1": results.Latency(median=latency_ms, p90=latency_ms * 1.1,
+            record.latency_ms = {"tflite_threads1": records.Latency(median=latency_ms, p90=latency_ms * 1.1,
                                                                     mean=latency_ms, runs=5)}
         if write_model:
             (folder / (variant + suffix)).write_bytes(model_bytes if model_bytes is not None else b"model")
     if extra:
-        record = results.Metrics.model_validate({**record.dump(), **extra})
-    results.write_metrics(folder, record)
+        record = records.Metrics.model_validate({**record.dump(), **extra})
+    records.write_metrics(folder, record)
     if finished:
         mark_finished(folder)
     return folder
@@ -102,7 +102,7 @@ def tiny_tflite(image_size: int = 32, num_classes: int = len(CLASSES), seed: int
     """
     key = (image_size, num_classes, seed, int8)
     if key not in _TINY:
-        from trashnet.keras_env import keras, tf
+        from trashnet.core.keras_env import keras, tf
 
         keras.utils.set_random_seed(seed)
         inputs = keras.Input((image_size, image_size, 3), dtype="float32", name="image")
@@ -135,8 +135,9 @@ def evaluated_tree(models_dir: Path, dataset_dir: Path, *, image_size: int = 32)
     reproduce their accuracy exactly. Two hybrid candidates (different seeds), a float baseline, a failed
     conversion.
     """
-    from trashnet import evaluate, inputs
-    from trashnet.litert import TFLiteModel
+    from trashnet.nets import scoring
+    from trashnet.data import inputs
+    from trashnet.core.litert import TFLiteModel
 
     data = inputs.load_dataset(dataset_dir, image_size)
     large, pruned = "mobilenet_v3_large", "mobilenet_v3_large.prune-2of4"
@@ -158,13 +159,13 @@ def evaluated_tree(models_dir: Path, dataset_dir: Path, *, image_size: int = 32)
             "variant": variant, "stage": "quantized", "arch": large, "source": pruned, "precision": precision,
             "format": "tflite", "profile": "quick", "seed": 42, "weights": "none", "image_size": image_size,
             "classes": list(data.classes), "conversion": {"status": "ok"},
-            "test": evaluate.classification_metrics(data.test.labels, probabilities, data.classes),
-            "size": evaluate.file_size(model_file),
+            "test": scoring.classification_metrics(data.test.labels, probabilities, data.classes),
+            "size": scoring.file_size(model_file),
             "latency_ms": {"tflite_threads1": runner.latency(runs=3, warmup=1)},
             "provenance": {"git_commit": "0" * 40, "seed": 42, "profile": "quick", "weights": "none",
                            "data_manifest_sha256": data.manifest_sha256, "libraries": {"numpy": "2.4.6"}},
         }
-        evaluate.write_results(folder, record, paths=data.test.paths, labels=data.test.labels,
+        scoring.write_results(folder, record, paths=data.test.paths, labels=data.test.labels,
                                probabilities=probabilities)
         mark_finished(folder)
     return models_dir
@@ -172,7 +173,7 @@ def evaluated_tree(models_dir: Path, dataset_dir: Path, *, image_size: int = 32)
 
 def convert_keras(keras_path: Path, precision: str = "fp16") -> bytes:
     """A saved Keras model -> TFLite bytes (fp32 or fp16), from a frozen concrete function."""
-    from trashnet.keras_env import keras, tf
+    from trashnet.core.keras_env import keras, tf
 
     model = keras.models.load_model(keras_path, compile=False)
     size = int(model.input_shape[1])
@@ -190,8 +191,9 @@ def convert_keras(keras_path: Path, precision: str = "fp16") -> bytes:
 def write_evaluated(models_dir: Path, dataset_dir: Path, variant: str, content: bytes, *, arch: str, source: str,
                     precision: str) -> Path:
     """A quantized-stage result for ``content``, evaluated as that stage does (arrays, LiteRT, sklearn)."""
-    from trashnet import evaluate, inputs
-    from trashnet.litert import TFLiteModel
+    from trashnet.nets import scoring
+    from trashnet.data import inputs
+    from trashnet.core.litert import TFLiteModel
 
     folder = models_dir / "quantized" / variant
     folder.mkdir(parents=True, exist_ok=True)
@@ -204,13 +206,13 @@ def write_evaluated(models_dir: Path, dataset_dir: Path, variant: str, content: 
         "variant": variant, "stage": "quantized", "arch": arch, "source": source, "source_stage": "pruned",
         "precision": precision, "format": "tflite", "profile": "quick", "seed": 42, "weights": "none",
         "image_size": runner.image_size, "classes": list(data.classes), "conversion": {"status": "ok"},
-        "test": evaluate.classification_metrics(data.test.labels, probabilities, data.classes),
-        "size": evaluate.file_size(model_file),
+        "test": scoring.classification_metrics(data.test.labels, probabilities, data.classes),
+        "size": scoring.file_size(model_file),
         "latency_ms": {"tflite_threads1": runner.latency(runs=3, warmup=1)},
         "provenance": {"git_commit": "0" * 40, "seed": 42, "profile": "quick", "weights": "none",
                        "data_manifest_sha256": data.manifest_sha256},
     }
-    evaluate.write_results(folder, record, paths=data.test.paths, labels=data.test.labels,
+    scoring.write_results(folder, record, paths=data.test.paths, labels=data.test.labels,
                            probabilities=probabilities)
     mark_finished(folder)
     return folder
@@ -218,10 +220,11 @@ def write_evaluated(models_dir: Path, dataset_dir: Path, variant: str, content: 
 
 def built_final(root: Path, dataset: Path, profile) -> Path:
     """The real final stage run over ``evaluated_tree``: the folder holding trashnet.tflite and its card."""
-    from trashnet import artifact, config
+    from trashnet.stages import final
+    from trashnet.core import config
 
     models_dir = evaluated_tree(root / "models", dataset)
     output = root / "models" / "final"
-    artifact.build_final(config.load_variants(profile)["final"], dataset_dir=dataset, models_dir=models_dir,
+    final.build_final(config.load_variants(profile)["final"], dataset_dir=dataset, models_dir=models_dir,
                          output_dir=output)
     return output

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trashnet import settings
+from trashnet.core import settings
 
 NOTEBOOKS = Path(__file__).resolve().parent / "fixtures" / "notebooks"
 # Baselines, a pruned variant, a quantized one of each kind (the hybrid included) and the final choice.

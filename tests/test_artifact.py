@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from results_tree import evaluated_tree
 
-from trashnet import artifact, config, fileio, images, litert, predict, results, stats
-from trashnet.litert import TFLiteModel
+from trashnet.stages import final, stats
+from trashnet.core import config, fileio, images, litert, records
+from trashnet.deploy import predict
+from trashnet.core.litert import TFLiteModel
 
 pytestmark = pytest.mark.slow  # converts two tiny Keras models (~10 s)
 
@@ -27,7 +29,7 @@ def built(tmp_path_factory, sample_dataset, final_config):
     root = tmp_path_factory.mktemp("final")
     models_dir = evaluated_tree(root / "models", sample_dataset)
     output_dir = root / "models" / "final"
-    result = artifact.build_final(final_config, dataset_dir=sample_dataset, models_dir=models_dir,
+    result = final.build_final(final_config, dataset_dir=sample_dataset, models_dir=models_dir,
                                   output_dir=output_dir, cache_dir=root / ".cache")
     return result, models_dir, output_dir
 
@@ -38,14 +40,14 @@ def test_the_artifact_files_and_checksums(built):
                 "stats.json", "verification.json", "metrics.json", "SHA256SUMS"}
     assert expected <= {p.name for p in output_dir.iterdir()}
     assert set(result["files"]) == expected
-    sums = artifact.check_sums(output_dir)
+    sums = final.check_sums(output_dir)
     assert set(sums) == expected - {"SHA256SUMS"} and all(sums.values())
     if shutil.which("sha256sum"):
         subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=output_dir, check=True)
     (output_dir / "labels.txt").write_text("tampered\n")
-    assert artifact.check_sums(output_dir)["labels.txt"] is False
+    assert final.check_sums(output_dir)["labels.txt"] is False
     (output_dir / "labels.txt").write_text("".join(f"{c}\n" for c in result["card"]["classes"]))
-    assert all(artifact.check_sums(output_dir).values())
+    assert all(final.check_sums(output_dir).values())
 
 
 def test_stats_json_sits_next_to_selection_json_and_accounts_for_every_result(built):
@@ -101,7 +103,7 @@ def test_the_file_carries_labels_and_still_runs_like_the_chosen_one(built, sampl
         info = json.loads(archive.read("metadata.json"))
         assert info["source_sha256"] == fileio.sha256_bytes(original) and info["version"] == result["card"]["version"]
         # MediaPipe refuses a compressed appendix; fixed timestamps give stable bytes.
-        assert all(i.compress_type == zipfile.ZIP_STORED and i.date_time == artifact.ZIP_DATE
+        assert all(i.compress_type == zipfile.ZIP_STORED and i.date_time == final.ZIP_DATE
                    for i in archive.infolist())
     metadata = litert.read_metadata(model_file.read_bytes())
     assert metadata["normalization"] == {"mean": [0.0], "std": [1.0]} and metadata["color_space"] == "RGB"
@@ -130,8 +132,8 @@ def test_a_file_that_does_not_reproduce_its_accuracy_is_refused(tmp_path, sample
         if "test" in record:
             record["test"]["accuracy"] += 0.01 if record["test"]["accuracy"] < 0.5 else -0.01
             metrics.write_text(json.dumps(record))
-    with pytest.raises(artifact.ArtifactError, match="does not reproduce"):
-        artifact.build_final(final_config, dataset_dir=sample_dataset, models_dir=models_dir,
+    with pytest.raises(final.ArtifactError, match="does not reproduce"):
+        final.build_final(final_config, dataset_dir=sample_dataset, models_dir=models_dir,
                              output_dir=tmp_path / "models" / "final")
     verification = json.loads((tmp_path / "models" / "final" / "verification.json").read_text())
     assert verification["passed"] is False and verification["accuracy_reproduced_exactly"] is False
@@ -142,7 +144,7 @@ def test_the_final_notebook_runs(tmp_path, sample_dataset, final_config, monkeyp
     import nbformat
     import papermill
 
-    from trashnet import settings
+    from trashnet.core import settings
 
     monkeypatch.setenv("MPLBACKEND", "Agg")  # as the pipeline runs it: the Pareto figure must still appear
 
@@ -155,7 +157,7 @@ def test_the_final_notebook_runs(tmp_path, sample_dataset, final_config, monkeyp
         parameters={"variant_id": "final", "config": config.config_to_dict(final_config),
                     "dataset_dir": str(sample_dataset), "models_dir": str(models_dir),
                     "output_dir": str(output_dir), "cache_dir": str(tmp_path / ".cache")})
-    assert all(artifact.check_sums(output_dir).values())
+    assert all(final.check_sums(output_dir).values())
     text = executed.read_text()
     assert "**Chosen:**" in text and "Model card: trashnet" in text
     pareto = [c for c in nbformat.read(executed, as_version=4).cells if "pareto_selection" in c.source]
@@ -170,7 +172,7 @@ def test_a_trained_mobilenet_v3_large_fp16_file_reproduces_exactly(tmp_path, sam
     variant = "mobilenet_v3_large.prune-2of4.fp16"
     write_evaluated(tmp_path / "models", sample_dataset, variant, content, arch="mobilenet_v3_large",
                     source="mobilenet_v3_large.prune-2of4", precision="fp16")
-    result = artifact.build_final(final_config, dataset_dir=sample_dataset, models_dir=tmp_path / "models",
+    result = final.build_final(final_config, dataset_dir=sample_dataset, models_dir=tmp_path / "models",
                                   output_dir=tmp_path / "models" / "final")
     assert result["selection"]["chosen"]["id"] == variant
     assert result["verification"]["passed"] and result["verification"]["prediction_mismatches"] == 0
@@ -181,16 +183,16 @@ def test_the_metadata_gives_the_same_bytes_for_the_same_inputs(built):
     _, models_dir, output_dir = built
     original = next((models_dir / "quantized").glob("*.fp16/*.tflite")).read_bytes()
     labels = (output_dir / "labels.txt").read_text().split()
-    first = artifact.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 1})
-    assert artifact.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 1}) == first
-    assert artifact.write_metadata(original, labels, version="0.2.0+quick.gother", info={"seed": 1}) != first
-    assert artifact.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 2}) != first
+    first = final.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 1})
+    assert final.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 1}) == first
+    assert final.write_metadata(original, labels, version="0.2.0+quick.gother", info={"seed": 1}) != first
+    assert final.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 2}) != first
 
 
 def test_the_model_card_has_the_convention_sections(built, sample_dataset):
     result, _, output_dir = built
     card = json.loads((output_dir / "model_card.json").read_text())
-    assert results.ModelCard.model_validate(card).version == card["version"] == card["metadata"]["version"]
+    assert records.ModelCard.model_validate(card).version == card["version"] == card["metadata"]["version"]
     assert card["intended_use"] and card["out_of_scope_use"] and card["report_a_problem"]
     accepted = [line for line in (sample_dataset / "manifest.csv").read_text().splitlines()[1:] if ",accepted," in line]
     splits = card["training_data"]["splits"]
@@ -217,17 +219,17 @@ def test_weaknesses_and_the_ood_block_from_hand_made_metrics():
                           "b": {"precision": 0.5, "recall": 0.6, "f1": 0.55, "support": 10},
                           "c": {"precision": 0.7, "recall": 0.7, "f1": 0.70, "support": 10}},
             "confusion_matrix": [[8, 1, 1], [3, 6, 1], [0, 3, 7]]}
-    weak = artifact.class_weaknesses(test, labels)
+    weak = final.class_weaknesses(test, labels)
     assert [(w.name, w.most_confused_with, w.confused_count) for w in weak] == [
         ("b", "a", 3), ("c", "b", 3), ("a", "b", 1)]  # a ties b/c at 1: the lower index wins
-    ood = artifact.ood_section({"ood": {"dataset": "ood-dev", "n": 355, "accuracy": 0.2, "macro_f1": 0.15,
+    ood = final.ood_section({"ood": {"dataset": "ood-dev", "n": 355, "accuracy": 0.2, "macro_f1": 0.15,
                                         "per_class": {"a": {"f1": 0.1, "support": 5}}, "class_map": {}}})
     assert ood.measured and ood.n == 355
-    assert any("ood-dev, 355 photos: accuracy 20.0 %" in line for line in artifact.limitations(test, ood))
+    assert any("ood-dev, 355 photos: accuracy 20.0 %" in line for line in final.limitations(test, ood))
     # 80 of 100 right: Wilson 95 % interval 71.1-86.7 % (z = 1.96).
-    lines = artifact.limitations({"n": 100, "accuracy": 0.8}, results.OODSection(measured=False))
+    lines = final.limitations({"n": 100, "accuracy": 0.8}, records.OODSection(measured=False))
     assert any("100 photos: the 95 % interval of the test accuracy (Wilson) is 71.1-86.7 %" in l for l in lines)
     given = {"low": 0.7, "high": 0.9, "confidence": 0.9, "method": "bootstrap"}
-    lines = artifact.limitations({"n": 100, "accuracy": 0.8}, results.OODSection(measured=False), given)
+    lines = final.limitations({"n": 100, "accuracy": 0.8}, records.OODSection(measured=False), given)
     assert any("the 90 % interval of the test accuracy (bootstrap) is 70.0-90.0 %" in l for l in lines)
-    assert "20.0 %" in artifact.out_of_scope({"accuracy": 0.8})[0]
+    assert "20.0 %" in final.out_of_scope({"accuracy": 0.8})[0]

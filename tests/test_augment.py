@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trashnet import inputs
-from trashnet.config import AugmentConfig, ConfigError, load_profile, resolve_variant
-from trashnet.keras_env import tf
+from trashnet.data import inputs
+from trashnet.core.config import AugmentConfig, ConfigError, load_profile, resolve_variant
+from trashnet.core.keras_env import tf
 
 SIZE = 32
 SEED = tf.constant([3, 7], tf.int64)
@@ -137,7 +137,7 @@ def test_config_defaults_are_off_and_bad_values_are_errors(quick_profile):
 
 def test_training_pipeline_with_every_option(sample_dataset, quick_profile):
     """The real tf.data path: every option on, MixUp after the one-hot targets, same batches on a rerun."""
-    from trashnet import train
+    from trashnet.stages import train
 
     augment = {"crop_scale": [0.4, 1.5], "saturation": 0.4, "hue": 0.05, "blur": 0.3, "noise": 0.05,
                "jpeg": 0.5, "grayscale": 0.1, "background": 0.5, "mixup": 0.2}
@@ -170,7 +170,7 @@ def test_random_resample_draws_each_image_from_a_filter_of_its_larger_decode():
 
 
 def test_the_training_pipeline_resamples_from_the_larger_decodes(sample_dataset, quick_profile):
-    from trashnet import train
+    from trashnet.stages import train
 
     entry = {"id": "mobilenet_v3_small", "stage": "baseline", "arch": "mobilenet_v3_small",
              "model": {"image_size": SIZE},

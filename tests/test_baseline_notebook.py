@@ -8,7 +8,8 @@ import json
 import nbformat
 import pytest
 
-from trashnet import config, evaluate, settings
+from trashnet.core import config, settings
+from trashnet.nets import scoring
 
 NOTEBOOK = settings.NOTEBOOKS["baseline"]
 
@@ -45,18 +46,18 @@ def test_papermill_runs_the_notebook_on_the_sample(sample_dataset, quick_profile
         parameters={"variant_id": cfg.id, "config": params, "dataset_dir": str(sample_dataset),
                     "models_dir": str(tmp_path / "models"), "output_dir": str(out),
                     "cache_dir": str(tmp_path / ".cache")})
-    for name in (f"{cfg.id}.keras", evaluate.METRICS_FILE, evaluate.PREDICTIONS_FILE, evaluate.HISTORY_FILE):
+    for name in (f"{cfg.id}.keras", scoring.METRICS_FILE, scoring.PREDICTIONS_FILE, scoring.HISTORY_FILE):
         assert (out / name).is_file(), name
-    metrics = json.loads((out / evaluate.METRICS_FILE).read_text())
+    metrics = json.loads((out / scoring.METRICS_FILE).read_text())
     assert metrics["variant"] == cfg.id and metrics["image_size"] == 48 and metrics["profile"] == "quick"
     assert metrics["provenance"]["config"]["model"]["image_size"] == 48
     test = metrics["test"]
     assert test["n"] > 0 and 0.0 <= test["accuracy"] <= 1.0 and 0.0 <= test["macro_f1"] <= 1.0
     assert sum(map(sum, test["confusion_matrix"])) == test["n"]
     assert metrics["params"] > 0 and metrics["macs"] > 0 and metrics["size"]["gzip_bytes"] > 0
-    with open(out / evaluate.PREDICTIONS_FILE, newline="") as handle:
+    with open(out / scoring.PREDICTIONS_FILE, newline="") as handle:
         assert len(list(csv.DictReader(handle))) == test["n"]
-    with open(out / evaluate.HISTORY_FILE, newline="") as handle:
+    with open(out / scoring.HISTORY_FILE, newline="") as handle:
         assert len(list(csv.DictReader(handle))) == cfg.train.epochs
     # The executed notebook is the record: the injected parameters, the summary table and both figures.
     notebook = nbformat.read(executed, as_version=4)
@@ -94,9 +95,9 @@ def test_papermill_runs_the_notebook_from_imported_imagenet_weights(sample_datas
         parameters={"variant_id": cfg.id, "config": params, "dataset_dir": str(sample_dataset),
                     "models_dir": str(tmp_path / "models"), "output_dir": str(out),
                     "cache_dir": str(tmp_path / ".cache")})
-    metrics = json.loads((out / evaluate.METRICS_FILE).read_text())
+    metrics = json.loads((out / scoring.METRICS_FILE).read_text())
     assert metrics["weights"].startswith("imagenet-tflite:v3-small_224_1.0_uint8.tflite@sha256:da341cf06fa5")
     assert "dequantized from uint8" in metrics["weights"]
     assert list((tmp_path / ".cache" / "imagenet").glob("mobilenet_v3_small-*.h5"))  # the imported file
-    with open(out / evaluate.HISTORY_FILE, newline="") as handle:
+    with open(out / scoring.HISTORY_FILE, newline="") as handle:
         assert [row["phase"] for row in csv.DictReader(handle)] == ["head", "finetune"]

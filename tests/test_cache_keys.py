@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 import standin
-from trashnet import config, pipeline, provenance, settings
+from trashnet.core import config, provenance, settings
+from trashnet.runner import cache, pipeline
 
 
 # --- the import closure, computed for real -------------------------------------------------------------
@@ -28,20 +29,36 @@ def test_import_closure_follows_every_kind_of_import(tmp_path):
     assert provenance.import_closure(["e"], package) == ["__init__.py", "e.py"]
 
 
+def test_import_closure_follows_sub_packages_and_their_inits(tmp_path):
+    package = tmp_path / "trashnet"
+    (package / "low").mkdir(parents=True)
+    (package / "high").mkdir()
+    for init in ("__init__.py", "low/__init__.py", "high/__init__.py"):
+        (package / init).write_text("")
+    (package / "low" / "util.py").write_text("X = 1\n")
+    (package / "low" / "other.py").write_text("from .util import X\n")
+    (package / "high" / "stage.py").write_text("from trashnet.low import other\nfrom trashnet.low.util import X\n")
+    assert provenance.import_closure(["high.stage"], package) == [
+        "__init__.py", "high/__init__.py", "high/stage.py", "low/__init__.py", "low/other.py", "low/util.py"]
+
+
 def test_stage_closures_of_the_real_package():
     closures = {stage: set(provenance.import_closure(modules)) for stage, modules in settings.STAGE_MODULES.items()}
     for stage, files in closures.items():
-        assert not files & {"report/__init__.py", "pipeline.py", "cli.py", "__main__.py"}, stage
-        assert not any(name.startswith("report/") for name in files), stage
-        assert "__init__.py" in files and "provenance.py" in files
+        assert not any(name.startswith(("runner/", "cli.py", "__main__.py")) for name in files), stage
+        # The notebooks show figures and tables; the rest of the reporter is in no stage's key.
+        assert not {name for name in files if name.startswith("report/")} - {
+            "report/__init__.py", "report/figures.py", "report/views.py"}, stage
+        assert {"__init__.py", "core/__init__.py", "core/provenance.py"} <= files
     training = closures["baseline"] | closures["pruned"] | closures["quantized"]
-    assert "select.py" in closures["final"] and "select.py" not in training
-    assert "artifact.py" not in training
-    assert "prune.py" in closures["pruned"] and "prune.py" not in closures["baseline"]
-    # The quantize stage reads prune.py too: pruning-preserving QAT checks that the 2:4 pattern survives.
-    assert {"prune.py", "qat.py"} <= closures["quantized"]
-    assert {"train.py", "models.py", "keras_env.py", "inputs.py"} <= closures["baseline"]
-    assert "keras_env.py" not in closures["final"]  # the final stage never loads TensorFlow
+    assert "stages/select.py" in closures["final"] and "stages/select.py" not in training
+    assert "stages/final.py" not in training
+    assert "stages/prune.py" in closures["pruned"] and "stages/prune.py" not in closures["baseline"]
+    # Quantization shares the sparsity check and the conversion with pruning, not the pruning stage itself.
+    assert {"nets/sparsity.py", "nets/convert.py", "stages/qat.py"} <= closures["quantized"]
+    assert "stages/prune.py" not in closures["quantized"]
+    assert {"stages/train.py", "nets/models.py", "core/keras_env.py", "data/inputs.py"} <= closures["baseline"]
+    assert "core/keras_env.py" not in closures["final"]  # the final stage never loads TensorFlow
 
 
 def test_stage_modules_cover_what_the_notebooks_import():
@@ -52,13 +69,13 @@ def test_stage_modules_cover_what_the_notebooks_import():
 
 def test_config_inputs_hold_only_what_the_stage_reads(quick_profile):
     variants = config.load_variants(quick_profile)
-    extra = lambda vid: {key.split(".")[0] for key in pipeline.config_inputs(variants[vid])} - set(pipeline.IDENTITY)  # noqa: E731
+    extra = lambda vid: {key.split(".")[0] for key in cache.config_inputs(variants[vid])} - set(cache.IDENTITY)  # noqa: E731
     assert extra("mobilenet_v3_large") == {"data", "model", "train", "quantize"}
     assert extra("mobilenet_v3_large.prune-2of4") == {"model", "prune", "train", "quantize"}
     assert extra("mobilenet_v3_large.fp16") == {"model", "quantize"}
     assert extra("final") == {"select", "stats"}
     # A baseline keys on the two latency settings its evaluation reads, not the rest of `quantize`.
-    baseline = pipeline.config_inputs(variants["mobilenet_v3_large"])
+    baseline = cache.config_inputs(variants["mobilenet_v3_large"])
     assert "quantize.latency_runs" in baseline and "quantize" not in baseline
 
 
@@ -98,7 +115,7 @@ def test_select_settings_or_code_rerun_only_final(tmp_path_factory, tmp_path, st
     assert rerun(out, standin_env) == []
     profile = edited_profile(tmp_path, {"select": {"accuracy_tolerance_pp": 50.0}})
     assert rerun(out, standin_env, profile=profile) == ["final"]
-    monkeypatch.setattr(provenance, "CODE_DIR", edited_package(tmp_path, "select.py"))
+    monkeypatch.setattr(provenance, "CODE_DIR", edited_package(tmp_path, "stages/select.py"))
     assert rerun(out, standin_env, profile=profile) == ["final"]
 
 
@@ -119,7 +136,7 @@ def test_report_code_or_templates_rebuild_only_the_report(tmp_path_factory, tmp_
     page = templates / "report.html.j2"
     page.write_text(page.read_text().replace("</body>", "<p>edited-template-marker</p></body>"))
     monkeypatch.setattr(settings, "TEMPLATES_DIR", templates)
-    monkeypatch.setattr(provenance, "CODE_DIR", edited_package(tmp_path, "report/__init__.py"))
+    monkeypatch.setattr(provenance, "CODE_DIR", edited_package(tmp_path, "report/chapter.py"))
     assert rerun(out, standin_env, report=True) == []
     assert "edited-template-marker" in (settings.Layout(out, "quick").report / "en" / "index.html").read_text()
 

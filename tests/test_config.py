@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trashnet import config, pipeline, settings
+from trashnet.core import config, settings
+from trashnet.runner import cache
 
 PROFILES = sorted(path.stem for path in settings.PROFILES_DIR.glob("*.yaml"))
 
@@ -36,7 +37,7 @@ def test_every_variant_of_every_profile_resolves(name):
         # Round trip through the notebook parameter form, and a cache key input for each stage.
         resolved = config.config_to_dict(variant)  # (without `seeds`: that list only expands variants)
         assert config.config_to_dict(config.config_from_dict(resolved)) == resolved
-        assert set(pipeline.config_inputs(variant)) >= set(pipeline.IDENTITY)
+        assert set(cache.config_inputs(variant)) >= set(cache.IDENTITY)
     # The profile's own selection and its overrides name real variants.
     ids = config.select_variants(variants, profile.variants)
     assert ids and set(profile.overrides) <= set(variants)

@@ -1,4 +1,4 @@
-"""How apps resize a whole photo (trashnet.consumers), on the committed final model and the bundled sample photos.
+"""How apps resize a whole photo (trashnet.nets.consumers), on the committed final model and the bundled sample photos.
 
 - the model card's five Pillow lines give exactly ``predict``'s scores, for every fit;
 - in MediaPipe's venv (requirements-mediapipe.lock): the emulated MediaPipe resize gives MediaPipe's own scores,
@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from toolvenv import clean_env, tool_python
 
-from trashnet import consumers, images, litert, predict, settings
+from trashnet.nets import consumers
+from trashnet.core import images, litert, settings
+from trashnet.deploy import predict
 
 FINAL = settings.REPO_ROOT / "results" / "cpu" / "models" / "final" / "trashnet.tflite"
 PHOTOS = sorted(settings.SAMPLE_DIR.rglob("*.jpg"))[::6]  # 12 real TrashNet photos, two per class

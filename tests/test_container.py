@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from trashnet import settings
+from trashnet.core import settings
 
 ROOT = settings.REPO_ROOT
 SCRIPTS = ROOT / ".ci" / "container"
@@ -95,7 +95,7 @@ def test_image_runs_the_package_offline_as_non_root(image, tmp_path):
 def test_image_reproduces_the_quick_run_into_the_mounted_output(image, tmp_path):
     if not (ROOT / "run_all.sh").is_file():
         pytest.skip("run_all.sh is not in this checkout yet: the image's entrypoint needs it")
-    from trashnet import config
+    from trashnet.core import config
 
     # No /data: the entrypoint runs run_all.sh on the bundled sample, quick profile (its default there).
     # Exit 1 = some variant failed (the report says which); the run, the report and the final model go on.

@@ -1,4 +1,4 @@
-"""Data preparation (trashnet/data.py) on real files: the bundled sample, a folder with every defect the
+"""Data preparation (trashnet/data/prepare.py) on real files: the bundled sample, a folder with every defect the
 tests can build, the fatal cases, the CLI, and the full TrashNet when $TRASHNET_REAL_DATA is set."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trashnet import cli, data, fileio, inputs, settings
+from trashnet import cli
+from trashnet.data import inputs, prepare
+from trashnet.core import fileio, settings
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:
@@ -38,7 +40,7 @@ def sample(cls: str, index: int) -> Path:
 def prepared_sample(tmp_path_factory):
     out = tmp_path_factory.mktemp("prep") / "dataset"
     before = tree_hashes(settings.SAMPLE_DIR)
-    report = data.prepare(settings.SAMPLE_DIR, out, split="stratified", seed=42)
+    report = prepare.prepare(settings.SAMPLE_DIR, out, split="stratified", seed=42)
     assert tree_hashes(settings.SAMPLE_DIR) == before, "the source folder must never be modified"
     return report
 
@@ -47,7 +49,7 @@ def test_sample_is_split_per_class_and_every_file_is_in_the_manifest(prepared_sa
     report, out = prepared_sample, prepared_sample.out
     rows = read_manifest(out)
     assert len(rows) == 72 == report.accepted and report.rejected == 0
-    assert tuple(next(iter(rows.values())).keys()) == data.MANIFEST_COLUMNS
+    assert tuple(next(iter(rows.values())).keys()) == prepare.MANIFEST_COLUMNS
     for split, expected in zip(settings.SPLITS, (8, 2, 2)):  # 12 a class at 70/15/15
         assert set(report.counts()[split].values()) == {expected}
     for row in rows.values():
@@ -62,20 +64,20 @@ def test_sample_is_split_per_class_and_every_file_is_in_the_manifest(prepared_sa
 def test_rerun_is_skipped_and_a_forced_rebuild_is_byte_identical(prepared_sample, tmp_path):
     out = prepared_sample.out
     manifest = (out / settings.MANIFEST_NAME).read_bytes()
-    again = data.prepare(settings.SAMPLE_DIR, out, split="stratified", seed=42)
+    again = prepare.prepare(settings.SAMPLE_DIR, out, split="stratified", seed=42)
     assert again.skipped and again.rows == prepared_sample.rows
-    rebuilt = data.prepare(settings.SAMPLE_DIR, tmp_path / "other", split="stratified", seed=42, force=True)
+    rebuilt = prepare.prepare(settings.SAMPLE_DIR, tmp_path / "other", split="stratified", seed=42, force=True)
     assert not rebuilt.skipped
     assert (rebuilt.out / settings.MANIFEST_NAME).read_bytes() == manifest
     assert tree_hashes(rebuilt.out) == tree_hashes(out)
-    other_seed = data.prepare(settings.SAMPLE_DIR, tmp_path / "seed7", split="stratified", seed=7)
+    other_seed = prepare.prepare(settings.SAMPLE_DIR, tmp_path / "seed7", split="stratified", seed=7)
     assert (other_seed.out / settings.MANIFEST_NAME).read_bytes() != manifest
 
 
 def test_changed_options_rebuild_in_place(prepared_sample, tmp_path):
     out = tmp_path / "dataset"
     shutil.copytree(prepared_sample.out, out)
-    report = data.prepare(settings.SAMPLE_DIR, out, split="stratified", seed=42, ratios=(0.5, 0.25, 0.25))
+    report = prepare.prepare(settings.SAMPLE_DIR, out, split="stratified", seed=42, ratios=(0.5, 0.25, 0.25))
     assert not report.skipped and report.counts()["train"]["glass"] == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset"]
 
@@ -157,14 +159,14 @@ def bad_folder(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def test_every_defect_is_recorded_and_the_counts_reconcile(bad_folder, tmp_path):
     source, expected = bad_folder
     before = tree_hashes(source)
-    report = data.prepare(source, tmp_path / "dataset", split="stratified", seed=1)
+    report = prepare.prepare(source, tmp_path / "dataset", split="stratified", seed=1)
     assert tree_hashes(source) == before
     rows = read_manifest(report.out)
     assert set(rows) == set(expected), "one manifest row for every file seen"
     assert report.accepted + report.rejected == len(rows) == len(expected)
     for path, want in expected.items():
         row = rows[path]
-        got = "accepted" if row["status"] == "accepted" else data.reason_code(row["reason"])
+        got = "accepted" if row["status"] == "accepted" else prepare.reason_code(row["reason"])
         assert got == want, f"{path}: {row['status']} {row['reason']}"
         assert (row["status"] == "accepted") == bool(row["output"])
     assert rows["glass/zz-copy-of-glass0.jpg"]["reason"] == "duplicate of glass/glass0.jpg (kept)"
@@ -175,7 +177,7 @@ def test_every_defect_is_recorded_and_the_counts_reconcile(bad_folder, tmp_path)
 
 def test_converted_images_are_rgb_png_upright(bad_folder, tmp_path):
     source, _ = bad_folder
-    report = data.prepare(source, tmp_path / "dataset", split="stratified", seed=1)
+    report = prepare.prepare(source, tmp_path / "dataset", split="stratified", seed=1)
     rows = read_manifest(report.out)
     for rel in ("metal/rgba.png", "metal/gray.jpg", "metal/palette.png", "metal/cmyk.jpg", "metal/deep16.png",
                 "paper/rotated.jpg"):
@@ -195,7 +197,7 @@ def test_converted_images_are_rgb_png_upright(bad_folder, tmp_path):
 def test_near_duplicates_are_kept_reported_and_split_together(bad_folder, tmp_path):
     source, _ = bad_folder
     for seed in range(4):
-        report = data.prepare(source, tmp_path / f"seed{seed}", split="stratified", seed=seed)
+        report = prepare.prepare(source, tmp_path / f"seed{seed}", split="stratified", seed=seed)
         rows = read_manifest(report.out)
         pair = rows["glass/glass2.jpg"], rows["glass/glass2-bright.jpg"]
         assert pair[0]["near_duplicate_group"] == pair[1]["near_duplicate_group"] == "glass/glass2-bright.jpg"
@@ -305,7 +307,7 @@ def test_bad_ratios(tmp_path, capsys):
 
 @pytest.mark.realdata
 def test_full_trashnet_official_split(real_data_dir, tmp_path):
-    report = data.prepare(real_data_dir, tmp_path / "dataset", split="official")
+    report = prepare.prepare(real_data_dir, tmp_path / "dataset", split="official")
     assert (len(report.rows), report.accepted, report.rejected) == (2527, 2521, 6)
     counts = report.counts()
     assert [sum(counts[s].values()) for s in settings.SPLITS] == [1764, 327, 430]
@@ -318,5 +320,5 @@ def test_full_trashnet_official_split(real_data_dir, tmp_path):
         assert rows[a]["sha256"] == rows[b]["sha256"]
     assert report.rejected_by_reason() == {"duplicate-conflict": 6}
     assert len(report.near_duplicate_groups()) >= 20  # reported, kept
-    rebuilt = data.prepare(real_data_dir, tmp_path / "again", split="official", force=True)
+    rebuilt = prepare.prepare(real_data_dir, tmp_path / "again", split="official", force=True)
     assert (rebuilt.out / "manifest.csv").read_bytes() == (report.out / "manifest.csv").read_bytes()

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from trashnet import config as config_lib
+from trashnet.core import config as config_lib
 
 pytest.importorskip("tensorflow_model_optimization")
 
@@ -16,7 +16,7 @@ IMAGE_SIZE = 48  # trained_model_factory's default
 
 def _tiny(seed: int):
     """A 4 -> 3 softmax classifier: small enough that one step is instant, real Keras all the same."""
-    from trashnet.keras_env import keras
+    from trashnet.core.keras_env import keras
 
     inputs = keras.Input((4,))
     outputs = keras.layers.Dense(3, activation="softmax",
@@ -26,8 +26,8 @@ def _tiny(seed: int):
 
 def _one_step(alpha: float, labels: np.ndarray) -> np.ndarray:
     """The student's kernel after one distillation step on fixed inputs and the given labels."""
-    from trashnet import prune
-    from trashnet.keras_env import keras
+    from trashnet.stages import prune
+    from trashnet.core.keras_env import keras
 
     student, teacher = _tiny(1), _tiny(2)
     distiller = prune.Distiller(student, teacher, temperature=4.0, alpha=alpha)
@@ -38,7 +38,7 @@ def _one_step(alpha: float, labels: np.ndarray) -> np.ndarray:
 
 
 def test_distillation_term_is_zero_for_the_teachers_outputs_and_scaled_by_t_squared():
-    from trashnet import prune
+    from trashnet.stages import prune
 
     teacher = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
     student = np.array([[0.2, 0.5, 0.3], [0.3, 0.3, 0.4]], np.float32)
@@ -71,7 +71,7 @@ def test_distill_config_is_strict(quick_profile):
 
 @pytest.mark.slow
 def test_distilled_2of4_pruning_runs_on_the_sample(trained_model_factory, sample_dataset, quick_profile, tmp_path):
-    from trashnet import prune
+    from trashnet.stages import prune
 
     arch = "mobilenet_v3_small"
     variants = config_lib.load_variants(quick_profile)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from trashnet import cli, data, download, owned, settings
+from trashnet import cli
+from trashnet.data import download, prepare
+from trashnet.core import owned, settings
 
 IMAGES = [f"{cls}/{path.name}" for cls in ("glass", "paper", "metal")
           for path in sorted((settings.SAMPLE_DIR / cls).iterdir())[:3]]
@@ -80,7 +82,7 @@ def test_good_archive_is_verified_extracted_and_reused(server, tmp_path):
     (server[0] / "good.zip").unlink()
     assert download.download(out, url=url, sha256=hashlib.sha256(content).hexdigest()) == (folder, False)
     # And the result is a source for prepare.
-    report = data.prepare(folder, tmp_path / "dataset", split="stratified", seed=0)
+    report = prepare.prepare(folder, tmp_path / "dataset", split="stratified", seed=0)
     assert report.accepted == len(IMAGES)
 
 

@@ -17,7 +17,9 @@ import pytest
 from results_tree import built_final
 from toolvenv import clean_env, tool_python
 
-from trashnet import artifact, images, litert, predict, settings
+from trashnet.stages import final
+from trashnet.core import images, litert, settings
+from trashnet.deploy import predict
 
 pytestmark = pytest.mark.slow  # venvs (cached by lock hash) and a tiny final artifact
 
@@ -50,10 +52,10 @@ def test_mediapipe_image_classifier_agrees_with_litert_on_every_test_image(final
 
 
 def test_metadata_displayer_shows_the_labels_and_the_normalization(final_dir):
-    python = artifact.metadata_python()
+    python = final.metadata_python()
     if not python.is_file():
         pytest.fail(f"{python} is missing: ./run_all.sh --setup-only creates the metadata tool venv")
-    done = subprocess.run([str(python), str(artifact.WRITER_SCRIPT), "display", str(final_dir / "trashnet.tflite")],
+    done = subprocess.run([str(python), str(final.WRITER_SCRIPT), "display", str(final_dir / "trashnet.tflite")],
                           capture_output=True, text=True, env=clean_env(), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     shown = json.loads(done.stdout)
@@ -81,7 +83,7 @@ def test_metadata_displayer_shows_the_labels_and_the_normalization(final_dir):
 
 def test_load_applies_a_non_trivial_normalization_from_the_metadata(final_dir, tmp_path):
     """A file whose metadata says mean 127.5, std 127.5: ``litert.load`` feeds (x - 127.5) / 127.5."""
-    python = artifact.metadata_python()
+    python = final.metadata_python()
     original = next(final_dir.parent.glob("quantized/*.fp16/*.tflite"))
     labels = (final_dir / "labels.txt").read_text().split()
     (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n")
@@ -89,7 +91,7 @@ def test_load_applies_a_non_trivial_normalization_from_the_metadata(final_dir, t
             "name": "n", "version": "v", "description": "d", "author": "a", "license": "l",
             "mean": [127.5], "std": [127.5]}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    done = subprocess.run([str(python), str(artifact.WRITER_SCRIPT), "write", str(tmp_path / "spec.json")],
+    done = subprocess.run([str(python), str(final.WRITER_SCRIPT), "write", str(tmp_path / "spec.json")],
                           capture_output=True, text=True, env=clean_env(), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     model = litert.load(tmp_path / "m.tflite")
@@ -120,11 +122,11 @@ def test_mediapipe_agrees_with_litert_on_real_trashnet_photos(final_dir, real_da
 
 def test_the_writer_writes_what_tflite_supports_own_writer_writes(final_dir, tmp_path):
     """The schema-only writer (no native code) against tflite-support's MetadataWriter, byte for byte."""
-    python = artifact.metadata_python()
+    python = final.metadata_python()
     original = next(final_dir.parent.glob("quantized/*.fp16/*.tflite"))
     (tmp_path / "labels.txt").write_text((final_dir / "labels.txt").read_text())
     (tmp_path / "metadata.json").write_text('{"variant": "x"}')
-    writers = {"ours": [str(artifact.WRITER_SCRIPT), "write"],
+    writers = {"ours": [str(final.WRITER_SCRIPT), "write"],
                "reference": [str(settings.REPO_ROOT / "tests" / "metadata_reference.py")]}
     outputs = {}
     for name, command in writers.items():
@@ -136,5 +138,5 @@ def test_the_writer_writes_what_tflite_supports_own_writer_writes(final_dir, tmp
         done = subprocess.run([str(python), *command, str(tmp_path / f"{name}.json")], capture_output=True,
                               text=True, env=clean_env(), timeout=300)
         assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
-        outputs[name] = artifact.restamp_zip((tmp_path / f"{name}.tflite").read_bytes())
+        outputs[name] = final.restamp_zip((tmp_path / f"{name}.tflite").read_bytes())
     assert outputs["ours"] == outputs["reference"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trashnet import config, eta
+from trashnet.core import config
+from trashnet.runner import eta
 
 
 @pytest.fixture(scope="module")

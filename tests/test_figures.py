@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from results_tree import standard_tree
-from trashnet import figures, select, settings
-from trashnet.config import SelectConfig
+from trashnet.report import figures
+from trashnet.stages import select
+from trashnet.core.config import SelectConfig
 
 CLASSES = ["cardboard", "glass", "metal"]
 

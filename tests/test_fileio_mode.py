@@ -2,7 +2,7 @@
 
 import stat
 
-from trashnet import fileio
+from trashnet.core import fileio
 
 
 def test_atomic_write_applies_the_umask(tmp_path):

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from results_tree import CLASSES
-from trashnet import folder_eval, images, predict, settings
+from trashnet.deploy import evaluate, predict
+from trashnet.core import images, settings
 
 SIZE = 16
 RED, GREEN, BLUE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 0, 0)
@@ -23,7 +24,7 @@ RED, GREEN, BLUE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 0, 0)
 def colour_tflite() -> bytes:
     """A real .tflite whose answer is known from a photo's colour: red -> cardboard, green -> glass,
     blue -> metal, black -> paper (mean RGB through fixed Dense weights)."""
-    from trashnet.keras_env import keras, tf
+    from trashnet.core.keras_env import keras, tf
 
     inputs = keras.Input((SIZE, SIZE, 3), dtype="float32")
     x = keras.layers.GlobalAveragePooling2D()(inputs)
@@ -76,7 +77,7 @@ CLASS_MAP = {"bottles": "glass", "cans": "metal", "tins": "metal", "misc": None}
 
 
 def test_renamed_merged_and_missing_classes_give_the_hand_computed_numbers(model_file, data_dir):
-    record = folder_eval.evaluate_folder(model_file, data_dir, class_map=CLASS_MAP)
+    record = evaluate.evaluate_folder(model_file, data_dir, class_map=CLASS_MAP)
     # By hand. glass: 5 photos, 3 called glass, 1 cardboard, 1 paper. metal: 5 (3 cans + 2 tins; the broken
     # file is left out), 3 called metal, 1 glass, 1 paper. paper: 3, 2 called paper, 1 cardboard.
     assert record["n"] == 13
@@ -102,27 +103,27 @@ def test_renamed_merged_and_missing_classes_give_the_hand_computed_numbers(model
 
 
 def test_folder_names_the_map_does_not_cover_are_errors(model_file, data_dir):
-    with pytest.raises(folder_eval.EvaluationError, match="bottles, cans, misc, tins are not labels"):
-        folder_eval.evaluate_folder(model_file, data_dir)
-    with pytest.raises(folder_eval.EvaluationError, match="lacks: bins"):
-        folder_eval.evaluate_folder(model_file, data_dir, class_map={**CLASS_MAP, "bins": "metal"})
-    with pytest.raises(folder_eval.EvaluationError, match="maps to steel, not labels"):
-        folder_eval.evaluate_folder(model_file, data_dir, class_map={**CLASS_MAP, "cans": "steel"})
+    with pytest.raises(evaluate.EvaluationError, match="bottles, cans, misc, tins are not labels"):
+        evaluate.evaluate_folder(model_file, data_dir)
+    with pytest.raises(evaluate.EvaluationError, match="lacks: bins"):
+        evaluate.evaluate_folder(model_file, data_dir, class_map={**CLASS_MAP, "bins": "metal"})
+    with pytest.raises(evaluate.EvaluationError, match="maps to steel, not labels"):
+        evaluate.evaluate_folder(model_file, data_dir, class_map={**CLASS_MAP, "cans": "steel"})
 
 
 def test_class_map_files(tmp_path):
     yaml_file = tmp_path / "map.yaml"
     yaml_file.write_text("bottles: glass\nmisc: null\n")
-    assert folder_eval.load_class_map(yaml_file) == {"bottles": "glass", "misc": None}
+    assert evaluate.load_class_map(yaml_file) == {"bottles": "glass", "misc": None}
     json_file = tmp_path / "map.json"
     json_file.write_text(json.dumps({"cans": "metal"}))
-    assert folder_eval.load_class_map(json_file) == {"cans": "metal"}
+    assert evaluate.load_class_map(json_file) == {"cans": "metal"}
     (tmp_path / "bad.yaml").write_text("- a list\n")
-    with pytest.raises(folder_eval.EvaluationError, match="expected a mapping"):
-        folder_eval.load_class_map(tmp_path / "bad.yaml")
+    with pytest.raises(evaluate.EvaluationError, match="expected a mapping"):
+        evaluate.load_class_map(tmp_path / "bad.yaml")
     (tmp_path / "num.json").write_text('{"cans": 3}')
-    with pytest.raises(folder_eval.EvaluationError, match="use a model label or null"):
-        folder_eval.load_class_map(tmp_path / "num.json")
+    with pytest.raises(evaluate.EvaluationError, match="use a model label or null"):
+        evaluate.load_class_map(tmp_path / "num.json")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -141,9 +142,9 @@ def test_cli_writes_json_and_png_without_tensorflow(model_file, data_dir, tmp_pa
     assert done.returncode == 0, done.stderr
     assert "13 images, accuracy 61.5 %" in done.stdout
     assert "cans/broken.jpg: not-an-image" in done.stderr and "1 unreadable" in done.stderr
-    record = json.loads((tmp_path / "out" / folder_eval.RESULT_FILE).read_text())
+    record = json.loads((tmp_path / "out" / evaluate.RESULT_FILE).read_text())
     assert record["accuracy"] == pytest.approx(8 / 13)
-    assert (tmp_path / "out" / folder_eval.FIGURE_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out" / evaluate.FIGURE_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     done = run_cli("--model", str(model_file), "--data", str(data_dir))
     assert done.returncode == 2 and "error: folders bottles" in done.stderr and "--class-map" in done.stderr
     done = run_cli("--model", str(model_file), "--data", str(tmp_path / "nowhere"), "--class-map", str(class_map))
@@ -166,24 +167,24 @@ def test_fits_squash_crop_pad():
 
 
 def test_fit_travels_with_the_model(model_file, data_dir, tmp_path):
-    from trashnet import artifact
+    from trashnet.stages import final
 
-    content = artifact.append_zip(model_file.read_bytes(), {
+    content = final.append_zip(model_file.read_bytes(), {
         "labels.txt": ("\n".join(CLASSES) + "\n").encode(), "metadata.json": json.dumps({"fit": "pad"}).encode()})
     carried = tmp_path / "carried.tflite"
     carried.write_bytes(content)
     assert predict.model_fit(content) == "pad"
-    assert folder_eval.evaluate_folder(carried, data_dir, class_map=CLASS_MAP)["fit"] == "pad"
-    assert folder_eval.evaluate_folder(carried, data_dir, class_map=CLASS_MAP, fit="crop")["fit"] == "crop"
+    assert evaluate.evaluate_folder(carried, data_dir, class_map=CLASS_MAP)["fit"] == "pad"
+    assert evaluate.evaluate_folder(carried, data_dir, class_map=CLASS_MAP, fit="crop")["fit"] == "crop"
 
 
 def test_predict_reads_the_fit_the_model_carries(model_file, tmp_path):
     """A black letterbox photo: squashed it is black (paper); padded, white margins dominate (cardboard)."""
-    from trashnet import artifact
+    from trashnet.stages import final
 
     strip = tmp_path / "strip.png"
     Image.new("RGB", (64, 8), BLACK).save(strip)
-    content = artifact.append_zip(model_file.read_bytes(), {
+    content = final.append_zip(model_file.read_bytes(), {
         "labels.txt": ("\n".join(CLASSES) + "\n").encode(), "metadata.json": json.dumps({"fit": "pad"}).encode()})
     carried = tmp_path / "carried.tflite"
     carried.write_bytes(content)
@@ -195,10 +196,10 @@ def test_predict_reads_the_fit_the_model_carries(model_file, tmp_path):
 @pytest.mark.realdata
 def test_the_ood_dev_set_is_measured_whole(model_file, ood_data_dir, quick_profile):
     """The real OOD set through measure_ood: every photo decodes and is scored in its class."""
-    from trashnet.litert import TFLiteModel
+    from trashnet.core.litert import TFLiteModel
 
     runner = TFLiteModel(model_file)
-    block = folder_eval.measure_ood(runner.predict, list(CLASSES), runner.image_size, folder=ood_data_dir,
+    block = evaluate.measure_ood(runner.predict, list(CLASSES), runner.image_size, folder=ood_data_dir,
                                     class_map=dict(quick_profile.ood.class_map))
     assert block["unreadable"] == 0 and block["n"] == sum(row["n"] for row in block["per_class"].values())
     folders = sorted(p.name for p in ood_data_dir.iterdir() if p.is_dir())
@@ -207,17 +208,18 @@ def test_the_ood_dev_set_is_measured_whole(model_file, ood_data_dir, quick_profi
 
 
 def test_measure_ood_is_off_without_the_variable(model_file):
-    from trashnet.litert import TFLiteModel
+    from trashnet.core.litert import TFLiteModel
 
     runner = TFLiteModel(model_file)
-    assert folder_eval.measure_ood(runner.predict, list(CLASSES), runner.image_size) is None  # conftest unset it
+    assert evaluate.measure_ood(runner.predict, list(CLASSES), runner.image_size) is None  # conftest unset it
 
 
 @pytest.mark.slow
 def test_a_trained_baseline_records_its_ood_block(sample_dataset, quick_profile, tmp_path, monkeypatch):
     """The baseline stage with $TRASHNET_OOD_DATA set: metrics.json gains the block, with the class map."""
     from test_train import variant
-    from trashnet import evaluate, train
+    from trashnet.nets import scoring
+    from trashnet.stages import train
 
     ood = tmp_path / "ood"
     for i, colour in enumerate([RED, GREEN, BLUE]):
@@ -228,7 +230,7 @@ def test_a_trained_baseline_records_its_ood_block(sample_dataset, quick_profile,
     cfg = variant(quick_profile, train={"epochs": 1}, ood={"class_map": {"jars": "glass", "other": None}})
     out = tmp_path / "run"
     record = train.run_baseline(cfg, dataset_dir=sample_dataset, output_dir=out, verbose=False)
-    block = evaluate.read_metrics(out)["ood"]
+    block = scoring.read_metrics(out)["ood"]
     assert block == record["ood"]
     assert block["dataset"] == "ood" and block["n"] == 6 and sorted(block["per_class"]) == ["glass", "metal"]
     assert block["class_map"] == {"jars": "glass", "metal": "metal", "other": None}
@@ -237,17 +239,17 @@ def test_a_trained_baseline_records_its_ood_block(sample_dataset, quick_profile,
 
 
 def test_the_ood_set_joins_the_run_cache_key_only_when_set(data_dir, tmp_path, monkeypatch):
-    """A run measured without an OOD set, or on another one, is run again (pipeline.cache_key)."""
-    from trashnet import pipeline
+    """A run measured without an OOD set, or on another one, is run again (cache.cache_key)."""
+    from trashnet.runner import cache
 
-    assert pipeline.ood_fingerprint() is None  # unset: cache keys stay as they were
+    assert cache.ood_fingerprint() is None  # unset: cache keys stay as they were
     copy = tmp_path / "ood"
     shutil.copytree(data_dir, copy)
     monkeypatch.setenv(settings.ENV_OOD_DATA, str(copy))
-    first = pipeline.ood_fingerprint()
-    assert first is not None and pipeline.ood_fingerprint() == first
+    first = cache.ood_fingerprint()
+    assert first is not None and cache.ood_fingerprint() == first
     photo(copy / "paper" / "new.png", RED)
-    assert pipeline.ood_fingerprint() != first
+    assert cache.ood_fingerprint() != first
 
 
 # --- issue 24: every path accounted for; class maps read safely and checked --------------------------------
@@ -262,11 +264,11 @@ def test_fifos_dangling_links_and_unlistable_folders_are_listed_not_dropped(mode
     (root / "metal" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     photo(root / "metal" / "locked" / "m9.png", BLUE)
     (root / "glass" / "loop").symlink_to("..")
-    record = folder_eval.evaluate_folder(model_file, root, workers=1)
+    record = evaluate.evaluate_folder(model_file, root, workers=1)
     errors = {item["path"]: item["error"] for item in record["unreadable"]}
     assert record["n"] == 6 and set(errors) == {"glass/pipe.png", "metal/gone.png", "metal/locked", "glass/loop"}
     assert errors["glass/pipe.png"].startswith("not-a-file") and "Permission denied" in errors["metal/locked"]
-    assert "6 scored, 4 unreadable" in "\n".join(folder_eval.summary_lines(record))
+    assert "6 scored, 4 unreadable" in "\n".join(evaluate.summary_lines(record))
 
 
 def test_a_class_map_naming_a_folder_twice_or_a_path_is_refused(tmp_path):
@@ -274,8 +276,8 @@ def test_a_class_map_naming_a_folder_twice_or_a_path_is_refused(tmp_path):
                        ("twice.json", '{"bottles": "glass", "bottles": "metal"}'),
                        ("path.yaml", "../x: glass\n"), ("empty.yaml", "bottles: ''\n"), ("list.yaml", "- a\n")):
         (tmp_path / name).write_text(text)
-        with pytest.raises(folder_eval.EvaluationError):
-            folder_eval.load_class_map(tmp_path / name)
+        with pytest.raises(evaluate.EvaluationError):
+            evaluate.load_class_map(tmp_path / name)
 
 
 @pytest.mark.timeout(30)
@@ -283,7 +285,7 @@ def test_a_class_map_that_is_a_pipe_or_a_device_is_refused_at_once(tmp_path):
     os.mkfifo(tmp_path / "map.yaml")
     (tmp_path / "zero.yaml").symlink_to("/dev/zero")
     big = tmp_path / "big.yaml"
-    big.write_bytes(b"#" * (folder_eval.fileio.SMALL_FILE_LIMIT + 1))
+    big.write_bytes(b"#" * (evaluate.fileio.SMALL_FILE_LIMIT + 1))
     for path, reason in ((tmp_path / "map.yaml", "named pipe"), (tmp_path / "zero.yaml", "character device"),
                          (big, "larger than")):
         result = subprocess.run([sys.executable, "-m", "trashnet", "evaluate", "--model", "m.tflite", "--data", ".",

@@ -21,7 +21,9 @@ import pytest
 from PIL import Image
 from results_tree import CLASSES, tiny_tflite
 
-from trashnet import cli, data, settings
+from trashnet import cli
+from trashnet.data import prepare
+from trashnet.core import settings
 
 SEED = 20261204
 CLASSES_USED = ("glass", "paper", "metal")
@@ -124,14 +126,14 @@ def test_prepare_gives_every_hostile_file_a_manifest_row(hostile, tmp_path, caps
     for path, row in rows.items():
         assert row["status"] in ("accepted", "rejected"), row
         if row["status"] == "rejected":
-            assert data.reason_code(row["reason"]), row
+            assert prepare.reason_code(row["reason"]), row
         else:  # what prepare wrote is an 8-bit RGB image
             with Image.open(tmp_path / "d" / row["output"]) as image:
                 image.load()
                 assert image.mode == "RGB", row
     for special in ("fifo0.jpg", "socket.jpg", "zero-device.jpg", "null-device.png"):
         row = next(r for p, r in rows.items() if p.endswith("/" + special))
-        assert data.reason_code(row["reason"]) == "not-a-file", row
+        assert prepare.reason_code(row["reason"]) == "not-a-file", row
     accepted_modes = {p.split("-", 1)[1].rsplit(".", 1)[0] for p, r in rows.items()
                       if "/mode" in p and "-cut" not in p and r["status"] == "accepted"}
     assert {"CMYK", "P", "LA", "I16", "1", "F", "I", "RGBA"} <= accepted_modes  # odd modes are converted
@@ -193,7 +195,8 @@ def test_random_edits_of_any_bundle_member_are_refused_or_change_nothing(tmp_pat
 
     from test_release import synthetic_final
 
-    from trashnet import litert, release
+    from trashnet.core import litert
+    from trashnet.deploy import release
 
     bundle = release.build(synthetic_final(tmp_path / "final", tiny_tflite(32)), tmp_path / "dist")
     original = litert.load(bundle)
@@ -242,7 +245,7 @@ CONFIG_KEYS = ["name", "description", "seed", "seeds", "variants", "extends", "o
 def test_random_yaml_values_in_a_profile_are_accepted_or_one_config_error(tmp_path):
     """Every profile with a random odd value at a random key either loads (a valid value) or raises
     ConfigError with a message that names the file - never another exception."""
-    from trashnet import config
+    from trashnet.core import config
 
     rng = random.Random(SEED)
     outcomes = {"loaded": 0, "refused": 0}

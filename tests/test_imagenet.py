@@ -1,4 +1,4 @@
-"""ImageNet weights imported from Google's TFLite files (trashnet/imagenet.py), checked against the files.
+"""ImageNet weights imported from Google's TFLite files (trashnet/nets/imagenet.py), checked against the files.
 
 The files are read from $TRASHNET_WEIGHTS (CI sets it); without it the tests that need them skip.
 """
@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trashnet import imagenet, settings
-from trashnet.errors import UserError
+from trashnet.data import imagenet_files
+from trashnet.nets import imagenet, imagenet_check
+from trashnet.core import settings
+from trashnet.core.errors import UserError
 
 IMPORTED = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large_minimalistic")
 _WEIGHTS = os.environ.get(settings.ENV_WEIGHTS)
@@ -38,34 +40,33 @@ def sample_photos() -> np.ndarray:
     """20 photos of the bundled sample, every class, as the TFLite files take them."""
     paths = sorted(settings.SAMPLE_DIR.glob("*/*.jpg"))
     picks = np.linspace(0, len(paths) - 1, 20).round().astype(int)
-    return np.stack([imagenet.photo(paths[i]) for i in picks])
+    return np.stack([imagenet_check.photo(paths[i]) for i in picks])
 
 
 def test_without_the_folder_every_use_says_what_is_missing_in_one_line(monkeypatch):
-    from trashnet import models
 
     monkeypatch.delenv(settings.ENV_WEIGHTS, raising=False)
     with pytest.raises(UserError) as error:
-        models.resolve_weights("imagenet-tflite", "mobilenet_v1")
+        imagenet.resolve_weights("imagenet-tflite", "mobilenet_v1")
     text = str(error.value)
     assert "\n" not in text and settings.ENV_WEIGHTS in text and "download --weights" in text
     monkeypatch.setenv(settings.ENV_WEIGHTS, "/nonexistent/weights")
     with pytest.raises(UserError, match="is not a folder"):
-        imagenet.weights_folder()
+        imagenet_files.weights_folder()
 
 
 def test_provenance_names_file_sha256_and_dequantization():
-    text = imagenet.provenance("mobilenet_v3_small")
-    assert imagenet.FILES["v3-small_224_1.0_uint8.tflite"].sha256 in text
+    text = imagenet_files.provenance("mobilenet_v3_small")
+    assert imagenet_files.FILES["v3-small_224_1.0_uint8.tflite"].sha256 in text
     assert "v3-small_224_1.0_uint8.tflite" in text and "dequantized from uint8" in text
-    assert "transplanted" in imagenet.provenance("mobilenet_v3_large")
+    assert "transplanted" in imagenet_files.provenance("mobilenet_v3_large")
     with pytest.raises(UserError, match="no ImageNet TFLite weights"):
-        imagenet.provenance("resnet50")
+        imagenet_files.provenance("resnet50")
 
 
 def test_every_pinned_file_is_in_the_folder(weights_dir):
-    for name in imagenet.FILES:
-        assert imagenet.source_path(name, weights_dir).stat().st_size == imagenet.FILES[name].bytes
+    for name in imagenet_files.FILES:
+        assert imagenet_files.source_path(name, weights_dir).stat().st_size == imagenet_files.FILES[name].bytes
 
 
 def test_a_file_that_is_not_pinned_is_refused(weights_dir, tmp_path):
@@ -79,17 +80,17 @@ def test_a_file_that_is_not_pinned_is_refused(weights_dir, tmp_path):
     renamed = tmp_path / "mobilenet_v2_1.0_224_quant.tflite"
     shutil.copy(weights_dir / name, renamed)
     with pytest.raises(UserError, match="holds the bytes of v3-small"):
-        imagenet.checked(renamed)
+        imagenet_files.checked(renamed)
     missing = tmp_path / "empty"
     missing.mkdir()
     with pytest.raises(UserError, match="is missing"):
-        imagenet.source_path(name, missing)
+        imagenet_files.source_path(name, missing)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", IMPORTED)
 def test_every_layer_matches_the_tflite_layer_fed_the_same_input(arch, weights_dir, sample_photos):
-    cosines = imagenet.layer_cosines(arch, sample_photos, folder=weights_dir)
+    cosines = imagenet_check.layer_cosines(arch, sample_photos, folder=weights_dir)
     assert len(cosines) == {"mobilenet_v1": 28, "mobilenet_v2": 53, "mobilenet_v3_small": 54,
                             "mobilenet_v3_large_minimalistic": 48}[arch]
     worst = {name: float(values.min()) for name, values in cosines.items()}
@@ -100,22 +101,23 @@ def test_every_layer_matches_the_tflite_layer_fed_the_same_input(arch, weights_d
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", IMPORTED)
 def test_the_three_photos_tflite_top1_within_keras_top5(arch, weights_dir):
-    photos = np.stack([imagenet.photo(weights_dir / "photos" / f"{name}.jpg")
+    photos = np.stack([imagenet_check.photo(weights_dir / "photos" / f"{name}.jpg")
                        for name in ("cat_720p", "parrot", "hot_dog")])
-    result = imagenet.end_to_end(arch, photos, folder=weights_dir)
+    result = imagenet_check.end_to_end(arch, photos, folder=weights_dir)
     assert all(top1 in top5 for top1, top5 in zip(result.tflite_top1, result.keras_top5))
     # And the Keras model sees what is in the photo (V1's TFLite file calls the hot dog a paper towel).
-    labels = imagenet.labels(weights_dir)
+    labels = imagenet_files.labels(weights_dir)
     top5 = [[labels[i] for i in row] for row in result.keras_top5]
     assert any("cat" in name for name in top5[0]) and "macaw" in top5[1] and "hotdog, hot dog, red hot" in top5[2]
 
 
 @pytest.mark.slow
 def test_build_model_starts_from_the_imported_backbone(weights_dir, monkeypatch):
-    from trashnet import models
+    from trashnet.nets import models
 
     monkeypatch.setenv(settings.ENV_WEIGHTS, str(weights_dir))
-    model = models.build_model("mobilenet_v1", num_classes=6, image_size=96, weights="imagenet-tflite")
+    model = models.build_model("mobilenet_v1", num_classes=6, image_size=96,
+                               weights=imagenet.resolve_weights("imagenet-tflite", "mobilenet_v1"))
     reference = imagenet.classifier("mobilenet_v1", folder=weights_dir)
     for name in ("conv1", "conv_dw_7", "conv_pw_13", "conv_pw_13_bn"):
         for got, want in zip(model.get_layer(name).get_weights(), reference.get_layer(name).get_weights()):
@@ -124,7 +126,7 @@ def test_build_model_starts_from_the_imported_backbone(weights_dir, monkeypatch)
     np.testing.assert_allclose(bn.moving_variance.numpy() + bn.epsilon, 1.0, rtol=1e-6)  # the folded identity
     cached = imagenet.weights_file("mobilenet_v1", folder=weights_dir)
     assert cached.is_file() and cached.is_relative_to(Path(os.environ[settings.ENV_OUT]) / ".cache" / "imagenet")
-    assert models.weights_origin("imagenet-tflite", "mobilenet_v1").startswith(
+    assert imagenet.weights_origin("imagenet-tflite", "mobilenet_v1").startswith(
         "imagenet-tflite:mobilenet_v1_1.0_224_quant_embedding_extractor.tflite@sha256:f409ef4f")
 
 
@@ -148,15 +150,16 @@ def test_the_full_v3_large_loads_every_matching_minimalistic_tensor(weights_dir)
 
 @pytest.mark.slow
 def test_the_full_v3_large_builds_from_the_transplanted_weights(weights_dir, monkeypatch):
-    from trashnet import models
+    from trashnet.nets import models
 
     monkeypatch.setenv(settings.ENV_WEIGHTS, str(weights_dir))
-    model = models.build_model("mobilenet_v3_large", num_classes=6, image_size=64, weights="imagenet-tflite")
+    model = models.build_model("mobilenet_v3_large", num_classes=6, image_size=64,
+                               weights=imagenet.resolve_weights("imagenet-tflite", "mobilenet_v3_large"))
     donor = imagenet.classifier("mobilenet_v3_large_minimalistic", folder=weights_dir)
     for name in ("Conv", "expanded_conv_6/expand", "Conv_1/BatchNorm"):
         for got, want in zip(model.get_layer(name).get_weights(), donor.get_layer(name).get_weights()):
             np.testing.assert_array_equal(got, want)
-    assert "transplanted" in models.weights_origin("imagenet-tflite", "mobilenet_v3_large")
+    assert "transplanted" in imagenet.weights_origin("imagenet-tflite", "mobilenet_v3_large")
 
 
 def _served_locally(weights_dir: Path, root: Path, monkeypatch) -> None:
@@ -164,7 +167,7 @@ def _served_locally(weights_dir: Path, root: Path, monkeypatch) -> None:
     publishes them."""
     import tarfile
 
-    for table in (imagenet.FILES, imagenet.PHOTOS):
+    for table in (imagenet_files.FILES, imagenet_files.PHOTOS):
         for name, item in list(table.items()):
             if item.member is None:
                 url = (weights_dir / name).as_uri()
@@ -184,15 +187,15 @@ def test_download_weights_fetches_every_pinned_file_and_refuses_other_bytes(weig
     out = tmp_path / "weights"
     assert cli.main(["download", "--weights", "--out", str(out)]) == 0
     assert f"{settings.ENV_WEIGHTS}={out}" in capsys.readouterr().out
-    for name in imagenet.FILES:
-        assert imagenet.source_path(name, out).is_file()
-    assert all((out / name).is_file() for name in imagenet.PHOTOS)
+    for name in imagenet_files.FILES:
+        assert imagenet_files.source_path(name, out).is_file()
+    assert all((out / name).is_file() for name in imagenet_files.PHOTOS)
     # A publisher serving other bytes: one line, the file is not kept, the others stay.
     (out / "v3-small_224_1.0_uint8.tflite").unlink()
     tampered = tmp_path / "tampered.tflite"
     tampered.write_bytes(b"not a model")
-    item = imagenet.FILES["v3-small_224_1.0_uint8.tflite"]
-    monkeypatch.setitem(imagenet.FILES, item.name, item.model_copy(update={"url": tampered.as_uri(),
+    item = imagenet_files.FILES["v3-small_224_1.0_uint8.tflite"]
+    monkeypatch.setitem(imagenet_files.FILES, item.name, item.model_copy(update={"url": tampered.as_uri(),
                                                                            "member": None}))
     assert cli.main(["download", "--weights", "--out", str(out)]) == 1
     error = capsys.readouterr().err

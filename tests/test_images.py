@@ -1,4 +1,4 @@
-"""Image validation and decoding (trashnet/images.py) on real files written by the tests."""
+"""Image validation and decoding (trashnet/core/images.py) on real files written by the tests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trashnet import images, settings
+from trashnet.core import images, settings
 
 PHOTO = settings.SAMPLE_DIR / "glass" / "glass1.jpg"  # 192x256 RGB JPEG
 

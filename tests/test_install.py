@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import toolvenv
 
-from trashnet import settings
+from trashnet.core import settings
 
 # CPython 3.11.0 bundled pip 22.3, the oldest pip a supported Python brings; pinned by hash.
 OLDEST_PIP = "pip==22.3 --hash=sha256:1daab4b8d3b97d1d763caeb01a4640a2250a0ea899e257b1e44b9eded91e15ab\n"

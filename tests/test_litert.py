@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from trashnet import litert, settings
+from trashnet.core import litert, settings
 
 SIZE = 32
 NUM_CLASSES = 4
@@ -21,8 +21,8 @@ def color_model():
     Raw pixels -> the project's Rescaling -> GAP -> fixed Dense -> softmax: an int8 file that got its
     input scale or zero point wrong would visibly disagree with the float model.
     """
-    from trashnet import models
-    from trashnet.keras_env import keras
+    from trashnet.nets import models
+    from trashnet.core.keras_env import keras
 
     inputs = keras.Input((SIZE, SIZE, 3), name=models.INPUT_NAME)
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name=models.PREPROCESS_NAME)(inputs)
@@ -46,7 +46,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def files(color_model, images):
-    from trashnet import quantize
+    from trashnet.stages import quantize
 
     representative = quantize.representative_images(images, 20, seed=0)
     return {precision: quantize.convert(color_model, precision, representative=representative)
@@ -54,9 +54,9 @@ def files(color_model, images):
 
 
 def test_litert_does_not_import_tensorflow():
-    code = "import sys, trashnet.litert; sys.exit('tensorflow' in sys.modules)"
+    code = "import sys, trashnet.core.litert; sys.exit('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=settings.REPO_ROOT, capture_output=True)
-    assert result.returncode == 0, "trashnet.litert pulled in TensorFlow"
+    assert result.returncode == 0, "trashnet.core.litert pulled in TensorFlow"
 
 
 @pytest.mark.slow

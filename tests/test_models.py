@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trashnet import config, models
-from trashnet.keras_env import keras
+from trashnet.core import config
+from trashnet.nets import imagenet, models
+from trashnet.core.keras_env import keras
 
 ARCHS = list(models.REGISTRY)
 
@@ -91,12 +92,12 @@ def test_bad_arguments_rejected(kwargs, message):
 
 
 def test_weights_resolution(tmp_path):
-    assert models.resolve_weights("none") is None
-    assert models.resolve_weights("imagenet") == "imagenet"
-    assert models.weights_origin("none") == "none"
-    assert models.weights_origin("imagenet") == "imagenet"
+    assert imagenet.resolve_weights("none") is None
+    assert imagenet.resolve_weights("imagenet") == "imagenet"
+    assert imagenet.weights_origin("none") == "none"
+    assert imagenet.weights_origin("imagenet") == "imagenet"
     with pytest.raises(ValueError, match="'none', 'imagenet', 'imagenet-tflite' or the path"):
-        models.resolve_weights(str(tmp_path / "missing.h5"))
+        imagenet.resolve_weights(str(tmp_path / "missing.h5"))
     with pytest.raises(ValueError, match="expected 'none', 'imagenet'"):
         models.build_model("mobilenet_v2", num_classes=6, image_size=32, weights="imagenet21k")
 
@@ -113,5 +114,5 @@ def test_weights_from_file_are_loaded_into_the_backbone(tmp_path):
     model = models.build_model("mobilenet_v3_small", num_classes=6, image_size=32, weights=str(path))
     donor_kernel = donor.get_layer("Conv").kernel.numpy()
     np.testing.assert_array_equal(model.get_layer("Conv").kernel.numpy(), donor_kernel)
-    origin = models.weights_origin(str(path))
+    origin = imagenet.weights_origin(str(path))
     assert origin.startswith("file:backbone.h5@sha256:")

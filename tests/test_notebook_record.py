@@ -6,7 +6,9 @@ from __future__ import annotations
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from trashnet import pipeline, settings, views
+from trashnet.runner import worker
+from trashnet.core import settings
+from trashnet.report import views
 
 
 def test_tidy_executed_shows_final_paths_and_drops_start_up_noise(tmp_path):
@@ -23,7 +25,7 @@ def test_tidy_executed_shows_final_paths_and_drops_start_up_noise(tmp_path):
         new_output("stream", name="stdout", text="done\n")]
     path = tmp_path / "v3.ipynb"
     nbformat.write(new_notebook(cells=[parameters, noisy]), path)
-    pipeline.tidy_executed(path, root=str(root), temp=str(temp), target=str(target))
+    worker.tidy_executed(path, root=str(root), temp=str(temp), target=str(target))
     cells = nbformat.read(path, as_version=4).cells
     assert 'dataset_dir = "dataset"' in cells[0].source and 'output_dir = "models/baseline/v3"' in cells[0].source
     assert str(tmp_path) not in cells[0].source and ".partial-" not in cells[0].source
@@ -52,7 +54,7 @@ def test_tidy_executed_leaves_no_machine_path_no_converter_notice_and_no_stale_d
                                 "output_path": f"{temp}/v3.int8.ipynb", "parameters": {"output_dir": str(temp)}}
     path = tmp_path / "v3.int8.ipynb"
     nbformat.write(nb, path)
-    pipeline.tidy_executed(path, root=str(root), temp=str(temp), target=str(target))
+    worker.tidy_executed(path, root=str(root), temp=str(temp), target=str(target))
     text = path.read_text()
     assert str(tmp_path) not in text and ".partial-" not in text and str(settings.REPO_ROOT) not in text
     written = nbformat.read(path, as_version=4)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import standin
-from trashnet import config, fileio, pipeline, settings
+from trashnet.core import config, fileio, settings
+from trashnet.runner import cache, pipeline, plan, scheduler, worker
 
 
 def manifest(out: Path, stage: str, variant: str) -> dict:
@@ -25,18 +25,18 @@ def test_first_run_writes_every_contract_file(tmp_path_factory):
     out = standin.completed_run(tmp_path_factory)
     layout = settings.Layout(out, "quick")
     assert layout.data_manifest.exists()
-    record = fileio.read_json(layout.logs / pipeline.RUN_RECORD)
+    record = fileio.read_json(layout.logs / scheduler.RUN_RECORD)
     assert record["selected"] == standin.SELECTED
     assert {v["status"] for v in record["variant"].values()} == {"done"}
     for variant_id, entry in record["variant"].items():
         folder = out / entry["folder"]
-        done = pipeline.read_valid_manifest(folder)
+        done = cache.read_valid_manifest(folder)
         assert done is not None, variant_id
         assert f"{variant_id}.ipynb" in done["files"] and f"{variant_id}.html" in done["files"]
         assert (layout.logs / f"{variant_id}.log").exists()
     assert (layout.variant_dir("final", "final") / "selection.json").exists()
     # Nothing temporary is left behind.
-    assert not [p for p in layout.models.rglob(".*") if pipeline.PARTIAL in p.name or pipeline.RETIRED in p.name]
+    assert not [p for p in layout.models.rglob(".*") if cache.PARTIAL in p.name or cache.RETIRED in p.name]
 
 
 @pytest.mark.slow
@@ -77,7 +77,7 @@ def test_failed_variant_skips_its_dependents_and_the_rest_go_on(tmp_path):
     behaviour = {"mobilenet_v3_large.prune-2of4": {"fail": True}}
     result = standin.run(out, "-j", "2", trace=trace, behaviour=behaviour)
     assert result.returncode == 1, result.stdout + result.stderr
-    record = fileio.read_json(out / "logs" / "quick" / pipeline.RUN_RECORD)["variant"]
+    record = fileio.read_json(out / "logs" / "quick" / scheduler.RUN_RECORD)["variant"]
     assert record["mobilenet_v3_large.prune-2of4"]["status"] == "failed"
     assert "stand-in failure requested" in record["mobilenet_v3_large.prune-2of4"]["error"]
     assert record["mobilenet_v3_large.prune-2of4.int16x8"]["status"] == "skipped"
@@ -85,7 +85,7 @@ def test_failed_variant_skips_its_dependents_and_the_rest_go_on(tmp_path):
     for ok in ("mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v3_small.fp16", "final"):
         assert record[ok]["status"] == "done", ok
     folder = settings.Layout(out, "quick").variant_dir("pruned", "mobilenet_v3_large.prune-2of4")
-    failed = fileio.read_json(folder / pipeline.FAILED_NAME)
+    failed = fileio.read_json(folder / cache.FAILED_NAME)
     assert failed["error_type"] == "RuntimeError" and Path(failed["log"]).exists()
     assert not (folder / settings.RUN_MANIFEST_NAME).exists()
     assert (folder / "mobilenet_v3_large.prune-2of4.ipynb").exists()  # the traceback, for the report
@@ -139,7 +139,7 @@ def test_killed_run_resumes_without_redoing_finished_work(tmp_path):
     layout = settings.Layout(out, "quick")
     target = layout.variant_dir("pruned", slow)
     assert not target.exists()  # the in-flight variant only ever existed as a temporary folder
-    assert list(target.parent.glob(f".{slow}{pipeline.PARTIAL}*"))
+    assert list(target.parent.glob(f".{slow}{cache.PARTIAL}*"))
     finished = [v for v in standin.traced(trace) if v != slow]
     assert "mobilenet_v3_large" in finished
     # Workers and kernels die with the runner.
@@ -154,8 +154,8 @@ def test_killed_run_resumes_without_redoing_finished_work(tmp_path):
     rerun = standin.traced(trace)
     assert slow in rerun
     assert not set(finished) & set(rerun), f"finished before the kill and redone: {set(finished) & set(rerun)}"
-    assert not list(target.parent.glob(f".*{pipeline.PARTIAL}*"))
-    assert pipeline.read_valid_manifest(target) is not None
+    assert not list(target.parent.glob(f".*{cache.PARTIAL}*"))
+    assert cache.read_valid_manifest(target) is not None
 
 
 def test_missing_data_folder_is_an_error(tmp_path):
@@ -170,7 +170,7 @@ def test_variant_selection_pulls_in_sources():
     variants = config.load_variants(profile)
     ids = config.select_variants(variants, standin.SELECTION.split(","))
     assert ids == standin.SELECTED
-    jobs = pipeline.plan(variants, ids, settings.Layout(Path("/tmp/x"), "quick"), standin.NOTEBOOKS)
+    jobs = plan.plan(variants, ids, settings.Layout(Path("/tmp/x"), "quick"), standin.NOTEBOOKS)
     assert jobs["mobilenet_v3_large.prune-2of4.int16x8"].deps == ["mobilenet_v3_large.prune-2of4"]
     assert set(jobs["final"].deps) == set(ids) - {"final"} and jobs["final"].soft
 
@@ -180,15 +180,15 @@ def test_manifest_check_catches_missing_and_changed_files(tmp_path):
     folder.mkdir()
     (folder / "a.txt").write_text("a")
     fileio.write_json(folder / settings.RUN_MANIFEST_NAME,
-                      {"status": "done", "key": "k", "files": pipeline.list_files(folder)})
-    assert pipeline.read_valid_manifest(folder, "k") is not None
-    assert pipeline.read_valid_manifest(folder, "other") is None
+                      {"status": "done", "key": "k", "files": cache.list_files(folder)})
+    assert cache.read_valid_manifest(folder, "k") is not None
+    assert cache.read_valid_manifest(folder, "other") is None
     (folder / "a.txt").write_text("b")
-    assert pipeline.read_valid_manifest(folder, "k") is None
+    assert cache.read_valid_manifest(folder, "k") is None
     (folder / "a.txt").unlink()
-    assert pipeline.read_valid_manifest(folder, "k") is None
+    assert cache.read_valid_manifest(folder, "k") is None
     (folder / settings.RUN_MANIFEST_NAME).write_text("{ half")
-    assert pipeline.read_valid_manifest(folder) is None
+    assert cache.read_valid_manifest(folder) is None
 
 
 @pytest.mark.slow
@@ -217,7 +217,7 @@ def test_sigterm_stops_workers_and_leaves_no_partial_folder(tmp_path):
 @pytest.mark.slow
 def test_one_run_per_output_folder(tmp_path):
     layout = settings.Layout(tmp_path / "out", "quick")
-    with pipeline.run_lock(layout):
+    with cache.run_lock(layout):
         result = standin.run(layout.root, "--no-report")
     assert result.returncode == 2 and "another run is using" in result.stderr
 
@@ -240,7 +240,7 @@ def test_a_notebook_that_writes_no_metrics_fails(tmp_path):
     result = standin.run(out, "--no-report", "--variants", "mobilenet_v3_small",
                          behaviour={"mobilenet_v3_small": {"no_metrics": True}})
     assert result.returncode == 1
-    failed = fileio.read_json(settings.Layout(out, "quick").variant_dir("baseline", "mobilenet_v3_small") / pipeline.FAILED_NAME)
+    failed = fileio.read_json(settings.Layout(out, "quick").variant_dir("baseline", "mobilenet_v3_small") / cache.FAILED_NAME)
     assert failed["error_type"] == "ContractError" and "metrics.json" in failed["error"]
 
 
@@ -262,13 +262,13 @@ def test_a_kernel_that_dies_before_any_cell_is_started_again(tmp_path, monkeypat
         "notebook": "in.ipynb", "output": str(tmp_path / "out.ipynb"), "html": str(tmp_path / "out.html"),
         "cwd": str(tmp_path), "error_file": str(error_file), "progress": str(tmp_path / "progress.jsonl"),
         "parameters": {}})
-    assert pipeline.worker_main(str(spec)) == 0
+    assert worker.worker_main(str(spec)) == 0
     assert len(calls) == 2 and not error_file.exists()
     # Any other failure is the notebook's own and is not retried.
     calls.clear()
     monkeypatch.setattr(papermill, "execute_notebook",
                         lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(RuntimeError("boom")))
-    assert pipeline.worker_main(str(spec)) == 1
+    assert worker.worker_main(str(spec)) == 1
     assert calls == [1] and fileio.read_json(error_file)["message"] == "boom"
 
 
@@ -279,7 +279,7 @@ def test_the_longest_chain_starts_first(tmp_path):
     variants = config.load_variants(profile)
     ids = config.select_variants(variants, profile.variants)
     layout = settings.Layout(tmp_path, "cpu")
-    runner = pipeline.Runner(pipeline.plan(variants, ids, layout), layout, data_sha="0" * 64, jobs_at_once=2,
+    runner = scheduler.Runner(plan.plan(variants, ids, layout), layout, data_sha="0" * 64, jobs_at_once=2,
                              log=lambda message: None)
     path = runner.critical_path()
     assert ids[0] == "mobilenet_v1" and max(path, key=path.get) == "mobilenet_v3_large"

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from results_tree import CLASSES, tiny_tflite
 
-from trashnet import artifact, images, predict, settings
-from trashnet.litert import TFLiteModel
+from trashnet.stages import final
+from trashnet.core import images, settings
+from trashnet.deploy import predict
+from trashnet.core.litert import TFLiteModel
 
 SIZE = 32
 
@@ -103,7 +105,7 @@ def test_streams_lazily(model_file, photos):
 def test_labels_embedded_beside_or_given(model_file, tmp_path):
     embedded = tmp_path / "embedded.tflite"
     names = [f"E{i}" for i in range(len(CLASSES))]
-    embedded.write_bytes(artifact.append_zip(model_file.read_bytes(), {"labels.txt": "\n".join(names).encode()}))
+    embedded.write_bytes(final.append_zip(model_file.read_bytes(), {"labels.txt": "\n".join(names).encode()}))
     (tmp_path / "labels.txt").write_text("beside\n" * len(CLASSES))
     assert predict.read_labels(embedded) == names  # embedded wins over labels.txt beside
     assert predict.read_labels(model_file) == list(CLASSES)
@@ -155,7 +157,7 @@ def test_cli_table_and_usage_errors(model_file, photos, tmp_path):
 
 
 def test_the_deployment_modules_import_no_training_stack():
-    code = ("import sys, trashnet.predict, trashnet.litert, trashnet.images; "
+    code = ("import sys, trashnet.deploy.predict, trashnet.core.litert, trashnet.core.images; "
             "heavy = {'tensorflow', 'tf_keras', 'keras', 'sklearn', 'pydantic', 'yaml'} & set(sys.modules); "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(settings.REPO_ROOT)})
@@ -180,10 +182,11 @@ def test_a_full_int8_model_quantizes_inputs_and_breaks_ties_like_argmax(tmp_path
         assert result.label == CLASSES[int(np.argmax(probabilities))]  # int8 outputs tie often
         assert [p for _, p in result.top_k] == sorted(probabilities.tolist(), reverse=True)
     evaluation = predict.evaluate_split(path, sample_dataset)
-    from trashnet import evaluate, inputs
+    from trashnet.nets import scoring
+    from trashnet.data import inputs
 
     data = inputs.load_dataset(sample_dataset, SIZE)
-    reference = evaluate.classification_metrics(data.test.labels, runner.predict(data.test.images), data.classes)
+    reference = scoring.classification_metrics(data.test.labels, runner.predict(data.test.images), data.classes)
     assert evaluation["accuracy"] == reference["accuracy"] and evaluation["n"] == reference["n"]
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import standin
-from trashnet import config, eta, machine, pipeline, progress, settings
+from trashnet.core import config, progress, settings
+from trashnet.runner import eta, machine, pipeline, plan, scheduler
 
 VARIANT = "mobilenet_v3_small"
 
@@ -49,7 +50,7 @@ def test_the_eta_learns_this_machines_epochs(cpu_variants, tmp_path, monkeypatch
     # machine where an epoch took 81 s, not the 14.3 s the defaults assume.
     ids = ["mobilenet_v1", "mobilenet_v1.fp16", "mobilenet_v1.int8"]
     layout = settings.Layout(tmp_path / "out", "cpu")
-    runner = pipeline.Runner(pipeline.plan(cpu_variants, ids, layout), layout, data_sha="-", jobs_at_once=2,
+    runner = scheduler.Runner(plan.plan(cpu_variants, ids, layout), layout, data_sha="-", jobs_at_once=2,
                              train_images=1764)
     low, high = (_seconds(part) for part in re.fullmatch(r"~(\S+)-(\S+)", runner.eta()).groups())
     assert low < 28 * 60 < high  # nothing measured yet: a range, and the real time lies in it
@@ -74,7 +75,7 @@ def test_the_eta_learns_this_machines_epochs(cpu_variants, tmp_path, monkeypatch
 
 def _timed_run(monkeypatch, out: Path, behaviour: dict) -> list[tuple[float, str]]:
     """The stand-in run of VARIANT, in this process; its progress lines with the time each was printed."""
-    monkeypatch.setenv(pipeline.ENV_NOTEBOOKS, str(standin.NOTEBOOKS))
+    monkeypatch.setenv(plan.ENV_NOTEBOOKS, str(standin.NOTEBOOKS))
     monkeypatch.setenv("STANDIN_BEHAVIOUR", json.dumps({VARIANT: behaviour}))
     monkeypatch.setenv("PYTHONPATH", str(settings.REPO_ROOT))
     monkeypatch.delenv(settings.ENV_DATA, raising=False)
@@ -126,7 +127,7 @@ def test_a_quiet_variant_still_changes_the_progress_line(tmp_path, monkeypatch):
 def test_no_cuda_probe_error_when_there_is_no_gpu():
     if settings.gpu_present():
         pytest.skip("this machine has a GPU: the probe succeeds")
-    code = "from trashnet.keras_env import tf; print(tf.config.list_physical_devices())"
+    code = "from trashnet.core.keras_env import tf; print(tf.config.list_physical_devices())"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=settings.REPO_ROOT,
                             timeout=300)
     assert result.returncode == 0, result.stderr
@@ -146,7 +147,7 @@ def test_the_machine_check_before_a_long_run(tmp_path, cpu_variants):
     # training steps of its first baseline (V3-Small at 128 px) in a child process first.
     ids = config.select_variants(cpu_variants, ["mobilenet_v3_small*"])
     layout = settings.Layout(tmp_path / "out", "cpu")
-    runner = pipeline.Runner(pipeline.plan(cpu_variants, ids, layout), layout, data_sha="-", jobs_at_once=2,
+    runner = scheduler.Runner(plan.plan(cpu_variants, ids, layout), layout, data_sha="-", jobs_at_once=2,
                              train_images=1764)
     assert runner.eta().count("-") == 1  # a range until something is measured
     lines: list[str] = []

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trashnet import config as config_lib
-from trashnet import evaluate, settings
+from trashnet.core import config as config_lib
+from trashnet.nets import scoring
+from trashnet.core import settings
 
 pytest.importorskip("tensorflow_model_optimization")
 
@@ -37,40 +38,40 @@ def _source_dir(tmp_path: Path, model_file: Path, arch: str) -> Path:
 # --- The verifier ---------------------------------------------------------------------------------
 
 def test_verify_2of4_accepts_the_pattern_and_rejects_a_broken_kernel():
-    from trashnet import prune
+    from trashnet.nets import sparsity
 
     rng = np.random.default_rng(0)
     kernel = rng.normal(size=(1, 1, 8, 5)).astype(np.float32)
     kernel[:, :, [0, 1, 4, 6], :] = 0.0  # 2 zeros in each block of 4 input channels
-    assert prune.verify_2of4(kernel) == []
+    assert sparsity.verify_2of4(kernel) == []
     broken = kernel.copy()
     broken[0, 0, 1, 3] = 0.5  # block 0 of output channel 3 now holds 3 non-zeros
-    violations = prune.verify_2of4(broken)
+    violations = sparsity.verify_2of4(broken)
     assert violations == [{"row": 3, "block": 0, "nonzero": 3}]
-    assert prune.verify_2of4(rng.normal(size=(16, 6)))  # a dense Dense kernel fails too
+    assert sparsity.verify_2of4(rng.normal(size=(16, 6)))  # a dense Dense kernel fails too
     with pytest.raises(ValueError, match="kernel"):
-        prune.verify_2of4(np.zeros((3, 3, 4)))
+        sparsity.verify_2of4(np.zeros((3, 3, 4)))
 
 
 def test_check_m_by_n_fails_on_a_dense_model_and_names_the_layer():
-    from trashnet import prune
-    from trashnet.keras_env import keras
+    from trashnet.nets import sparsity
+    from trashnet.core.keras_env import keras
 
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(8, 3, name="stem")(inputs)  # 3 input channels: never 2:4, never checked
     x = keras.layers.Conv2D(8, 1, name="pointwise")(x)
     model = keras.Model(inputs, keras.layers.Dense(4, name="classifier")(x))
-    assert prune.prunable_layer_names(model, "2of4") == ["pointwise", "classifier"]
-    with pytest.raises(prune.SparsityError, match="pointwise.*classifier"):
-        prune.check_m_by_n(model)
+    assert sparsity.prunable_layer_names(model, "2of4") == ["pointwise", "classifier"]
+    with pytest.raises(sparsity.SparsityError, match="pointwise.*classifier"):
+        sparsity.check_m_by_n(model)
     kernel, bias = model.get_layer("pointwise").get_weights()
     kernel[:, :, 0::2, :] = 0.0
     model.get_layer("pointwise").set_weights([kernel, bias])
-    assert prune.check_m_by_n(model, ["pointwise"]) == {"pointwise": 0}
+    assert sparsity.check_m_by_n(model, ["pointwise"]) == {"pointwise": 0}
 
 
 def test_decay_schedule_reaches_its_target_on_an_update_step(quick_profile):
-    from trashnet import prune
+    from trashnet.stages import prune
 
     cfg = _variant(quick_profile, "mobilenet_v3_large", "unstructured", target_sparsity=0.75,
                    begin_fraction=0.1, end_fraction=0.7)
@@ -84,13 +85,14 @@ def test_decay_schedule_reaches_its_target_on_an_update_step(quick_profile):
 # --- The XNNPack layout -----------------------------------------------------------------------------
 
 def test_xnnpack_layout_is_accepted_where_stock_mobilenet_v3_is_refused():
-    from trashnet import models, prune
-    from trashnet.keras_env import keras
+    from trashnet.core.keras_env import keras
+    from trashnet.nets import models, sparsity
+    from trashnet.stages import prune
 
-    sparsity = prune._tfmot()
+    tfmot = sparsity.tfmot_sparsity()
     stock = models.build_model("mobilenet_v3_small", num_classes=6, image_size=64, bn_momentum=0.9)
     with pytest.raises(ValueError, match="Conv2D 3x3"):
-        sparsity.prune_low_magnitude(stock, pruning_policy=sparsity.PruneForLatencyOnXNNPack())
+        tfmot.prune_low_magnitude(stock, pruning_policy=tfmot.PruneForLatencyOnXNNPack())
     model = prune.build_xnnpack_mobilenet_v3("mobilenet_v3_small", num_classes=6, image_size=64)
     assert model.output_shape == stock.output_shape
     assert prune.transfer_weights(stock, model) == sum(1 for layer in stock.layers if layer.weights)
@@ -98,8 +100,8 @@ def test_xnnpack_layout_is_accepted_where_stock_mobilenet_v3_is_refused():
     assert {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
     x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     assert model(x).shape == (2, 6)
-    wrapped = prune.wrap_for_pruning(model, "xnnpack", sparsity.ConstantSparsity(0.75, 0))
-    pruned = set(prune.prunable_layer_names(model, "xnnpack"))
+    wrapped = prune.wrap_for_pruning(model, "xnnpack", tfmot.ConstantSparsity(0.75, 0))
+    pruned = set(sparsity.prunable_layer_names(model, "xnnpack"))
     assert {layer.name for layer in wrapped.layers if "prune_low_magnitude" in layer.name} == {
         f"prune_low_magnitude_{name}" for name in pruned}
     assert all(tuple(model.get_layer(name).kernel_size) == (1, 1) for name in pruned)
@@ -110,7 +112,7 @@ def test_xnnpack_layout_is_accepted_where_stock_mobilenet_v3_is_refused():
 @pytest.fixture(scope="module")
 def pruned_runs(trained_model_factory, sample_dataset, quick_profile, tmp_path_factory):
     """``run(arch, method) -> (cfg, output_dir, record, source_file)``, each run once per module."""
-    from trashnet import prune
+    from trashnet.stages import prune
 
     done = {}
 
@@ -131,19 +133,20 @@ def pruned_runs(trained_model_factory, sample_dataset, quick_profile, tmp_path_f
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mobilenet_v3_small", "mobilenet_v1"])
 def test_2of4_end_to_end_writes_verified_files(pruned_runs, arch):
-    from trashnet import prune
-    from trashnet.keras_env import keras
+    from trashnet.nets import sparsity
+    from trashnet.stages import prune
+    from trashnet.core.keras_env import keras
 
     cfg, out, record, source_file = pruned_runs(arch)
-    for name in (f"{cfg.id}.keras", f"{cfg.id}.tflite", f"{cfg.id}{prune.SPARSE_SUFFIX}", evaluate.METRICS_FILE,
-                 evaluate.PREDICTIONS_FILE, evaluate.HISTORY_FILE):
+    for name in (f"{cfg.id}.keras", f"{cfg.id}.tflite", f"{cfg.id}{prune.SPARSE_SUFFIX}", scoring.METRICS_FILE,
+                 scoring.PREDICTIONS_FILE, scoring.HISTORY_FILE):
         assert (out / name).is_file(), name
-    metrics = json.loads((out / evaluate.METRICS_FILE).read_text())
+    metrics = json.loads((out / scoring.METRICS_FILE).read_text())
     assert metrics["variant"] == cfg.id and metrics["stage"] == "pruned" and metrics["source"] == arch
-    sparsity = metrics["sparsity"]
-    assert sparsity["m_by_n_verified"] and set(sparsity["m_by_n_violations"].values()) == {0}
-    assert sparsity["total"]["pruned_kernels"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
-    reasons = {entry.get("reason", "").split(":")[0] for entry in sparsity["layers"].values() if not entry["pruned"]}
+    report = metrics["sparsity"]
+    assert report["m_by_n_verified"] and set(report["m_by_n_violations"].values()) == {0}
+    assert report["total"]["pruned_kernels"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    reasons = {entry.get("reason", "").split(":")[0] for entry in report["layers"].values() if not entry["pruned"]}
     assert {"stem", "depthwise", "batch normalization"} <= reasons
     assert metrics["nonzero_params"] < metrics["params"]
     assert metrics["dense_baseline"]["nonzero_params_reduction_pct"] > 20
@@ -154,28 +157,28 @@ def test_2of4_end_to_end_writes_verified_files(pruned_runs, arch):
     assert {"tflite_threads1", "tflite_threads2", "dense_source_tflite_threads1", "keras_batch1"} <= set(
         metrics["latency_ms"])
     assert metrics["weights"] and metrics["provenance"]["config"]["id"] == cfg.id
-    assert len((out / evaluate.HISTORY_FILE).read_text().splitlines()) == cfg.prune.epochs + 1
+    assert len((out / scoring.HISTORY_FILE).read_text().splitlines()) == cfg.prune.epochs + 1
     # The saved model is the stripped one, and it still holds the pattern when read back from disk.
     model = keras.models.load_model(out / f"{cfg.id}.keras", compile=False)
-    assert prune.pruning_wrappers(model) == []
+    assert sparsity.pruning_wrappers(model) == []
     assert not any("prune_low_magnitude" in layer.name for layer in model.layers)
-    prune.check_m_by_n(model)
+    sparsity.check_m_by_n(model)
     # The source stays dense: pruning must not write through to the baseline's layers.
     source = keras.models.load_model(source_file, compile=False)
-    counts = evaluate.parameter_counts(source)
+    counts = scoring.parameter_counts(source)
     assert counts["nonzero_params"] == counts["params"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mobilenet_v3_small", "mobilenet_v1"])
 def test_pruned_tflite_runs_in_litert_and_agrees_with_keras(pruned_runs, sample_dataset, arch):
-    from trashnet import inputs
-    from trashnet.keras_env import keras
-    from trashnet.litert import TFLiteModel
+    from trashnet.data import inputs
+    from trashnet.core.keras_env import keras
+    from trashnet.core.litert import TFLiteModel
 
     cfg, out, record, _ = pruned_runs(arch)
     images = inputs.load_dataset(sample_dataset, IMAGE_SIZE).test.images
-    keras_probs = evaluate.keras_probabilities(keras.models.load_model(out / f"{cfg.id}.keras", compile=False),
+    keras_probs = scoring.keras_probabilities(keras.models.load_model(out / f"{cfg.id}.keras", compile=False),
                                                images)
     for name in (f"{cfg.id}.tflite", f"{cfg.id}.sparse.tflite"):
         tflite_probs = TFLiteModel(out / name, num_threads=1).predict(images)
@@ -209,6 +212,6 @@ def test_notebook_runs_under_papermill(trained_model_factory, sample_dataset, qu
         parameters={"variant_id": cfg.id, "config": config_lib.config_to_dict(cfg),
                     "dataset_dir": str(sample_dataset), "models_dir": str(models_dir),
                     "output_dir": str(output_dir), "cache_dir": str(tmp_path / ".cache")})
-    metrics = json.loads((output_dir / evaluate.METRICS_FILE).read_text())
+    metrics = json.loads((output_dir / scoring.METRICS_FILE).read_text())
     assert metrics["sparsity"]["m_by_n_verified"]
     assert (output_dir / f"{cfg.id}.tflite").is_file()

@@ -1,4 +1,4 @@
-"""Quantization-aware training of MobileNetV3 (trashnet/qat.py): real tfmot, real converter, real LiteRT."""
+"""Quantization-aware training of MobileNetV3 (trashnet/stages/qat.py): real tfmot, real converter, real LiteRT."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from trashnet import config as config_lib
+from trashnet.core import config as config_lib
 
 pytest.importorskip("tensorflow_model_optimization")
 
@@ -17,7 +17,7 @@ V3 = ("mobilenet_v3_small", "mobilenet_v3_large")
 
 def _shifted_batchnorm(model, seed: int = 0) -> None:
     """Move every BatchNorm off its identity initialisation, so that a wrong rebuild cannot hide."""
-    from trashnet.keras_env import keras
+    from trashnet.core.keras_env import keras
 
     rng = np.random.default_rng(seed)
     for layer in model.layers:
@@ -30,7 +30,9 @@ def _shifted_batchnorm(model, seed: int = 0) -> None:
 @pytest.mark.parametrize("arch", V3)
 @pytest.mark.parametrize("form", ["keras", "int16"])
 def test_annotatable_rebuild_has_no_tf_op_layers_and_the_same_float_outputs(arch, form):
-    from trashnet import models, qat, quantize
+    from trashnet.nets import models
+    from trashnet.nets import convert
+    from trashnet.stages import qat
 
     stock = models.build_model(arch, num_classes=6, image_size=SIZE, bn_momentum=0.99)
     _shifted_batchnorm(stock)
@@ -40,14 +42,15 @@ def test_annotatable_rebuild_has_no_tf_op_layers_and_the_same_float_outputs(arch
     names = {type(layer).__name__ for layer in rebuilt.layers}
     assert {"HardSwish", "HardSigmoid"} <= names
     images = np.random.default_rng(1).uniform(0, 255, (8, SIZE, SIZE, 3)).astype(np.float32)
-    diff = quantize.float_outputs_unchanged(stock, rebuilt, images)
+    diff = convert.float_outputs_unchanged(stock, rebuilt, images)
     tolerance = 0.0 if form == "keras" else 1e-5  # Keras' own order is bit-identical; the int16 form rounds
     assert diff["float_max_abs_diff"] <= tolerance
     assert diff["feature_max_rel_diff"] <= tolerance
 
 
 def test_rebuild_refuses_a_model_whose_layers_differ():
-    from trashnet import models, qat
+    from trashnet.nets import models
+    from trashnet.stages import qat
 
     small = models.build_model("mobilenet_v3_small", num_classes=6, image_size=SIZE)
     with pytest.raises(ValueError, match="layers differ"):
@@ -58,8 +61,9 @@ def test_rebuild_refuses_a_model_whose_layers_differ():
 def test_every_kernel_is_fake_quantized_with_the_scheme_asked_for(method):
     """tfmot's Conv2D -> ReLU transform would leave the squeeze-excite conv unquantized (NoOp), and so
     without the PQAT sparsity mask; ``ConvReLU`` prevents it."""
-    from trashnet import models, qat
-    from trashnet.keras_env import keras
+    from trashnet.nets import models
+    from trashnet.stages import qat
+    from trashnet.core.keras_env import keras
 
     model = models.build_model("mobilenet_v3_small", num_classes=6, image_size=32)
     qat_model = qat.quantize_model(qat.annotatable_model(model, arch="mobilenet_v3_small", alpha=1.0,
@@ -99,7 +103,7 @@ def _variant(variant_id: str, source: str, source_stage: str) -> config_lib.Vari
 @pytest.fixture(scope="module")
 def qat_run(trained_model_factory, sample_dataset, tmp_path_factory):
     """QAT of the trained V3-Small through ``run_quantization``: (record, tflite bytes)."""
-    from trashnet import quantize
+    from trashnet.stages import quantize
 
     root = tmp_path_factory.mktemp("qat")
     source_dir = root / "models" / "baseline" / "mobilenet_v3_small"
@@ -128,28 +132,30 @@ def test_qat_model_converts_to_a_full_int8_file(qat_run):
 @pytest.mark.slow
 def test_qat_file_takes_its_ranges_from_training_not_calibration(trained_model_factory, sample_dataset):
     """Byte-identical files whatever images the converter is handed: the fake-quant ranges rule."""
-    from trashnet import inputs, qat, quantize
-    from trashnet.keras_env import keras
+    from trashnet.data import inputs
+    from trashnet.nets import convert
+    from trashnet.stages import qat
+    from trashnet.core.keras_env import keras
 
     model = keras.models.load_model(trained_model_factory("mobilenet_v3_small", SIZE), compile=False)
     qat_model = qat.quantize_model(qat.annotatable_model(model, arch="mobilenet_v3_small", alpha=1.0,
                                                          dropout=0.2), "qat")
     images = inputs.load_dataset(sample_dataset, SIZE).train.images
-    first = quantize.convert(qat_model, "int8", representative=images[:4], quantization_aware=True)
-    second = quantize.convert(qat_model, "int8", representative=images[-4:], quantization_aware=True)
+    first = convert.convert(qat_model, "int8", representative=images[:4], quantization_aware=True)
+    second = convert.convert(qat_model, "int8", representative=images[-4:], quantization_aware=True)
     assert first == second
     with pytest.raises(ValueError, match="int8"):
-        quantize.convert(qat_model, "fp16", quantization_aware=True)
+        convert.convert(qat_model, "fp16", quantization_aware=True)
 
 
 @pytest.mark.slow
 def test_2of4_check_reads_int8_kernels_and_fails_on_a_dense_file(qat_run):
-    from trashnet import qat
+    from trashnet.nets import sparsity
 
     _, content, _ = qat_run
-    kernels = qat.int8_kernels(content)
+    kernels = sparsity.int8_kernels(content)
     assert kernels and all(kernel.dtype == np.int8 for kernel in kernels.values())
-    check = qat.int8_m_by_n(content)
+    check = sparsity.int8_m_by_n(content)
     assert check["kernels_checked"] > 10
     assert check["holds"] is False  # a dense model does not hold 2:4
 
@@ -157,7 +163,7 @@ def test_2of4_check_reads_int8_kernels_and_fails_on_a_dense_file(qat_run):
 @pytest.mark.slow
 def test_pqat_keeps_the_2of4_pattern_in_the_int8_file(trained_model_factory, sample_dataset, quick_profile,
                                                       tmp_path):
-    from trashnet import prune, quantize
+    from trashnet.stages import prune, quantize
 
     arch = "mobilenet_v3_small"
     base_dir = tmp_path / "models" / "baseline" / arch

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trashnet import config, litert, progress, settings
+from trashnet.core import config, litert, progress, settings
 
 SIZE = 48
 V3 = "mobilenet_v3_small"
@@ -23,13 +23,13 @@ MAX_PROB_DIFF = {"fp32": 1e-5, "fp16": 1e-3, "int8-dynamic": 0.02, "int8": 0.05,
 
 @pytest.fixture(scope="module")
 def sample_arrays(sample_dataset):
-    from trashnet import inputs
+    from trashnet.data import inputs
 
     return inputs.load_dataset(sample_dataset, SIZE)
 
 
 def _load(path: Path):
-    from trashnet.keras_env import keras
+    from trashnet.core.keras_env import keras
 
     return keras.models.load_model(path, compile=False)
 
@@ -41,22 +41,22 @@ def v3_model(trained_model_factory):
 
 @pytest.fixture(scope="module")
 def representative(sample_arrays):
-    from trashnet import quantize
+    from trashnet.nets import convert
 
-    return quantize.representative_images(sample_arrays.train.images, 8, seed=0)
+    return convert.representative_images(sample_arrays.train.images, 8, seed=0)
 
 
 @pytest.fixture(scope="module")
 def v3_files(v3_model, representative):
     """Every precision of the trained MobileNetV3-Small, converted once."""
-    from trashnet import quantize
+    from trashnet.nets import convert
 
     files = {}
     for precision in config.PRECISIONS:
         model = v3_model
         if precision == "int16x8":
-            model = quantize.int16_compatible(v3_model, arch=V3, image_size=SIZE, alpha=1.0, dropout=0.2)
-        files[precision] = quantize.convert(model, precision, representative=representative)
+            model = convert.int16_compatible(v3_model, arch=V3, image_size=SIZE, alpha=1.0, dropout=0.2)
+        files[precision] = convert.convert(model, precision, representative=representative)
     return files
 
 
@@ -114,10 +114,10 @@ def test_op_census_finds_float_hard_swish_only_in_the_fallback_file(v3_files):
 @pytest.mark.slow
 def test_keras_hard_swish_is_fused_and_refused_without_fallback(v3_model, representative):
     """The relu6 form Keras builds becomes HARD_SWISH, which the 16x8 mode cannot quantize (docs/toolchain-facts.md)."""
-    from trashnet import quantize
+    from trashnet.nets import convert
 
     with pytest.raises(Exception, match="HARD_SWISH"):
-        quantize.convert(v3_model, "int16x8", representative=representative)
+        convert.convert(v3_model, "int16x8", representative=representative)
 
 
 HARD_SWISH_FORMS = {  # name -> (build(x, keras, tf), fused into HARD_SWISH by the converter?)
@@ -134,36 +134,36 @@ HARD_SWISH_FORMS = {  # name -> (build(x, keras, tf), fused into HARD_SWISH by t
 @pytest.mark.parametrize("form", HARD_SWISH_FORMS)
 def test_which_hard_swish_forms_the_converter_fuses(form):
     """Relu6/min-max forms become HARD_SWISH (refused by 16x8); the two forms used instead do not."""
-    from trashnet import quantize
-    from trashnet.keras_env import keras, tf
+    from trashnet.nets import convert
+    from trashnet.core.keras_env import keras, tf
 
     build, fused = HARD_SWISH_FORMS[form]
     inputs = keras.Input((16, 16, 3))
     x = build(keras.layers.Conv2D(8, 3)(inputs), keras, tf)
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
     representative = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype(np.float32)
-    assert ("HARD_SWISH" in litert.op_census(quantize.convert(model, "fp32"))["by_op"]) == fused
+    assert ("HARD_SWISH" in litert.op_census(convert.convert(model, "fp32"))["by_op"]) == fused
     if fused:
         with pytest.raises(Exception, match="HARD_SWISH"):
-            quantize.convert(model, "int16x8", representative=representative)
+            convert.convert(model, "int16x8", representative=representative)
     else:
-        census = litert.op_census(quantize.convert(model, "int16x8", representative=representative))
+        census = litert.op_census(convert.convert(model, "int16x8", representative=representative))
         assert census["float_compute_ops"] == 0
 
 
 @pytest.mark.slow  # trains (trained_model_factory)
 @pytest.mark.parametrize("arch", ["mobilenet_v3_small", "mobilenet_v3_large"])
 def test_rewritten_hard_swish_keeps_the_float_outputs(arch, trained_model_factory, sample_arrays):
-    from trashnet import quantize
-    from trashnet.keras_env import keras
+    from trashnet.nets import convert
+    from trashnet.core.keras_env import keras
 
     model = _load(trained_model_factory(arch, SIZE))
-    rebuilt = quantize.int16_compatible(model, arch=arch, image_size=SIZE, alpha=1.0, dropout=0.2)
+    rebuilt = convert.int16_compatible(model, arch=arch, image_size=SIZE, alpha=1.0, dropout=0.2)
     multiplies = [layer for layer in rebuilt.layers if isinstance(layer, keras.layers.Multiply)]
     assert len(multiplies) == len([layer for layer in model.layers if isinstance(layer, keras.layers.Multiply)])
     rng = np.random.default_rng(0)
     images = np.concatenate([sample_arrays.test.images, rng.integers(0, 256, (8, SIZE, SIZE, 3), np.uint8)])
-    diff = quantize.float_outputs_unchanged(model, rebuilt, images)
+    diff = convert.float_outputs_unchanged(model, rebuilt, images)
     assert diff["float_max_abs_diff"] < 1e-5
     assert diff["feature_max_rel_diff"] < 1e-5
 
@@ -177,17 +177,18 @@ def test_int16x8_v1_v2_load_with_trained_weights_not_random_ones(arch, trained_m
     int16 scale of a deep RELU6 output drops below 6 / 2**31, and the kernel's int32 clamp at 6 / scale
     overflows. Trained weights keep activations O(1): the same conversion loads and runs.
     """
-    from trashnet import models, quantize
-    from trashnet.keras_env import seed_everything
+    from trashnet.nets import models
+    from trashnet.nets import convert
+    from trashnet.core.keras_env import seed_everything
 
-    trained = quantize.convert(_load(trained_model_factory(arch, SIZE)), "int16x8", representative=representative)
+    trained = convert.convert(_load(trained_model_factory(arch, SIZE)), "int16x8", representative=representative)
     runner = litert.TFLiteModel(trained)
     assert runner.predict(representative[:2]).shape == (2, 6)
     assert litert.smallest_activation_scale(trained)["scale"] > 1e-7
 
     seed_everything(0)
     untrained = models.build_model(arch, num_classes=6, image_size=SIZE)
-    random_file = quantize.convert(untrained, "int16x8", representative=representative)
+    random_file = convert.convert(untrained, "int16x8", representative=representative)
     with pytest.raises(RuntimeError, match="no_integer_overflow_from_quantization"):
         litert.TFLiteModel(random_file)
     assert litert.smallest_activation_scale(random_file)["scale"] < 6.0 / 2**31
@@ -204,7 +205,7 @@ def _source_dir(tmp_path: Path, model_path: Path, source: str) -> Path:
 @pytest.mark.slow
 def test_run_quantization_writes_the_file_and_its_evaluation(tmp_path, trained_model_factory, sample_dataset,
                                                              monkeypatch):
-    from trashnet import quantize
+    from trashnet.stages import quantize
 
     # The test split's own <class>/<image> folder as the OOD set: its block must repeat the test numbers.
     monkeypatch.setenv(settings.ENV_OOD_DATA, str(sample_dataset / "test"))
@@ -242,8 +243,9 @@ def test_run_quantization_writes_the_file_and_its_evaluation(tmp_path, trained_m
 @pytest.mark.slow
 def test_a_failed_conversion_is_a_result(tmp_path, sample_dataset):
     """Random-weight MobileNetV1 in 16x8: converts, but LiteRT refuses the file; metrics.json says why."""
-    from trashnet import models, quantize
-    from trashnet.keras_env import seed_everything
+    from trashnet.nets import models
+    from trashnet.stages import quantize
+    from trashnet.core.keras_env import seed_everything
 
     seed_everything(0)
     model_path = tmp_path / "untrained.keras"

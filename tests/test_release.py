@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from results_tree import built_final
 
-from trashnet import cli, images, litert, predict, release
+from trashnet import cli
+from trashnet.core import images, litert
+from trashnet.deploy import predict, release
 
 pytestmark = pytest.mark.slow  # builds a final artifact from two tiny converted models (~40 s)
 

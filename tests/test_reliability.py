@@ -21,7 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from trashnet import cli, config, data, download, fileio, owned, pipeline, settings, verify
+from trashnet import cli
+from trashnet.core import config, fileio, owned, settings
+from trashnet.data import download, prepare
+from trashnet.runner import cache, dataprep, pipeline, plan, scheduler, verify
 
 SOURCE = settings.SAMPLE_DIR
 UNWRITABLE = Path("/sys/x")  # cannot be created, even by root
@@ -78,7 +81,7 @@ def test_prepare_never_replaces_a_folder_it_did_not_make(tmp_path):
 def test_prepare_replaces_its_own_dataset_and_cleans_only_its_own_leftovers(tmp_path):
     source = two_classes(tmp_path / "src")
     out = tmp_path / "d"
-    data.prepare(source, out, split="stratified")
+    prepare.prepare(source, out, split="stratified")
     assert owned.is_ours(out, "dataset")
     # A killed prepare leaves stamped .d.tmp-* / .d.old-* folders; the user's look-alike has no stamp.
     for name in (".d.tmp-dead1", ".d.old-dead2"):
@@ -86,7 +89,7 @@ def test_prepare_replaces_its_own_dataset_and_cleans_only_its_own_leftovers(tmp_
         owned.stamp(tmp_path / name, "partial", pid=2 ** 22 + 12345)  # a pid no process has
     (tmp_path / ".d.tmp-mine").mkdir()
     (tmp_path / ".d.tmp-mine" / "keep.txt").write_text("mine")
-    report = data.prepare(source, out, split="stratified", ratios=(0.34, 0.33, 0.33))
+    report = prepare.prepare(source, out, split="stratified", ratios=(0.34, 0.33, 0.33))
     assert not report.skipped
     assert sorted(p.name for p in tmp_path.iterdir()) == [".d.tmp-mine", "d", "src"]
     assert (tmp_path / ".d.tmp-mine" / "keep.txt").read_text() == "mine"
@@ -100,18 +103,18 @@ def test_pipeline_never_replaces_or_cleans_a_folder_it_did_not_make(tmp_path):
     temp.mkdir()
     owned.stamp(temp, "variant")
     with pytest.raises(owned.NotOursError, match="not made by"):
-        pipeline._swap_into_place(temp, target)
+        cache.swap_into_place(temp, target)
     assert (target / "thesis.tex").read_text() == "keep" and temp.is_dir()
     lookalike = tmp_path / "models" / ".mine.partial-7"
     lookalike.mkdir()
     (lookalike / "keep.txt").write_text("mine")
-    pipeline._clean_leftovers([tmp_path / "models"])
+    cache.clean_leftovers([tmp_path / "models"])
     assert (lookalike / "keep.txt").read_text() == "mine"
     assert not temp.exists()  # stamped and no live owner: a leftover of a killed run
 
 
 def test_report_never_removes_a_notebooks_folder_it_did_not_make(tmp_path):
-    from trashnet import report
+    from trashnet.report import build as report
 
     mine = tmp_path / "report" / "quick" / "notebooks"
     mine.mkdir(parents=True)
@@ -143,7 +146,7 @@ def test_split_resolution_for_a_folder_that_is_not_the_full_trashnet(tmp_path):
     assert pipeline.resolve_split(None, profile, source, notes.append) == "stratified"
     assert "--split official" in notes[0] and "stratified" in notes[0]
     assert pipeline.resolve_split("stratified", profile, source, notes.append) == "stratified"
-    with pytest.raises(pipeline.PipelineError, match="--split stratified"):
+    with pytest.raises(plan.PipelineError, match="--split stratified"):
         pipeline.resolve_split("official", profile, source, notes.append)
 
 
@@ -159,7 +162,7 @@ def test_run_all_with_a_folder_that_is_not_the_full_trashnet(tmp_path):
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "stratified" in result.stdout
-    record = fileio.read_json(tmp_path / "r" / "logs" / "cpu" / pipeline.RUN_RECORD)
+    record = fileio.read_json(tmp_path / "r" / "logs" / "cpu" / scheduler.RUN_RECORD)
     assert record["profile"] == "cpu" and record["variant"]["mobilenet_v3_small"]["status"] == "done"
 
 
@@ -176,7 +179,7 @@ def test_prepare_rejects_fifos_and_devices_without_reading_them(tmp_path):
     rows = manifest_rows(tmp_path / "fo")
     assert rows["glass/p.jpg"]["status"] == "rejected" and "named pipe" in rows["glass/p.jpg"]["reason"]
     assert rows["paper/zero.jpg"]["status"] == "rejected" and "device" in rows["paper/zero.jpg"]["reason"]
-    assert data.reason_code(rows["glass/p.jpg"]["reason"]) == "not-a-file"
+    assert prepare.reason_code(rows["glass/p.jpg"]["reason"]) == "not-a-file"
 
 
 def test_sha256_and_json_reads_refuse_special_files(tmp_path):
@@ -194,20 +197,20 @@ def test_prepared_images_are_checked_not_only_the_manifest(tmp_path):
     source = two_classes(tmp_path / "src")
     layout = settings.Layout(tmp_path / "out", "quick")
     said: list[str] = []
-    digest = pipeline.prepare_data(source, layout, config.DataConfig(), log=said.append)
-    pipeline.prepare_data(source, layout, config.DataConfig(), log=said.append)
+    digest = dataprep.prepare_data(source, layout, config.DataConfig(), log=said.append)
+    dataprep.prepare_data(source, layout, config.DataConfig(), log=said.append)
     assert "up to date" in said[-1]
     rows = [row for row in manifest_rows(layout.dataset).values() if row["status"] == "accepted"]
     victim = layout.dataset / rows[0]["output"]
     original = victim.read_bytes()
     victim.write_bytes(b"junk\n")
     said.clear()
-    assert pipeline.prepare_data(source, layout, config.DataConfig(), log=said.append) == digest
+    assert dataprep.prepare_data(source, layout, config.DataConfig(), log=said.append) == digest
     assert not any("up to date" in line for line in said), said
     assert victim.read_bytes() == original
     (layout.dataset / rows[1]["output"]).unlink()
     said.clear()
-    pipeline.prepare_data(source, layout, config.DataConfig(), log=said.append)
+    dataprep.prepare_data(source, layout, config.DataConfig(), log=said.append)
     assert (layout.dataset / rows[1]["output"]).is_file() and not any("up to date" in s for s in said)
 
 
@@ -217,10 +220,10 @@ def test_source_fingerprint_follows_linked_class_folders(tmp_path):
     source.mkdir()
     for cls in ("glass", "paper"):
         (source / cls).symlink_to(elsewhere / cls, target_is_directory=True)
-    before = pipeline._source_fingerprint(source)
+    before = dataprep._source_fingerprint(source)
     assert len(before) == 6
     shutil.copyfile(sorted((SOURCE / "metal").iterdir())[0], elsewhere / "glass" / "new.jpg")
-    assert pipeline._source_fingerprint(source) != before
+    assert dataprep._source_fingerprint(source) != before
 
 
 def test_links_that_leave_the_source_are_followed_and_recorded(tmp_path):
@@ -228,7 +231,7 @@ def test_links_that_leave_the_source_are_followed_and_recorded(tmp_path):
     outside = tmp_path / "outside.jpg"
     shutil.copyfile(sorted((SOURCE / "metal").iterdir())[0], outside)
     (source / "glass" / "linked.jpg").symlink_to(outside)
-    report = data.prepare(source, tmp_path / "d", split="stratified")
+    report = prepare.prepare(source, tmp_path / "d", split="stratified")
     row = manifest_rows(report.out)["glass/linked.jpg"]
     assert row["status"] == "accepted" and "link-outside-source" in row["notes"]
     assert "link-outside-source" not in manifest_rows(report.out)["glass/" + sorted(
@@ -271,7 +274,7 @@ def test_debug_shows_the_traceback_and_unexpected_errors_keep_theirs(tmp_path, c
     def broken(args):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(data, "command", broken)
+    monkeypatch.setattr(prepare, "command", broken)
     with pytest.raises(KeyError):
         cli.main(["prepare"])
 
@@ -348,7 +351,8 @@ def test_an_earlier_download_is_reused_only_while_its_files_are_intact(tmp_path)
 def test_cached_image_arrays_are_not_reused_after_the_decoding_code_changed(sample_dataset, tmp_path, monkeypatch):
     import numpy as np
 
-    from trashnet import images, inputs
+    from trashnet.core import images
+    from trashnet.data import inputs
 
     first = inputs.load_dataset(sample_dataset, 32, cache_dir=tmp_path)
     for cached in (tmp_path / "arrays").glob("*.npz"):  # poison the cache: reused arrays would be all zeros
@@ -365,7 +369,7 @@ def test_cached_image_arrays_are_not_reused_after_the_decoding_code_changed(samp
 def test_truncated_images_stay_rejected_after_weasyprint_is_imported(tmp_path):
     from PIL import ImageFile
 
-    from trashnet import images
+    from trashnet.core import images
 
     photo = sorted((SOURCE / "glass").iterdir())[0].read_bytes()
     (tmp_path / "half.jpg").write_bytes(photo[: len(photo) // 2])
@@ -588,7 +592,7 @@ def test_near_duplicates_of_thousands_of_look_alikes_need_no_pair_list():
     rows += [{"path": "paper/far.jpg", "status": "accepted", "phash": "54" * 32},  # 256 bits from the rest
              {"path": "paper/near.jpg", "status": "accepted", "phash": "ab" * 31 + "aa"}]  # 1 bit from the rest
     tracemalloc.start()
-    data._near_duplicates(rows)
+    prepare._near_duplicates(rows)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 20 * 2**20, peak

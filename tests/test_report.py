@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import report_tree
-from trashnet import fileio, report, results, settings
+from trashnet.core import fileio, records, settings
+from trashnet.report import build as report
 from trashnet.report import i18n
 
 pytestmark = pytest.mark.slow  # evaluates tiny TFLite files, builds the final artifact, renders two PDFs
@@ -92,7 +93,7 @@ def test_both_languages_with_numbered_tables_and_figures(built):
 
 def test_every_number_in_a_table_is_the_result_files_value(built):
     layout = settings.Layout(built, "quick")
-    baseline = results.read_metrics(layout.variant_dir("baseline", "mobilenet_v3_large"))
+    baseline = records.read_metrics(layout.variant_dir("baseline", "mobilenet_v3_large"))
     for lang in i18n.LANGUAGES:
         fmt = i18n.Formatter(lang)
         rows = parse(layout.report / lang / "index.html").tables["tab-baselines"]
@@ -110,7 +111,7 @@ def test_every_number_in_a_table_is_the_result_files_value(built):
     id_rows = parse(layout.report / "id" / "index.html").tables["tab-baselines"]
     assert any(text == "80,23" for text, _ in id_rows[1])
     # The final model's row in the selection table carries the selection record's numbers.
-    selection = results.read_selection(layout.variant_dir("final", "final"))
+    selection = records.read_selection(layout.variant_dir("final", "final"))
     rows = parse(layout.report / "en" / "index.html").tables["tab-selection"]
     chosen = next(r for r in rows if r and r[0][0] == selection.chosen.id)
     assert float(chosen[2][1]) == selection.chosen.accuracy and float(chosen[3][1]) == selection.chosen.gzip_bytes
@@ -205,7 +206,7 @@ def test_exports_for_the_thesis(built):
             assert (folder / lang / f"{figure}-4-{number}.png").is_file()
     # CSV numbers are the result file's, in the header's unit.
     layout = settings.Layout(built, "quick")
-    baseline = results.read_metrics(layout.variant_dir("baseline", "mobilenet_v3_large"))
+    baseline = records.read_metrics(layout.variant_dir("baseline", "mobilenet_v3_large"))
     number = next(p for p in (folder / "en").glob("table-4-*.csv")
                   if "Training time" in p.read_text(encoding="utf-8"))
     rows = list(csv.reader(number.open(encoding="utf-8")))
@@ -240,7 +241,7 @@ def test_the_gallery_shows_the_final_models_misclassified_images(built):
     html = (settings.Layout(built, "quick").report / "en" / "index.html").read_text(encoding="utf-8")
     assert 'id="fig-misclassified"' in html
     match = re.search(r"(\d+) of (\d+) shown", html)
-    chosen = results.read_selection(settings.Layout(built, "quick").variant_dir("final", "final")).chosen
+    chosen = records.read_selection(settings.Layout(built, "quick").variant_dir("final", "final")).chosen
     predictions = settings.Layout(built, "quick").models / chosen.dir / settings.PREDICTIONS_FILE
     wrong = [r for r in csv.DictReader(predictions.open()) if r["label"] != r["predicted"]]
     assert match and int(match.group(2)) == len(wrong) and int(match.group(1)) == min(len(wrong), 24)

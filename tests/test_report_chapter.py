@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from trashnet import settings
-from trashnet.report import EXPORTS_DIR, REPORT_HTML, REPORT_PDF, build, collect, findings
+from trashnet.core import settings
+from trashnet.report import collect, findings
+from trashnet.report.build import EXPORTS_DIR, REPORT_HTML, REPORT_PDF, build
 
 CPU = settings.RESULTS_DIR / "cpu"
 SEEDS = settings.RESULTS_DIR / "cpu-seeds"

@@ -8,7 +8,8 @@ import re
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-from trashnet import figures, settings
+from trashnet.report import figures
+from trashnet.core import settings
 from trashnet.report import i18n
 
 METHODS = [("trashnet/report/**.py", "python"), ("templates/**.j2", "jinja2")]

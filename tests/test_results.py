@@ -6,8 +6,9 @@ import pydantic
 import pytest
 
 import results_tree
-from trashnet import fileio, results, select, settings
-from trashnet.config import SelectConfig
+from trashnet.core import fileio, records, settings
+from trashnet.stages import select
+from trashnet.core.config import SelectConfig
 
 
 def test_a_record_round_trips_with_its_extra_keys(tmp_path):
@@ -17,9 +18,9 @@ def test_a_record_round_trips_with_its_extra_keys(tmp_path):
               "size": {"file": "v.tflite", "raw_bytes": 10, "gzip_bytes": 8},
               "latency_ms": {"tflite_threads1": {"median": 1.5, "p90": 2.0, "mean": 1.6, "runs": 5}},
               "op_census": {"total": 3, "by_op": {"CONV_2D": 3}}, "io": {"input_dtype": "float32"}}
-    results.write_metrics(tmp_path, record)
+    records.write_metrics(tmp_path, record)
     assert fileio.read_json(tmp_path / settings.METRICS_FILE) == record  # nothing added, nothing lost
-    parsed = results.read_metrics(tmp_path)
+    parsed = records.read_metrics(tmp_path)
     assert parsed.test.per_class["a"].support == 1
     assert parsed.latency(("tflite_threads2", "tflite_threads1")) == ("tflite_threads1", 1.5)
     assert parsed.ood is None  # the OOD block is optional: absent = not run
@@ -28,18 +29,18 @@ def test_a_record_round_trips_with_its_extra_keys(tmp_path):
 def test_the_ood_block_is_typed(tmp_path):
     ood = {"dataset": "ood-dev", "n": 355, "accuracy": 0.19, "macro_f1": 0.15, "per_class": {},
            "class_map": {"bottle": "plastic"}}
-    results.write_metrics(tmp_path, {"variant": "v", "stage": "baseline", "ood": ood})
-    assert results.read_metrics(tmp_path).ood.n == 355
+    records.write_metrics(tmp_path, {"variant": "v", "stage": "baseline", "ood": ood})
+    assert records.read_metrics(tmp_path).ood.n == 355
     with pytest.raises(pydantic.ValidationError):
-        results.write_metrics(tmp_path, {"variant": "v", "stage": "baseline", "ood": {"dataset": "x"}})
+        records.write_metrics(tmp_path, {"variant": "v", "stage": "baseline", "ood": {"dataset": "x"}})
 
 
 def test_a_wrong_type_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(pydantic.ValidationError, match="raw_bytes"):
-        results.write_metrics(tmp_path, {"variant": "v", "stage": "baseline",
+        records.write_metrics(tmp_path, {"variant": "v", "stage": "baseline",
                                          "size": {"raw_bytes": "big", "gzip_bytes": 1}})
     assert not (tmp_path / settings.METRICS_FILE).exists()
-    record, problem = results.try_read(results.read_metrics, tmp_path)
+    record, problem = records.try_read(records.read_metrics, tmp_path)
     assert record is None and "missing" in problem
 
 
@@ -47,7 +48,7 @@ def test_selection_written_by_select_parses(tmp_path):
     results_tree.standard_tree(tmp_path / "models")
     selection = select.select(tmp_path / "models", SelectConfig())
     select.write_selection(selection, tmp_path)
-    parsed = results.read_selection(tmp_path)
+    parsed = records.read_selection(tmp_path)
     assert parsed.chosen.id == parsed.eligible[0] and parsed.chosen.id in parsed.candidates
     assert {row.id for row in parsed.results} >= set(parsed.candidates)
     assert parsed.pareto.size  # the fronts are recorded

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 import standin
-from trashnet import artifact, fileio, pipeline, settings
+from trashnet.stages import final
+from trashnet.core import fileio, settings
+from trashnet.runner import scheduler
 
 SCRIPT = settings.REPO_ROOT / "run_all.sh"
 # The smoke subset for the real end-to-end run when the quick profile does not list its own: one baseline,
@@ -70,7 +72,7 @@ def test_venv_is_reinstalled_only_when_the_lockfile_changes(tmp_path):
     env = standin.environment()
     env.pop("TRASHNET_PYTHON", None)
     # The metadata writer's tool venv is the real one (its own stamp works like .venv's).
-    env["TRASHNET_METADATA_PYTHON"] = str(artifact.metadata_python())
+    env["TRASHNET_METADATA_PYTHON"] = str(final.metadata_python())
 
     def setup() -> list[str]:
         calls.unlink(missing_ok=True)
@@ -101,7 +103,7 @@ def test_stand_in_run_through_run_all(tmp_path):
     report_dir = out / "report" / "quick"
     assert (report_dir / "index.html").exists()
     assert all((report_dir / lang / name).exists() for lang in ("id", "en") for name in ("index.html", "report.pdf"))
-    record = fileio.read_json(out / "logs" / "quick" / pipeline.RUN_RECORD)
+    record = fileio.read_json(out / "logs" / "quick" / scheduler.RUN_RECORD)
     assert record["profile"] == "quick" and record["sample"] is True
     assert record["selected"] == ["mobilenet_v3_small", "mobilenet_v3_small.fp16"]
 
@@ -115,7 +117,7 @@ def test_end_to_end_on_the_sample_with_the_real_notebooks(tmp_path):
     env.pop("TRASHNET_NOTEBOOKS", None)
     env.pop(settings.ENV_DATA, None)
     env["TRASHNET_PYTHON"] = sys.executable
-    from trashnet import config
+    from trashnet.core import config
 
     subset = () if config.load_profile("quick").variants is not None else ("--variants", QUICK_SUBSET)
     # Its time is measured by benchmarks/bench_pipeline.py --real-notebooks, not asserted here.

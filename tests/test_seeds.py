@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trashnet import config
+from trashnet.core import config
 
 VARIANTS = """
 baseline:
@@ -152,7 +152,8 @@ def test_the_runner_gives_each_seed_its_own_folder_and_seed(tmp_path):
     import sys
 
     import standin
-    from trashnet import fileio, pipeline, settings
+    from trashnet.core import fileio, settings
+    from trashnet.runner import cache
 
     profile = tmp_path / "seeded.yaml"
     profile.write_text("data: {split: stratified}\nmodel: {image_size: 64}\n"
@@ -166,7 +167,7 @@ def test_the_runner_gives_each_seed_its_own_folder_and_seed(tmp_path):
     layout = settings.Layout(out, "seeded")  # the profile file's name
     for variant_id, seed in (("mobilenet_v3_small", 42), ("mobilenet_v3_small@seed43", 43)):
         folder = layout.variant_dir("baseline", variant_id)
-        assert pipeline.read_valid_manifest(folder) is not None, variant_id
+        assert cache.read_valid_manifest(folder) is not None, variant_id
         record = fileio.read_json(folder / "metrics.json")
         assert (record["variant"], record["seed"], record["provenance"]["config"]["seed"]) == (variant_id, seed, seed)
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from results_tree import standard_tree, write_result
 
-from trashnet import select
-from trashnet.config import SelectConfig
+from trashnet.stages import select
+from trashnet.core.config import SelectConfig
 
 LARGE, PRUNED = "mobilenet_v3_large", "mobilenet_v3_large.prune-2of4"
 

@@ -1,4 +1,4 @@
-"""Statistics behind every comparison (trashnet/stats.py): known answers, coverage, determinism, stats.json.
+"""Statistics behind every comparison (trashnet/stages/stats.py): known answers, coverage, determinism, stats.json.
 
 Everything runs on hand-made predictions: no training, no TensorFlow.
 """
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from results_tree import CLASSES, write_result
 
-from trashnet import evaluate, select, stats
-from trashnet.config import SelectConfig, StatsConfig
+from trashnet.nets import scoring
+from trashnet.stages import select, stats
+from trashnet.core.config import SelectConfig, StatsConfig
 
 FAST = StatsConfig(resamples=1000)  # plenty for the checks below; the pipeline uses 9,999
 LARGE, PRUNED = "mobilenet_v3_large", "mobilenet_v3_large.prune-2of4"
@@ -165,7 +166,7 @@ def write_predicted(models_dir, stage, variant, labels, predicted, *, source=Non
                           **kwargs)
     probabilities = np.eye(len(CLASSES))[predicted]
     paths = paths or [f"{CLASSES[y]}/image_{i:03d}.jpg" for i, y in enumerate(labels)]
-    (folder / "predictions.csv").write_text(evaluate.predictions_csv(paths, labels, probabilities, CLASSES))
+    (folder / "predictions.csv").write_text(scoring.predictions_csv(paths, labels, probabilities, CLASSES))
     return folder
 
 

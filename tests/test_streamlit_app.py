@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from toolvenv import clean_env, tool_python
 
-from trashnet import predict, release, settings
+from trashnet.deploy import predict, release
+from trashnet.core import settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from trashnet import fileio, settings
+from trashnet.core import fileio, settings
 
 spec = importlib.util.spec_from_file_location("timing_table", settings.REPO_ROOT / "benchmarks" / "timing_table.py")
 timing_table = importlib.util.module_from_spec(spec)

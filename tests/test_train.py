@@ -7,8 +7,10 @@ import csv
 import numpy as np
 import pytest
 
-from trashnet import config, evaluate, models, progress, settings, train
-from trashnet.keras_env import keras
+from trashnet.core import config, progress, settings
+from trashnet.nets import models, scoring
+from trashnet.stages import train
+from trashnet.core.keras_env import keras
 
 
 def variant(profile, variant_id="mobilenet_v3_small", **sections):
@@ -25,10 +27,10 @@ def read_csv(path):
 
 
 def check_outputs(out, cfg, record, sample_dataset):
-    for name in (f"{cfg.id}.keras", evaluate.METRICS_FILE, evaluate.PREDICTIONS_FILE, evaluate.HISTORY_FILE):
+    for name in (f"{cfg.id}.keras", scoring.METRICS_FILE, scoring.PREDICTIONS_FILE, scoring.HISTORY_FILE):
         assert (out / name).is_file(), name
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp files left behind
-    metrics = evaluate.read_metrics(out)
+    metrics = scoring.read_metrics(out)
     assert metrics == record
     assert metrics["variant"] == cfg.id and metrics["stage"] == "baseline" and metrics["arch"] == cfg.arch
     assert metrics["profile"] == "quick" and metrics["seed"] == cfg.seed and metrics["format"] == "keras"
@@ -52,18 +54,18 @@ def check_outputs(out, cfg, record, sample_dataset):
     assert provenance["config"] == config.config_to_dict(cfg)
     assert len(provenance["data_manifest_sha256"]) == 64
     # predictions.csv: one row per test image, and the saved model reproduces it.
-    rows = read_csv(out / evaluate.PREDICTIONS_FILE)
+    rows = read_csv(out / scoring.PREDICTIONS_FILE)
     assert len(rows) == test["n"]
     assert sum(r["label"] == r["predicted"] for r in rows) == np.trace(matrix)
     loaded = keras.models.load_model(out / f"{cfg.id}.keras")
-    from trashnet import inputs
+    from trashnet.data import inputs
 
     data = inputs.load_dataset(sample_dataset, cfg.model.image_size)
-    probs = evaluate.keras_probabilities(loaded, data.test.images)
+    probs = scoring.keras_probabilities(loaded, data.test.images)
     np.testing.assert_allclose(probs, [[float(r[f"p_{c}"]) for c in metrics["classes"]] for r in rows], atol=1e-4)
     assert loaded.get_layer(models.OUTPUT_NAME).dtype == "float32"
     assert all(layer.trainable for layer in loaded.layers)
-    return metrics, read_csv(out / evaluate.HISTORY_FILE)
+    return metrics, read_csv(out / scoring.HISTORY_FILE)
 
 
 @pytest.mark.slow
@@ -178,10 +180,10 @@ def test_real_data_smoke_beats_chance(real_data_dir, quick_profile, tmp_path):
     BatchNorm momentum 0.9 and no EMA so that a run this short is judged on weights and statistics that
     have caught up (docs/toolchain-facts.md: with 0.99 validation stays near chance for the first epochs).
     """
-    from trashnet import data
+    from trashnet.data import prepare
 
     dataset = tmp_path / "dataset"
-    data.prepare(real_data_dir, dataset, split="official")
+    prepare.prepare(real_data_dir, dataset, split="official")
     cfg = variant(quick_profile, model={"image_size": 64, "bn_momentum": 0.9},
                   train={"epochs": 4, "batch_size": 32, "warmup_epochs": 1, "ema": False,
                          "learning_rate": 0.003})
@@ -196,7 +198,7 @@ def test_real_data_smoke_beats_chance(real_data_dir, quick_profile, tmp_path):
 
 @pytest.mark.slow
 def test_validation_judge_scores_the_ema_and_trains_on_raw_weights(sample_dataset, quick_profile):
-    from trashnet import inputs
+    from trashnet.data import inputs
 
     cfg = variant(quick_profile)
     dataset = inputs.load_dataset(sample_dataset, 32)
@@ -234,7 +236,7 @@ def test_validation_judge_scores_the_ema_and_trains_on_raw_weights(sample_datase
 def test_reestimated_batchnorm_keeps_the_function_and_matches_the_batch_statistics():
     """After ``reestimate_batchnorm`` the model computes what it did in inference mode, and in training mode
     (batch statistics) nearly the same on the images it was estimated on."""
-    from trashnet.keras_env import seed_everything
+    from trashnet.core.keras_env import seed_everything
 
     seed_everything(0)
     model = models.build_model("mobilenet_v1", num_classes=3, image_size=32, dropout=0.0)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import standin
-from trashnet import fileio, pipeline, settings, verify
+from trashnet.core import fileio, settings
+from trashnet.runner import pipeline, verify
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def published(tmp_path_factory) -> tuple[Path, Path]:
     """A finished stand-in run (with its report) and its published reference folder."""
     out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path_factory.mktemp("verify") / "out")
     layout = settings.Layout(out, "quick")
-    from trashnet import report
+    from trashnet.report import build as report
 
     report.build(out, "quick", pdf=False, log=lambda message: None)
     reference = verify.publish(layout, out.parent / "results" / "quick", log=lambda message: None)

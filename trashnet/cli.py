@@ -12,19 +12,19 @@ import importlib
 import sys
 import traceback
 
-from trashnet.errors import EXPECTED_ERRNOS, UsageError, UserError, os_error_hint, os_error_text
+from trashnet.core.errors import EXPECTED_ERRNOS, UsageError, UserError, os_error_hint, os_error_text
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("trashnet.data", "validate a <class>/<image> folder, split it and write dataset/ + manifest.csv"),
-    "download": ("trashnet.download", "download the official TrashNet release and verify its checksum"),
-    "run": ("trashnet.pipeline", "run every stage notebook for every variant (cached, resumable)"),
-    "report": ("trashnet.report", "build the results chapter of a profile (id, en: HTML, PDF, exports) from the result files"),
-    "verify": ("trashnet.verify", "compare a run with committed reference results (results/<profile>/)"),
-    "publish": ("trashnet.publish", "copy a run's small outputs into results/<profile>/ (at most 40 MB)"),
-    "predict": ("trashnet.predict", "classify image files, folders or globs with a .tflite model"),
-    "evaluate": ("trashnet.folder_eval", "measure a .tflite model on any labelled <class>/<image> folder"),
-    "release": ("trashnet.release", "pack the final model as dist/trashnet-<version>.zip (byte-reproducible)"),
+    "prepare": ("trashnet.data.prepare", "validate a <class>/<image> folder, split it and write dataset/ + manifest.csv"),
+    "download": ("trashnet.data.download", "download the official TrashNet release and verify its checksum"),
+    "run": ("trashnet.runner.pipeline", "run every stage notebook for every variant (cached, resumable)"),
+    "report": ("trashnet.report.build", "build the results chapter of a profile (id, en: HTML, PDF, exports) from the result files"),
+    "verify": ("trashnet.runner.verify", "compare a run with committed reference results (results/<profile>/)"),
+    "publish": ("trashnet.runner.publish", "copy a run's small outputs into results/<profile>/ (at most 40 MB)"),
+    "predict": ("trashnet.deploy.predict", "classify image files, folders or globs with a .tflite model"),
+    "evaluate": ("trashnet.deploy.evaluate", "measure a .tflite model on any labelled <class>/<image> folder"),
+    "release": ("trashnet.deploy.release", "pack the final model as dist/trashnet-<version>.zip (byte-reproducible)"),
 }
 
 

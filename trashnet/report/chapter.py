@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from trashnet import figures
+from trashnet.report import figures
 from trashnet.report.collect import ReportData, Variant
 from trashnet.report.i18n import N_
 

@@ -2,7 +2,7 @@
 
 Reads only files (``logs/run.json``, each variant's ``metrics.json`` / ``manifest.json`` / ``failed.json`` /
 ``history.csv`` / ``predictions.csv``, the final folder's ``selection.json`` / ``model_card.json`` /
-``stats.json`` / ``SHA256SUMS``, ``dataset/manifest.csv``) through ``trashnet.results``. It never imports a
+``stats.json`` / ``SHA256SUMS``, ``dataset/manifest.csv``) through ``trashnet.core.records``. It never imports a
 training, pruning or quantization module. A file that is missing or does not parse is recorded as such,
 never guessed at.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trashnet import fileio, provenance, results, settings
+from trashnet.core import fileio, provenance, records, settings
 from trashnet.report.i18n import N_
 
 GROUPS = ("baseline", "pruned", "quantized", "hybrid")
@@ -37,7 +37,7 @@ class Variant(BaseModel):
     folder: Path
     status: str  # done, cached, failed, skipped, missing
     reason: str = ""
-    metrics: results.Metrics | None = None
+    metrics: records.Metrics | None = None
     problem: str | None = None  # why metrics.json could not be read
     failure: dict[str, Any] = Field(default_factory=dict)
     seconds: float | None = None
@@ -124,10 +124,10 @@ class ReportData(BaseModel):
     run: dict[str, Any] = Field(default_factory=dict)
     variants: list[Variant]
     final: Variant | None = None
-    selection: results.Selection | None = None
+    selection: records.Selection | None = None
     selection_problem: str | None = None
-    card: results.ModelCard | None = None
-    stats: dict[str, Any] | None = None  # trashnet/stats.py's stats.json (agreed shape); None = not run
+    card: records.ModelCard | None = None
+    stats: dict[str, Any] | None = None  # trashnet/stages/stats.py's stats.json (agreed shape); None = not run
     seed_stats: list[dict[str, Any]] = Field(default_factory=list)  # stats.json "seeds" of a multi-seed run
     seeds_source: str | None = None  # that run's profile (``--seeds-from``)
     data: DataSummary
@@ -206,7 +206,7 @@ def read_variant(variant_id: str, stage: str, folder: Path, entry: dict[str, Any
     variant = Variant(id=variant_id, stage=stage, folder=folder, status=status, reason=entry.get("reason") or "",
                       failure=failure, seconds=manifest.get("seconds") or failure.get("seconds"))
     if status in ("done", "cached"):
-        variant.metrics, variant.problem = results.try_read(results.read_metrics, folder)
+        variant.metrics, variant.problem = records.try_read(records.read_metrics, folder)
         variant.history = _csv(folder / settings.HISTORY_FILE)
     notebook = folder / f"{variant_id}.html"
     variant.notebook = notebook if notebook.is_file() else None
@@ -302,8 +302,8 @@ def checksums(final_dir: Path) -> list[dict[str, Any]]:
 
 
 def read_stats(final_dir: Path) -> dict[str, Any] | None:
-    """``stats.json`` through ``trashnet.stats``' model (None when absent: the report says "not run")."""
-    from trashnet import stats
+    """``stats.json`` through ``trashnet.stages.stats``' model (None when absent: the report says "not run")."""
+    from trashnet.stages import stats
 
     path = final_dir / settings.STATS_FILE
     if not path.is_file():
@@ -317,7 +317,7 @@ def seed_runs(layout: settings.Layout | None) -> tuple[list[dict[str, Any]], str
         return [], None
     stats = read_stats(layout.variant_dir("final", "final"))
     if stats is None:
-        from trashnet.errors import UsageError
+        from trashnet.core.errors import UsageError
 
         raise UsageError(f"{layout.models} has no final/{settings.STATS_FILE}",
                          "pass --seeds-from the results folder of a finished multi-seed run")
@@ -341,8 +341,8 @@ def collect(where: str | Path | settings.Layout, profile: str | None = None, *,
     selection = card = stats = None
     selection_problem = None
     if final is not None and final.status in ("done", "cached"):
-        selection, selection_problem = results.try_read(results.read_selection, final_dir)
-        card, _ = results.try_read(results.read_model_card, final_dir)
+        selection, selection_problem = records.try_read(records.read_selection, final_dir)
+        card, _ = records.try_read(records.read_model_card, final_dir)
         stats = read_stats(final_dir)
     seed_stats, seeds_source = seed_runs(seeds_from)
     if not seeds_from and stats:  # this run's own repeated seeds, where it has any

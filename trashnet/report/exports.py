@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from trashnet import fileio, figures
+from trashnet.core import fileio
+from trashnet.report import figures
 from trashnet.report import i18n
 from trashnet.report.chapter import Chapter, Table
 from trashnet.report.render import table_view

@@ -194,8 +194,8 @@ def paired_test(data: ReportData, a: str, b: str) -> Test | None:
     stored = _stored_test(data, a, b)
     if stored is not None:
         return stored
-    from trashnet import stats
-    from trashnet.config import StatsConfig
+    from trashnet.stages import stats
+    from trashnet.core.config import StatsConfig
 
     variants = {v.id: v for v in data.variants}
     try:

@@ -19,7 +19,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
-from trashnet import settings
+from trashnet.core import settings
 
 LANGUAGES = ("id", "en")
 DOMAIN = "report"

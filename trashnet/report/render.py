@@ -15,7 +15,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from trashnet import figures, settings
+from trashnet.report import figures
+from trashnet.core import settings
 from trashnet.report import findings, i18n
 from trashnet.report.chapter import Chapter, Table
 from trashnet.report.collect import ReportData
@@ -37,7 +38,7 @@ class Labels(dict):
         super().__init__()
         self.gettext = gettext
 
-    def get(self, key, default=None):  # noqa: D401 - dict interface used by trashnet.figures
+    def get(self, key, default=None):  # noqa: D401 - dict interface used by trashnet.report.figures
         return self.gettext(figures.TEXT.get(key, default if default is not None else key))
 
     def __getitem__(self, key):
@@ -153,7 +154,7 @@ def write_pdf(html_text: str, target: Path, base_url: Path) -> int:
     """``report.pdf`` (A4, WeasyPrint); returns the page count."""
     from PIL import ImageFile
 
-    from trashnet import fileio
+    from trashnet.core import fileio
 
     strict = ImageFile.LOAD_TRUNCATED_IMAGES
     import weasyprint

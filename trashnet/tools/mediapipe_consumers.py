@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # trashnet.consumers: NumPy and Pillow only
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # trashnet.nets.consumers: NumPy and Pillow only
 
 import cv2  # noqa: E402
 import mediapipe as mp  # noqa: E402
@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from mediapipe.tasks.python import vision  # noqa: E402
 from mediapipe.tasks.python.core.base_options import BaseOptions  # noqa: E402
 
-from trashnet import consumers  # noqa: E402
+from trashnet.nets import consumers
 
 
 def scores(classifier: vision.ImageClassifier, image: mp.Image) -> dict[str, float]:

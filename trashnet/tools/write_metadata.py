@@ -1,7 +1,7 @@
 """Write the official TFLite metadata of an image classifier from the published schema, or display it.
 
 Runs in the tool venv ``.venv-metadata`` (``requirements-metadata.lock``), called as a subprocess by
-``trashnet.artifact``; it imports only the standard library, ``flatbuffers`` and the two flatbuffer modules
+``trashnet.stages.final``; it imports only the standard library, ``flatbuffers`` and the two flatbuffer modules
 that tflite-support publishes, generated from ``metadata_schema.fbs`` and TFLite's ``schema.fbs``. Those two
 are plain Python: unlike ``tflite_support.metadata_writers``, whose native extension needs Debian's
 ``libusb-1.0-0``, they import from wheels alone (docs/install.md).
@@ -17,7 +17,7 @@ ImageProperties RGB, NormalizationOptions (mean, std) and the pixel range as Sta
 FeatureProperties, Stats [0, 1] and the labels as a TENSOR_AXIS_LABELS file; the general fields; optional
 model-level DESCRIPTIONS files (the project's ``metadata.json``). The metadata buffer (identifier M001) goes
 into a new model buffer named TFLITE_METADATA and the model is repacked (identifier TFL3); the associated
-files follow as an uncompressed zip (``trashnet.artifact`` rewrites it with fixed timestamps).
+files follow as an uncompressed zip (``trashnet.stages.final`` rewrites it with fixed timestamps).
 """
 
 from __future__ import annotations

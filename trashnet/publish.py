@@ -1,6 +1,0 @@
-"""``python -m trashnet publish --profile P``: a run's small outputs into ``results/<profile>/`` (see trashnet.verify)."""
-
-from trashnet.verify import command_publish as command
-from trashnet.verify import configure_publish as configure
-
-__all__ = ["configure", "command"]

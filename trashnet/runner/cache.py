@@ -1,0 +1,176 @@
+"""What makes a variant done: its cache key (only what its stage reads), its folder's manifest, and the
+atomic swap that puts a finished folder in place."""
+
+from __future__ import annotations
+
+import json
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from trashnet.runner.plan import Job, PipelineError
+from trashnet.core import config, fileio, owned, provenance, settings
+
+FAILED_NAME = settings.FAILED_FILE
+METRICS_NAME = settings.METRICS_FILE  # every stage writes it
+PARTIAL = ".partial-"  # temporary variant folders: .<name>.partial-<pid>
+OWNED_KIND = "variant"  # owned.stamp kind of a variant's run folder
+RETIRED = ".retired-"  # a finished folder being replaced: .<name>.retired-<pid>
+
+
+def sha256_json(value: Any) -> str:
+    return fileio.sha256_bytes(json.dumps(fileio.to_jsonable(value), sort_keys=True).encode())
+
+
+# --- variant folders and their manifests -----------------------------------------------------------
+
+def list_files(folder: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file in ``folder`` except its manifest."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name not in (settings.RUN_MANIFEST_NAME, owned.STAMP_NAME):
+            files[path.relative_to(folder).as_posix()] = fileio.sha256_file(path)
+    return files
+
+
+def outputs_digest(files: dict[str, str]) -> str:
+    return sha256_json(files)
+
+
+def read_valid_manifest(folder: Path, key: str | None = None) -> dict[str, Any] | None:
+    """The folder's manifest if it is complete, matches ``key`` (when given) and every file checks out."""
+    path = folder / settings.RUN_MANIFEST_NAME
+    try:
+        manifest = fileio.read_json(path)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("status") != "done":
+        return None
+    if key is not None and manifest.get("key") != key:
+        return None
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return None
+    for name, digest in files.items():
+        target = folder / name
+        try:
+            if not target.is_file() or fileio.sha256_file(target) != digest:
+                return None
+        except OSError:
+            return None
+    return manifest
+
+
+def swap_into_place(temp: Path, target: Path) -> None:
+    """Replace ``target`` by ``temp``: two renames; in between, ``target`` is simply absent (= redo)."""
+    owned.replace(target, temp, kind=OWNED_KIND, made_by="`run`", aside=f".{target.name}{RETIRED}",
+                  hint="move it away, or choose another --out")
+
+
+def clean_leftovers(folders: list[Path]) -> None:
+    """Temporary folders left by a killed run (the run lock guarantees no live run owns them)."""
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if (path.name.startswith(".") and (PARTIAL in path.name or RETIRED in path.name)
+                    and owned.is_ours(path)):  # a look-alike without our stamp is the user's
+                owned.replace(path, quiet=True)
+
+
+@contextlib.contextmanager
+def run_lock(layout: settings.Layout):
+    """One run per output folder at a time."""
+    import fcntl
+
+    layout.cache.mkdir(parents=True, exist_ok=True)
+    handle = open(layout.cache / "run.lock", "w")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            raise PipelineError(f"another run is using {layout.root} (lock {handle.name})",
+                                "wait for it to finish, or choose another --out") from error
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+IDENTITY = ("id", "stage", "seed", "arch", "source", "source_stage", "precision")
+STAGE_INPUTS = {
+    "baseline": ("data", "model", "train", "quantize.latency_runs", "quantize.latency_warmup"),
+    "pruned": ("model", "prune", "train.batch_size", "train.weight_decay", "train.label_smoothing",
+               "train.class_weights", "train.augment", "train.ema", "quantize.latency_threads",
+               "quantize.latency_runs", "quantize.latency_warmup"),
+    "quantized": ("model", "quantize"),
+    "final": ("select", "stats"),
+}
+
+
+def config_inputs(variant: config.VariantConfig) -> dict[str, Any]:
+    """The part of ``variant``'s config its stage reads (``STAGE_INPUTS``), as a flat dict."""
+    resolved = config.config_to_dict(variant)
+    picked: dict[str, Any] = {name: resolved[name] for name in IDENTITY}
+    for path in STAGE_INPUTS[variant.stage]:
+        value: Any = resolved
+        for part in path.split("."):
+            value = value[part]
+        picked[path] = value
+    return picked
+
+
+def stage_code(stage: str, notebook: Path) -> tuple[list[str], str]:
+    """The package files a stage's notebook runs (its import closure) and their sha256."""
+    modules = provenance.import_closure(set(settings.STAGE_MODULES[stage]) | provenance.notebook_imports(notebook))
+    return modules, provenance.code_hash(modules)
+
+
+def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha: str) -> str:
+    """``code``: ``stage_code(...)[1]`` for the job's stage."""
+    if job.variant.stage == "final":  # it reads every result on disk, selected in this run or not
+        upstream: dict[str, Any] = results_on_disk(
+            job.target.parent, {dep: jobs[dep].digest for dep in job.deps if jobs[dep].ok})
+    else:
+        upstream = {dep: {"key": jobs[dep].key, "outputs": jobs[dep].digest} if jobs[dep].ok else jobs[dep].status
+                    for dep in job.deps}
+    inputs = {
+        "config": config_inputs(job.variant),
+        "code": code,
+        "lockfile": lock,
+        "notebook": fileio.sha256_file(job.notebook),
+        "data_manifest": data_sha,
+        "upstream": upstream,
+    }
+    ood = ood_fingerprint()
+    if ood is not None:  # only when set, so that runs without an OOD set keep their keys
+        inputs["ood_data"] = ood
+    return sha256_json(inputs)
+
+
+def results_on_disk(models_dir: Path, known: dict[str, str]) -> dict[str, str]:
+    """``final``'s upstream: it reads every result folder under ``models_dir`` (``select.read_results``),
+    whichever variants were selected, so each one's outputs digest (``known`` for those this run checked
+    already, else hashed now). A deleted, edited or added result reruns ``final``, even selected alone."""
+    found = {}
+    for stage in settings.STAGES:
+        folder = models_dir / stage
+        if stage == "final" or not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if not path.name.startswith(".") and (path / METRICS_NAME).is_file():
+                found[path.name] = known.get(path.name) or outputs_digest(list_files(path))
+    return found
+
+
+def ood_fingerprint() -> str | None:
+    """``$TRASHNET_OOD_DATA``'s files (names and sizes): a variant measured without it, or on another set,
+    is run again to get its ``ood`` block. None when unset."""
+    folder = settings.ood_data()
+    if folder is None or not folder.is_dir():
+        return None
+    return sha256_json(sorted((p.relative_to(folder).as_posix(), p.stat().st_size)
+                               for p in folder.rglob("*") if p.is_file()))

@@ -1,0 +1,255 @@
+"""Quantization-aware training (tfmot) of the MobileNets, MobileNetV3 included, and its full-INT8 file.
+
+tfmot 0.8.1 cannot annotate Keras' MobileNetV3: its hard-swish and hard-sigmoid are ``TFOpLambda`` layers
+(``x + 3.0`` and ``* (1 / 6)`` on tensors), which ``quantize_model`` rejects (tensorflow/model-optimization
+#1145, #980). Following the TF Model Garden's QAT project (``official/projects/qat/vision``: custom layers,
+each with a ``QuantizeConfig`` that fake-quantizes its output), MobileNetV3 is rebuilt here from layers tfmot
+can annotate:
+
+- ``HardSwish`` and ``HardSigmoid``: weightless Keras layers computing exactly what Keras computes
+  (``x * (relu6(x + 3) / 6)`` and ``relu6(x + 3) / 6``). ``HardSwish(form="int16")`` computes
+  ``(x / 6) * relu6(x + 3)``, the form the converter does not fuse (``models.int16_hard_swish``);
+- the squeeze-excite block is Keras' own: ``GlobalAveragePooling2D(keepdims=True)``, ``Conv2D``, ``ReLU``,
+  ``Conv2D``, then our ``HardSigmoid`` and a ``Multiply``;
+- the input ``Rescaling`` and ``Multiply`` (tfmot's registry has no entry for either) get the same
+  output-only config, and so does a ``ReLU`` right after a conv (``ConvReLU``: else tfmot leaves that conv's
+  kernel without fake quantization and without the PQAT sparsity mask).
+
+Every weighted layer keeps its name and shape, so a trained model's weights carry over by name and the
+float outputs are unchanged (``annotatable_model`` checks it). ``quantize_apply`` then inserts fake
+quantization; with ``pqat`` it uses tfmot's ``Default8BitPrunePreserveQuantizeScheme``, which keeps every
+zero of the (2:4-pruned) kernels zero while training, so the int8 file keeps the 2:4 pattern
+(``int8_m_by_n`` reads it back from the file). V1 and V2 have no such layers and go through the same path.
+
+    qat_model, record = qat.train(model, data, cfg)        # cfg.quantize.qat.method: "qat" | "pqat"
+    content = convert.convert(qat_model, "int8", quantization_aware=True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from typing import Any, Iterator
+
+import numpy as np
+
+from trashnet.data import inputs
+from trashnet.nets import models
+from trashnet.stages import train as training
+from trashnet.core.config import VariantConfig
+from trashnet.core.keras_env import keras, tf
+
+HARD_SWISH_FORMS = ("keras", "int16")
+
+
+def _tfmot():
+    import tensorflow_model_optimization as tfmot  # noqa: PLC0415 - heavy, only for QAT
+
+    return tfmot
+
+
+@keras.utils.register_keras_serializable(package="trashnet")
+class HardSigmoid(keras.layers.Layer):
+    """``relu6(x + 3) / 6``, as Keras' MobileNetV3 computes it, in one annotatable layer."""
+
+    def call(self, inputs):
+        return tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0)
+
+
+@keras.utils.register_keras_serializable(package="trashnet")
+class HardSwish(keras.layers.Layer):
+    """``x * hard_sigmoid(x)`` in one annotatable layer.
+
+    ``form="keras"``: ``x * (relu6(x + 3) / 6)``, Keras' own order (the converter fuses it into one
+    HARD_SWISH op, which int8 supports); ``form="int16"``: ``(x / 6) * relu6(x + 3)``, left unfused so that
+    16x8 can quantize it (``models.int16_hard_swish``).
+    """
+
+    def __init__(self, form: str = "keras", **kwargs):
+        super().__init__(**kwargs)
+        if form not in HARD_SWISH_FORMS:
+            raise ValueError(f"unknown hard-swish form {form!r}; valid: {', '.join(HARD_SWISH_FORMS)}")
+        self.form = form
+
+    def call(self, inputs):
+        if self.form == "int16":
+            return (inputs * (1.0 / 6.0)) * tf.nn.relu6(inputs + 3.0)
+        return inputs * (tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0))
+
+    def get_config(self):
+        return {**super().get_config(), "form": self.form}
+
+
+@keras.utils.register_keras_serializable(package="trashnet")
+class ConvReLU(keras.layers.ReLU):
+    """A ``ReLU`` straight after a Conv2D / Dense (MobileNetV3's squeeze-excite), under another class name.
+
+    tfmot's ``LayerReLUQuantize`` transform matches ``Conv2D -> ReLU`` and gives the conv a
+    ``NoOpQuantizeConfig``: its kernel then trains with no fake quantization and, under PQAT, without the
+    sparsity mask (measured: the 2:4 pattern of every squeeze-excite conv was gone after 5 epochs on
+    TrashNet). Renamed, the pattern does not match; the conv keeps tfmot's own (prune-preserving) config
+    and this layer's output is quantized like the other weightless layers here.
+    """
+
+
+@functools.cache
+def _output_quantize_config_class() -> type:
+    """Defined on first use: the base class lives in tfmot, which the rest of the package never imports."""
+    tfmot = _tfmot()
+    quantizers = tfmot.quantization.keras.quantizers
+
+    class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        """Fake-quantize only the layer's output, 8-bit asymmetric per tensor (as TFLite's int8 kernels)."""
+
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                      narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    return OutputQuantizeConfig
+
+
+def output_quantize_config():
+    """The output-only 8-bit ``QuantizeConfig`` for weightless layers tfmot's registry does not know."""
+    return _output_quantize_config_class()()
+
+
+def scope() -> dict[str, Any]:
+    """Custom objects for ``quantize_scope`` (and for loading a QAT model)."""
+    config_class = _output_quantize_config_class()
+    return {"HardSwish": HardSwish, "HardSigmoid": HardSigmoid, "ConvReLU": ConvReLU,
+            config_class.__name__: config_class}
+
+
+@contextlib.contextmanager
+def annotatable_layers(form: str = "keras") -> Iterator[None]:
+    """Build MobileNetV3 with ``HardSwish`` / ``HardSigmoid`` layers instead of ``TFOpLambda`` arithmetic.
+
+    Keras' builder looks the two functions up in its module at call time (as ``models.int16_hard_swish``
+    relies on too), so swapping them while building is enough; the squeeze-excite block calls
+    ``hard_sigmoid`` and is otherwise made of standard layers already.
+    """
+    from tf_keras.src.applications import mobilenet_v3  # noqa: PLC0415
+
+    if form not in HARD_SWISH_FORMS:
+        raise ValueError(f"unknown hard-swish form {form!r}; valid: {', '.join(HARD_SWISH_FORMS)}")
+    original = mobilenet_v3.hard_sigmoid, mobilenet_v3.hard_swish
+    mobilenet_v3.hard_sigmoid = lambda x: HardSigmoid()(x)
+    mobilenet_v3.hard_swish = lambda x: HardSwish(form=form)(x)
+    try:
+        yield
+    finally:
+        mobilenet_v3.hard_sigmoid, mobilenet_v3.hard_swish = original
+
+
+def tf_op_layers(model: keras.Model) -> list[str]:
+    """Names of ``TFOpLambda`` layers (tfmot cannot annotate them): empty for an annotatable model."""
+    return [layer.name for layer in model.layers if type(layer).__name__ == "TFOpLambda"]
+
+
+def annotatable_model(model: keras.Model, *, arch: str, alpha: float, dropout: float,
+                      form: str = "keras") -> keras.Model:
+    """``model`` rebuilt from annotatable layers, carrying its weights (matched by layer name).
+
+    Input size and BatchNorm momentum (it matters when QAT trains) are read from ``model`` itself.
+    """
+    from trashnet.nets import convert
+
+    momentum = next((layer.momentum for layer in model.layers
+                     if isinstance(layer, keras.layers.BatchNormalization)), None)
+    with annotatable_layers(form):
+        rebuilt = models.build_model(arch, num_classes=int(model.output_shape[-1]),
+                                     image_size=int(model.input_shape[1]), alpha=alpha, dropout=dropout,
+                                     bn_momentum=momentum)
+    convert.carry_weights(model, rebuilt, arch=arch)
+    left = tf_op_layers(rebuilt)
+    if left:
+        raise ValueError(f"the rebuilt {arch} still has TFOpLambda layers tfmot cannot annotate: {left[:5]}")
+    return rebuilt
+
+
+def quantize_model(model: keras.Model, method: str) -> keras.Model:
+    """``quantize_apply`` over an annotatable model: ``qat`` (default 8-bit scheme) or ``pqat``
+    (``Default8BitPrunePreserveQuantizeScheme``: the kernels' zeros stay zero)."""
+    tfmot = _tfmot()
+    qk = tfmot.quantization.keras
+    if method not in ("qat", "pqat"):
+        raise ValueError(f"unknown QAT method {method!r}; valid: qat, pqat")
+    # Layers tfmot 0.8.1's default registry has no entry for: ours, the input scaling, and the Multiply of
+    # hard-swish (stock) and squeeze-excite. All are weightless; their outputs get an 8-bit quantizer.
+    custom = (HardSwish, HardSigmoid, keras.layers.Rescaling, keras.layers.Multiply)
+
+    after_kernel = {layer.name for layer in model.layers
+                    if type(layer) is keras.layers.ReLU and isinstance(
+                        layer.input._keras_history.layer, (keras.layers.Conv2D, keras.layers.Dense))}
+
+    def annotate(layer):
+        if layer.name in after_kernel:
+            return qk.quantize_annotate_layer(ConvReLU.from_config(layer.get_config()), output_quantize_config())
+        if isinstance(layer, custom):
+            # A fresh copy: these layers have no weights, and the annotated graph must not share them.
+            return qk.quantize_annotate_layer(type(layer).from_config(layer.get_config()), output_quantize_config())
+        return layer
+
+    with qk.quantize_scope(scope()):
+        annotated = keras.models.clone_model(model, clone_function=annotate)
+        annotated.set_weights(model.get_weights())
+        annotated = qk.quantize_annotate_model(annotated)  # the rest: tfmot's default 8-bit registry
+        if method == "pqat":
+            return qk.quantize_apply(annotated, tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
+        return qk.quantize_apply(annotated)
+
+
+def fine_tune(qat_model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *,
+              verbose: bool = True) -> list[dict[str, Any]]:
+    """Train with fake quantization: the training stage's recipe (augmentation, label smoothing, class
+    weights, AdamW without decay on BatchNorm or biases) at ``quantize.qat.learning_rate``, cosine decay,
+    no warm-up, no EMA (the quantizers' ranges follow the raw weights), judged on validation each epoch."""
+    qat = cfg.quantize.qat
+    steps = max(1, int(np.ceil(len(data.train) / cfg.train.batch_size)))
+    total = steps * qat.epochs
+    schedule = training.lr_schedule(qat.learning_rate, total_steps=total, warmup_steps=0)
+    optimizer = training.make_optimizer(qat_model, schedule, weight_decay=cfg.train.weight_decay,
+                                        total_steps=total, ema=False)
+    qat_model.compile(optimizer=optimizer, loss=training.loss_function(cfg), metrics=["accuracy"])
+    judge = training.ValidationJudge(data.validation, data.classes, phase=qat.method, first_epoch=1,
+                                     epochs=qat.epochs, schedule=schedule, verbose=verbose)
+    qat_model.fit(training.training_pipeline(data.train, cfg, len(data.classes)), epochs=qat.epochs,
+                  callbacks=[judge], verbose=0)
+    return judge.rows
+
+
+def train(model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *, check_images: np.ndarray,
+          verbose: bool = True) -> tuple[keras.Model, dict[str, Any]]:
+    """Rebuild ``model`` annotatable (checking on ``check_images`` that its float outputs are unchanged),
+    apply ``cfg.quantize.qat.method`` and fine-tune. Returns the QAT model and what was done."""
+    from trashnet.nets import convert
+
+    method = cfg.quantize.qat.method
+    started = time.perf_counter()
+    rebuilt = annotatable_model(model, arch=cfg.arch, alpha=cfg.model.alpha, dropout=cfg.model.dropout)
+    check = convert.float_outputs_unchanged(model, rebuilt, check_images)
+    qat_model = quantize_model(rebuilt, method)
+    history = fine_tune(qat_model, data, cfg, verbose=verbose)
+    record = {"method": method,
+              "scheme": ("Default8BitPrunePreserveQuantizeScheme" if method == "pqat" else "Default8BitQuantizeScheme"),
+              "epochs": cfg.quantize.qat.epochs, "learning_rate": cfg.quantize.qat.learning_rate,
+              "rebuild": {"layers": "HardSwish, HardSigmoid, Rescaling, Multiply, ConvReLU: output-quantized",
+                          "images": len(check_images), **check},
+              "history": history, "seconds": round(time.perf_counter() - started, 2)}
+    return qat_model, record

@@ -1,0 +1,499 @@
+"""Baseline training: one recipe for a MobileNet from scratch or from pretrained weights.
+
+    record = run_baseline(cfg, dataset_dir="dataset", output_dir="models/baseline/mobilenet_v3_large",
+                          cache_dir=".cache")
+
+From scratch (``model.weights: none``): AdamW (no weight decay on BatchNorm or biases), linear warm-up then
+cosine decay, label smoothing, balanced class weights (as per-sample weights), batch augmentation
+(``inputs.augment_batch``) and an exponential moving average (EMA) of the weights. BatchNorm momentum comes
+from the config (0.99: tf_keras' 0.999 for V3 never catches up on ~1,800 images, docs/toolchain-facts.md).
+
+Pretrained (``imagenet``, ``imagenet-tflite`` or a weights file): first the classifier alone on the backbone's
+pooled features, computed once in inference mode and cached (the frozen-backbone phase then costs seconds),
+then the whole model fine-tuned at ``finetune_learning_rate``, BatchNorm frozen or, with
+``finetune_batchnorm: reestimate``, its statistics first re-estimated on the training images and then trained
+(docs/imagenet.md: folded BatchNorm arrives as an identity whose statistics describe nothing).
+
+Every epoch is judged on the validation split with the weights that would be kept (the EMA when on);
+``checkpoint: best`` keeps the best of them, ``last`` the final ones; early stopping is optional.
+Mixed precision is used on a GPU (``mixed_precision: auto``), ``tf.distribute.MirroredStrategy`` with more
+than one GPU. The saved model is always a plain float32 copy, whatever trained it.
+
+Outputs in ``output_dir``: ``<id>.keras``, ``metrics.json`` (``evaluate`` schema), ``predictions.csv``,
+``history.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trashnet.nets import imagenet, models, scoring
+from trashnet.core import fileio, progress, settings
+from trashnet.data import inputs
+from trashnet.core.config import VariantConfig
+from trashnet.core.keras_env import keras, seed_everything, tf
+
+HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1",
+                   "learning_rate", "seconds")
+# EMA horizon as a fraction of all training steps (momentum = 1 - 1/horizon): ~5 %, i.e. about the last
+# 3 epochs of a 60-epoch run; clipped so that very short runs still move away from the initial weights.
+EMA_HORIZON_FRACTION = 0.05
+EMA_MOMENTUM_RANGE = (0.9, 0.999)
+PREDICT_BATCH = 64
+
+
+# --- devices --------------------------------------------------------------------------------------
+
+def use_mixed_precision(mode: str) -> bool:
+    """``auto``: float16 compute on a GPU (its tensor cores), float32 on a CPU (float16 is slower there)."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"mixed_precision must be auto, on or off, got {mode!r}")
+    if mode == "auto":
+        return bool(tf.config.list_physical_devices("GPU"))
+    return mode == "on"
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over all GPUs when there are several, else the default (one device)."""
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+def training_pipeline(split: inputs.Split, cfg: VariantConfig, num_classes: int):
+    """(augmented images, one-hot labels, per-sample class weights): one-hot for label smoothing."""
+    pipeline = inputs.make_pipeline(split, batch_size=cfg.train.batch_size, training=True, seed=cfg.seed,
+                                    augment=cfg.train.augment)
+    pipeline = with_targets(pipeline, split.labels, num_classes, cfg.train.class_weights)
+    augment = cfg.train.augment
+    if augment.mixup > 0 or augment.cutmix > 0:  # needs the one-hot targets, so it comes after them
+        seeds = tf.data.Dataset.random(seed=cfg.seed + 1, rerandomize_each_iteration=True).batch(2)
+        pipeline = tf.data.Dataset.zip((pipeline, seeds)).map(
+            lambda batch, s: inputs.mix_batch(*batch, s, mixup=augment.mixup, cutmix=augment.cutmix),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return pipeline
+
+
+def with_targets(dataset, labels: np.ndarray, num_classes: int, class_weights: str):
+    """Map a dataset of (x, int label) to (x, one-hot, sample weight); ``labels`` give the class counts."""
+    if class_weights == "balanced":
+        table = inputs.class_weights(labels, num_classes)
+        weights = tf.constant([table[i] for i in range(num_classes)], tf.float32)
+    else:
+        weights = tf.ones([num_classes], tf.float32)
+    return dataset.map(lambda x, y: (x, tf.one_hot(y, num_classes), tf.gather(weights, y)),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def loss_function(cfg: VariantConfig) -> keras.losses.Loss:
+    """Cross-entropy on one-hot targets (tf_keras' sparse loss has no label smoothing)."""
+    return keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing)
+
+
+# --- optimisation ---------------------------------------------------------------------------------
+
+def lr_schedule(peak: float, *, total_steps: int, warmup_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up from 0 to ``peak`` over ``warmup_steps``, then cosine decay to 0."""
+    warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
+    decay_steps = max(total_steps - warmup_steps, 1)
+    if warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(0.0, decay_steps, warmup_target=peak,
+                                                      warmup_steps=warmup_steps)
+    return keras.optimizers.schedules.CosineDecay(peak, decay_steps)
+
+
+def no_decay_variables(model: keras.Model) -> list[tf.Variable]:
+    """BatchNorm scales/offsets and every bias: weight decay on them only hurts."""
+    variables = []
+    for layer in model.layers:
+        layer = getattr(layer, "layer", layer)  # inside a tfmot wrapper (quantization-aware training)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            variables.extend(layer.trainable_weights)
+        elif getattr(layer, "bias", None) is not None and layer.trainable:
+            variables.append(layer.bias)
+    return variables
+
+
+def ema_momentum(total_steps: int) -> float:
+    low, high = EMA_MOMENTUM_RANGE
+    return float(np.clip(1.0 - 1.0 / max(EMA_HORIZON_FRACTION * total_steps, 1.0), low, high))
+
+
+def make_optimizer(model: keras.Model, schedule, *, weight_decay: float, total_steps: int,
+                   ema: bool) -> keras.optimizers.Optimizer:
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay, use_ema=ema,
+                                       ema_momentum=ema_momentum(total_steps))
+    optimizer.exclude_from_weight_decay(var_list=no_decay_variables(model))
+    return optimizer
+
+
+def _inner(optimizer):
+    return getattr(optimizer, "inner_optimizer", optimizer)  # under mixed precision: a LossScaleOptimizer
+
+
+def _ema_averages(model: keras.Model) -> list[tf.Variable] | None:
+    """The optimizer's moving averages, aligned with ``model.trainable_variables`` (None without EMA).
+
+    tf_keras keeps them in a private list; there is no public accessor in Keras 2.
+    """
+    optimizer = _inner(model.optimizer)
+    if not getattr(optimizer, "use_ema", False) or not hasattr(optimizer, "_model_variables_moving_average"):
+        return None
+    return [optimizer._model_variables_moving_average[optimizer._index_dict[optimizer._var_key(var)]]
+            for var in model.trainable_variables]
+
+
+# --- the per-epoch judge --------------------------------------------------------------------------
+
+class ValidationJudge(keras.callbacks.Callback):
+    """Validates the weights that would be kept (the EMA when on), keeps the best, logs each epoch.
+
+    Adds ``val_loss`` (plain cross-entropy), ``val_accuracy`` and ``val_macro_f1`` to the epoch logs, so
+    Keras' ``EarlyStopping`` and ``History`` placed after it see them.
+    """
+
+    def __init__(self, split: inputs.Split, classes, *, phase: str, first_epoch: int, epochs: int,
+                 schedule, verbose: bool = True):
+        super().__init__()
+        self.split, self.classes, self.phase = split, list(classes), phase
+        self.first_epoch, self.epochs, self.schedule, self.verbose = first_epoch, epochs, schedule, verbose
+        self.rows: list[dict[str, Any]] = []
+        self.best: tuple[float, float] | None = None  # (accuracy, -loss)
+        self.best_epoch: int | None = None
+        self.best_weights: list[np.ndarray] | None = None
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        averages = _ema_averages(self.model)
+        raw = None
+        if averages is not None:
+            raw = [var.numpy() for var in self.model.trainable_variables]
+            for var, average in zip(self.model.trainable_variables, averages):
+                var.assign(average)
+        try:
+            probabilities = scoring.keras_probabilities(self.model, self.split.images, batch_size=PREDICT_BATCH)
+            metrics = scoring.classification_metrics(self.split.labels, probabilities, self.classes)
+            picked = probabilities[np.arange(len(self.split)), self.split.labels]
+            loss = float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0)))) if len(self.split) else 0.0
+            score = (metrics["accuracy"], -loss)
+            if self.best is None or score > self.best:
+                self.best, self.best_epoch = score, self.first_epoch + epoch
+                self.best_weights = self.model.get_weights()
+        finally:
+            if raw is not None:
+                for var, value in zip(self.model.trainable_variables, raw):
+                    var.assign(value)
+        logs.update(val_loss=loss, val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"])
+        row = {"epoch": self.first_epoch + epoch, "phase": self.phase,
+               "loss": float(logs.get("loss", float("nan"))), "accuracy": float(logs.get("accuracy", float("nan"))),
+               "val_loss": loss, "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
+               "learning_rate": float(self.schedule(_inner(self.model.optimizer).iterations)),
+               "seconds": round(time.perf_counter() - self._start, 2)}
+        self.rows.append(row)
+        progress.report("epoch", self.phase, epoch + 1, self.epochs, row["seconds"])  # the run's progress line
+        if self.verbose:
+            print(f"[{self.phase}] epoch {epoch + 1}/{self.epochs}: loss {row['loss']:.3f} acc {row['accuracy']:.3f}"
+                  f" | val loss {loss:.3f} acc {metrics['accuracy']:.3f} macro-F1 {metrics['macro_f1']:.3f}"
+                  f" | lr {row['learning_rate']:.2e} | {row['seconds']:.0f} s", flush=True)
+
+
+def fit_model(model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *, phase: str, peak_lr: float,
+              epochs: int, strategy: tf.distribute.Strategy, first_epoch: int = 1,
+              verbose: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Train the whole (trainable part of the) model with the recipe; returns history rows and a summary.
+
+    On return the model holds the weights ``cfg.train.checkpoint`` asks for (EMA-averaged when on).
+    """
+    train = cfg.train
+    num_classes = len(data.classes)
+    steps = math.ceil(len(data.train) / train.batch_size)
+    total_steps = steps * epochs
+    schedule = lr_schedule(peak_lr, total_steps=total_steps, warmup_steps=steps * train.warmup_epochs)
+    with strategy.scope():
+        optimizer = make_optimizer(model, schedule, weight_decay=train.weight_decay, total_steps=total_steps,
+                                   ema=train.ema)
+        model.compile(optimizer=optimizer, loss=loss_function(cfg), metrics=["accuracy"])
+    judge = ValidationJudge(data.validation, data.classes, phase=phase, first_epoch=first_epoch, epochs=epochs,
+                            schedule=schedule,
+                            verbose=verbose)
+    callbacks: list[keras.callbacks.Callback] = [judge]
+    if train.early_stopping_patience is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                                       patience=train.early_stopping_patience))
+    model.fit(training_pipeline(data.train, cfg, num_classes), epochs=epochs, callbacks=callbacks, verbose=0)
+    if train.ema:
+        _inner(model.optimizer).finalize_variable_values(model.trainable_variables)  # idempotent
+    if train.checkpoint == "best" and judge.best_weights is not None:
+        model.set_weights(judge.best_weights)
+    summary = {"phase": phase, "epochs": epochs, "epochs_run": len(judge.rows), "steps_per_epoch": steps,
+               "peak_learning_rate": peak_lr, "checkpoint": train.checkpoint,
+               "best_epoch": judge.best_epoch, "best_val_accuracy": judge.best[0] if judge.best else None,
+               "ema": train.ema, "ema_momentum": ema_momentum(total_steps) if train.ema else None}
+    return judge.rows, summary
+
+
+# --- pretrained: classifier on cached features, then fine-tuning -----------------------------------
+
+def backbone_features(model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *,
+                      cache_dir: str | os.PathLike | None, mixed: bool) -> dict[str, np.ndarray]:
+    """Pooled backbone features (inference mode) of the train and validation splits, cached on disk."""
+    key = hashlib.sha256(json.dumps({
+        "arch": cfg.arch, "alpha": cfg.model.alpha, "size": cfg.model.image_size, "mixed": mixed,
+        "weights": imagenet.weights_origin(cfg.model.weights, cfg.arch), "manifest": data.manifest_sha256,
+        # What else the features depend on: the decoded pixels, the network's code, the TensorFlow version.
+        "decoder": inputs.decoder_key(), "models": fileio.sha256_file(models.__file__),
+        "lockfile": fileio.sha256_file(settings.LOCK_FILE) if settings.LOCK_FILE.exists() else "missing",
+    }, sort_keys=True).encode()).hexdigest()[:16]
+    extractor = keras.Model(model.input, model.get_layer("pool").output)
+    features = {}
+    for name in ("train", "validation"):
+        path = Path(cache_dir) / "features" / f"{cfg.arch}-{key}-{name}.npy" if cache_dir is not None else None
+        if path is not None and path.is_file():
+            features[name] = np.load(path)
+            continue
+        split = data.split(name)
+        features[name] = np.asarray(extractor.predict(split.images.astype(np.float32), batch_size=PREDICT_BATCH,
+                                                      verbose=0), dtype=np.float32)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+            np.save(temp, features[name])
+            fileio.replace_file(temp, path)
+    return features
+
+
+def train_head(model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *, cache_dir, mixed: bool,
+               verbose: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The frozen-backbone phase: dropout + dense trained on cached features, copied into ``model``."""
+    train = cfg.train
+    features = backbone_features(model, data, cfg, cache_dir=cache_dir, mixed=mixed)
+    num_classes = len(data.classes)
+    dense = model.get_layer(models.OUTPUT_NAME)
+    head_inputs = keras.Input((features["train"].shape[1],), dtype="float32")
+    x = keras.layers.Dropout(cfg.model.dropout)(head_inputs)
+    head_dense = keras.layers.Dense(num_classes, activation="softmax", dtype="float32")
+    head = keras.Model(head_inputs, head_dense(x))
+    head_dense.set_weights(dense.get_weights())
+    steps = math.ceil(len(data.train) / train.batch_size)
+    schedule = lr_schedule(train.head_learning_rate, total_steps=steps * train.head_epochs, warmup_steps=0)
+    optimizer = make_optimizer(head, schedule, weight_decay=train.weight_decay,
+                               total_steps=steps * train.head_epochs, ema=False)
+    head.compile(optimizer=optimizer, loss=loss_function(cfg), metrics=["accuracy"])
+    pipeline = tf.data.Dataset.from_tensor_slices((features["train"], data.train.labels)).shuffle(
+        len(data.train), seed=cfg.seed, reshuffle_each_iteration=True).batch(train.batch_size)
+    pipeline = with_targets(pipeline, data.train.labels, num_classes, train.class_weights)
+    validation = (features["validation"], keras.utils.to_categorical(data.validation.labels, num_classes))
+    start = time.perf_counter()
+    history = head.fit(pipeline, validation_data=validation, epochs=train.head_epochs, verbose=0).history
+    dense.set_weights(head_dense.get_weights())
+    rows = [{"epoch": i + 1, "phase": "head", "loss": history["loss"][i], "accuracy": history["accuracy"][i],
+             "val_loss": history["val_loss"][i], "val_accuracy": history["val_accuracy"][i],
+             "val_macro_f1": None, "learning_rate": float(schedule((i + 1) * steps)), "seconds": None}
+            for i in range(len(history["loss"]))]
+    if verbose and rows:
+        print(f"[head] {len(rows)} epochs on cached features in {time.perf_counter() - start:.1f} s: "
+              f"val acc {rows[-1]['val_accuracy']:.3f}", flush=True)
+    return rows, {"phase": "head", "epochs": train.head_epochs, "epochs_run": len(rows),
+                  "peak_learning_rate": train.head_learning_rate, "feature_dim": int(features["train"].shape[1])}
+
+
+def freeze_batchnorm(model: keras.Model) -> None:
+    """Fine-tuning: BatchNorm layers keep their (pretrained) statistics and scales (inference mode)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def reestimate_batchnorm(model: keras.Model, images: np.ndarray, *, batch_size: int = PREDICT_BATCH) -> None:
+    """Give every BatchNorm the mean and variance of its input on ``images`` (inference mode), with gamma and
+    beta changed so that the model computes exactly what it computed before.
+
+    Imported TFLite weights arrive with BatchNorm folded away (mean 0, variance 1: statistics that describe
+    nothing), so in training mode the batch statistics would differ wildly from the moving ones. After this,
+    training-mode and inference-mode outputs agree and BatchNorm can be trained.
+    """
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    probe = keras.Model(model.input, [layer.input for layer in norms])
+    sums = [np.zeros(layer.input_shape[-1]) for layer in norms]
+    squares = [np.zeros(layer.input_shape[-1]) for layer in norms]
+    count = [0] * len(norms)
+    for start in range(0, len(images), batch_size):
+        outputs = probe(images[start:start + batch_size].astype(np.float32), training=False)
+        for i, value in enumerate(outputs if len(norms) > 1 else [outputs]):
+            flat = np.asarray(value, np.float64).reshape(-1, sums[i].shape[0])
+            sums[i] += flat.sum(0)
+            squares[i] += np.square(flat).sum(0)
+            count[i] += len(flat)
+    for i, layer in enumerate(norms):
+        gamma, beta, old_mean, old_var = layer.get_weights()
+        mean = sums[i] / count[i]
+        var = np.maximum(squares[i] / count[i] - np.square(mean), 0.0)
+        scale = gamma / np.sqrt(old_var + layer.epsilon)  # what the layer multiplies by now
+        layer.set_weights([(scale * np.sqrt(var + layer.epsilon)).astype(np.float32),
+                           (beta + scale * (mean - old_mean)).astype(np.float32),
+                           mean.astype(np.float32), var.astype(np.float32)])
+
+
+# --- the whole stage ------------------------------------------------------------------------------
+
+def build(cfg: VariantConfig, num_classes: int, *, weights: str | None = None) -> keras.Model:
+    model = cfg.model
+    return models.build_model(cfg.arch, num_classes=num_classes, image_size=model.image_size, alpha=model.alpha,
+                              weights=imagenet.resolve_weights(model.weights if weights is None else weights, cfg.arch),
+                              dropout=model.dropout,
+                              bn_momentum=model.bn_momentum)
+
+
+def float32_copy(model: keras.Model, cfg: VariantConfig, num_classes: int) -> keras.Model:
+    """A fresh float32, single-device, all-trainable model with ``model``'s weights, layer by layer."""
+    keras.mixed_precision.set_global_policy("float32")
+    copy = build(cfg, num_classes, weights="none")
+    # By position: the same builder makes the same layers in the same order (auto-named ones such as
+    # `tf.__operators__.add_27` get a new suffix in every build, so names cannot be matched).
+    if len(copy.layers) != len(model.layers):
+        raise ValueError(f"{cfg.arch}: rebuilt model has {len(copy.layers)} layers, trained {len(model.layers)}")
+    for source, target in zip(model.layers, copy.layers):
+        if type(source) is not type(target):
+            raise ValueError(f"layer mismatch while copying weights: {source.name} vs {target.name}")
+        target.set_weights(source.get_weights())
+    return copy
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
+    """``.keras`` file, written beside the target and moved into place (no optimizer state)."""
+    path = Path(path)
+    temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(temp)
+        fileio.replace_file(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
+
+
+def history_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: ("" if row.get(key) is None else row[key]) for key in HISTORY_COLUMNS})
+    return buffer.getvalue()
+
+
+def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
+                 cache_dir: str | os.PathLike | None = None, verbose: bool = True) -> dict[str, Any]:
+    """Train, save and evaluate one baseline variant; returns its ``metrics.json`` record."""
+    if cfg.stage != "baseline" or cfg.arch is None:
+        raise ValueError(f"run_baseline needs a baseline variant with an arch, got {cfg.id!r} ({cfg.stage})")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # Importing ImageNet TFLite weights into the cache builds models (draws random numbers): before seeding.
+    imagenet.resolve_weights(cfg.model.weights, cfg.arch)
+    seed_everything(cfg.seed)
+    augment = cfg.train.augment
+    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir, fit=cfg.model.fit,
+                               source_size=augment.resample_source if augment.resample > 0 else None)
+    num_classes = len(data.classes)
+    pretrained = cfg.model.weights != "none"
+    mixed = use_mixed_precision(cfg.train.mixed_precision)
+    strategy = distribution_strategy()
+    rows: list[dict[str, Any]] = []
+    phases: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    try:
+        keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+        with strategy.scope():
+            model = build(cfg, num_classes)
+        if pretrained:
+            if cfg.train.head_epochs:
+                head_rows, summary = train_head(model, data, cfg, cache_dir=cache_dir, mixed=mixed, verbose=verbose)
+                rows += head_rows
+                phases.append(summary)
+            if cfg.train.finetune_batchnorm == "reestimate":
+                reestimate_batchnorm(model, data.train.images)
+            else:
+                freeze_batchnorm(model)
+            fit_rows, summary = fit_model(model, data, cfg, phase="finetune", strategy=strategy,
+                                          peak_lr=cfg.train.finetune_learning_rate, epochs=cfg.train.epochs,
+                                          first_epoch=len(rows) + 1, verbose=verbose)
+        else:
+            fit_rows, summary = fit_model(model, data, cfg, phase="scratch", strategy=strategy,
+                                          peak_lr=cfg.train.learning_rate, epochs=cfg.train.epochs,
+                                          verbose=verbose)
+        rows += fit_rows
+        phases.append(summary)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    train_time = time.perf_counter() - start
+    final = float32_copy(model, cfg, num_classes)
+    model_path = save_model(final, output_dir / f"{cfg.id}.keras")
+    fileio.atomic_write_text(output_dir / scoring.HISTORY_FILE, history_csv(rows))
+    training = {"phases": phases, "mixed_precision": mixed, "replicas": strategy.num_replicas_in_sync,
+                "devices": [d.name for d in tf.config.list_logical_devices() if d.device_type in ("CPU", "GPU")],
+                "train_images": len(data.train), "validation_images": len(data.validation),
+                "test_images": len(data.test)}
+    record = scoring.write_keras_results(final, data, cfg, output_dir, model_path=model_path,
+                                          dataset_dir=dataset_dir, train_time_s=train_time,
+                                          extra={"training": training})
+    if verbose:
+        test = record["test"]
+        print(f"{cfg.id}: test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
+              f"({test['n']} images), trained in {train_time:.0f} s", flush=True)
+    return record
+
+
+def warmup_epoch_seconds(cfg: VariantConfig, train_images: int, *, steps: int = 5, untimed: int = 2,
+                         num_classes: int = 6) -> float:
+    """Seconds one training epoch of ``cfg`` would take on this machine, from ``steps`` timed training steps
+    on random images (after ``untimed`` ones that build the graph): the machine check before a long run.
+    Random initial weights whatever ``cfg`` asks (nothing to download); the head's size barely matters."""
+    seed_everything(cfg.seed)
+    model = build(cfg, num_classes, weights="none")
+    batch, size = cfg.train.batch_size, cfg.model.image_size
+    schedule = lr_schedule(cfg.train.learning_rate, total_steps=1000, warmup_steps=0)
+    model.compile(optimizer=make_optimizer(model, schedule, weight_decay=cfg.train.weight_decay, total_steps=1000,
+                                           ema=cfg.train.ema),
+                  loss=loss_function(cfg), metrics=["accuracy"])
+    rng = np.random.default_rng(cfg.seed)
+    images = rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+    targets = keras.utils.to_categorical(rng.integers(0, num_classes, batch), num_classes)
+    times = []
+    for _ in range(untimed + steps):
+        start = time.perf_counter()
+        model.train_on_batch(images, targets)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[untimed:])) * math.ceil(train_images / batch)
+
+
+def notebook_config(config: dict[str, Any], variant_id: str, *, profile: str = "quick") -> VariantConfig:
+    """The notebook's ``config`` parameter as a ``VariantConfig``; ``{}`` = ``variant_id`` in ``profile``.
+
+    The runner always passes a full config; the empty default lets a person open and run the notebook.
+    """
+    from trashnet.core import config as config_module
+
+    if not config:
+        variants = config_module.load_variants(config_module.load_profile(profile))
+        if variant_id not in variants:
+            raise ValueError(f"unknown variant {variant_id!r}; known: {', '.join(variants)}")
+        return variants[variant_id]
+    cfg = config_module.config_from_dict(config)
+    if cfg.id != variant_id:
+        raise ValueError(f"parameters disagree: variant_id {variant_id!r} but config is for {cfg.id!r}")
+    return cfg
