@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.recipes:
         augment = RECIPES[name]
         # Its own id, so that the profile's per-architecture overrides (epochs) do not apply.
-        entry = {"id": f"{args.arch}.robust-{name}", "stage": "baseline", "arch": args.arch,
+        entry = {"id": f"{args.arch}.robust-{name}", "stage": "train", "arch": args.arch,
                  "model": {"image_size": args.image_size},
                  "train": {"epochs": args.epochs, "augment": augment}}
         cfg = config.resolve_variant(profile, entry)

@@ -100,7 +100,7 @@ def run_recipe(name: str, recipe: dict[str, Any], args, profile, dataset_dir: Pa
     from trashnet.stages import train
     from trashnet.core.keras_env import keras, seed_everything
 
-    entry = {"id": f"{args.arch}.transfer-{name}", "stage": "baseline", "arch": args.arch,
+    entry = {"id": f"{args.arch}.transfer-{name}", "stage": "train", "arch": args.arch,
              "model": {"image_size": recipe["size"], "weights": args.weights},
              "train": {"epochs": max(1, recipe["epochs"]), "head_epochs": recipe["head_epochs"],
                        "augment": recipe["augment"]}}

@@ -66,7 +66,7 @@ def headline(record: dict, reference: dict, folder: Path) -> dict:
              "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"), "n": test.get("n"),
              "accuracy_vs_float_pp": (round(100 * (test["accuracy"] - reference["accuracy"]), 2)
                                       if test else None)}
-    if record["stage"] == "pruned":
+    if record["stage"] == "prune":
         entry["gzip_bytes"] = record["sizes"]["tflite"]["gzip_bytes"]
         entry["training"] = record["training"]
     else:
@@ -101,7 +101,7 @@ def main() -> None:
     profile = config.load_profile(args.profile)
     variants = config.load_variants(profile)
     models_dir = args.work / "models"
-    baseline_dir = models_dir / "baseline" / BASE
+    baseline_dir = models_dir / "train" / BASE
     if not baseline_dir.is_dir():
         shutil.copytree(args.baseline, baseline_dir)
     reference = fileio.read_json(baseline_dir / "metrics.json")["test"]
@@ -116,7 +116,7 @@ def main() -> None:
         source_dir = models_dir / cfg.source_stage / cfg.source
         output_dir = models_dir / cfg.stage / cfg.id
         started = time.perf_counter()
-        if cfg.stage == "pruned":
+        if cfg.stage == "prune":
             record = prune.run_pruning(cfg, dataset_dir=args.dataset, source_dir=source_dir, output_dir=output_dir,
                                        cache_dir=args.work / ".cache")
         else:

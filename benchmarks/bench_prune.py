@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare_s = time.perf_counter() - started
 
     source_id = args.arch
-    source_dir = work / "models" / "baseline" / source_id
+    source_dir = work / "models" / "train" / source_id
     source_dir.mkdir(parents=True, exist_ok=True)
     if args.source:
         shutil.copyfile(args.source, source_dir / f"{source_id}.keras")
@@ -164,13 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         weights_note = "untrained source (random init): accuracy figures are meaningless"
 
     profile = config.load_profile("quick")
-    entry = {"id": f"{source_id}.prune-{args.method}", "stage": "pruned", "arch": args.arch, "source": source_id,
-             "source_stage": "baseline", "model": {"image_size": args.image_size},
+    entry = {"id": f"{source_id}.prune-{args.method}", "stage": "prune", "arch": args.arch, "source": source_id,
+             "source_stage": "train", "model": {"image_size": args.image_size},
              "train": {"batch_size": 32}, "prune": {"method": args.method, "epochs": args.epochs,
                                                     "end_fraction": 0.7},
              "quantize": {"latency_runs": 30, "latency_warmup": 5}}
     cfg = config.resolve_variant(profile, entry, where="bench_prune")
-    output_dir = work / "models" / "pruned" / cfg.id
+    output_dir = work / "models" / "prune" / cfg.id
     stage_start = time.perf_counter()
     record = prune.run_pruning(cfg, dataset_dir=dataset_dir, source_dir=source_dir, output_dir=output_dir,
                                cache_dir=work / ".cache")

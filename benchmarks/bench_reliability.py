@@ -99,7 +99,7 @@ def _issue24_probes(temp: Path) -> list[dict]:
     (docs / "thesis.docx").write_text("years of work")
     (temp / "R" / "models").mkdir(parents=True)
     run = temp / "run"
-    variant = settings.Layout(run, "quick").variant_dir("baseline", "mobilenet_v2")
+    variant = settings.Layout(run, "quick").variant_dir("train", "mobilenet_v2")
     variant.mkdir(parents=True)
     fileio.write_json(variant / "metrics.json", {"test": {"accuracy": 0.8}})
     evaluate = ["evaluate", "--model", str(model), "--data", str(loops)]

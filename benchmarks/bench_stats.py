@@ -51,13 +51,13 @@ def official_test_split() -> tuple[list[str], np.ndarray]:
 
 def plan(count: int) -> list[tuple[str, str, str | None, str | None]]:
     """(stage, id, source, precision) for ``count`` variants, sources first."""
-    variants = [("baseline", arch, None, None) for arch in ARCHS]
-    variants += [("pruned", f"{arch}.prune-2of4", arch, None) for arch in ARCHS]
-    variants += [("pruned", f"mobilenet_v3_large.prune-{s}", "mobilenet_v3_large", None) for s in ("50", "75")]
+    variants = [("train", arch, None, None) for arch in ARCHS]
+    variants += [("prune", f"{arch}.prune-2of4", arch, None) for arch in ARCHS]
+    variants += [("prune", f"mobilenet_v3_large.prune-{s}", "mobilenet_v3_large", None) for s in ("50", "75")]
     sources = [v[1] for v in variants]
     for precision in ("fp32", "fp16", "int8-dynamic", "int8", "int16x8"):
         for source in sources:
-            variants.append(("quantized", f"{source}.{precision}", source, precision))
+            variants.append(("quantize", f"{source}.{precision}", source, precision))
             if len(variants) == count:
                 return variants
     return variants[:count]
@@ -77,7 +77,7 @@ def write_tree(models: Path, count: int, paths: list[str], labels: np.ndarray, r
         folder = models / stage / variant
         folder.mkdir(parents=True)
         record = {"variant": variant, "stage": stage, "arch": variant.split(".")[0], "source": source,
-                  "precision": precision or "fp32", "format": "tflite" if stage == "quantized" else "keras",
+                  "precision": precision or "fp32", "format": "tflite" if stage == "quantize" else "keras",
                   "profile": "bench", "seed": 42, "classes": CLASSES,
                   "test": scoring.classification_metrics(labels, np.eye(len(CLASSES))[guess], CLASSES),
                   "size": {"file": f"{variant}.tflite", "raw_bytes": 4_000_000, "gzip_bytes": 3_000_000},

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     profile = config.load_profile(args.profile)
-    cfg = next(v for v in config.load_variants(profile).values() if v.stage == "baseline")
+    cfg = next(v for v in config.load_variants(profile).values() if v.stage == "train")
     with tempfile.TemporaryDirectory() as scratch:
         dataset_dir = args.dataset
         if dataset_dir is None:

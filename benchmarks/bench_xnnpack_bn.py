@@ -15,7 +15,7 @@ This script runs the real pruning stage (``prune.run_pruning``, the cpu profile'
 Not a test (minutes per arm on 2 cores). It writes ``benchmarks/results/bench_xnnpack_bn.json``::
 
     PYTHONPATH=$PWD python benchmarks/bench_xnnpack_bn.py --data /path/to/dataset-resized \\
-        --source-dir models/cpu/baseline/mobilenet_v3_large --out /tmp/xnnpack-bn [--arms fixed,old]
+        --source-dir models/cpu/train/mobilenet_v3_large --out /tmp/xnnpack-bn [--arms fixed,old]
 """
 
 from __future__ import annotations

@@ -81,9 +81,9 @@ def build(tmp_path_factory, *, stats: bool = False, ood: bool = False) -> Path:
         layout = settings.Layout(root, "quick")
         prepare.prepare(settings.SAMPLE_DIR, layout.dataset, split="stratified", seed=42)
         results_tree.evaluated_tree(layout.models, layout.dataset)
-        _enrich(layout.variant_dir("baseline", "mobilenet_v3_large"), accuracy=0.8023, gzip_bytes=10_000_000,
+        _enrich(layout.variant_dir("train", "mobilenet_v3_large"), accuracy=0.8023, gzip_bytes=10_000_000,
                 history=True, ood=ood)
-        _enrich(layout.variant_dir("pruned", "mobilenet_v3_large.prune-2of4"), accuracy=0.7930,
+        _enrich(layout.variant_dir("prune", "mobilenet_v3_large.prune-2of4"), accuracy=0.7930,
                 gzip_bytes=5_000_000, history=True, pruned=True)
         final_cfg = config.load_variants(config.load_profile("quick"))["final"]
         final_dir = layout.variant_dir("final", "final")

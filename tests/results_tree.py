@@ -25,7 +25,7 @@ def write_result(models_dir: Path, stage: str, variant: str, *, arch: str, accur
                  extra: dict[str, Any] | None = None, finished: bool = True) -> Path:
     """One variant folder, its ``metrics.json`` built through ``records.Metrics``. ``failed`` = a conversion
     error: no test, no model file. ``finished`` = the runner's ``manifest.json`` is there."""
-    fmt = fmt or ("keras" if stage in ("baseline", "pruned") else "tflite")
+    fmt = fmt or ("keras" if stage in ("train", "prune") else "tflite")
     folder = models_dir / stage / variant
     folder.mkdir(parents=True, exist_ok=True)
     suffix = ".tflite" if fmt == "tflite" else ".keras"
@@ -73,12 +73,12 @@ def standard_tree(models_dir: Path) -> Path:
     int16x8 file (0.790, 1.2 MB) wins over fp16 (0.795, 1.6 MB); int8 is smaller but not in the family.
     """
     large, pruned = "mobilenet_v3_large", "mobilenet_v3_large.prune-2of4"
-    write_result(models_dir, "baseline", large, arch=large, accuracy=0.800, gzip_bytes=11_000_000,
+    write_result(models_dir, "train", large, arch=large, accuracy=0.800, gzip_bytes=11_000_000,
                  latency_ms=None)
-    write_result(models_dir, "baseline", "mobilenet_v3_small", arch="mobilenet_v3_small", accuracy=0.760,
+    write_result(models_dir, "train", "mobilenet_v3_small", arch="mobilenet_v3_small", accuracy=0.760,
                  gzip_bytes=4_000_000)
-    write_result(models_dir, "pruned", pruned, arch=large, source=large, accuracy=0.797, gzip_bytes=6_500_000)
-    q = "quantized"
+    write_result(models_dir, "prune", pruned, arch=large, source=large, accuracy=0.797, gzip_bytes=6_500_000)
+    q = "quantize"
     write_result(models_dir, q, f"{large}.fp16", arch=large, source=large, precision="fp16", accuracy=0.801,
                  gzip_bytes=5_500_000, latency_ms=3.3)
     write_result(models_dir, q, f"{pruned}.fp16", arch=large, source=pruned, precision="fp16", accuracy=0.795,
@@ -141,22 +141,22 @@ def evaluated_tree(models_dir: Path, dataset_dir: Path, *, image_size: int = 32)
 
     data = inputs.load_dataset(dataset_dir, image_size)
     large, pruned = "mobilenet_v3_large", "mobilenet_v3_large.prune-2of4"
-    write_result(models_dir, "baseline", large, arch=large, accuracy=0.5, gzip_bytes=10_000_000,
+    write_result(models_dir, "train", large, arch=large, accuracy=0.5, gzip_bytes=10_000_000,
                  image_size=image_size)
-    write_result(models_dir, "pruned", pruned, arch=large, source=large, accuracy=0.5, gzip_bytes=5_000_000,
+    write_result(models_dir, "prune", pruned, arch=large, source=large, accuracy=0.5, gzip_bytes=5_000_000,
                  image_size=image_size)
-    write_result(models_dir, "quantized", f"{pruned}.int16x8-fallback", arch=large, source=pruned,
+    write_result(models_dir, "quantize", f"{pruned}.int16x8-fallback", arch=large, source=pruned,
                  precision="int16x8-fallback", failed="RuntimeError: not yet supported for op: 'HARD_SWISH'")
     for seed, precision in ((0, "fp16"), (1, "int16x8")):
         variant = f"{pruned}.{precision}"
-        folder = models_dir / "quantized" / variant
+        folder = models_dir / "quantize" / variant
         folder.mkdir(parents=True, exist_ok=True)
         model_file = folder / f"{variant}.tflite"
         model_file.write_bytes(tiny_tflite(image_size, len(data.classes), seed))
         runner = TFLiteModel(model_file)
         probabilities = runner.predict(data.test.images)
         record = {
-            "variant": variant, "stage": "quantized", "arch": large, "source": pruned, "precision": precision,
+            "variant": variant, "stage": "quantize", "arch": large, "source": pruned, "precision": precision,
             "format": "tflite", "profile": "quick", "seed": 42, "weights": "none", "image_size": image_size,
             "classes": list(data.classes), "conversion": {"status": "ok"},
             "test": scoring.classification_metrics(data.test.labels, probabilities, data.classes),
@@ -195,7 +195,7 @@ def write_evaluated(models_dir: Path, dataset_dir: Path, variant: str, content: 
     from trashnet.data import inputs
     from trashnet.core.litert import TFLiteModel
 
-    folder = models_dir / "quantized" / variant
+    folder = models_dir / "quantize" / variant
     folder.mkdir(parents=True, exist_ok=True)
     model_file = folder / f"{variant}.tflite"
     model_file.write_bytes(content)
@@ -203,7 +203,7 @@ def write_evaluated(models_dir: Path, dataset_dir: Path, variant: str, content: 
     data = inputs.load_dataset(dataset_dir, runner.image_size)
     probabilities = runner.predict(data.test.images)
     record = {
-        "variant": variant, "stage": "quantized", "arch": arch, "source": source, "source_stage": "pruned",
+        "variant": variant, "stage": "quantize", "arch": arch, "source": source, "source_stage": "prune",
         "precision": precision, "format": "tflite", "profile": "quick", "seed": 42, "weights": "none",
         "image_size": runner.image_size, "classes": list(data.classes), "conversion": {"status": "ok"},
         "test": scoring.classification_metrics(data.test.labels, probabilities, data.classes),

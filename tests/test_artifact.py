@@ -127,7 +127,7 @@ def test_verification_reproduces_the_reported_accuracy(built):
 
 def test_a_file_that_does_not_reproduce_its_accuracy_is_refused(tmp_path, sample_dataset, final_config):
     models_dir = evaluated_tree(tmp_path / "models", sample_dataset)
-    for metrics in (models_dir / "quantized").glob("*/metrics.json"):
+    for metrics in (models_dir / "quantize").glob("*/metrics.json"):
         record = json.loads(metrics.read_text())
         if "test" in record:
             record["test"]["accuracy"] += 0.01 if record["test"]["accuracy"] < 0.5 else -0.01
@@ -181,7 +181,7 @@ def test_a_trained_mobilenet_v3_large_fp16_file_reproduces_exactly(tmp_path, sam
 
 def test_the_metadata_gives_the_same_bytes_for_the_same_inputs(built):
     _, models_dir, output_dir = built
-    original = next((models_dir / "quantized").glob("*.fp16/*.tflite")).read_bytes()
+    original = next((models_dir / "quantize").glob("*.fp16/*.tflite")).read_bytes()
     labels = (output_dir / "labels.txt").read_text().split()
     first = final.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 1})
     assert final.write_metadata(original, labels, version="0.2.0+quick.gtest", info={"seed": 1}) == first

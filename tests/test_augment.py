@@ -126,7 +126,7 @@ def test_config_defaults_are_off_and_bad_values_are_errors(quick_profile):
     defaults = AugmentConfig()
     assert defaults.crop_scale is None and defaults.background == 0 and defaults.mixup == 0
     assert defaults.jpeg == 0 and defaults.blur == 0 and defaults.noise == 0 and defaults.grayscale == 0
-    entry = {"id": "mobilenet_v3_small", "stage": "baseline", "arch": "mobilenet_v3_small"}
+    entry = {"id": "mobilenet_v3_small", "stage": "train", "arch": "mobilenet_v3_small"}
     with pytest.raises(ConfigError, match="crop_scale"):
         resolve_variant(quick_profile, {**entry, "train": {"augment": {"crop_scale": [0.8, 0.2]}}})
     with pytest.raises(ConfigError, match="MixUp or CutMix"):
@@ -141,7 +141,7 @@ def test_training_pipeline_with_every_option(sample_dataset, quick_profile):
 
     augment = {"crop_scale": [0.4, 1.5], "saturation": 0.4, "hue": 0.05, "blur": 0.3, "noise": 0.05,
                "jpeg": 0.5, "grayscale": 0.1, "background": 0.5, "mixup": 0.2}
-    entry = {"id": "mobilenet_v3_small", "stage": "baseline", "arch": "mobilenet_v3_small",
+    entry = {"id": "mobilenet_v3_small", "stage": "train", "arch": "mobilenet_v3_small",
              "model": {"image_size": SIZE}, "train": {"augment": augment, "batch_size": 8}}
     cfg = resolve_variant(quick_profile, entry)
     data = inputs.load_dataset(sample_dataset, SIZE)
@@ -172,7 +172,7 @@ def test_random_resample_draws_each_image_from_a_filter_of_its_larger_decode():
 def test_the_training_pipeline_resamples_from_the_larger_decodes(sample_dataset, quick_profile):
     from trashnet.stages import train
 
-    entry = {"id": "mobilenet_v3_small", "stage": "baseline", "arch": "mobilenet_v3_small",
+    entry = {"id": "mobilenet_v3_small", "stage": "train", "arch": "mobilenet_v3_small",
              "model": {"image_size": SIZE},
              "train": {"augment": {**OFF.model_dump(), "resample": 1.0, "resample_source": 64}, "batch_size": 8}}
     cfg = resolve_variant(quick_profile, entry)

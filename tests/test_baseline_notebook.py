@@ -11,7 +11,7 @@ import pytest
 from trashnet.core import config, settings
 from trashnet.nets import scoring
 
-NOTEBOOK = settings.NOTEBOOKS["baseline"]
+NOTEBOOK = settings.NOTEBOOKS["train"]
 
 
 def test_notebook_is_thin_and_committed_without_outputs():
@@ -38,7 +38,7 @@ def test_papermill_runs_the_notebook_on_the_sample(sample_dataset, quick_profile
     params = config.config_to_dict(cfg)
     params["model"]["image_size"] = 48  # smaller than quick's 64: same code path, faster
     params["quantize"]["latency_runs"] = 2
-    out = tmp_path / "models" / "baseline" / cfg.id
+    out = tmp_path / "models" / "train" / cfg.id
     out.mkdir(parents=True)
     executed = out / f"{cfg.id}.ipynb"
     papermill.execute_notebook(
@@ -88,7 +88,7 @@ def test_papermill_runs_the_notebook_from_imported_imagenet_weights(sample_datas
     params["model"].update(image_size=48, weights="imagenet-tflite")
     params["train"].update(epochs=1, head_epochs=1)
     params["quantize"]["latency_runs"] = 2
-    out = tmp_path / "models" / "baseline" / cfg.id
+    out = tmp_path / "models" / "train" / cfg.id
     out.mkdir(parents=True)
     papermill.execute_notebook(
         str(NOTEBOOK), str(out / f"{cfg.id}.ipynb"), kernel_name="python3", cwd=str(tmp_path), progress_bar=False,

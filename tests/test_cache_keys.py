@@ -50,14 +50,14 @@ def test_stage_closures_of_the_real_package():
         assert not {name for name in files if name.startswith("report/")} - {
             "report/__init__.py", "report/figures.py", "report/views.py"}, stage
         assert {"__init__.py", "core/__init__.py", "core/provenance.py"} <= files
-    training = closures["baseline"] | closures["pruned"] | closures["quantized"]
+    training = closures["train"] | closures["prune"] | closures["quantize"]
     assert "stages/select.py" in closures["final"] and "stages/select.py" not in training
     assert "stages/final.py" not in training
-    assert "stages/prune.py" in closures["pruned"] and "stages/prune.py" not in closures["baseline"]
+    assert "stages/prune.py" in closures["prune"] and "stages/prune.py" not in closures["train"]
     # Quantization shares the sparsity check and the conversion with pruning, not the pruning stage itself.
-    assert {"nets/sparsity.py", "nets/convert.py", "stages/qat.py"} <= closures["quantized"]
-    assert "stages/prune.py" not in closures["quantized"]
-    assert {"stages/train.py", "nets/models.py", "core/keras_env.py", "data/inputs.py"} <= closures["baseline"]
+    assert {"nets/sparsity.py", "nets/convert.py", "stages/qat.py"} <= closures["quantize"]
+    assert "stages/prune.py" not in closures["quantize"]
+    assert {"stages/train.py", "nets/models.py", "core/keras_env.py", "data/inputs.py"} <= closures["train"]
     assert "core/keras_env.py" not in closures["final"]  # the final stage never loads TensorFlow
 
 
@@ -154,9 +154,9 @@ def test_final_selected_alone_reruns_when_its_upstream_results_changed(tmp_path_
 
     assert final_alone() == []  # nothing changed: cached, whatever was selected
     models = settings.Layout(out, "quick").models
-    metrics = models / "quantized" / "mobilenet_v3_small.fp16" / "metrics.json"
+    metrics = models / "quantize" / "mobilenet_v3_small.fp16" / "metrics.json"
     metrics.write_text(metrics.read_text().replace('"accuracy"', '"accuracy" ', 1))
     assert final_alone() == ["final"]
     assert final_alone() == []
-    shutil.rmtree(models / "pruned" / "mobilenet_v3_large.prune-2of4")
+    shutil.rmtree(models / "prune" / "mobilenet_v3_large.prune-2of4")
     assert final_alone() == ["final"]

@@ -26,12 +26,12 @@ def test_every_variant_of_every_profile_resolves(name):
         assert variant.id == variant_id and variant.profile == name
         base_id, seed = config.split_seed_id(variant_id)  # extra seeds: "<id>@seed<N>" runs seed N
         assert variant.seed == (seed if seed is not None else variant.seeds[0]), variant_id
-        if variant.stage in ("baseline", "pruned", "quantized"):
+        if variant.stage in ("train", "prune", "quantize"):
             assert variant.arch in config.ARCHITECTURES, variant_id
-        if variant.stage in ("pruned", "quantized"):
+        if variant.stage in ("prune", "quantize"):
             source = variants[variant.source]
             assert variant.source_stage == source.stage and variant.arch == source.arch, variant_id
-        if variant.stage == "quantized":
+        if variant.stage == "quantize":
             assert variant.precision in config.PRECISIONS
             assert variant.model == source.model  # converted at the size its source was trained at
         # Round trip through the notebook parameter form, and a cache key input for each stage.

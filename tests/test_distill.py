@@ -60,7 +60,7 @@ def test_alpha_one_ignores_the_labels_and_alpha_zero_follows_them():
 
 
 def test_distill_config_is_strict(quick_profile):
-    entry = {"id": "x", "stage": "pruned", "arch": "mobilenet_v3_small", "source": "mobilenet_v3_small",
+    entry = {"id": "x", "stage": "prune", "arch": "mobilenet_v3_small", "source": "mobilenet_v3_small",
              "prune": {"distill": {"temperature": 0}}}
     with pytest.raises(config_lib.ConfigError, match="temperature"):
         config_lib.resolve_variant(quick_profile, entry)
@@ -80,10 +80,10 @@ def test_distilled_2of4_pruning_runs_on_the_sample(trained_model_factory, sample
     data["model"]["image_size"] = IMAGE_SIZE
     cfg = config_lib.config_from_dict(data)
     assert cfg.prune.distill is not None
-    source_dir = tmp_path / "models" / "baseline" / arch
+    source_dir = tmp_path / "models" / "train" / arch
     source_dir.mkdir(parents=True)
     shutil.copyfile(trained_model_factory(arch, IMAGE_SIZE), source_dir / f"{arch}.keras")
-    out = tmp_path / "models" / "pruned" / cfg.id
+    out = tmp_path / "models" / "prune" / cfg.id
     record = prune.run_pruning(cfg, dataset_dir=sample_dataset, source_dir=source_dir, output_dir=out,
                                cache_dir=tmp_path / ".cache", verbose=False)
     assert record["training"]["distill"] == {"temperature": 4.0, "alpha": 0.5}

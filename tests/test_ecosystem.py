@@ -84,7 +84,7 @@ def test_metadata_displayer_shows_the_labels_and_the_normalization(final_dir):
 def test_load_applies_a_non_trivial_normalization_from_the_metadata(final_dir, tmp_path):
     """A file whose metadata says mean 127.5, std 127.5: ``litert.load`` feeds (x - 127.5) / 127.5."""
     python = final.metadata_python()
-    original = next(final_dir.parent.glob("quantized/*.fp16/*.tflite"))
+    original = next(final_dir.parent.glob("quantize/*.fp16/*.tflite"))
     labels = (final_dir / "labels.txt").read_text().split()
     (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n")
     spec = {"model": str(original), "labels": str(tmp_path / "labels.txt"), "output": str(tmp_path / "m.tflite"),
@@ -123,7 +123,7 @@ def test_mediapipe_agrees_with_litert_on_real_trashnet_photos(final_dir, real_da
 def test_the_writer_writes_what_tflite_supports_own_writer_writes(final_dir, tmp_path):
     """The schema-only writer (no native code) against tflite-support's MetadataWriter, byte for byte."""
     python = final.metadata_python()
-    original = next(final_dir.parent.glob("quantized/*.fp16/*.tflite"))
+    original = next(final_dir.parent.glob("quantize/*.fp16/*.tflite"))
     (tmp_path / "labels.txt").write_text((final_dir / "labels.txt").read_text())
     (tmp_path / "metadata.json").write_text('{"variant": "x"}')
     writers = {"ours": [str(final.WRITER_SCRIPT), "write"],

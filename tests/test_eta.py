@@ -22,7 +22,7 @@ def test_defaults_follow_stage_epochs_and_architecture(cpu_variants):
     assert large.seconds == pytest.approx(60 + 45 * 12.4)
     pruned = eta.estimate(cpu_variants["mobilenet_v3_large.prune-2of4"], train_images=1764)
     assert pruned.seconds == pytest.approx(60 + 10 * 12.4 * eta.PRUNE_EPOCH_FACTOR)
-    assert eta.estimate(cpu_variants["mobilenet_v3_large.fp16"]).seconds == eta.OVERHEAD_SECONDS["quantized"]
+    assert eta.estimate(cpu_variants["mobilenet_v3_large.fp16"]).seconds == eta.OVERHEAD_SECONDS["quantize"]
     # 4x the pixels, 4x the epoch.
     bigger = cpu_variants["mobilenet_v3_large"].model_copy(
         update={"model": cpu_variants["mobilenet_v3_large"].model.model_copy(update={"image_size": 256})})
@@ -31,9 +31,9 @@ def test_defaults_follow_stage_epochs_and_architecture(cpu_variants):
 
 def test_an_earlier_run_wins_and_scales_with_epochs(cpu_variants):
     history = {"variant": {
-        "mobilenet_v3_large": {"stage": "baseline", "arch": "mobilenet_v3_large", "seconds": 900.0, "units": 30},
-        "mobilenet_v3_large.fp16": {"stage": "quantized", "arch": "mobilenet_v3_large", "seconds": 20.0, "units": 1},
-        "mobilenet_v3_small.prune-2of4": {"stage": "pruned", "arch": "mobilenet_v3_small", "seconds": 200.0,
+        "mobilenet_v3_large": {"stage": "train", "arch": "mobilenet_v3_large", "seconds": 900.0, "units": 30},
+        "mobilenet_v3_large.fp16": {"stage": "quantize", "arch": "mobilenet_v3_large", "seconds": 20.0, "units": 1},
+        "mobilenet_v3_small.prune-2of4": {"stage": "prune", "arch": "mobilenet_v3_small", "seconds": 200.0,
                                           "units": 10},
     }}
     large = eta.estimate(cpu_variants["mobilenet_v3_large"], history)
@@ -45,10 +45,10 @@ def test_an_earlier_run_wins_and_scales_with_epochs(cpu_variants):
     # A pruned variant of another arch has no history of its own kind: defaults.
     assert eta.estimate(cpu_variants["mobilenet_v2.prune-2of4"], history).source == "defaults"
     # A failed run stopped early: it says nothing about how long the variant takes.
-    failed = {"variant": {"mobilenet_v3_large": {"stage": "baseline", "status": "failed", "seconds": 5.0, "units": 45}}}
+    failed = {"variant": {"mobilenet_v3_large": {"stage": "train", "status": "failed", "seconds": 5.0, "units": 45}}}
     assert eta.estimate(cpu_variants["mobilenet_v3_large"], failed).source == "defaults"
     # Entries from before the ETA recorded units are ignored rather than guessed.
-    old = {"variant": {"mobilenet_v3_large": {"stage": "baseline", "seconds": 900.0}}}
+    old = {"variant": {"mobilenet_v3_large": {"stage": "train", "seconds": 900.0}}}
     assert eta.estimate(cpu_variants["mobilenet_v3_large"], old).source == "defaults"
 
 

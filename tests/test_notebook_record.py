@@ -12,7 +12,7 @@ from trashnet.report import views
 
 
 def test_tidy_executed_shows_final_paths_and_drops_start_up_noise(tmp_path):
-    root, temp, target = tmp_path / "out", tmp_path / "out/models/baseline/.v3.partial-77", tmp_path / "out/models/baseline/v3"
+    root, temp, target = tmp_path / "out", tmp_path / "out/models/train/.v3.partial-77", tmp_path / "out/models/train/v3"
     parameters = new_code_cell(f'variant_id = "v3"\ndataset_dir = "{root}/dataset"\noutput_dir = "{temp}"\n')
     parameters.metadata["tags"] = ["injected-parameters"]
     noisy = new_code_cell("train()")
@@ -27,14 +27,14 @@ def test_tidy_executed_shows_final_paths_and_drops_start_up_noise(tmp_path):
     nbformat.write(new_notebook(cells=[parameters, noisy]), path)
     worker.tidy_executed(path, root=str(root), temp=str(temp), target=str(target))
     cells = nbformat.read(path, as_version=4).cells
-    assert 'dataset_dir = "dataset"' in cells[0].source and 'output_dir = "models/baseline/v3"' in cells[0].source
+    assert 'dataset_dir = "dataset"' in cells[0].source and 'output_dir = "models/train/v3"' in cells[0].source
     assert str(tmp_path) not in cells[0].source and ".partial-" not in cells[0].source
     assert [o.get("text") for o in cells[1].outputs] == ["UserWarning: the learning rate is high\n", "done\n"]
 
 
 def test_tidy_executed_leaves_no_machine_path_no_converter_notice_and_no_stale_defaults(tmp_path):
-    root, temp, target = tmp_path / "out", tmp_path / "out/models/quantized/.v3.int8.partial-556", \
-        tmp_path / "out/models/quantized/v3.int8"
+    root, temp, target = tmp_path / "out", tmp_path / "out/models/quantize/.v3.int8.partial-556", \
+        tmp_path / "out/models/quantize/v3.int8"
     defaults = new_code_cell('variant_id = "mobilenet_v3_small"\n')
     defaults.metadata["tags"] = ["parameters"]
     injected = new_code_cell(f'variant_id = "v3.int8"\noutput_dir = "{temp}"\n')
@@ -60,9 +60,9 @@ def test_tidy_executed_leaves_no_machine_path_no_converter_notice_and_no_stale_d
     written = nbformat.read(path, as_version=4)
     assert "mobilenet_v3_small" not in written.cells[0].source
     assert [o.get("name") for o in written.cells[2].outputs] == ["stdout", None]  # the stderr notices are gone
-    assert written.cells[2].outputs[0].text == "wrote models/quantized/v3.int8/v3.int8.tflite\n"
+    assert written.cells[2].outputs[0].text == "wrote models/quantize/v3.int8/v3.int8.tflite\n"
     assert written.metadata.papermill.input_path == "experiments/quantize.ipynb"
-    assert written.metadata.papermill.parameters.output_dir == "models/quantized/v3.int8"
+    assert written.metadata.papermill.parameters.output_dir == "models/quantize/v3.int8"
 
 
 def test_history_table_is_a_few_rows(tmp_path):

@@ -57,7 +57,7 @@ def test_tampered_output_and_changed_config_are_redone(tmp_path_factory, tmp_pat
     out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
     layout = settings.Layout(out, "quick")
     # A file that no longer matches its manifest: that variant, and the final that chose among it, rerun.
-    tflite = layout.variant_dir("quantized", "mobilenet_v3_small.fp16") / "mobilenet_v3_small.fp16.tflite"
+    tflite = layout.variant_dir("quantize", "mobilenet_v3_small.fp16") / "mobilenet_v3_small.fp16.tflite"
     tflite.chmod(0o644)
     tflite.write_bytes(b"truncated")
     trace = tmp_path / "trace"
@@ -84,7 +84,7 @@ def test_failed_variant_skips_its_dependents_and_the_rest_go_on(tmp_path):
     assert "mobilenet_v3_large.prune-2of4" in record["mobilenet_v3_large.prune-2of4.int16x8"]["reason"]
     for ok in ("mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v3_small.fp16", "final"):
         assert record[ok]["status"] == "done", ok
-    folder = settings.Layout(out, "quick").variant_dir("pruned", "mobilenet_v3_large.prune-2of4")
+    folder = settings.Layout(out, "quick").variant_dir("prune", "mobilenet_v3_large.prune-2of4")
     failed = fileio.read_json(folder / cache.FAILED_NAME)
     assert failed["error_type"] == "RuntimeError" and Path(failed["log"]).exists()
     assert not (folder / settings.RUN_MANIFEST_NAME).exists()
@@ -137,7 +137,7 @@ def test_killed_run_resumes_without_redoing_finished_work(tmp_path):
         os.killpg(process.pid, signal.SIGKILL)  # like a crash: no chance to clean up
         process.wait()
     layout = settings.Layout(out, "quick")
-    target = layout.variant_dir("pruned", slow)
+    target = layout.variant_dir("prune", slow)
     assert not target.exists()  # the in-flight variant only ever existed as a temporary folder
     assert list(target.parent.glob(f".{slow}{cache.PARTIAL}*"))
     finished = [v for v in standin.traced(trace) if v != slow]
@@ -205,7 +205,7 @@ def test_sigterm_stops_workers_and_leaves_no_partial_folder(tmp_path):
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 130, output
     assert "interrupted" in output
-    stage_dir = settings.Layout(out, "quick").stage_dir("baseline")
+    stage_dir = settings.Layout(out, "quick").stage_dir("train")
     assert not list(stage_dir.glob(".*")) and not (stage_dir / "mobilenet_v3_small").exists()
     marker = f"STANDIN_TRACE={trace}"
     deadline = time.monotonic() + 30
@@ -240,7 +240,7 @@ def test_a_notebook_that_writes_no_metrics_fails(tmp_path):
     result = standin.run(out, "--no-report", "--variants", "mobilenet_v3_small",
                          behaviour={"mobilenet_v3_small": {"no_metrics": True}})
     assert result.returncode == 1
-    failed = fileio.read_json(settings.Layout(out, "quick").variant_dir("baseline", "mobilenet_v3_small") / cache.FAILED_NAME)
+    failed = fileio.read_json(settings.Layout(out, "quick").variant_dir("train", "mobilenet_v3_small") / cache.FAILED_NAME)
     assert failed["error_type"] == "ContractError" and "metrics.json" in failed["error"]
 
 

@@ -109,7 +109,7 @@ def test_a_kernel_that_reports_epochs_moves_the_progress_line(tmp_path, monkeypa
     # The variant's log: one compact line per epoch; its folder keeps the events.
     log = (tmp_path / "out" / "logs" / "quick" / f"{VARIANT}.log").read_text()
     assert [int(n) for n in re.findall(r"progress: scratch epoch (\d+)/8 in [\d.]+ s", log)] == list(range(1, 9))
-    events = (tmp_path / "out" / "models" / "quick" / "baseline" / VARIANT / settings.PROGRESS_FILE).read_text()
+    events = (tmp_path / "out" / "models" / "quick" / "train" / VARIANT / settings.PROGRESS_FILE).read_text()
     assert len(events.splitlines()) == epochs
 
 
@@ -136,7 +136,7 @@ def test_no_cuda_probe_error_when_there_is_no_gpu():
 
 def test_an_executed_notebook_and_its_log_hold_no_cuda_noise(tmp_path, monkeypatch):
     _timed_run(monkeypatch, tmp_path / "out", {"tensorflow": True})
-    notebook = tmp_path / "out" / "models" / "quick" / "baseline" / VARIANT / f"{VARIANT}.ipynb"
+    notebook = tmp_path / "out" / "models" / "quick" / "train" / VARIANT / f"{VARIANT}.ipynb"
     log = tmp_path / "out" / "logs" / "quick" / f"{VARIANT}.log"
     for text in (notebook.read_text(), log.read_text()):
         assert not re.search(r"cuInit|cuda drivers|cuDNN|absl::InitializeLog", text), text[-3000:]

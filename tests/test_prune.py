@@ -29,7 +29,7 @@ def _variant(quick_profile, arch: str, method: str, **prune) -> config_lib.Varia
 
 
 def _source_dir(tmp_path: Path, model_file: Path, arch: str) -> Path:
-    source_dir = tmp_path / "models" / "baseline" / arch
+    source_dir = tmp_path / "models" / "train" / arch
     source_dir.mkdir(parents=True)
     shutil.copyfile(model_file, source_dir / f"{arch}.keras")
     return source_dir
@@ -121,7 +121,7 @@ def pruned_runs(trained_model_factory, sample_dataset, quick_profile, tmp_path_f
             root = tmp_path_factory.mktemp(f"{arch}-{method}")
             cfg = _variant(quick_profile, arch, method)
             source_dir = _source_dir(root, trained_model_factory(arch, IMAGE_SIZE), arch)
-            output_dir = root / "models" / "pruned" / cfg.id
+            output_dir = root / "models" / "prune" / cfg.id
             record = prune.run_pruning(cfg, dataset_dir=sample_dataset, source_dir=source_dir,
                                        output_dir=output_dir, cache_dir=root / ".cache")
             done[arch, method] = (cfg, output_dir, record, source_dir / f"{arch}.keras")
@@ -142,7 +142,7 @@ def test_2of4_end_to_end_writes_verified_files(pruned_runs, arch):
                  scoring.PREDICTIONS_FILE, scoring.HISTORY_FILE):
         assert (out / name).is_file(), name
     metrics = json.loads((out / scoring.METRICS_FILE).read_text())
-    assert metrics["variant"] == cfg.id and metrics["stage"] == "pruned" and metrics["source"] == arch
+    assert metrics["variant"] == cfg.id and metrics["stage"] == "prune" and metrics["source"] == arch
     report = metrics["sparsity"]
     assert report["m_by_n_verified"] and set(report["m_by_n_violations"].values()) == {0}
     assert report["total"]["pruned_kernels"]["sparsity"] == pytest.approx(0.5, abs=1e-3)
@@ -205,10 +205,10 @@ def test_notebook_runs_under_papermill(trained_model_factory, sample_dataset, qu
     cfg = _variant(quick_profile, arch, "2of4")
     source_dir = _source_dir(tmp_path, trained_model_factory(arch, IMAGE_SIZE), arch)
     models_dir = source_dir.parent.parent
-    output_dir = models_dir / "pruned" / cfg.id
+    output_dir = models_dir / "prune" / cfg.id
     output_dir.mkdir(parents=True)
     papermill.execute_notebook(
-        str(settings.NOTEBOOKS["pruned"]), str(output_dir / f"{cfg.id}.ipynb"), kernel_name="python3",
+        str(settings.NOTEBOOKS["prune"]), str(output_dir / f"{cfg.id}.ipynb"), kernel_name="python3",
         parameters={"variant_id": cfg.id, "config": config_lib.config_to_dict(cfg),
                     "dataset_dir": str(sample_dataset), "models_dir": str(models_dir),
                     "output_dir": str(output_dir), "cache_dir": str(tmp_path / ".cache")})

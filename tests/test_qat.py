@@ -83,7 +83,7 @@ def test_every_kernel_is_fake_quantized_with_the_scheme_asked_for(method):
 
 
 def test_qat_config_needs_int8(quick_profile):
-    entry = {"id": "x", "stage": "quantized", "arch": "mobilenet_v3_large", "source": "mobilenet_v3_large",
+    entry = {"id": "x", "stage": "quantize", "arch": "mobilenet_v3_large", "source": "mobilenet_v3_large",
              "precision": "fp16", "quantize": {"qat": {"method": "qat"}}}
     with pytest.raises(config_lib.ConfigError, match="int8"):
         config_lib.resolve_variant(quick_profile, entry)
@@ -106,11 +106,11 @@ def qat_run(trained_model_factory, sample_dataset, tmp_path_factory):
     from trashnet.stages import quantize
 
     root = tmp_path_factory.mktemp("qat")
-    source_dir = root / "models" / "baseline" / "mobilenet_v3_small"
+    source_dir = root / "models" / "train" / "mobilenet_v3_small"
     source_dir.mkdir(parents=True)
     shutil.copyfile(trained_model_factory("mobilenet_v3_small", SIZE), source_dir / "mobilenet_v3_small.keras")
-    cfg = _variant("mobilenet_v3_large.qat.int8", "mobilenet_v3_small", "baseline")
-    out = root / "models" / "quantized" / cfg.id
+    cfg = _variant("mobilenet_v3_large.qat.int8", "mobilenet_v3_small", "train")
+    out = root / "models" / "quantize" / cfg.id
     record = quantize.run_quantization(cfg, dataset_dir=sample_dataset, source_dir=source_dir, output_dir=out,
                                        cache_dir=root / ".cache")
     return record, (out / f"{cfg.id}.tflite").read_bytes(), out
@@ -166,24 +166,24 @@ def test_pqat_keeps_the_2of4_pattern_in_the_int8_file(trained_model_factory, sam
     from trashnet.stages import prune, quantize
 
     arch = "mobilenet_v3_small"
-    base_dir = tmp_path / "models" / "baseline" / arch
+    base_dir = tmp_path / "models" / "train" / arch
     base_dir.mkdir(parents=True)
     shutil.copyfile(trained_model_factory(arch, SIZE), base_dir / f"{arch}.keras")
     variants = config_lib.load_variants(quick_profile)
     data = config_lib.config_to_dict(variants[f"{arch}.prune-2of4"])
     data["model"]["image_size"] = SIZE
     pruned_cfg = config_lib.config_from_dict(data)
-    pruned_dir = tmp_path / "models" / "pruned" / pruned_cfg.id
+    pruned_dir = tmp_path / "models" / "prune" / pruned_cfg.id
     prune.run_pruning(pruned_cfg, dataset_dir=sample_dataset, source_dir=base_dir, output_dir=pruned_dir,
                       cache_dir=tmp_path / ".cache", verbose=False)
 
-    cfg = _variant("mobilenet_v3_large.prune-2of4.pqat.int8", pruned_cfg.id, "pruned")
+    cfg = _variant("mobilenet_v3_large.prune-2of4.pqat.int8", pruned_cfg.id, "prune")
     # A learning rate high enough that a kernel trained without its mask visibly loses its zeros in int8
     # (at the default, one epoch on the sample moves them too little to show).
     data = config_lib.config_to_dict(cfg)
     data["quantize"]["qat"]["learning_rate"] = 1e-2
     cfg = config_lib.config_from_dict(data)
-    out = tmp_path / "models" / "quantized" / cfg.id
+    out = tmp_path / "models" / "quantize" / cfg.id
     record = quantize.run_quantization(cfg, dataset_dir=sample_dataset, source_dir=pruned_dir, output_dir=out,
                                        cache_dir=tmp_path / ".cache")
     assert record["conversion"]["status"] == "ok", record["conversion"]

@@ -195,7 +195,7 @@ def test_int16x8_v1_v2_load_with_trained_weights_not_random_ones(arch, trained_m
 
 
 def _source_dir(tmp_path: Path, model_path: Path, source: str) -> Path:
-    source_dir = tmp_path / "models" / "baseline" / source
+    source_dir = tmp_path / "models" / "train" / source
     source_dir.mkdir(parents=True)
     shutil.copyfile(model_path, source_dir / f"{source}.keras")
     (source_dir / "metrics.json").write_text(json.dumps({"weights": "none", "params": 123}))
@@ -267,7 +267,7 @@ def test_a_failed_conversion_is_a_result(tmp_path, sample_dataset):
 def test_notebook_is_thin_and_committed_without_outputs():
     import nbformat
 
-    notebook = nbformat.read(settings.NOTEBOOKS["quantized"], as_version=4)
+    notebook = nbformat.read(settings.NOTEBOOKS["quantize"], as_version=4)
     tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1
     names = [line.split(":")[0] for line in tagged[0].source.splitlines() if line and not line.startswith("#")]
@@ -285,10 +285,10 @@ def test_notebook_runs_under_papermill(tmp_path, trained_model_factory, sample_d
 
     cfg = _variant("int8")
     _source_dir(tmp_path, trained_model_factory(V3, SIZE), V3)
-    out = tmp_path / "models" / "quantized" / cfg.id
+    out = tmp_path / "models" / "quantize" / cfg.id
     out.mkdir(parents=True)
     papermill.execute_notebook(
-        str(settings.NOTEBOOKS["quantized"]), str(out / f"{cfg.id}.ipynb"), kernel_name="python3",
+        str(settings.NOTEBOOKS["quantize"]), str(out / f"{cfg.id}.ipynb"), kernel_name="python3",
         progress_bar=False, parameters={
             "variant_id": cfg.id, "config": config.config_to_dict(cfg), "dataset_dir": str(sample_dataset),
             "models_dir": str(tmp_path / "models"), "output_dir": str(out), "cache_dir": str(tmp_path / "cache")})

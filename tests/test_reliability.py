@@ -411,7 +411,7 @@ def test_no_space_no_permission_and_no_network_are_one_line(monkeypatch, capsys,
 def small_run(root: Path, profile: str = "quick", *, final: bool = False) -> settings.Layout:
     """A run's output holding one finished variant (and, with ``final``, a final folder) - enough to publish."""
     layout = settings.Layout(root, profile)
-    variant = layout.variant_dir("baseline", "mobilenet_v2")
+    variant = layout.variant_dir("train", "mobilenet_v2")
     variant.mkdir(parents=True)
     metrics = {"test": {"accuracy": 0.8, "macro_f1": 0.7}, "size": {"raw_bytes": 1000, "gzip_bytes": 900}}
     fileio.write_json(variant / "metrics.json", metrics)
@@ -433,7 +433,7 @@ def test_publish_never_replaces_a_users_folder_nor_the_runs_own(tmp_path):
     line = one_error_line(trashnet("publish", "--profile", "quick", "--out", str(layout.root), "--to", str(docs)))
     assert "not made by `publish`" in line and (docs / "thesis.docx").read_text() == "years of work"
     before = tree(layout.root)
-    for to in (layout.root, layout.models, layout.root.parent, layout.variant_dir("baseline", "mobilenet_v2")):
+    for to in (layout.root, layout.models, layout.root.parent, layout.variant_dir("train", "mobilenet_v2")):
         with pytest.raises(verify.VerifyError, match="overlaps the run's own outputs"):
             verify.publish(layout, to, log=lambda message: None)
     result = subprocess.run([sys.executable, "-m", "trashnet", "publish", "--profile", "quick", "--out", ".",
@@ -539,7 +539,7 @@ def test_verify_fails_when_it_compared_nothing(tmp_path):
         trashnet("verify", str(empty), "--out", str(layout.root), "--profile", "ref"))
     assert "typo" in one_error_line(
         trashnet("verify", str(reference), "--out", str(layout.root), "--variants", "typo"))
-    ref_variant = reference / "models" / "baseline" / "mobilenet_v2"
+    ref_variant = reference / "models" / "train" / "mobilenet_v2"
     (ref_variant / "predictions.csv").unlink()
     checks, _ = verify.verify(reference, layout)
     assert [c.what for c in checks if not c.ok] == ["agreement"]
@@ -554,14 +554,14 @@ def test_verify_fails_when_it_compared_nothing(tmp_path):
                                      '{"test": [0.8]}'])
 def test_verify_reads_a_broken_reproduction_as_one_line(tmp_path, content):
     reference, layout = reference_pair(tmp_path)
-    (layout.variant_dir("baseline", "mobilenet_v2") / "metrics.json").write_text(content)
+    (layout.variant_dir("train", "mobilenet_v2") / "metrics.json").write_text(content)
     line = one_error_line(trashnet("verify", str(reference), "--out", str(layout.root), "--profile", "ref"))
     assert "metrics.json" in line
 
 
 def test_verify_reads_predictions_without_their_column_as_one_line(tmp_path):
     reference, layout = reference_pair(tmp_path)
-    (layout.variant_dir("baseline", "mobilenet_v2") / "predictions.csv").write_text("file,label\na.jpg,glass\n")
+    (layout.variant_dir("train", "mobilenet_v2") / "predictions.csv").write_text("file,label\na.jpg,glass\n")
     assert "columns" in one_error_line(
         trashnet("verify", str(reference), "--out", str(layout.root), "--profile", "ref"))
 

@@ -93,7 +93,7 @@ def test_both_languages_with_numbered_tables_and_figures(built):
 
 def test_every_number_in_a_table_is_the_result_files_value(built):
     layout = settings.Layout(built, "quick")
-    baseline = records.read_metrics(layout.variant_dir("baseline", "mobilenet_v3_large"))
+    baseline = records.read_metrics(layout.variant_dir("train", "mobilenet_v3_large"))
     for lang in i18n.LANGUAGES:
         fmt = i18n.Formatter(lang)
         rows = parse(layout.report / lang / "index.html").tables["tab-baselines"]
@@ -206,7 +206,7 @@ def test_exports_for_the_thesis(built):
             assert (folder / lang / f"{figure}-4-{number}.png").is_file()
     # CSV numbers are the result file's, in the header's unit.
     layout = settings.Layout(built, "quick")
-    baseline = records.read_metrics(layout.variant_dir("baseline", "mobilenet_v3_large"))
+    baseline = records.read_metrics(layout.variant_dir("train", "mobilenet_v3_large"))
     number = next(p for p in (folder / "en").glob("table-4-*.csv")
                   if "Training time" in p.read_text(encoding="utf-8"))
     rows = list(csv.reader(number.open(encoding="utf-8")))

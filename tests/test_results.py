@@ -12,7 +12,7 @@ from trashnet.core.config import SelectConfig
 
 
 def test_a_record_round_trips_with_its_extra_keys(tmp_path):
-    record = {"variant": "v", "stage": "quantized", "format": "tflite", "classes": ["a", "b"],
+    record = {"variant": "v", "stage": "quantize", "format": "tflite", "classes": ["a", "b"],
               "test": {"n": 2, "accuracy": 0.5, "macro_f1": 0.4,
                        "per_class": {"a": {"precision": 1.0, "recall": 0.5, "f1": 0.6, "support": 1}}},
               "size": {"file": "v.tflite", "raw_bytes": 10, "gzip_bytes": 8},
@@ -29,15 +29,15 @@ def test_a_record_round_trips_with_its_extra_keys(tmp_path):
 def test_the_ood_block_is_typed(tmp_path):
     ood = {"dataset": "ood-dev", "n": 355, "accuracy": 0.19, "macro_f1": 0.15, "per_class": {},
            "class_map": {"bottle": "plastic"}}
-    records.write_metrics(tmp_path, {"variant": "v", "stage": "baseline", "ood": ood})
+    records.write_metrics(tmp_path, {"variant": "v", "stage": "train", "ood": ood})
     assert records.read_metrics(tmp_path).ood.n == 355
     with pytest.raises(pydantic.ValidationError):
-        records.write_metrics(tmp_path, {"variant": "v", "stage": "baseline", "ood": {"dataset": "x"}})
+        records.write_metrics(tmp_path, {"variant": "v", "stage": "train", "ood": {"dataset": "x"}})
 
 
 def test_a_wrong_type_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(pydantic.ValidationError, match="raw_bytes"):
-        records.write_metrics(tmp_path, {"variant": "v", "stage": "baseline",
+        records.write_metrics(tmp_path, {"variant": "v", "stage": "train",
                                          "size": {"raw_bytes": "big", "gzip_bytes": 1}})
     assert not (tmp_path / settings.METRICS_FILE).exists()
     record, problem = records.try_read(records.read_metrics, tmp_path)
@@ -55,7 +55,7 @@ def test_selection_written_by_select_parses(tmp_path):
 
 
 def test_an_unreadable_metrics_file_is_a_row_with_a_reason(tmp_path):
-    folder = results_tree.write_result(tmp_path / "models", "baseline", "mobilenet_v3_small",
+    folder = results_tree.write_result(tmp_path / "models", "train", "mobilenet_v3_small",
                                        arch="mobilenet_v3_small", accuracy=0.7, gzip_bytes=1000)
     record = fileio.read_json(folder / settings.METRICS_FILE)
     record["test"]["n"] = "many"

@@ -54,7 +54,7 @@ overrides:
     # The same recipe: the profile's override reaches every seed of the variant.
     assert {variants[v].train.epochs for v in (large, f"{large}@seed43", f"{large}@seed44")} == {3}
     assert variants[f"{large}@seed43"].seeds == (42, 43, 44)
-    assert variants[f"{pruned}@seed43"].source_stage == "baseline"
+    assert variants[f"{pruned}@seed43"].source_stage == "train"
     # Dependency order: a run comes after its source.
     order = list(variants)
     for variant in variants.values():
@@ -132,7 +132,7 @@ def test_the_cpu_seeds_profile_runs_three_seeds_of_the_central_chain():
     assert seeds.model == cpu.model and seeds.train == cpu.train and seeds.data == cpu.data
     variants = config.load_variants(seeds)
     chosen = config.select_variants(variants, seeds.variants)
-    trained = [v for v in chosen if variants[v].stage in ("baseline", "pruned")]
+    trained = [v for v in chosen if variants[v].stage in ("train", "prune")]
     assert len(trained) == 9 and len(chosen) == 16  # 3 x (V3-Small, V3-Large, 2:4) + 3 x (FP16, INT16) + final
     assert {variants[v].seed for v in chosen if v.startswith("mobilenet_v3_small")} == {42, 43, 44}
     assert variants["mobilenet_v3_large@seed44"].train.epochs == 45  # cpu's epoch budget, every seed
@@ -166,7 +166,7 @@ def test_the_runner_gives_each_seed_its_own_folder_and_seed(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     layout = settings.Layout(out, "seeded")  # the profile file's name
     for variant_id, seed in (("mobilenet_v3_small", 42), ("mobilenet_v3_small@seed43", 43)):
-        folder = layout.variant_dir("baseline", variant_id)
+        folder = layout.variant_dir("train", variant_id)
         assert cache.read_valid_manifest(folder) is not None, variant_id
         record = fileio.read_json(folder / "metrics.json")
         assert (record["variant"], record["seed"], record["provenance"]["config"]["seed"]) == (variant_id, seed, seed)

@@ -22,7 +22,7 @@ def test_without_a_latency_ratio_the_smallest_hybrid_within_tolerance_wins(tmp_p
     assert selection["fallback"] is None
     assert selection["candidates"] == [f"{PRUNED}.fp16", f"{PRUNED}.int16x8"]
     assert selection["chosen"]["id"] == f"{PRUNED}.int16x8"
-    assert selection["chosen"]["file"] == f"quantized/{PRUNED}.int16x8/{PRUNED}.int16x8.tflite"
+    assert selection["chosen"]["file"] == f"quantize/{PRUNED}.int16x8/{PRUNED}.int16x8.tflite"
     assert selection["best_candidate_accuracy"] == pytest.approx(0.795)
     # The float V3-Large baseline is the reference: 0.800 - 0.790 = 1 pp, over the 0.5 pp target.
     assert selection["reference"]["id"] == LARGE
@@ -64,9 +64,9 @@ def test_nothing_is_hard_coded_the_family_comes_from_the_config(tmp_path):
 
 def test_equal_sizes_are_broken_by_latency_then_id(tmp_path):
     for name, latency in (("a", 5.0), ("b", 3.0), ("c", 3.0)):
-        write_result(tmp_path, "quantized", f"{PRUNED}.{name}", arch=LARGE, source=PRUNED, precision="fp16",
+        write_result(tmp_path, "quantize", f"{PRUNED}.{name}", arch=LARGE, source=PRUNED, precision="fp16",
                      accuracy=0.9, gzip_bytes=1000, latency_ms=latency)
-    write_result(tmp_path, "pruned", PRUNED, arch=LARGE, source=LARGE, accuracy=0.9, gzip_bytes=10)
+    write_result(tmp_path, "prune", PRUNED, arch=LARGE, source=LARGE, accuracy=0.9, gzip_bytes=10)
     selection = select.select(tmp_path, SelectConfig())
     assert selection["chosen"]["id"] == f"{PRUNED}.b"
     assert selection["size_ties"] == [f"{PRUNED}.b", f"{PRUNED}.c", f"{PRUNED}.a"]
@@ -74,20 +74,20 @@ def test_equal_sizes_are_broken_by_latency_then_id(tmp_path):
 
 
 def test_missing_latency_loses_a_tie(tmp_path):
-    write_result(tmp_path, "quantized", "x.fp16", arch=LARGE, source=PRUNED, precision="fp16", accuracy=0.9,
-                 gzip_bytes=1000, extra={"source_stage": "pruned"})
-    write_result(tmp_path, "quantized", "y.fp16", arch=LARGE, source=PRUNED, precision="fp16", accuracy=0.9,
-                 gzip_bytes=1000, latency_ms=50.0, extra={"source_stage": "pruned"})
+    write_result(tmp_path, "quantize", "x.fp16", arch=LARGE, source=PRUNED, precision="fp16", accuracy=0.9,
+                 gzip_bytes=1000, extra={"source_stage": "prune"})
+    write_result(tmp_path, "quantize", "y.fp16", arch=LARGE, source=PRUNED, precision="fp16", accuracy=0.9,
+                 gzip_bytes=1000, latency_ms=50.0, extra={"source_stage": "prune"})
     assert select.select(tmp_path, SelectConfig())["chosen"]["id"] == "y.fp16"
 
 
 def test_fallback_to_every_tflite_result_is_recorded(tmp_path):
-    write_result(tmp_path, "baseline", LARGE, arch=LARGE, accuracy=0.8, gzip_bytes=11_000_000)
-    write_result(tmp_path, "quantized", f"{LARGE}.int8", arch=LARGE, source=LARGE, precision="int8",
+    write_result(tmp_path, "train", LARGE, arch=LARGE, accuracy=0.8, gzip_bytes=11_000_000)
+    write_result(tmp_path, "quantize", f"{LARGE}.int8", arch=LARGE, source=LARGE, precision="int8",
                  accuracy=0.78, gzip_bytes=3_000_000, latency_ms=9.0)
-    write_result(tmp_path, "quantized", f"{LARGE}.fp16", arch=LARGE, source=LARGE, precision="fp16",
+    write_result(tmp_path, "quantize", f"{LARGE}.fp16", arch=LARGE, source=LARGE, precision="fp16",
                  accuracy=0.80, gzip_bytes=6_000_000, latency_ms=3.0)
-    write_result(tmp_path, "quantized", f"{PRUNED}.int16x8", arch=LARGE, source=PRUNED, precision="int16x8",
+    write_result(tmp_path, "quantize", f"{PRUNED}.int16x8", arch=LARGE, source=PRUNED, precision="int16x8",
                  failed="RuntimeError: boom")
     selection = select.select(tmp_path, SelectConfig(accuracy_tolerance_pp=1.0))
     assert selection["fallback"]["candidates"] == "every usable TFLite result"
@@ -98,17 +98,17 @@ def test_fallback_to_every_tflite_result_is_recorded(tmp_path):
 
 
 def test_unusable_results_are_tolerated_and_explained(tmp_path):
-    write_result(tmp_path, "quantized", f"{PRUNED}.fp16", arch=LARGE, source=PRUNED, precision="fp16",
-                 accuracy=0.9, gzip_bytes=100, write_model=False, extra={"source_stage": "pruned"})
-    write_result(tmp_path, "quantized", f"{PRUNED}.int16x8", arch=LARGE, source=PRUNED, precision="int16x8",
-                 gzip_bytes=200, extra={"source_stage": "pruned"})  # no test metrics
-    partial = tmp_path / "quantized" / f".{PRUNED}.int8.partial-123"  # the runner's unfinished copy
+    write_result(tmp_path, "quantize", f"{PRUNED}.fp16", arch=LARGE, source=PRUNED, precision="fp16",
+                 accuracy=0.9, gzip_bytes=100, write_model=False, extra={"source_stage": "prune"})
+    write_result(tmp_path, "quantize", f"{PRUNED}.int16x8", arch=LARGE, source=PRUNED, precision="int16x8",
+                 gzip_bytes=200, extra={"source_stage": "prune"})  # no test metrics
+    partial = tmp_path / "quantize" / f".{PRUNED}.int8.partial-123"  # the runner's unfinished copy
     partial.mkdir(parents=True)
     (partial / "metrics.json").write_text("{}", encoding="utf-8")
-    broken = tmp_path / "quantized" / "broken"
+    broken = tmp_path / "quantize" / "broken"
     broken.mkdir(parents=True)
     (broken / "metrics.json").write_text("{not json", encoding="utf-8")
-    write_result(tmp_path, "quantized", "ok.int8", arch="mobilenet_v2", source="mobilenet_v2", precision="int8",
+    write_result(tmp_path, "quantize", "ok.int8", arch="mobilenet_v2", source="mobilenet_v2", precision="int8",
                  accuracy=0.5, gzip_bytes=300, latency_ms=1.0)
     selection = select.select(tmp_path, SelectConfig())
     rows = results_by_id(selection)
@@ -120,7 +120,7 @@ def test_unusable_results_are_tolerated_and_explained(tmp_path):
 
 
 def test_no_usable_result_is_an_error_that_names_them(tmp_path):
-    write_result(tmp_path, "quantized", f"{PRUNED}.int16x8", arch=LARGE, source=PRUNED, precision="int16x8",
+    write_result(tmp_path, "quantize", f"{PRUNED}.int16x8", arch=LARGE, source=PRUNED, precision="int16x8",
                  failed="RuntimeError: boom")
     with pytest.raises(select.SelectionError, match="boom"):
         select.select(tmp_path, SelectConfig())
@@ -156,10 +156,10 @@ def test_a_latency_limit_excludes_slow_candidates(tmp_path):
 def test_unfinished_and_other_profile_results_are_set_aside(tmp_path):
     models = standard_tree(tmp_path)
     # The winner's run crashed after writing metrics.json: no manifest.json, so it cannot be chosen.
-    (models / "quantized" / f"{PRUNED}.fp16" / "manifest.json").unlink()
-    write_result(models, "quantized", f"{PRUNED}.int8-dynamic", arch=LARGE, source=PRUNED,
+    (models / "quantize" / f"{PRUNED}.fp16" / "manifest.json").unlink()
+    write_result(models, "quantize", f"{PRUNED}.int8-dynamic", arch=LARGE, source=PRUNED,
                  precision="int8-dynamic", accuracy=0.9, gzip_bytes=10, latency_ms=1.0, profile="cpu",
-                 extra={"source_stage": "pruned"})
+                 extra={"source_stage": "prune"})
     selection = select.select(models, SelectConfig(precisions=()), profile="quick")
     rows = results_by_id(selection)
     assert "runner did not finish" in rows[f"{PRUNED}.fp16"]["excluded"]

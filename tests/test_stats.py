@@ -184,20 +184,20 @@ def tree(tmp_path):
     labels = np.random.default_rng(0).integers(0, len(CLASSES), 200)
     for seed in (42, 43, 44):
         large = LARGE if seed == 42 else f"{LARGE}@seed{seed}"
-        write_predicted(models, "baseline", large, labels, noisy(labels, 0.8, seed), seed=seed)
-    write_predicted(models, "baseline", "mobilenet_v3_small", labels, noisy(labels, 0.85, 7))
+        write_predicted(models, "train", large, labels, noisy(labels, 0.8, seed), seed=seed)
+    write_predicted(models, "train", "mobilenet_v3_small", labels, noisy(labels, 0.85, 7))
     dense = noisy(labels, 0.8, 42)
     pruned = np.where(np.arange(200) < 20, noisy(labels, 0.3, 1), dense)  # much worse on 20 images
-    write_predicted(models, "pruned", PRUNED, labels, pruned, source=LARGE)
-    write_predicted(models, "quantized", f"{PRUNED}.fp16", labels, pruned, source=PRUNED, precision="fp16",
+    write_predicted(models, "prune", PRUNED, labels, pruned, source=LARGE)
+    write_predicted(models, "quantize", f"{PRUNED}.fp16", labels, pruned, source=PRUNED, precision="fp16",
                     gzip_bytes=1_600_000)
     int16 = pruned.copy()
     int16[100] = (labels[100] + 1) % len(CLASSES)
-    write_predicted(models, "quantized", f"{PRUNED}.int16x8", labels, int16, source=PRUNED, precision="int16x8",
+    write_predicted(models, "quantize", f"{PRUNED}.int16x8", labels, int16, source=PRUNED, precision="int16x8",
                     gzip_bytes=1_200_000)
-    write_result(models, "quantized", f"{LARGE}.int8", arch=LARGE, source=LARGE, precision="int8", accuracy=0.7,
+    write_result(models, "quantize", f"{LARGE}.int8", arch=LARGE, source=LARGE, precision="int8", accuracy=0.7,
                  gzip_bytes=900_000, latency_ms=9.0)  # no predictions.csv
-    write_predicted(models, "baseline", "mobilenet_v2", labels, labels, finished=False)
+    write_predicted(models, "train", "mobilenet_v2", labels, labels, finished=False)
     return models
 
 
@@ -260,8 +260,8 @@ def test_stats_json_round_trips_and_names_every_method(tree, tmp_path):
 def test_images_that_differ_are_not_paired(tmp_path):
     models = tmp_path / "models"
     labels = np.arange(60) % len(CLASSES)
-    write_predicted(models, "baseline", LARGE, labels, labels)
-    write_predicted(models, "pruned", PRUNED, labels, labels, source=LARGE,
+    write_predicted(models, "train", LARGE, labels, labels)
+    write_predicted(models, "prune", PRUNED, labels, labels, source=LARGE,
                     paths=[f"{CLASSES[y]}/other_{i:03d}.jpg" for i, y in enumerate(labels)])
     result = stats.analyse(select.finished_results(models, SelectConfig()), models, FAST)
     assert result.comparisons == []
@@ -273,18 +273,18 @@ def test_images_that_differ_are_not_paired(tmp_path):
 def test_selection_judges_candidates_on_their_seed_mean_and_says_so(tmp_path):
     models = tmp_path / "models"
     labels = np.arange(300) % len(CLASSES)
-    write_predicted(models, "baseline", LARGE, labels, noisy(labels, 0.8, 0))
-    write_predicted(models, "pruned", PRUNED, labels, noisy(labels, 0.8, 1), source=LARGE)
+    write_predicted(models, "train", LARGE, labels, noisy(labels, 0.8, 0))
+    write_predicted(models, "prune", PRUNED, labels, noisy(labels, 0.8, 1), source=LARGE)
     # fp16's first seed is the most accurate, but its extra seed is much worse: its mean falls below int16x8.
     base = noisy(labels, 0.8, 2)
     base[:30] = (labels[:30] + 1) % len(CLASSES)
     fp16, int16 = base.copy(), base.copy()
     fp16[:20], int16[:10] = labels[:20], labels[:10]  # fp16 is 10 images (3.3 pp) ahead on its first seed
-    write_predicted(models, "quantized", f"{PRUNED}.fp16", labels, fp16, source=PRUNED, precision="fp16",
+    write_predicted(models, "quantize", f"{PRUNED}.fp16", labels, fp16, source=PRUNED, precision="fp16",
                     gzip_bytes=1_600_000)
-    write_predicted(models, "quantized", f"{PRUNED}.fp16@seed43", labels, noisy(labels, 0.6, 4), seed=43,
+    write_predicted(models, "quantize", f"{PRUNED}.fp16@seed43", labels, noisy(labels, 0.6, 4), seed=43,
                     source=f"{PRUNED}@seed43", precision="fp16", gzip_bytes=1_600_000)
-    write_predicted(models, "quantized", f"{PRUNED}.int16x8", labels, int16, source=PRUNED, precision="int16x8",
+    write_predicted(models, "quantize", f"{PRUNED}.int16x8", labels, int16, source=PRUNED, precision="int16x8",
                     gzip_bytes=1_700_000)
     config = SelectConfig(accuracy_tolerance_pp=0.0, max_latency_ratio=None)
     by_mean = select.select(models, config)
@@ -308,7 +308,7 @@ def test_not_significantly_worse_eligibility(tmp_path):
     far[:60] = (labels[:60] + 1) % len(CLASSES)  # 60 images worse: significant
     for variant, predicted, size in (("fp16", best, 3_000_000), ("int16x8", close, 2_000_000),
                                      ("int8-dynamic", far, 1_000_000)):
-        write_predicted(models, "quantized", f"{PRUNED}.{variant}", labels, predicted, source=PRUNED,
+        write_predicted(models, "quantize", f"{PRUNED}.{variant}", labels, predicted, source=PRUNED,
                         precision=variant, gzip_bytes=size)
     config = SelectConfig(precisions=("fp16", "int16x8", "int8-dynamic"), source_stage=None,
                           eligibility="not-significantly-worse", max_latency_ratio=None)

@@ -32,7 +32,7 @@ def check_outputs(out, cfg, record, sample_dataset):
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp files left behind
     metrics = scoring.read_metrics(out)
     assert metrics == record
-    assert metrics["variant"] == cfg.id and metrics["stage"] == "baseline" and metrics["arch"] == cfg.arch
+    assert metrics["variant"] == cfg.id and metrics["stage"] == "train" and metrics["arch"] == cfg.arch
     assert metrics["profile"] == "quick" and metrics["seed"] == cfg.seed and metrics["format"] == "keras"
     assert metrics["image_size"] == cfg.model.image_size
     assert metrics["classes"] == ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
@@ -71,7 +71,7 @@ def check_outputs(out, cfg, record, sample_dataset):
 @pytest.mark.slow
 def test_run_baseline_from_scratch(sample_dataset, quick_profile, tmp_path, monkeypatch):
     cfg = variant(quick_profile, train={"epochs": 2, "checkpoint": "best", "early_stopping_patience": 5})
-    out = tmp_path / "models" / "baseline" / cfg.id
+    out = tmp_path / "models" / "train" / cfg.id
     monkeypatch.setenv(settings.ENV_PROGRESS, str(tmp_path / settings.PROGRESS_FILE))  # as `run` sets it
     record = train.run_baseline(cfg, dataset_dir=sample_dataset, output_dir=out, cache_dir=tmp_path / "cache",
                                 verbose=False)

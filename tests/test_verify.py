@@ -36,7 +36,7 @@ def test_publish_copies_only_the_small_outputs(published):
     for variant_id in standin.SELECTED[:-1]:
         stage = next(p for p in files if f"/{variant_id}/metrics.json" in p)
         assert stage.replace("metrics.json", "predictions.csv") in files
-    assert "models/baseline/mobilenet_v3_large/history.csv" in files
+    assert "models/train/mobilenet_v3_large/history.csv" in files
     assert not [f for f in files if f.endswith(".keras") or f.endswith("manifest.json")]
     assert not [f for f in files if f.endswith(".ipynb") and not f.startswith("report/notebooks/")]
     assert [f for f in files if f.endswith(".tflite")] == ["models/final/trashnet.tflite"]
@@ -83,12 +83,12 @@ def test_outside_tolerance_and_missing_variants_fail(published, tmp_path):
     out, reference = published
     copy = standin.copy_run(out, tmp_path / "out")
     layout = settings.Layout(copy, "quick")
-    metrics_path = layout.variant_dir("baseline", "mobilenet_v3_large") / "metrics.json"
+    metrics_path = layout.variant_dir("train", "mobilenet_v3_large") / "metrics.json"
     metrics = fileio.read_json(metrics_path)
     metrics["test"]["accuracy"] += 0.05  # 5 pp: outside the 2 pp tolerance
     metrics_path.chmod(0o644)
     fileio.write_json(metrics_path, metrics)
-    missing = layout.variant_dir("quantized", "mobilenet_v3_small.fp16")
+    missing = layout.variant_dir("quantize", "mobilenet_v3_small.fp16")
     for path in missing.iterdir():
         path.chmod(0o644)
     (missing / "metrics.json").unlink()
@@ -151,10 +151,10 @@ def test_tolerances_on_hand_written_results(tmp_path):
     reference, out = tmp_path / "results" / "cpu", tmp_path / "out"
     layout = settings.Layout(out, "cpu")
     same = ["glass"] * 18 + ["paper"] * 2
-    _variant(reference / "models" / "baseline" / "a", 0.90, same)
-    _variant(layout.variant_dir("baseline", "a"), 0.91, same[:-1] + ["glass"])  # +1 pp, 19/20 agree
-    _variant(reference / "models" / "quantized" / "a.fp16", 0.90, same, gzip_bytes=1000)
-    _variant(layout.variant_dir("quantized", "a.fp16"), 0.90, ["metal"] * 20, gzip_bytes=1200)
+    _variant(reference / "models" / "train" / "a", 0.90, same)
+    _variant(layout.variant_dir("train", "a"), 0.91, same[:-1] + ["glass"])  # +1 pp, 19/20 agree
+    _variant(reference / "models" / "quantize" / "a.fp16", 0.90, same, gzip_bytes=1000)
+    _variant(layout.variant_dir("quantize", "a.fp16"), 0.90, ["metal"] * 20, gzip_bytes=1200)
     checks, missing = verify.verify(reference, layout)
     verdict = {(c.variant, c.what): c.ok for c in checks}
     assert missing == []
@@ -162,6 +162,6 @@ def test_tolerances_on_hand_written_results(tmp_path):
     assert not verdict[("a.fp16", "agreement")] and not verdict[("a.fp16", "gzip_bytes")]
     assert verdict[("a.fp16", "raw_bytes")]
     # Only the variants asked for are compared; one the reproduction lacks is named.
-    _variant(reference / "models" / "pruned" / "a.prune-2of4", 0.88, same)
+    _variant(reference / "models" / "prune" / "a.prune-2of4", 0.88, same)
     checks, missing = verify.verify(reference, layout, ["a", "a.prune-2of4"])
     assert {c.variant for c in checks} == {"a"} and missing == ["a.prune-2of4"]

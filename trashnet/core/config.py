@@ -169,7 +169,7 @@ class SelectConfig(Strict):
     accuracy_tolerance_pp: float = Field(1.0, ge=0)  # final = smallest gzipped file within this of the best
     architecture: str | None = "mobilenet_v3_large"  # the research's hybrid: restrict the final to this arch
     precisions: tuple[str, ...] = ("fp16", "int16x8")  # ... and to these precisions; () = any
-    source_stage: str | None = "pruned"  # ... quantized from a model of this stage (the hybrid: pruned)
+    source_stage: str | None = "prune"  # ... quantized from a model of this stage (the hybrid: prune)
     latency: str = "tflite_threads1"  # the latency_ms entry that breaks ties and draws the latency front
     max_drop_pp: float = Field(0.5, ge=0)  # target: final >= float reference (same arch) - this many pp
     max_latency_ms: float | None = Field(None, gt=0)  # candidates slower than this (latency above) are out
@@ -226,7 +226,7 @@ class VariantConfig(Strict):
     """Everything one variant's notebook needs, fully resolved."""
 
     id: str
-    stage: Literal["baseline", "pruned", "quantized", "final"]
+    stage: Literal["train", "prune", "quantize", "final"]
     profile: str
     seed: int  # this run's seed (training init, augmentation, shuffling, calibration sample)
     # Every seed this variant runs with (the first keeps the plain id). Used while expanding the variants only,
@@ -261,7 +261,7 @@ class VariantConfig(Strict):
 
     @model_validator(mode="after")
     def _qat_is_int8(self) -> VariantConfig:
-        if self.quantize.qat.method != "none" and (self.stage != "quantized" or self.precision != "int8"):
+        if self.quantize.qat.method != "none" and (self.stage != "quantize" or self.precision != "int8"):
             raise ValueError(f"quantize.qat.method {self.quantize.qat.method!r} needs a quantized variant at "
                              f"precision 'int8' (got stage {self.stage!r}, precision {self.precision!r})")
         return self
@@ -454,7 +454,7 @@ def _expand_entries(stage: str, raw: Any, where: str) -> list[dict[str, Any]]:
     for position, item in enumerate(raw):
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: {stage}[{position}] must be a mapping")
-        if stage == "quantized" and "sources" in item:
+        if stage == "quantize" and "sources" in item:
             # A matrix entry: every source in every precision, ids "<source>.<precision>".
             unknown = set(item) - {"sources", "precisions"}
             if unknown:
@@ -484,7 +484,7 @@ def load_variants(profile: Profile, path: str | Path = settings.VARIANTS_FILE) -
         for entry in _expand_entries(stage, body.get(stage), str(path)):
             entry["stage"] = stage
             source = entry.get("source")
-            if stage in ("pruned", "quantized"):
+            if stage in ("prune", "quantize"):
                 if source not in resolved:
                     raise ConfigError(
                         f"{path}: {stage} variant {entry.get('id')!r} names source {source!r}, "
@@ -494,7 +494,7 @@ def load_variants(profile: Profile, path: str | Path = settings.VARIANTS_FILE) -
                 if profile.seeds is None and "seeds" not in entry:
                     entry.setdefault("seed", upstream.seed)  # unless told otherwise: one run, on the plain source
                 entry["source_stage"] = upstream.stage
-                if stage == "quantized":
+                if stage == "quantize":
                     # A quantized file inherits the model settings its source was trained with.
                     entry = deep_merge({"model": upstream.model.model_dump(mode="json")}, entry)
             variant = resolve_variant(profile, entry, where=str(path))

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trashnet.core import fileio, settings
 
@@ -93,6 +93,11 @@ class Metrics(_Record):
     arch: str | None = None
     source: str | None = None
     source_stage: str | None = None
+
+    @field_validator("stage", "source_stage")
+    @classmethod
+    def _current_stage_name(cls, value: str | None) -> str | None:
+        return settings.stage_name(value)  # results written before the stage rename say "baseline", ...
     selected_variant: str | None = None  # the final stage: the variant the rule chose
     precision: str | None = None
     format: Literal["keras", "tflite"] | None = None
@@ -149,6 +154,9 @@ class ResultRow(_Record):
     id: str
     stage: str
     dir: str | None = None
+
+    _current_stage_name = field_validator("stage", "source_stage")(
+        classmethod(lambda cls, value: settings.stage_name(value)))  # as in Metrics
     status: str | None = None  # ok, unreadable, conversion-failed, no-test, unfinished, other-profile
     error: str | None = None
     arch: str | None = None

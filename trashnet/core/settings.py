@@ -2,7 +2,7 @@
 
 Everything generated lives under one output root (``TRASHNET_OUT``, default: the repository), one folder
 per profile in each part of the research layout: ``dataset/<profile>/``,
-``models/<profile>/{baseline,pruned,quantized}/<id>/`` and ``models/<profile>/final/``,
+``models/<profile>/{train,prune,quantize}/<id>/`` and ``models/<profile>/final/``,
 ``report/<profile>/``, ``logs/<profile>/`` and ``.cache/<profile>/`` (derived arrays). So the ``cpu`` and
 ``full`` runs live side by side and never overwrite each other. Raw data is never written to.
 Committed reference results use the same layout minus the profile level, under ``results/<profile>/``.
@@ -43,7 +43,10 @@ ENV_METADATA_PYTHON = "TRASHNET_METADATA_PYTHON"  # the metadata writer's interp
 ENV_PROGRESS = "TRASHNET_PROGRESS"  # set by `run` for each kernel: the progress file it appends to (progress.py)
 
 SPLITS = ("train", "validation", "test")
-STAGES = ("baseline", "pruned", "quantized", "final")
+STAGES = ("train", "prune", "quantize", "final")  # the result stages, each a folder models/<profile>/<stage>/
+# Results written before the stages were named by their verb (the from-scratch results of December 2026) use
+# these folder and stage names; readers map them (``stage_name``), writers never use them.
+LEGACY_STAGES = {"baseline": "train", "pruned": "prune", "quantized": "quantize"}
 MANIFEST_NAME = "manifest.csv"  # written by `prepare` into the dataset folder
 RUN_MANIFEST_NAME = "manifest.json"  # written last into a finished variant folder: its "done" marker
 # Result files (their typed models live in trashnet/core/records.py). In a variant folder:
@@ -62,22 +65,42 @@ STATS_FILE = "stats.json"  # significance (trashnet/stages/stats.py); absent = n
 RUN_RECORD = "run.json"  # <out>/logs/run.json: what the last run did
 # The one parameterized notebook per stage, run by papermill for each variant of that stage.
 NOTEBOOKS = {
-    "baseline": EXPERIMENTS_DIR / "baseline.ipynb",
-    "pruned": EXPERIMENTS_DIR / "prune.ipynb",
-    "quantized": EXPERIMENTS_DIR / "quantize.ipynb",
+    "train": EXPERIMENTS_DIR / "train.ipynb",
+    "prune": EXPERIMENTS_DIR / "prune.ipynb",
+    "quantize": EXPERIMENTS_DIR / "quantize.ipynb",
     "final": EXPERIMENTS_DIR / "final.ipynb",
 }
 
 # The package modules each stage's notebook calls: the start of its import closure, whose code is in the
 # stage's cache key (provenance.import_closure; tests check these against the notebooks' imports).
 STAGE_MODULES = {
-    "baseline": ("stages.train", "report.views"),
-    "pruned": ("stages.prune", "stages.train", "report.views", "report.figures"),
-    "quantized": ("stages.quantize", "core.config"),
+    "train": ("stages.train", "report.views"),
+    "prune": ("stages.prune", "stages.train", "report.views", "report.figures"),
+    "quantize": ("stages.quantize", "core.config"),
     # tools/write_metadata runs as a subprocess (its own venv), not imported: named so its code keys the stage.
     "final": ("stages.final", "stages.select", "stages.stats", "core.config", "report.figures", "tools.write_metadata"),
 }
 DATA_MODULES = ("data.prepare",)  # `prepare`: what the dataset folder depends on
+
+
+def stage_name(name: str | None) -> str | None:
+    """A stage's name as this code calls it, also for results written under a legacy name (``LEGACY_STAGES``)."""
+    return LEGACY_STAGES.get(name, name) if name is not None else None
+
+
+def result_folders(models_dir: Path) -> list[tuple[str, Path]]:
+    """(stage, folder) of every variant folder under ``models_dir`` (``models/<profile>/``) of the stages before
+    ``final``, in stage then name order; legacy-named stage folders count under their new name. Hidden folders
+    are the runner's unfinished ``.<id>.partial-<pid>`` copies: never results."""
+    found = []
+    for stage in STAGES[:-1]:
+        names = [stage] + [old for old, new in LEGACY_STAGES.items() if new == stage]
+        for name in names:
+            folder = models_dir / name
+            if folder.is_dir():
+                found += [(stage, path) for path in sorted(folder.iterdir())
+                          if path.is_dir() and not path.name.startswith(".")]
+    return found
 
 
 def default_data_source() -> Path:

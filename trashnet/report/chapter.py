@@ -311,7 +311,7 @@ def final(chapter: Chapter, data: ReportData) -> None:
     rows = [r for r in selection.results if r.status == "ok"]
     for key, label, scale in (("gzip_bytes", N_("gzipped file size (MB, log scale)"), 1e-6),
                               ("latency_ms", N_("latency, 1 thread, batch 1 (ms, log scale)"), 1.0)):
-        points = [(r.id, group_of.get(r.id, r.stage), getattr(r, key) * scale if getattr(r, key) else None,
+        points = [(r.id, group_of.get(r.id, figures.STAGE_GROUPS.get(r.stage, r.stage)), getattr(r, key) * scale if getattr(r, key) else None,
                    r.accuracy) for r in rows]
         chapter.add_figure(Figure(f"pareto-{key}", N_("Test accuracy against %(axis)s; the line is the Pareto "
                                                       "front, the circle the final model"),

@@ -17,9 +17,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from trashnet.core import fileio, provenance, records, settings
+from trashnet.report import figures
 from trashnet.report.i18n import N_
 
-GROUPS = ("baseline", "pruned", "quantized", "hybrid")
+GROUPS = ("baseline", "pruned", "quantized", "hybrid")  # model families, as the thesis names them
 # Single-image latency, in order of preference, for the format a row's size is of (one thread first:
 # comparable across machines).
 LATENCY_KEYS = {"keras": ("keras_batch1",), "tflite": ("tflite_threads1", "tflite_threads2", "tflite")}
@@ -46,12 +47,13 @@ class Variant(BaseModel):
 
     @property
     def group(self) -> str:
-        """baseline, pruned, quantized (from a baseline), hybrid (quantized from a pruned model) or final."""
-        if self.stage == "quantized" and self.metrics is not None:
-            source_stage = self.metrics.source_stage or self.metrics.config.get("source_stage")
-            if source_stage == "pruned" or (not source_stage and ".prune" in (self.metrics.source or "")):
+        """The model family the report groups by: baseline (train stage), pruned, quantized (from a baseline),
+        hybrid (quantized from a pruned model) or final."""
+        if self.stage == "quantize" and self.metrics is not None:
+            source_stage = settings.stage_name(self.metrics.source_stage or self.metrics.config.get("source_stage"))
+            if source_stage == "prune" or (not source_stage and ".prune" in (self.metrics.source or "")):
                 return "hybrid"
-        return self.stage
+        return figures.STAGE_GROUPS.get(self.stage, self.stage)
 
     @property
     def scored(self) -> bool:
@@ -85,7 +87,7 @@ class Variant(BaseModel):
         m = self.metrics
         if m is None:
             return None, None
-        fmt = m.format or ("tflite" if self.stage in ("quantized", "final") else "keras")
+        fmt = m.format or ("tflite" if self.stage in ("quantize", "final") else "keras")
         return m.latency(LATENCY_KEYS.get(fmt, ()))
 
 
@@ -174,19 +176,13 @@ def _entries(layout: settings.Layout, run: dict[str, Any]) -> list[tuple[str, st
         order = [v for v in run.get("selected") or [] if v in run["variant"]]
         order += sorted(set(run["variant"]) - set(order))
         # The folder from the layout, not the record: a published results/<profile>/ has no profile level.
-        return [(vid, run["variant"][vid].get("stage", ""),
-                 layout.variant_dir(run["variant"][vid].get("stage", ""), vid), run["variant"][vid])
+        folders = {folder.name: folder for _, folder in settings.result_folders(layout.models)}
+        stages = {vid: settings.stage_name(run["variant"][vid].get("stage", "")) for vid in order}
+        return [(vid, stages[vid], folders.get(vid) or layout.variant_dir(stages[vid], vid), run["variant"][vid])
                 for vid in order]
-    entries = []
-    for stage in settings.STAGES:
-        stage_dir = layout.stage_dir(stage)
-        if stage == "final":
-            if stage_dir.is_dir():
-                entries.append(("final", stage, layout.variant_dir("final", "final"), {}))
-            continue
-        for folder in sorted(stage_dir.glob("*")) if stage_dir.is_dir() else []:
-            if folder.is_dir() and not folder.name.startswith("."):
-                entries.append((folder.name, stage, folder, {}))
+    entries = [(folder.name, stage, folder, {}) for stage, folder in settings.result_folders(layout.models)]
+    if layout.stage_dir("final").is_dir():
+        entries.append(("final", "final", layout.variant_dir("final", "final"), {}))
     return entries
 
 

@@ -14,8 +14,10 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from trashnet.core import settings
 from trashnet.core.pareto import pareto_front
 
+STAGE_GROUPS = {"train": "baseline", "prune": "pruned", "quantize": "quantized"}  # stage -> model family
 GROUP_COLOURS = {"baseline": "#1f77b4", "pruned": "#ff7f0e", "quantized": "#2ca02c", "hybrid": "#d62728",
                  "final": "#9467bd"}
 GROUP_MARKERS = {"baseline": "s", "pruned": "^", "quantized": "o", "hybrid": "D", "final": "*"}
@@ -180,9 +182,10 @@ def pareto_selection(selection: Mapping[str, Any], text: Mapping[str, str] | Non
 
 
 def _group(row: Mapping[str, Any]) -> str:
-    if row.get("stage") == "quantized" and row.get("source_stage") == "pruned":
+    stage = settings.stage_name(row.get("stage")) or "train"
+    if stage == "quantize" and settings.stage_name(row.get("source_stage")) == "prune":
         return "hybrid"
-    return str(row.get("stage") or "baseline")
+    return STAGE_GROUPS.get(stage, stage)
 
 
 def largest_layers(layers: Mapping[str, Mapping[str, Any]], limit: int) -> list[str]:

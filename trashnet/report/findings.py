@@ -325,18 +325,18 @@ def method(data: ReportData) -> Method:
         found.libraries = {k: str(v) for k, v in sorted((baseline.metrics.provenance.get("libraries") or {}).items())}
     for v in data.variants:
         config = v.metrics.config if v.metrics is not None else {}
-        if v.stage == "pruned" and config.get("prune"):
+        if v.stage == "prune" and config.get("prune"):
             prune = config["prune"]
             if prune.get("method") and prune["method"] not in found.prune_methods:
                 found.prune_methods.append(prune["method"])
             found.prune_epochs = found.prune_epochs or prune.get("epochs")
             found.distill = found.distill or prune.get("distill")
-        qat = (config.get("quantize") or {}).get("qat") if v.stage == "quantized" else None
+        qat = (config.get("quantize") or {}).get("qat") if v.stage == "quantize" else None
         if qat:
             if qat.get("method") not in (None, "none") and qat["method"] not in found.qat_methods:
                 found.qat_methods.append(qat["method"])
             found.qat_epochs = found.qat_epochs or qat.get("epochs")
-        if v.stage == "quantized" and v.metrics is not None and v.metrics.precision \
+        if v.stage == "quantize" and v.metrics is not None and v.metrics.precision \
                 and v.metrics.precision not in found.precisions:
             found.precisions.append(v.metrics.precision)
     return found

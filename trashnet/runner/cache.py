@@ -102,11 +102,11 @@ def run_lock(layout: settings.Layout):
 
 IDENTITY = ("id", "stage", "seed", "arch", "source", "source_stage", "precision")
 STAGE_INPUTS = {
-    "baseline": ("data", "model", "train", "quantize.latency_runs", "quantize.latency_warmup"),
-    "pruned": ("model", "prune", "train.batch_size", "train.weight_decay", "train.label_smoothing",
+    "train": ("data", "model", "train", "quantize.latency_runs", "quantize.latency_warmup"),
+    "prune": ("model", "prune", "train.batch_size", "train.weight_decay", "train.label_smoothing",
                "train.class_weights", "train.augment", "train.ema", "quantize.latency_threads",
                "quantize.latency_runs", "quantize.latency_warmup"),
-    "quantized": ("model", "quantize"),
+    "quantize": ("model", "quantize"),
     "final": ("select", "stats"),
 }
 
@@ -155,15 +155,8 @@ def results_on_disk(models_dir: Path, known: dict[str, str]) -> dict[str, str]:
     """``final``'s upstream: it reads every result folder under ``models_dir`` (``select.read_results``),
     whichever variants were selected, so each one's outputs digest (``known`` for those this run checked
     already, else hashed now). A deleted, edited or added result reruns ``final``, even selected alone."""
-    found = {}
-    for stage in settings.STAGES:
-        folder = models_dir / stage
-        if stage == "final" or not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir()):
-            if not path.name.startswith(".") and (path / METRICS_NAME).is_file():
-                found[path.name] = known.get(path.name) or outputs_digest(list_files(path))
-    return found
+    return {path.name: known.get(path.name) or outputs_digest(list_files(path))
+            for _, path in settings.result_folders(models_dir) if (path / METRICS_NAME).is_file()}
 
 
 def ood_fingerprint() -> str | None:

@@ -37,7 +37,7 @@ REFERENCE_TRAIN_IMAGES = 1764
 PRUNE_EPOCH_FACTOR = 1.1
 HEAD_EPOCH_FACTOR = 0.2  # pretrained: classifier on cached features, inference-only backbone pass
 # Per variant beyond its epochs: kernel start (~12 s), decoding, evaluation, latency, HTML (~1 min).
-OVERHEAD_SECONDS = {"baseline": 60.0, "pruned": 60.0, "quantized": 35.0, "final": 15.0}
+OVERHEAD_SECONDS = {"train": 60.0, "prune": 60.0, "quantize": 35.0, "final": 15.0}
 # Per core, the share of a lone variant's speed that each of several one-thread workers keeps (2 cores:
 # 2 x 0.6 = 1.2x the throughput of one two-thread process, docs/toolchain-facts.md).
 PARALLEL_THROUGHPUT = 0.6
@@ -88,10 +88,10 @@ class Speed:
 
 
 def units(variant: VariantConfig) -> float:
-    if variant.stage == "baseline":
+    if variant.stage == "train":
         pretrained = variant.model.weights != "none"
         return variant.train.epochs + (HEAD_EPOCH_FACTOR * variant.train.head_epochs if pretrained else 0.0)
-    if variant.stage == "pruned":
+    if variant.stage == "prune":
         return float(variant.prune.epochs)
     return 1.0
 
@@ -101,7 +101,7 @@ def default_epoch_seconds(variant: VariantConfig, train_images: int | None) -> f
     per_epoch *= (variant.model.image_size / REFERENCE_SIZE) ** 2
     if train_images:
         per_epoch *= train_images / REFERENCE_TRAIN_IMAGES
-    if variant.stage == "pruned":
+    if variant.stage == "prune":
         per_epoch *= PRUNE_EPOCH_FACTOR
     return per_epoch
 
@@ -115,11 +115,11 @@ def estimate(variant: VariantConfig, history: dict[str, Any] | None = None,
                if entry.get("status") in ("done", "cached", None)}
     previous = entries.get(variant.id) or {}
     if previous.get("seconds") and previous.get("units"):
-        if variant.stage in ("baseline", "pruned"):
+        if variant.stage in ("train", "prune"):
             return Estimate(previous["seconds"] * now / previous["units"], now, "history")
         return Estimate(float(previous["seconds"]), now, "history")
     overhead = OVERHEAD_SECONDS[variant.stage]
-    if variant.stage in ("baseline", "pruned"):
+    if variant.stage in ("train", "prune"):
         rates = [entry["seconds"] / entry["units"] for entry in entries.values()
                  if entry.get("stage") == variant.stage and entry.get("arch") == variant.arch
                  and entry.get("seconds") and entry.get("units")]

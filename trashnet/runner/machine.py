@@ -83,7 +83,7 @@ def check(runner, train_images: int | None, log) -> None:
     todo = [job for job in runner.jobs.values() if job.id not in cached]
     before = runner.seconds_left(cached)
     path = runner.critical_path()
-    first = next((job for job in sorted(todo, key=lambda job: -path[job.id]) if job.variant.stage == "baseline"), None)
+    first = next((job for job in sorted(todo, key=lambda job: -path[job.id]) if job.variant.stage == "train"), None)
     if not before or before[0] < MIN_RUN_SECONDS or first is None or not train_images:
         return
     cores = os.cpu_count() or 1

@@ -164,7 +164,7 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
         f"(models/{layout.profile}/, report/{layout.profile}/)")
     jobs_plan = plan(all_variants, ids, layout, notebooks_dir)  # a missing notebook stops us before any work
     for job in jobs_plan.values():  # missing ImageNet files stop us here too, in one line, not in a notebook
-        if job.variant.stage == "baseline" and job.variant.model.weights == imagenet_files.WEIGHTS_VALUE:
+        if job.variant.stage == "train" and job.variant.model.weights == imagenet_files.WEIGHTS_VALUE:
             imagenet_files.check_available(job.variant.arch)
     try:
         layout.root.mkdir(parents=True, exist_ok=True)

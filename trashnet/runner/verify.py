@@ -81,16 +81,10 @@ class Check:
 
 def _variant_folders(layout: settings.Layout) -> dict[str, Path]:
     """Variant id -> folder, for every folder with a metrics.json under ``layout.models``."""
-    found: dict[str, Path] = {}
-    for stage in settings.STAGES:
-        stage_dir = layout.stage_dir(stage)
-        if stage == "final":
-            if (stage_dir / METRICS).is_file():
-                found["final"] = stage_dir
-            continue
-        for folder in sorted(stage_dir.glob("*")) if stage_dir.is_dir() else []:
-            if not folder.name.startswith(".") and (folder / METRICS).is_file():
-                found[folder.name] = folder
+    found = {folder.name: folder for _, folder in settings.result_folders(layout.models)
+             if (folder / METRICS).is_file()}
+    if (layout.stage_dir("final") / METRICS).is_file():
+        found["final"] = layout.stage_dir("final")
     return found
 
 

@@ -285,7 +285,7 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
     ``history.csv`` into ``output_dir``. Returns the ``metrics.json`` record."""
     from trashnet.core.litert import TFLiteModel, op_census  # noqa: PLC0415
 
-    if cfg.stage != "pruned" or not cfg.source:
+    if cfg.stage != "prune" or not cfg.source:
         raise ValueError(f"variant {cfg.id!r} is not a pruned variant with a source (stage {cfg.stage!r})")
     source_dir, output_dir = Path(source_dir), Path(output_dir)
     source_file = source_dir / f"{cfg.source}.keras"

@@ -61,7 +61,7 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
     A conversion that fails (or a file LiteRT cannot load) is a result, not a crash: ``metrics.json`` then
     has ``conversion.status == "failed"`` with the error, and no ``test``.
     """
-    if cfg.stage != "quantized" or cfg.precision is None or cfg.source is None:
+    if cfg.stage != "quantize" or cfg.precision is None or cfg.source is None:
         raise ValueError(f"variant {cfg.id!r} is not a quantized variant (stage {cfg.stage!r})")
     dataset_dir, source_dir, output_dir = Path(dataset_dir), Path(source_dir), Path(output_dir)
     source_path = source_dir / f"{cfg.source}.keras"
@@ -75,7 +75,7 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
     reference = _float_reference(model, data, source_sha, cache_dir)
     weights = source_record.get("weights") or imagenet.weights_origin(cfg.model.weights, cfg.arch)
     record: dict[str, Any] = {
-        "variant": cfg.id, "stage": "quantized", "arch": cfg.arch, "source": cfg.source,
+        "variant": cfg.id, "stage": cfg.stage, "arch": cfg.arch, "source": cfg.source,
         "precision": cfg.precision, "format": "tflite", "profile": cfg.profile, "seed": cfg.seed,
         "weights": weights, "image_size": cfg.model.image_size, "classes": list(data.classes),
         "source_model": {"file": source_path.name, "sha256": source_sha,

@@ -1,6 +1,6 @@
 """Choosing the final model from the result files, by a stated rule.
 
-Reads every ``metrics.json`` under ``models/{baseline,pruned,quantized}/``, draws the Pareto fronts
+Reads every ``metrics.json`` under ``models/{train,prune,quantize}/``, draws the Pareto fronts
 (test accuracy against gzipped size and against latency) over all of them, then applies the rule:
 
 1. **Candidates** are the TFLite results of the research's *hybrid* family (``SelectConfig``): by default
@@ -33,7 +33,6 @@ from trashnet.core.pareto import pareto_front  # the one front, also drawn by tr
 from trashnet.core.config import SelectConfig, StatsConfig, split_seed_id
 
 SELECTION_FILE = settings.SELECTION_FILE
-RESULT_STAGES = ("baseline", "pruned", "quantized")
 RUN_MANIFEST = settings.RUN_MANIFEST_NAME
 METRICS_FILE = settings.METRICS_FILE
 
@@ -119,13 +118,8 @@ def read_results(models_dir: str | os.PathLike, *, latency_key: str = "tflite_th
     """Every ``models/<stage>/<id>/metrics.json`` of the result stages, in stage then id order."""
     models_dir = Path(models_dir)
     rows = []
-    for stage in RESULT_STAGES:
-        stage_dir = models_dir / stage
-        if not stage_dir.is_dir():
-            continue
-        # Hidden folders are the runner's unfinished ``.<id>.partial-<pid>`` copies: never results.
-        for variant_dir in sorted(p for p in stage_dir.iterdir()
-                                  if not p.name.startswith(".") and (p / METRICS_FILE).is_file()):
+    for stage, variant_dir in settings.result_folders(models_dir):
+        if (variant_dir / METRICS_FILE).is_file():
             row = _row(stage, variant_dir, models_dir, latency_key)
             row["run_manifest"] = (variant_dir / RUN_MANIFEST).is_file()  # the runner's "done" marker
             rows.append(row)
@@ -186,7 +180,7 @@ def _too_slow(row: dict[str, Any], config: SelectConfig) -> str | None:
 
 def _reference(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> dict[str, Any] | None:
     """The float baseline of the chosen architecture, preferring the same weights origin and profile."""
-    baselines = [r for r in rows if r["stage"] == "baseline" and r.get("status") == "ok"
+    baselines = [r for r in rows if r["stage"] == "train" and r.get("status") == "ok"
                  and r.get("arch") == chosen.get("arch")]
     if not baselines:
         return None

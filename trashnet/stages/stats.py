@@ -275,12 +275,12 @@ def family_pairs(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     """(family, a, b) for every comparison the source links define, in result order."""
     pairs = []
     for row in rows:
-        if row["stage"] == "pruned" and row.get("source"):
+        if row["stage"] == "prune" and row.get("source"):
             pairs.append(("pruned_vs_dense", row["id"], row["source"]))
     for row in rows:
-        if row["stage"] == "quantized" and row.get("source"):
+        if row["stage"] == "quantize" and row.get("source"):
             pairs.append(("quantized_vs_float", row["id"], row["source"]))
-    baselines = [row["id"] for row in rows if row["stage"] == "baseline" and split_seed_id(row["id"])[1] is None]
+    baselines = [row["id"] for row in rows if row["stage"] == "train" and split_seed_id(row["id"])[1] is None]
     pairs += [("baselines", a, b) for a, b in itertools.combinations(baselines, 2)]
     return pairs
 

@@ -1,6 +1,6 @@
 """Baseline training: one recipe for a MobileNet from scratch or from pretrained weights.
 
-    record = run_baseline(cfg, dataset_dir="dataset", output_dir="models/baseline/mobilenet_v3_large",
+    record = run_baseline(cfg, dataset_dir="dataset", output_dir="models/train/mobilenet_v3_large",
                           cache_dir=".cache")
 
 From scratch (``model.weights: none``): AdamW (no weight decay on BatchNorm or biases), linear warm-up then
@@ -399,7 +399,7 @@ def history_csv(rows: list[dict[str, Any]]) -> str:
 def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
                  cache_dir: str | os.PathLike | None = None, verbose: bool = True) -> dict[str, Any]:
     """Train, save and evaluate one baseline variant; returns its ``metrics.json`` record."""
-    if cfg.stage != "baseline" or cfg.arch is None:
+    if cfg.stage != "train" or cfg.arch is None:
         raise ValueError(f"run_baseline needs a baseline variant with an arch, got {cfg.id!r} ({cfg.stage})")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
