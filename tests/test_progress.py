@@ -115,7 +115,7 @@ def test_a_kernel_that_reports_epochs_moves_the_progress_line(tmp_path, monkeypa
 
 def test_a_quiet_variant_still_changes_the_progress_line(tmp_path, monkeypatch):
     # The target: a line at least once a minute; here the heartbeat is shortened to see it in seconds.
-    monkeypatch.setattr(pipeline, "HEARTBEAT_SECONDS", 2.0)
+    monkeypatch.setattr(scheduler, "HEARTBEAT_SECONDS", 2.0)
     lines = _timed_run(monkeypatch, tmp_path / "out", {"sleep": 9})
     start = next(at for at, line in lines if re.search(rf"\] start\s+{VARIANT} ", line))
     done = next(at for at, line in lines if re.search(rf"\] done\s+{VARIANT} ", line))

@@ -7,12 +7,12 @@ import pytest
 from trashnet.core import config
 
 VARIANTS = """
-baseline:
+train:
   - {id: mobilenet_v3_large, arch: mobilenet_v3_large}
   - {id: mobilenet_v3_small, arch: mobilenet_v3_small}
-pruned:
+prune:
   - {id: mobilenet_v3_large.prune-2of4, source: mobilenet_v3_large}
-quantized:
+quantize:
   - sources: [mobilenet_v3_large.prune-2of4]
     precisions: [fp16, int8]
 final:
@@ -108,7 +108,7 @@ def test_bad_seeds_are_clear_errors(tmp_path, body, message):
 
 def test_an_id_may_not_carry_the_seed_suffix_itself(tmp_path):
     with pytest.raises(config.ConfigError, match="must not contain '@seed'"):
-        load(tmp_path, "", "baseline:\n  - {id: x@seed3, arch: mobilenet_v1}\n")
+        load(tmp_path, "", "train:\n  - {id: x@seed3, arch: mobilenet_v1}\n")
 
 
 def test_a_profile_extends_another(tmp_path):

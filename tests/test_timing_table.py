@@ -33,6 +33,6 @@ def test_stage_totals_and_what_each_variant_spent(tmp_path):
     assert rows["a.fp16"]["other_s"] == 30.0 and rows["a.fp16"]["test_accuracy"] == 0.84
     assert rows["b"]["test_accuracy"] is None  # no metrics file: shown, not guessed
     text = timing_table.markdown(result)
-    assert "| baseline | 1 | 18.3 | 96 % |" in text and "| a | baseline | done | 18.3 | 80 |" in text
+    assert "| train | 1 | 18.3 | 96 % |" in text and "| a | train | done | 18.3 | 80 |" in text
     # Cached variants count only when asked: their time was spent by an earlier run.
     assert timing_table.table(record, tmp_path, include_cached=True)["stages"]["train"]["variants"] == 2

@@ -11,11 +11,12 @@ Defaults live on the fields below, with one comment each. Nothing here imports T
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,9 +31,56 @@ PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8", "int16x8", "int16x8-fallba
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors; ints are not silently parsed from strings."""
+    """Unknown keys are errors; ints are not silently parsed from strings. Inside ``recording(config)``, every
+    field read of that config is noted (``Reads``): what a stage reads is what its cache key covers."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def __getattribute__(self, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if _RECORDER is not None and name[0] != "_":
+            _RECORDER.note(self, name, value)
+        return value
+
+
+class Reads:
+    """The fields of one config read while it was recorded, as dotted paths (``train.epochs``). A section read
+    on its own (``cfg.prune.distill``, which may be None) counts as ``sections``: whether it is there."""
+
+    def __init__(self, root: Strict) -> None:
+        self.fields: set[str] = set()
+        self.sections: set[str] = set()
+        self._paths: dict[int, str] = {}
+        self._kept: list[Strict] = []  # keeps the ids in _paths from being reused while recording
+        self._walk(root, "")
+
+    def _walk(self, model: Strict, prefix: str) -> None:
+        self._paths[id(model)] = prefix
+        self._kept.append(model)
+        for name in type(model).model_fields:
+            value = model.__dict__.get(name)
+            if isinstance(value, Strict):
+                self._walk(value, f"{prefix}{name}.")
+
+    def note(self, model: Strict, name: str, value: Any) -> None:
+        prefix = self._paths.get(id(model))
+        if prefix is None or name not in type(model).model_fields:
+            return  # another config object, or a method: not a field of the recorded config
+        (self.sections if isinstance(value, Strict) else self.fields).add(prefix + name)
+
+
+_RECORDER: Reads | None = None  # a plain global, not a context variable: tf.data threads read configs too
+
+
+@contextlib.contextmanager
+def recording(config: Strict) -> Iterator[Reads]:
+    """Note every field of ``config`` read inside the block (``model_dump`` is not a read: provenance only)."""
+    global _RECORDER
+    previous, _RECORDER = _RECORDER, Reads(config)
+    try:
+        yield _RECORDER
+    finally:
+        _RECORDER = previous
 
 
 class DataConfig(Strict):

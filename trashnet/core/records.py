@@ -394,3 +394,27 @@ def try_read(reader, folder: str | os.PathLike) -> tuple[Any, str | None]:
         return None, f"missing: {Path(error.filename or folder).name}"
     except (OSError, ValueError) as error:  # pydantic.ValidationError is a ValueError
         return None, f"{type(error).__name__}: {str(error).splitlines()[0]}"
+
+
+# --- what a stage read of its config (written by stages.invoke, read by the runner's cache) -------------
+
+class ConfigReads(_Record):
+    """The fields of a variant's config its stage read while it ran (dotted paths), and the sections it
+    checked for presence (``prune.distill`` may be None): what the variant's cache key covers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fields: list[str]
+    sections: list[str] = Field(default_factory=list)
+
+
+def write_config_reads(folder: str | os.PathLike, reads: ConfigReads) -> Path:
+    return fileio.write_json(Path(folder) / settings.CONFIG_READS_FILE, reads.model_dump(mode="json"))
+
+
+def read_config_reads(folder: str | os.PathLike) -> ConfigReads | None:
+    """None when the folder has no record (a stage that has not run yet, or results from before recording)."""
+    path = Path(folder) / settings.CONFIG_READS_FILE
+    if not path.is_file():
+        return None
+    return ConfigReads.model_validate(fileio.read_json(path))

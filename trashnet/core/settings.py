@@ -54,6 +54,7 @@ METRICS_FILE = "metrics.json"  # every stage: the variant's result record
 PREDICTIONS_FILE = "predictions.csv"  # one row per test image: path, true, predicted, confidence, probabilities
 HISTORY_FILE = "history.csv"  # training stages: one row per epoch
 FAILED_FILE = "failed.json"  # the runner, instead of manifest.json, when the notebook raised
+CONFIG_READS_FILE = "config_reads.json"  # the config fields the stage read (its cache key covers them)
 PROGRESS_FILE = "progress.jsonl"  # the kernel's epoch (and step) events, one JSON line each (progress.py)
 # In the final folder, beside metrics.json:
 SELECTION_FILE = "selection.json"
@@ -63,24 +64,6 @@ VERIFICATION_FILE = "verification.json"
 SUMS_FILE = "SHA256SUMS"
 STATS_FILE = "stats.json"  # significance (trashnet/stages/stats.py); absent = not run
 RUN_RECORD = "run.json"  # <out>/logs/run.json: what the last run did
-# The one parameterized notebook per stage, run by papermill for each variant of that stage.
-NOTEBOOKS = {
-    "train": EXPERIMENTS_DIR / "train.ipynb",
-    "prune": EXPERIMENTS_DIR / "prune.ipynb",
-    "quantize": EXPERIMENTS_DIR / "quantize.ipynb",
-    "final": EXPERIMENTS_DIR / "final.ipynb",
-}
-
-# The package modules each stage's notebook calls: the start of its import closure, whose code is in the
-# stage's cache key (provenance.import_closure; tests check these against the notebooks' imports).
-STAGE_MODULES = {
-    "train": ("stages.train", "report.views"),
-    "prune": ("stages.prune", "stages.train", "report.views", "report.figures"),
-    "quantize": ("stages.quantize", "core.config"),
-    # tools/write_metadata runs as a subprocess (its own venv), not imported: named so its code keys the stage.
-    "final": ("stages.final", "stages.select", "stages.stats", "core.config", "report.figures", "tools.write_metadata"),
-}
-DATA_MODULES = ("data.prepare",)  # `prepare`: what the dataset folder depends on
 
 
 def stage_name(name: str | None) -> str | None:

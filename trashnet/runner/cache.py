@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from trashnet.runner.plan import Job, PipelineError
-from trashnet.core import config, fileio, owned, provenance, settings
+from trashnet.core import config, fileio, owned, provenance, records, registry, settings
 
 FAILED_NAME = settings.FAILED_FILE
 METRICS_NAME = settings.METRICS_FILE  # every stage writes it
@@ -100,37 +100,42 @@ def run_lock(layout: settings.Layout):
         handle.close()
 
 
-IDENTITY = ("id", "stage", "seed", "arch", "source", "source_stage", "precision")
-STAGE_INPUTS = {
-    "train": ("data", "model", "train", "quantize.latency_runs", "quantize.latency_warmup"),
-    "prune": ("model", "prune", "train.batch_size", "train.weight_decay", "train.label_smoothing",
-               "train.class_weights", "train.augment", "train.ema", "quantize.latency_threads",
-               "quantize.latency_runs", "quantize.latency_warmup"),
-    "quantize": ("model", "quantize"),
-    "final": ("select", "stats"),
-}
+IDENTITY = ("id", "stage", "seed", "arch", "source", "source_stage", "precision")  # always in the key
+ABSENT = "<absent>"  # a recorded field the config no longer has: the key changes, the variant reruns
 
 
-def config_inputs(variant: config.VariantConfig) -> dict[str, Any]:
-    """The part of ``variant``'s config its stage reads (``STAGE_INPUTS``), as a flat dict."""
+def _lookup(resolved: dict[str, Any], path: str) -> Any:
+    value: Any = resolved
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return ABSENT
+        value = value[part]
+    return value
+
+
+def config_inputs(variant: config.VariantConfig, reads: records.ConfigReads | None) -> dict[str, Any]:
+    """The part of ``variant``'s config its stage read when it last ran (``reads``, recorded by the stage
+    itself), as a flat dict; with no record yet (the stage has not run), the whole resolved config."""
     resolved = config.config_to_dict(variant)
     picked: dict[str, Any] = {name: resolved[name] for name in IDENTITY}
-    for path in STAGE_INPUTS[variant.stage]:
-        value: Any = resolved
-        for part in path.split("."):
-            value = value[part]
-        picked[path] = value
+    if reads is None:
+        return {**picked, "config": resolved}
+    picked.update({path: _lookup(resolved, path) for path in reads.fields})
+    picked.update({path: _lookup(resolved, path) is not None for path in reads.sections})
     return picked
 
 
 def stage_code(stage: str, notebook: Path) -> tuple[list[str], str]:
     """The package files a stage's notebook runs (its import closure) and their sha256."""
-    modules = provenance.import_closure(set(settings.STAGE_MODULES[stage]) | provenance.notebook_imports(notebook))
+    start = set(registry.get(stage).code_modules) | provenance.notebook_imports(notebook)
+    modules = provenance.import_closure(start)
     return modules, provenance.code_hash(modules)
 
 
-def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha: str) -> str:
-    """``code``: ``stage_code(...)[1]`` for the job's stage."""
+def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha: str,
+              reads: records.ConfigReads | None) -> str:
+    """``code``: ``stage_code(...)[1]`` for the job's stage; ``reads``: what the stage read of its config
+    (``records.read_config_reads`` of the variant's folder), None before it has run."""
     if job.variant.stage == "final":  # it reads every result on disk, selected in this run or not
         upstream: dict[str, Any] = results_on_disk(
             job.target.parent, {dep: jobs[dep].digest for dep in job.deps if jobs[dep].ok})
@@ -138,7 +143,7 @@ def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha:
         upstream = {dep: {"key": jobs[dep].key, "outputs": jobs[dep].digest} if jobs[dep].ok else jobs[dep].status
                     for dep in job.deps}
     inputs = {
-        "config": config_inputs(job.variant),
+        "config": config_inputs(job.variant, reads),
         "code": code,
         "lockfile": lock,
         "notebook": fileio.sha256_file(job.notebook),

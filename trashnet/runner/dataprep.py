@@ -10,7 +10,7 @@ from pathlib import Path
 
 from trashnet.runner.cache import sha256_json
 from trashnet.runner.plan import now
-from trashnet.core import config, fileio, provenance, settings
+from trashnet.core import config, fileio, provenance, registry, settings
 
 PREPARE_STAMP = "prepare.json"  # <out>/.cache/<profile>/prepare.json: what the dataset was prepared from
 
@@ -40,7 +40,7 @@ def prepare_data(source: Path, layout: settings.Layout, data_config: config.Data
         "source": str(source),
         "files": sha256_json(_source_fingerprint(source)),
         "data": config.config_to_dict(data_config),
-        "code": provenance.code_hash(provenance.import_closure(settings.DATA_MODULES)),
+        "code": provenance.code_hash(provenance.import_closure(registry.DATA_MODULES)),
     }
     manifest = layout.data_manifest
     from trashnet.data import prepare

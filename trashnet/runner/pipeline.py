@@ -42,7 +42,7 @@ from pathlib import Path
 from trashnet.runner.cache import clean_leftovers, run_lock
 from trashnet.runner.dataprep import prepare_data
 from trashnet.runner.plan import ENV_NOTEBOOKS, PipelineError, now, plan
-from trashnet.runner.scheduler import RUN_RECORD, Runner, read_record, train_images
+from trashnet.runner.scheduler import RUN_RECORD, Runner, count_train_images, read_record
 from trashnet.runner.worker import interrupt
 from trashnet.core.errors import os_error_hint, os_error_text
 from trashnet.core import config, fileio, settings
@@ -175,7 +175,7 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
         data_sha = prepare_data(source, layout, profile_obj.data, force=force, log=log)
         clean_leftovers(sorted({job.target.parent for job in jobs_plan.values()}))
         history = read_record(layout.logs / RUN_RECORD)  # the profile's previous run: the ETA learns from it
-        train_images = train_images(layout.data_manifest)
+        train_images = count_train_images(layout.data_manifest)
         runner = Runner(jobs_plan, layout, data_sha=data_sha, jobs_at_once=jobs, force=force, log=log,
                         history=history, train_images=train_images)
         if warmup:  # before committing to hours: this machine's speed, and the whole run's estimate

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from trashnet.core.errors import UserError
-from trashnet.core import config, settings
+from trashnet.core import config, registry, settings
 from trashnet.runner import eta
 
 ENV_NOTEBOOKS = "TRASHNET_NOTEBOOKS"  # tests: a folder with stand-in stage notebooks
@@ -60,7 +60,7 @@ class Job:
 
 
 def notebook_for(stage: str, notebooks_dir: Path | None = None) -> Path:
-    path = settings.NOTEBOOKS[stage]
+    path = registry.get(stage).notebook
     if notebooks_dir is not None:
         path = notebooks_dir / path.name
     return path

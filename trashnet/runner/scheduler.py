@@ -15,7 +15,7 @@ from trashnet.runner.cache import (FAILED_NAME, METRICS_NAME, OWNED_KIND, PARTIA
                                     outputs_digest, read_valid_manifest, stage_code, swap_into_place)
 from trashnet.runner.plan import Job, now
 from trashnet.runner.worker import ansi_free, die_with_parent
-from trashnet.core import config, fileio, owned, progress, provenance, settings
+from trashnet.core import config, fileio, owned, progress, provenance, records, settings
 from trashnet.runner import eta
 
 RUN_RECORD = settings.RUN_RECORD  # <out>/logs/<profile>/run.json: what the last run did, for the report
@@ -150,7 +150,9 @@ class Runner:
             job.reason = "no variant to choose from succeeded"
             self.progress(job, "skipped")
             return True
-        job.key = cache_key(job, self.jobs, code=self.code(job)[1], lock=self.lock, data_sha=self.data_sha)
+        # The key covers what the stage read of its config the last time it ran (recorded in its folder).
+        reads = records.read_config_reads(job.target) if job.target.is_dir() else None
+        job.key = self.key(job, reads)
         if not self.force:
             manifest = read_valid_manifest(job.target, job.key)
             if manifest is not None:
@@ -160,6 +162,9 @@ class Runner:
                 self.progress(job, "cached")
                 return True
         return False
+
+    def key(self, job: Job, reads: records.ConfigReads | None) -> str:
+        return cache_key(job, self.jobs, code=self.code(job)[1], lock=self.lock, data_sha=self.data_sha, reads=reads)
 
     def launch(self, job: Job) -> None:
         variant = job.variant
@@ -230,12 +235,14 @@ class Runner:
             returncode = 1
         if returncode == 0 and executed.exists():
             files = list_files(job.temp)
+            reads = records.read_config_reads(job.temp)
+            job.key = self.key(job, reads)  # now over what the stage did read
             manifest = {
                 "variant": job.id, "stage": job.variant.stage, "status": "done", "key": job.key,
                 "finished": now(), "seconds": round(job.seconds, 2), "notebook": str(job.notebook),
                 "log": str(job.log), "files": files,
                 "inputs": {"code_sha256": self.code(job)[1], "code_modules": self.code(job)[0],
-                           "config": config_inputs(job.variant), "lockfile_sha256": self.lock,
+                           "config": config_inputs(job.variant, reads), "lockfile_sha256": self.lock,
                            "data_manifest_sha256": self.data_sha,
                            "upstream": {dep: self.jobs[dep].key if self.jobs[dep].ok else self.jobs[dep].status
                                         for dep in job.deps}},
@@ -353,7 +360,7 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def train_images(manifest: Path) -> int | None:
+def count_train_images(manifest: Path) -> int | None:
     """Accepted training images in the prepared data set's manifest (for the ETA); None if unreadable."""
     import csv
 

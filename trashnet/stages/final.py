@@ -486,6 +486,14 @@ def check_sums(output_dir: str | os.PathLike) -> dict[str, bool]:
     return result
 
 
+def run(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, models_dir: str | os.PathLike,
+        output_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+        verbose: bool = False) -> dict[str, Any]:
+    """The stage's entry (``stages.invoke``): chooses among every result under ``models_dir``."""
+    return build_final(cfg, dataset_dir=dataset_dir, models_dir=models_dir, output_dir=output_dir,
+                       cache_dir=cache_dir)
+
+
 def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models_dir: str | os.PathLike,
                 output_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
                 strict: bool = True) -> dict[str, Any]:

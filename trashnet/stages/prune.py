@@ -277,6 +277,13 @@ def _pct_smaller(new: float, old: float) -> float | None:
 
 # --- The stage -------------------------------------------------------------------------------------
 
+def run(cfg: VariantConfig, *, dataset_dir: str | Path, models_dir: str | Path, output_dir: str | Path,
+        cache_dir: str | Path | None = None, verbose: bool = False) -> dict[str, Any]:
+    """The stage's entry (``stages.invoke``): the source is ``models_dir/<source_stage>/<source>/``."""
+    return run_pruning(cfg, dataset_dir=dataset_dir, source_dir=Path(models_dir) / cfg.source_stage / cfg.source,
+                       output_dir=output_dir, cache_dir=cache_dir, verbose=verbose)
+
+
 def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str | Path, output_dir: str | Path,
                 cache_dir: str | Path | None = None, verbose: bool = True) -> dict[str, Any]:
     """Prune ``<source_dir>/<cfg.source>.keras`` per ``cfg.prune``, fine-tune, strip, verify, convert,

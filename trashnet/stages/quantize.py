@@ -53,6 +53,14 @@ def _source_record(source_dir: Path) -> dict[str, Any]:
     return fileio.read_json(path) if path.is_file() else {}
 
 
+def run(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, models_dir: str | os.PathLike,
+        output_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+        verbose: bool = False) -> dict[str, Any]:
+    """The stage's entry (``stages.invoke``): the source is ``models_dir/<source_stage>/<source>/``."""
+    return run_quantization(cfg, dataset_dir=dataset_dir, source_dir=Path(models_dir) / cfg.source_stage / cfg.source,
+                            output_dir=output_dir, cache_dir=cache_dir)
+
+
 def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, source_dir: str | os.PathLike,
                      output_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Convert ``<source_dir>/<source>.keras`` to ``cfg.precision``, write ``<id>.tflite`` and evaluate the

@@ -396,6 +396,13 @@ def history_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def run(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, models_dir: str | os.PathLike,
+        output_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+        verbose: bool = False) -> dict[str, Any]:
+    """The stage's entry (``stages.invoke``): a baseline has no source, so ``models_dir`` is not read."""
+    return run_baseline(cfg, dataset_dir=dataset_dir, output_dir=output_dir, cache_dir=cache_dir, verbose=verbose)
+
+
 def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
                  cache_dir: str | os.PathLike | None = None, verbose: bool = True) -> dict[str, Any]:
     """Train, save and evaluate one baseline variant; returns its ``metrics.json`` record."""
