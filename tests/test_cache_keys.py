@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import standin
-from trashnet.core import config, provenance, settings
+from trashnet.core import config, provenance, records, registry, settings
 from trashnet.runner import cache, pipeline
 
 
@@ -42,14 +42,19 @@ def test_import_closure_follows_sub_packages_and_their_inits(tmp_path):
         "__init__.py", "high/__init__.py", "high/stage.py", "low/__init__.py", "low/other.py", "low/util.py"]
 
 
+def _closures() -> dict[str, set[str]]:
+    return {name: set(provenance.import_closure(set(stage.code_modules) | provenance.notebook_imports(stage.notebook)))
+            for name, stage in registry.STAGES.items() if stage.per_variant}
+
+
 def test_stage_closures_of_the_real_package():
-    closures = {stage: set(provenance.import_closure(modules)) for stage, modules in settings.STAGE_MODULES.items()}
+    closures = _closures()
     for stage, files in closures.items():
         assert not any(name.startswith(("runner/", "cli.py", "__main__.py")) for name in files), stage
         # The notebooks show figures and tables; the rest of the reporter is in no stage's key.
         assert not {name for name in files if name.startswith("report/")} - {
             "report/__init__.py", "report/figures.py", "report/views.py"}, stage
-        assert {"__init__.py", "core/__init__.py", "core/provenance.py"} <= files
+        assert {"__init__.py", "core/__init__.py", "core/provenance.py", "stages/invoke.py"} <= files
     training = closures["train"] | closures["prune"] | closures["quantize"]
     assert "stages/select.py" in closures["final"] and "stages/select.py" not in training
     assert "stages/final.py" not in training
@@ -59,24 +64,19 @@ def test_stage_closures_of_the_real_package():
     assert "stages/prune.py" not in closures["quantize"]
     assert {"stages/train.py", "nets/models.py", "core/keras_env.py", "data/inputs.py"} <= closures["train"]
     assert "core/keras_env.py" not in closures["final"]  # the final stage never loads TensorFlow
+    assert "tools/write_metadata.py" in closures["final"]  # run in its own venv, named by the registry
 
 
-def test_stage_modules_cover_what_the_notebooks_import():
-    for stage, notebook in settings.NOTEBOOKS.items():
-        imported = provenance.notebook_imports(notebook)
-        assert imported and imported <= set(settings.STAGE_MODULES[stage]), (stage, imported)
-
-
-def test_config_inputs_hold_only_what_the_stage_reads(quick_profile):
-    variants = config.load_variants(quick_profile)
-    extra = lambda vid: {key.split(".")[0] for key in cache.config_inputs(variants[vid])} - set(cache.IDENTITY)  # noqa: E731
-    assert extra("mobilenet_v3_large") == {"data", "model", "train", "quantize"}
-    assert extra("mobilenet_v3_large.prune-2of4") == {"model", "prune", "train", "quantize"}
-    assert extra("mobilenet_v3_large.fp16") == {"model", "quantize"}
-    assert extra("final") == {"select", "stats"}
-    # A baseline keys on the two latency settings its evaluation reads, not the rest of `quantize`.
-    baseline = cache.config_inputs(variants["mobilenet_v3_large"])
-    assert "quantize.latency_runs" in baseline and "quantize" not in baseline
+def test_config_inputs_are_what_the_stage_read(quick_profile):
+    variant = config.load_variants(quick_profile)["mobilenet_v3_large.prune-2of4"]
+    identity = {key: value for key, value in cache.config_inputs(variant, None).items() if key != "config"}
+    assert set(identity) == set(cache.IDENTITY)
+    assert cache.config_inputs(variant, None)["config"] == config.config_to_dict(variant)  # not run yet: all
+    reads = records.ConfigReads(fields=["prune.epochs", "train.batch_size", "gone.field"], sections=["prune.distill"])
+    picked = cache.config_inputs(variant, reads)
+    assert set(picked) - set(cache.IDENTITY) == {"prune.epochs", "train.batch_size", "gone.field", "prune.distill"}
+    assert picked["prune.epochs"] == variant.prune.epochs and picked["gone.field"] == cache.ABSENT
+    assert picked["prune.distill"] is (variant.prune.distill is not None)
 
 
 # --- reruns, end to end on the stand-in notebooks -------------------------------------------------------

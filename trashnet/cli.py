@@ -12,14 +12,16 @@ import importlib
 import sys
 import traceback
 
+from trashnet.core import registry
 from trashnet.core.errors import EXPECTED_ERRNOS, UsageError, UserError, os_error_hint, os_error_text
 
-# name -> (module, one-line help)
+# name -> (module, one-line help). The stages (train, prune, quantize, final, report) come from the registry.
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("trashnet.data.prepare", "validate a <class>/<image> folder, split it and write dataset/ + manifest.csv"),
     "download": ("trashnet.data.download", "download the official TrashNet release and verify its checksum"),
     "run": ("trashnet.runner.pipeline", "run every stage notebook for every variant (cached, resumable)"),
-    "report": ("trashnet.report.build", "build the results chapter of a profile (id, en: HTML, PDF, exports) from the result files"),
+    **{stage.name: ("trashnet.runner.single" if stage.per_variant else f"trashnet.{stage.module}", stage.summary)
+       for stage in registry.STAGES.values()},
     "verify": ("trashnet.runner.verify", "compare a run with committed reference results (results/<profile>/)"),
     "publish": ("trashnet.runner.publish", "copy a run's small outputs into results/<profile>/ (at most 40 MB)"),
     "predict": ("trashnet.deploy.predict", "classify image files, folders or globs with a .tflite model"),
@@ -57,6 +59,7 @@ def _dispatch(argv: list[str], state: dict) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     sub = _Parser(prog=f"python -m trashnet {name}", description=COMMANDS[name][1])
     module.configure(sub)
+    sub.set_defaults(stage=name)  # a stage command's module serves every stage (runner.single)
     sub.add_argument("--debug", action="store_true", help="show the traceback of any error")
     state["debug"] = state["debug"] or "--debug" in rest  # before parsing: a usage error honours it too
     args = sub.parse_args(rest)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from trashnet.runner.plan import Job, PipelineError
+from trashnet.runner.plan import Job, PipelineError, now
 from trashnet.core import config, fileio, owned, provenance, records, registry, settings
 
 FAILED_NAME = settings.FAILED_FILE
@@ -154,6 +154,37 @@ def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha:
     if ood is not None:  # only when set, so that runs without an OOD set keep their keys
         inputs["ood_data"] = ood
     return sha256_json(inputs)
+
+
+def write_manifest(folder: Path, job: Job, jobs: dict[str, Job], *, code: tuple[list[str], str], lock: str,
+                   data_sha: str, seconds: float, log: Path | None) -> dict[str, Any]:
+    """Write ``folder``'s ``manifest.json``, its "done" marker (written last): the key over what the stage read
+    of its config (its ``config_reads.json``), and the sha256 of every file beside it."""
+    reads = records.read_config_reads(folder)
+    files = list_files(folder)
+    manifest = {
+        "variant": job.id, "stage": job.variant.stage, "status": "done",
+        "key": cache_key(job, jobs, code=code[1], lock=lock, data_sha=data_sha, reads=reads),
+        "finished": now(), "seconds": round(seconds, 2), "notebook": str(job.notebook),
+        "log": str(log) if log else None, "files": files,
+        "inputs": {"code_sha256": code[1], "code_modules": code[0], "config": config_inputs(job.variant, reads),
+                   "lockfile_sha256": lock, "data_manifest_sha256": data_sha,
+                   "upstream": {dep: jobs[dep].key if jobs[dep].ok else jobs[dep].status for dep in job.deps}},
+    }
+    fileio.write_json(folder / settings.RUN_MANIFEST_NAME, manifest)
+    return manifest
+
+
+def report_key(layout: settings.Layout, jobs: dict[str, Job], *, lock: str) -> str:
+    """The report stage's key: its code (the report package's import closure), the templates and the
+    translations, the lockfile, and the outcome of every variant of the run (outputs digest, or why not)."""
+    modules = provenance.import_closure(registry.get("report").code_modules)
+    assets = {str(path.relative_to(settings.REPO_ROOT)): fileio.sha256_file(path)
+              for folder in (settings.TEMPLATES_DIR, settings.PACKAGE_DIR / "locale")
+              for path in sorted(folder.rglob("*")) if path.is_file() and path.suffix != ".mo"}
+    outcomes = {vid: job.digest if job.ok else f"{job.status}: {job.reason}" for vid, job in jobs.items()}
+    return sha256_json({"code": provenance.code_hash(modules), "assets": assets, "lockfile": lock,
+                        "profile": layout.profile, "variants": outcomes})
 
 
 def results_on_disk(models_dir: Path, known: dict[str, str]) -> dict[str, str]:

@@ -37,11 +37,12 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from trashnet.runner.cache import clean_leftovers, run_lock
+from trashnet.runner.cache import clean_leftovers, list_files, read_valid_manifest, report_key, run_lock
 from trashnet.runner.dataprep import prepare_data
-from trashnet.runner.plan import ENV_NOTEBOOKS, PipelineError, now, plan
+from trashnet.runner.plan import ENV_NOTEBOOKS, Job, PipelineError, now, plan
 from trashnet.runner.scheduler import RUN_RECORD, Runner, count_train_images, read_record
 from trashnet.runner.worker import interrupt
 from trashnet.core.errors import os_error_hint, os_error_text
@@ -128,17 +129,17 @@ def command(args: argparse.Namespace) -> int:
         return 130
 
 
-def run(*, profile: str | None = None, data: Path | None = None, out: Path | None = None,
-        variants: str | list[str] | None = None, variants_file: Path = settings.VARIANTS_FILE, jobs: int = 1,
-        force: bool = False, report: bool = True, verify: bool = True, split: str | None = None,
-        warmup: bool = True, log=None) -> int:
-    """The whole run; returns the exit status (0 = every selected variant succeeded)."""
-    def say(message: str) -> None:
-        print(message, flush=True)
+@dataclass(frozen=True)
+class Setup:
+    """What a run (or one stage run on its own) works on: the data, the profile and the output layout."""
 
-    log = log or say
-    if jobs < 1:
-        raise PipelineError(f"-j {jobs}: must be at least 1", "e.g. -j 2")
+    source: Path
+    is_sample: bool
+    profile: config.Profile
+    layout: settings.Layout
+
+
+def setup(*, profile: str | None, data: Path | None, out: Path | None, split: str | None, log) -> Setup:
     source, is_sample = resolve_data(data)
     if is_sample:
         log(f"data: no --data and ${settings.ENV_DATA} unset: using the bundled sample ({source}); "
@@ -148,7 +149,23 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
     if effective != profile_obj.data.split:  # every variant's config then records the split it ran on
         profile_obj = profile_obj.model_copy(update={"data": profile_obj.data.model_copy(update={"split": effective})})
     root = Path(out).expanduser().resolve() if out else settings.default_output_root()
-    layout = settings.Layout(root, profile_obj.name)
+    return Setup(source, is_sample, profile_obj, settings.Layout(root, profile_obj.name))
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def run(*, profile: str | None = None, data: Path | None = None, out: Path | None = None,
+        variants: str | list[str] | None = None, variants_file: Path = settings.VARIANTS_FILE, jobs: int = 1,
+        force: bool = False, report: bool = True, verify: bool = True, split: str | None = None,
+        warmup: bool = True, log=None) -> int:
+    """The whole run; returns the exit status (0 = every selected variant succeeded)."""
+    log = log or say
+    if jobs < 1:
+        raise PipelineError(f"-j {jobs}: must be at least 1", "e.g. -j 2")
+    where = setup(profile=profile, data=data, out=out, split=split, log=log)
+    source, is_sample, profile_obj, layout = where.source, where.is_sample, where.profile, where.layout
     notebooks_dir = Path(os.environ[ENV_NOTEBOOKS]) if os.environ.get(ENV_NOTEBOOKS) else None
     all_variants = config.load_variants(profile_obj, variants_file)
     patterns = profile_obj.variants  # the profile's default selection (None = every variant)
@@ -201,10 +218,7 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
     status = 1 if counts["failed"] or counts["skipped"] else 0
     if report:
         try:
-            from trashnet.report import build as reporter
-
-            built = reporter.build(layout.root, layout.profile, log=log)
-            log(f"report: {built}")
+            build_report(layout, runner.jobs, lock=runner.lock, force=force, log=log)
         except Exception as error:  # the run's results stand even if the report cannot be built
             log(f"report: FAILED: {type(error).__name__}: {error}")
             status = 1
@@ -218,3 +232,23 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
         except verifier.VerifyError as error:
             log(f"verify: skipped: {error}")
     return status
+
+
+def build_report(layout: settings.Layout, jobs: dict[str, Job], *, lock: str, force: bool = False, log=say) -> None:
+    """The report stage, cached like the others: rebuilt only when its code, templates or translations, or
+    what it reads (each variant's outputs, and whether it succeeded) changed. Its ``manifest.json`` in
+    ``report/<profile>/`` holds that key and the sha256 of every report file, so an edited or deleted page
+    rebuilds it too. Run times and load are not in the key: the report keeps those of the run that made
+    the results it shows."""
+    key = report_key(layout, jobs, lock=lock)
+    if not force and read_valid_manifest(layout.report, key) is not None:
+        log(f"report: cached ({layout.report})")
+        return
+    from trashnet.report import build as reporter
+
+    started = time.monotonic()
+    built = reporter.build(layout.root, layout.profile, log=log)
+    fileio.write_json(built / settings.RUN_MANIFEST_NAME, {
+        "stage": "report", "status": "done", "key": key, "finished": now(),
+        "seconds": round(time.monotonic() - started, 2), "files": list_files(built)})
+    log(f"report: {built}")

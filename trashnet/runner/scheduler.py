@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trashnet.runner.cache import (FAILED_NAME, METRICS_NAME, OWNED_KIND, PARTIAL, cache_key, config_inputs, list_files,
-                                    outputs_digest, read_valid_manifest, stage_code, swap_into_place)
+from trashnet.runner.cache import (FAILED_NAME, METRICS_NAME, OWNED_KIND, PARTIAL, cache_key, outputs_digest,
+                                    read_valid_manifest, stage_code, swap_into_place, write_manifest)
 from trashnet.runner.plan import Job, now
 from trashnet.runner.worker import ansi_free, die_with_parent
 from trashnet.core import config, fileio, owned, progress, provenance, records, settings
@@ -234,23 +234,12 @@ class Runner:
                 "message": f"the notebook finished without writing {METRICS_NAME} into output_dir"})
             returncode = 1
         if returncode == 0 and executed.exists():
-            files = list_files(job.temp)
-            reads = records.read_config_reads(job.temp)
-            job.key = self.key(job, reads)  # now over what the stage did read
-            manifest = {
-                "variant": job.id, "stage": job.variant.stage, "status": "done", "key": job.key,
-                "finished": now(), "seconds": round(job.seconds, 2), "notebook": str(job.notebook),
-                "log": str(job.log), "files": files,
-                "inputs": {"code_sha256": self.code(job)[1], "code_modules": self.code(job)[0],
-                           "config": config_inputs(job.variant, reads), "lockfile_sha256": self.lock,
-                           "data_manifest_sha256": self.data_sha,
-                           "upstream": {dep: self.jobs[dep].key if self.jobs[dep].ok else self.jobs[dep].status
-                                        for dep in job.deps}},
-            }
-            fileio.write_json(job.temp / settings.RUN_MANIFEST_NAME, manifest)  # last: the done marker
+            manifest = write_manifest(job.temp, job, self.jobs, code=self.code(job), lock=self.lock,
+                                      data_sha=self.data_sha, seconds=job.seconds, log=job.log)
             swap_into_place(job.temp, job.target)
             job.status = "done"
-            job.digest = outputs_digest(files)
+            job.key = manifest["key"]
+            job.digest = outputs_digest(manifest["files"])
             self.progress(job, "done")
             return
         error: dict[str, Any] = {}
