@@ -12,7 +12,7 @@ import pytest
 from results_tree import evaluated_tree
 
 from trashnet.stages import final, stats
-from trashnet.core import config, fileio, images, litert, records
+from trashnet.core import config, fileio, images, litert, records, registry
 from trashnet.deploy import predict
 from trashnet.core.litert import TFLiteModel
 
@@ -144,8 +144,6 @@ def test_the_final_notebook_runs(tmp_path, sample_dataset, final_config, monkeyp
     import nbformat
     import papermill
 
-    from trashnet.core import settings
-
     monkeypatch.setenv("MPLBACKEND", "Agg")  # as the pipeline runs it: the Pareto figure must still appear
 
     models_dir = evaluated_tree(tmp_path / "models", sample_dataset)
@@ -153,7 +151,7 @@ def test_the_final_notebook_runs(tmp_path, sample_dataset, final_config, monkeyp
     output_dir.mkdir()
     executed = output_dir / "final.ipynb"
     papermill.execute_notebook(
-        str(settings.NOTEBOOKS["final"]), str(executed), kernel_name="python3", progress_bar=False,
+        str(registry.get("final").notebook), str(executed), kernel_name="python3", progress_bar=False,
         parameters={"variant_id": "final", "config": config.config_to_dict(final_config),
                     "dataset_dir": str(sample_dataset), "models_dir": str(models_dir),
                     "output_dir": str(output_dir), "cache_dir": str(tmp_path / ".cache")})

@@ -37,7 +37,7 @@ def test_every_variant_of_every_profile_resolves(name):
         # Round trip through the notebook parameter form, and a cache key input for each stage.
         resolved = config.config_to_dict(variant)  # (without `seeds`: that list only expands variants)
         assert config.config_to_dict(config.config_from_dict(resolved)) == resolved
-        assert set(cache.config_inputs(variant)) >= set(cache.IDENTITY)
+        assert set(cache.config_inputs(variant, None)) >= set(cache.IDENTITY)
     # The profile's own selection and its overrides name real variants.
     ids = config.select_variants(variants, profile.variants)
     assert ids and set(profile.overrides) <= set(variants)

@@ -11,7 +11,7 @@ import pytest
 
 from trashnet.core import config as config_lib
 from trashnet.nets import scoring
-from trashnet.core import settings
+from trashnet.core import registry
 
 pytest.importorskip("tensorflow_model_optimization")
 
@@ -208,7 +208,7 @@ def test_notebook_runs_under_papermill(trained_model_factory, sample_dataset, qu
     output_dir = models_dir / "prune" / cfg.id
     output_dir.mkdir(parents=True)
     papermill.execute_notebook(
-        str(settings.NOTEBOOKS["prune"]), str(output_dir / f"{cfg.id}.ipynb"), kernel_name="python3",
+        str(registry.get("prune").notebook), str(output_dir / f"{cfg.id}.ipynb"), kernel_name="python3",
         parameters={"variant_id": cfg.id, "config": config_lib.config_to_dict(cfg),
                     "dataset_dir": str(sample_dataset), "models_dir": str(models_dir),
                     "output_dir": str(output_dir), "cache_dir": str(tmp_path / ".cache")})

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trashnet.core import config, litert, progress, settings
+from trashnet.core import config, litert, progress, registry, settings
 
 SIZE = 48
 V3 = "mobilenet_v3_small"
@@ -267,7 +267,7 @@ def test_a_failed_conversion_is_a_result(tmp_path, sample_dataset):
 def test_notebook_is_thin_and_committed_without_outputs():
     import nbformat
 
-    notebook = nbformat.read(settings.NOTEBOOKS["quantize"], as_version=4)
+    notebook = nbformat.read(registry.get("quantize").notebook, as_version=4)
     tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(tagged) == 1
     names = [line.split(":")[0] for line in tagged[0].source.splitlines() if line and not line.startswith("#")]
@@ -288,7 +288,7 @@ def test_notebook_runs_under_papermill(tmp_path, trained_model_factory, sample_d
     out = tmp_path / "models" / "quantize" / cfg.id
     out.mkdir(parents=True)
     papermill.execute_notebook(
-        str(settings.NOTEBOOKS["quantize"]), str(out / f"{cfg.id}.ipynb"), kernel_name="python3",
+        str(registry.get("quantize").notebook), str(out / f"{cfg.id}.ipynb"), kernel_name="python3",
         progress_bar=False, parameters={
             "variant_id": cfg.id, "config": config.config_to_dict(cfg), "dataset_dir": str(sample_dataset),
             "models_dir": str(tmp_path / "models"), "output_dir": str(out), "cache_dir": str(tmp_path / "cache")})

@@ -13,7 +13,7 @@ import pytest
 
 import standin
 from trashnet.stages import final
-from trashnet.core import fileio, settings
+from trashnet.core import fileio, registry, settings
 from trashnet.runner import scheduler
 
 SCRIPT = settings.REPO_ROOT / "run_all.sh"
@@ -110,7 +110,8 @@ def test_stand_in_run_through_run_all(tmp_path):
 
 @pytest.mark.slow
 def test_end_to_end_on_the_sample_with_the_real_notebooks(tmp_path):
-    missing = [str(path) for path in settings.NOTEBOOKS.values() if not path.exists()]
+    missing = [str(stage.notebook) for stage in registry.STAGES.values()
+               if stage.per_variant and not stage.notebook.exists()]
     if missing:
         pytest.skip("stage notebooks not merged yet: " + ", ".join(missing))
     env = dict(os.environ)

@@ -8,10 +8,10 @@ import json
 import nbformat
 import pytest
 
-from trashnet.core import config, settings
+from trashnet.core import config, registry, settings
 from trashnet.nets import scoring
 
-NOTEBOOK = settings.NOTEBOOKS["train"]
+NOTEBOOK = registry.get("train").notebook
 
 
 def test_notebook_is_thin_and_committed_without_outputs():
