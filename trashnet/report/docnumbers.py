@@ -1,0 +1,217 @@
+"""Measured numbers in ``docs/*.md``, re-rendered from the result files they are quoted from.
+
+A quoted number sits between two HTML comments (invisible in rendered Markdown) that name its source::
+
+    LP-FT reaches <!-- n: benchmarks/results/ablate_transfer.json recipes.lpft.scores.test.accuracy pct1 -->88.6<!-- /n --> %
+
+The opening comment holds ``SOURCE PATH [- [SOURCE] PATH] FORMAT``:
+
+- ``SOURCE``: a JSON file relative to the repository root, or ``@name/rest`` for the file ``rest`` in the
+  folder ``SOURCES[name]`` below (the result folders that get regenerated under new names are named once,
+  there): ``@cpu-final/stats.json``;
+- ``PATH``: keys joined by dots; ``[3]`` indexes a list and ``[key=value]`` picks the list item whose
+  ``key`` is ``value`` (``datasets.trashnet_test[consumer=mediapipe].agreement``); ``- PATH`` subtracts a
+  second value of the same file, ``- SOURCE PATH`` one of another file (a difference quoted in the text);
+- ``FORMAT``: one of ``FORMATS`` (``pct1``: a fraction as a percentage with one decimal, ``pp1``: a signed
+  difference of fractions in percentage points, ``int``: an integer with thousands separators, ...).
+
+``python -m trashnet.report.docnumbers --check docs/*.md`` exits 1 when a quoted number differs from its
+file or a source cannot be read; ``--write`` re-renders every marked number in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from pydantic import BaseModel
+
+from trashnet.core import settings
+
+# Result folders that the docs quote and that a later run may move or rename: a marker's ``@name/rest``
+# reads ``SOURCES[name]/rest``, so repointing them is one line here, not one edit per marker.
+SOURCES: dict[str, str] = {
+    "cpu-baseline": "results/cpu/models/baseline",
+    "cpu-pruned": "results/cpu/models/pruned",
+    "cpu-quantized": "results/cpu/models/quantized",
+    "cpu-final": "results/cpu/models/final",
+    "cpu-logs": "results/cpu/logs",
+    "seeds-baseline": "results/cpu-seeds/models/baseline",
+    "seeds-pruned": "results/cpu-seeds/models/pruned",
+    "seeds-quantized": "results/cpu-seeds/models/quantized",
+    "seeds-final": "results/cpu-seeds/models/final",
+    "seeds-logs": "results/cpu-seeds/logs",
+}
+
+
+def _signed(scale: float, decimals: int) -> Callable[[float], str]:
+    return lambda value: f"{value * scale:+.{decimals}f}"
+
+
+def _fixed(scale: float, decimals: int) -> Callable[[float], str]:
+    return lambda value: f"{value * scale:.{decimals}f}"
+
+
+FORMATS: dict[str, Callable[[Any], str]] = {
+    "pct0": _fixed(100, 0), "pct1": _fixed(100, 1), "pct2": _fixed(100, 2),  # fraction -> percent
+    "pp1": _signed(100, 1), "pp2": _signed(100, 2),  # difference of fractions -> signed points
+    "sign1": _signed(1, 1), "sign2": _signed(1, 2),  # a value already in points, signed
+    "f0": _fixed(1, 0), "f1": _fixed(1, 1), "f2": _fixed(1, 2), "f3": _fixed(1, 3), "f4": _fixed(1, 4),
+    "mb2": _fixed(1e-6, 2),  # bytes -> MB (10^6)
+    "int": lambda value: f"{int(value):,}",
+    "sci0": lambda value: f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e+"),
+    "text": str,
+}
+
+MARKER = re.compile(r"<!-- n: (?P<spec>[^>]*?) -->(?P<text>.*?)<!-- /n -->")
+_STEP = re.compile(r"\[(?P<index>\d+)\]|\[(?P<key>[^=\]]+)=(?P<value>[^\]]*)\]|\.?(?P<name>[^.\[\]]+)")
+
+
+class Marker(BaseModel):
+    """One marked number: where it is, what it says and where it comes from."""
+
+    doc: str
+    line: int
+    source: str
+    path: str
+    minus: str | None = None
+    minus_source: str | None = None  # None: the same file as ``source``
+    format: str
+    text: str
+
+
+class Mismatch(BaseModel):
+    marker: Marker
+    expected: str | None  # None: the source could not be read
+    reason: str = ""
+
+    def describe(self) -> str:
+        where = f"{self.marker.doc}:{self.marker.line}: {self.marker.source} {self.marker.path}"
+        if self.expected is None:
+            return f"{where}: {self.reason}"
+        return f"{where}: the doc says {self.marker.text!r}, the file says {self.expected!r}"
+
+
+def parse_spec(spec: str) -> dict[str, str | None]:
+    """``SOURCE PATH [- [SOURCE] PATH] FORMAT`` -> the fields of a ``Marker``."""
+    words = spec.split()
+    if len(words) == 3:
+        return {"source": words[0], "path": words[1], "format": words[2]}
+    if len(words) in (5, 6) and words[2] == "-":
+        return {"source": words[0], "path": words[1], "minus_source": words[3] if len(words) == 6 else None,
+                "minus": words[-2], "format": words[-1]}
+    raise ValueError(f"marker {spec!r}: expected 'SOURCE PATH [- [SOURCE] PATH] FORMAT'")
+
+
+def markers(doc: Path) -> list[Marker]:
+    found = []
+    for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), start=1):
+        for match in MARKER.finditer(line):
+            found.append(Marker(doc=str(doc), line=number, text=match["text"], **parse_spec(match["spec"])))
+    return found
+
+
+def source_file(source: str, root: Path) -> Path:
+    """``path/from/root.json``, or ``@name/rest`` read below the folder ``SOURCES[name]``."""
+    if not source.startswith("@"):
+        return root / source
+    name, _, rest = source[1:].partition("/")
+    if name not in SOURCES:
+        raise KeyError(f"unknown named source @{name} (SOURCES: {', '.join(sorted(SOURCES))})")
+    return root / SOURCES[name] / rest
+
+
+def _load(path: Path) -> Any:
+    return _parse(path, path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _parse(path: Path, mtime_ns: int) -> Any:  # the modification time keys the cache: a rewritten file is reread
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def lookup(data: Any, path: str) -> Any:
+    """The value at ``path`` (dots, ``[n]`` and ``[key=value]``) in parsed JSON; KeyError if absent."""
+    value, position = data, 0
+    while position < len(path):
+        step = _STEP.match(path, position)
+        if not step or step.end() == position:
+            raise KeyError(f"cannot read path {path!r} at {path[position:]!r}")
+        position = step.end()
+        if step["index"] is not None:
+            value = value[int(step["index"])]
+        elif step["key"] is not None:
+            hits = [item for item in value if str(item.get(step["key"])) == step["value"]]
+            if len(hits) != 1:
+                raise KeyError(f"{path}: {len(hits)} items with {step['key']}={step['value']}")
+            value = hits[0]
+        else:
+            value = value[step["name"]]
+    return value
+
+
+def render(marker: Marker, root: Path) -> str:
+    """The text the marker's source says it should show."""
+    value = lookup(_load(source_file(marker.source, root)), marker.path)
+    if marker.minus is not None:
+        value = value - lookup(_load(source_file(marker.minus_source or marker.source, root)), marker.minus)
+    return FORMATS[marker.format](value)
+
+
+def check(doc: Path, root: Path = settings.REPO_ROOT) -> list[Mismatch]:
+    """Every marker of ``doc`` whose text differs from its source, or whose source cannot be read."""
+    problems = []
+    for marker in markers(doc):
+        try:
+            expected = render(marker, root)
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+            problems.append(Mismatch(marker=marker, expected=None, reason=f"{type(error).__name__}: {error}"))
+            continue
+        if expected != marker.text:
+            problems.append(Mismatch(marker=marker, expected=expected))
+    return problems
+
+
+def rewrite(doc: Path, root: Path = settings.REPO_ROOT) -> int:
+    """Re-render every marked number of ``doc`` in place; returns how many changed."""
+    changed = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal changed
+        text = render(Marker(doc=str(doc), line=0, text="", **parse_spec(match["spec"])), root)
+        changed += text != match["text"]
+        return f"<!-- n: {match['spec']} -->{text}<!-- /n -->"
+
+    original = doc.read_text(encoding="utf-8")
+    updated = MARKER.sub(replace, original)
+    if updated != original:
+        doc.write_text(updated, encoding="utf-8")
+    return changed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trashnet.report.docnumbers", description=__doc__.split("\n")[0])
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check", action="store_true", help="exit 1 if a quoted number differs from its file")
+    mode.add_argument("--write", action="store_true", help="re-render every marked number in place")
+    parser.add_argument("docs", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    if args.write:
+        for doc in args.docs:
+            print(f"{doc}: {rewrite(doc)} number(s) changed")
+        return 0
+    problems = [problem for doc in args.docs for problem in check(doc)]
+    for problem in problems:
+        print(problem.describe())
+    count = sum(len(markers(doc)) for doc in args.docs)
+    print(f"{count} marked number(s) in {len(args.docs)} file(s), {len(problems)} disagreement(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
