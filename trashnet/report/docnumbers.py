@@ -15,6 +15,11 @@ The opening comment holds ``SOURCE PATH [- [SOURCE] PATH] FORMAT``:
 - ``FORMAT``: one of ``FORMATS`` (``pct1``: a fraction as a percentage with one decimal, ``pp1``: a signed
   difference of fractions in percentage points, ``int``: an integer with thousands separators, ...).
 
+A document may name its files once, in a comment of its own line, and use the short name in its markers::
+
+    <!-- n-file transfer = benchmarks/results/ablate_transfer.json -->
+    LP-FT reaches <!-- n: transfer recipes.lpft.scores.test.accuracy pct1 -->88.6<!-- /n --> %
+
 ``python -m trashnet.report.docnumbers --check docs/*.md`` exits 1 when a quoted number differs from its
 file or a source cannot be read; ``--write`` re-renders every marked number in place.
 """
@@ -69,6 +74,7 @@ FORMATS: dict[str, Callable[[Any], str]] = {
 }
 
 MARKER = re.compile(r"<!-- n: (?P<spec>[^>]*?) -->(?P<text>.*?)<!-- /n -->")
+ALIAS = re.compile(r"^<!-- n-file (?P<name>[\w-]+) = (?P<source>\S+) -->$", re.MULTILINE)
 _STEP = re.compile(r"\[(?P<index>\d+)\]|\[(?P<key>[^=\]]+)=(?P<value>[^\]]*)\]|\.?(?P<name>[^.\[\]]+)")
 
 
@@ -97,9 +103,12 @@ class Mismatch(BaseModel):
         return f"{where}: the doc says {self.marker.text!r}, the file says {self.expected!r}"
 
 
-def parse_spec(spec: str) -> dict[str, str | None]:
-    """``SOURCE PATH [- [SOURCE] PATH] FORMAT`` -> the fields of a ``Marker``."""
+def parse_spec(spec: str, aliases: dict[str, str]) -> dict[str, str | None]:
+    """``SOURCE PATH [- [SOURCE] PATH] FORMAT`` -> the fields of a ``Marker`` (a source may be a doc's alias)."""
     words = spec.split()
+    if len(words) == 6:
+        words[3] = aliases.get(words[3], words[3])
+    words[0] = aliases.get(words[0], words[0])
     if len(words) == 3:
         return {"source": words[0], "path": words[1], "format": words[2]}
     if len(words) in (5, 6) and words[2] == "-":
@@ -108,11 +117,17 @@ def parse_spec(spec: str) -> dict[str, str | None]:
     raise ValueError(f"marker {spec!r}: expected 'SOURCE PATH [- [SOURCE] PATH] FORMAT'")
 
 
+def aliases(text: str) -> dict[str, str]:
+    """A document's ``<!-- n-file NAME = SOURCE -->`` lines."""
+    return {match["name"]: match["source"] for match in ALIAS.finditer(text)}
+
+
 def markers(doc: Path) -> list[Marker]:
-    found = []
-    for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), start=1):
+    text = doc.read_text(encoding="utf-8")
+    names, found = aliases(text), []
+    for number, line in enumerate(text.splitlines(), start=1):
         for match in MARKER.finditer(line):
-            found.append(Marker(doc=str(doc), line=number, text=match["text"], **parse_spec(match["spec"])))
+            found.append(Marker(doc=str(doc), line=number, text=match["text"], **parse_spec(match["spec"], names)))
     return found
 
 
@@ -183,11 +198,12 @@ def rewrite(doc: Path, root: Path = settings.REPO_ROOT) -> int:
 
     def replace(match: re.Match[str]) -> str:
         nonlocal changed
-        text = render(Marker(doc=str(doc), line=0, text="", **parse_spec(match["spec"])), root)
+        text = render(Marker(doc=str(doc), line=0, text="", **parse_spec(match["spec"], names)), root)
         changed += text != match["text"]
         return f"<!-- n: {match['spec']} -->{text}<!-- /n -->"
 
     original = doc.read_text(encoding="utf-8")
+    names = aliases(original)
     updated = MARKER.sub(replace, original)
     if updated != original:
         doc.write_text(updated, encoding="utf-8")
