@@ -10,7 +10,7 @@ The opening comment holds ``SOURCE PATH [- [SOURCE] PATH] FORMAT``:
   folder ``SOURCES[name]`` below (the result folders that get regenerated under new names are named once,
   there): ``@cpu-final/stats.json``;
 - ``PATH``: keys joined by dots; ``[3]`` indexes a list and ``[key=value]`` picks the list item whose
-  ``key`` is ``value`` (``datasets.trashnet_test[consumer=mediapipe].agreement``); ``- PATH`` subtracts a
+  ``key`` is ``value``, ``[a=x,b=y]`` the one matching both (``datasets.trashnet_test[consumer=mediapipe].agreement``); ``- PATH`` subtracts a
   second value of the same file, ``- SOURCE PATH`` one of another file (a difference quoted in the text);
 - ``FORMAT``: one of ``FORMATS`` (``pct1``: a fraction as a percentage with one decimal, ``pp1``: a signed
   difference of fractions in percentage points, ``int``: an integer with thousands separators, ...).
@@ -68,6 +68,7 @@ FORMATS: dict[str, Callable[[Any], str]] = {
     "sign1": _signed(1, 1), "sign2": _signed(1, 2),  # a value already in points, signed
     "f0": _fixed(1, 0), "f1": _fixed(1, 1), "f2": _fixed(1, 2), "f3": _fixed(1, 3), "f4": _fixed(1, 4),
     "mb2": _fixed(1e-6, 2),  # bytes -> MB (10^6)
+    "min0": _fixed(1 / 60, 0), "min1": _fixed(1 / 60, 1),  # seconds -> minutes
     "int": lambda value: f"{int(value):,}",
     "sci0": lambda value: f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e+"),
     "text": str,
@@ -75,7 +76,7 @@ FORMATS: dict[str, Callable[[Any], str]] = {
 
 MARKER = re.compile(r"<!-- n: (?P<spec>[^>]*?) -->(?P<text>.*?)<!-- /n -->")
 ALIAS = re.compile(r"^<!-- n-file (?P<name>[\w-]+) = (?P<source>\S+) -->$", re.MULTILINE)
-_STEP = re.compile(r"\[(?P<index>\d+)\]|\[(?P<key>[^=\]]+)=(?P<value>[^\]]*)\]|\.?(?P<name>[^.\[\]]+)")
+_STEP = re.compile(r"\[(?P<index>\d+)\]|\[(?P<select>[^\]]*=[^\]]*)\]|\.?(?P<name>[^.\[\]]+)")
 
 
 class Marker(BaseModel):
@@ -160,10 +161,11 @@ def lookup(data: Any, path: str) -> Any:
         position = step.end()
         if step["index"] is not None:
             value = value[int(step["index"])]
-        elif step["key"] is not None:
-            hits = [item for item in value if str(item.get(step["key"])) == step["value"]]
+        elif step["select"] is not None:
+            wanted = dict(pair.split("=", 1) for pair in step["select"].split(","))
+            hits = [item for item in value if all(str(item.get(key)) == text for key, text in wanted.items())]
             if len(hits) != 1:
-                raise KeyError(f"{path}: {len(hits)} items with {step['key']}={step['value']}")
+                raise KeyError(f"{path}: {len(hits)} items with {step['select']}")
             value = hits[0]
         else:
             value = value[step["name"]]
