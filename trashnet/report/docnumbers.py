@@ -4,14 +4,15 @@ A quoted number sits between two HTML comments (invisible in rendered Markdown) 
 
     LP-FT reaches <!-- n: benchmarks/results/ablate_transfer.json recipes.lpft.scores.test.accuracy pct1 -->88.6<!-- /n --> %
 
-The opening comment holds ``SOURCE PATH [- [SOURCE] PATH] FORMAT``:
+The opening comment holds ``SOURCE PATH [-|/ [SOURCE] PATH] FORMAT``:
 
 - ``SOURCE``: a JSON file relative to the repository root, or ``@name/rest`` for the file ``rest`` in the
   folder ``SOURCES[name]`` below (the result folders that get regenerated under new names are named once,
   there): ``@cpu-final/stats.json``;
 - ``PATH``: keys joined by dots; ``[3]`` indexes a list and ``[key=value]`` picks the list item whose
   ``key`` is ``value``, ``[a=x,b=y]`` the one matching both (``datasets.trashnet_test[consumer=mediapipe].agreement``); ``- PATH`` subtracts a
-  second value of the same file, ``- SOURCE PATH`` one of another file (a difference quoted in the text);
+  second value of the same file, ``- SOURCE PATH`` one of another file, ``/`` divides by it (a difference
+  or a ratio quoted in the text);
 - ``FORMAT``: one of ``FORMATS`` (``pct1``: a fraction as a percentage with one decimal, ``pp1``: a signed
   difference of fractions in percentage points, ``int``: an integer with thousands separators, ...).
 
@@ -74,6 +75,7 @@ FORMATS: dict[str, Callable[[Any], str]] = {
     "text": str,
 }
 
+OPERATIONS: dict[str, Callable[[float, float], float]] = {"-": lambda a, b: a - b, "/": lambda a, b: a / b}
 MARKER = re.compile(r"<!-- n: (?P<spec>[^>]*?) -->(?P<text>.*?)<!-- /n -->")
 ALIAS = re.compile(r"^<!-- n-file (?P<name>[\w-]+) = (?P<source>\S+) -->$", re.MULTILINE)
 _STEP = re.compile(r"\[(?P<index>\d+)\]|\[(?P<select>[^\]]*=[^\]]*)\]|\.?(?P<name>[^.\[\]]+)")
@@ -86,8 +88,9 @@ class Marker(BaseModel):
     line: int
     source: str
     path: str
-    minus: str | None = None
-    minus_source: str | None = None  # None: the same file as ``source``
+    op: str | None = None  # "-" or "/": combined with a second value
+    other: str | None = None
+    other_source: str | None = None  # None: the same file as ``source``
     format: str
     text: str
 
@@ -105,17 +108,17 @@ class Mismatch(BaseModel):
 
 
 def parse_spec(spec: str, aliases: dict[str, str]) -> dict[str, str | None]:
-    """``SOURCE PATH [- [SOURCE] PATH] FORMAT`` -> the fields of a ``Marker`` (a source may be a doc's alias)."""
+    """``SOURCE PATH [-|/ [SOURCE] PATH] FORMAT`` -> the fields of a ``Marker`` (a source may be a doc's alias)."""
     words = spec.split()
     if len(words) == 6:
         words[3] = aliases.get(words[3], words[3])
     words[0] = aliases.get(words[0], words[0])
     if len(words) == 3:
         return {"source": words[0], "path": words[1], "format": words[2]}
-    if len(words) in (5, 6) and words[2] == "-":
-        return {"source": words[0], "path": words[1], "minus_source": words[3] if len(words) == 6 else None,
-                "minus": words[-2], "format": words[-1]}
-    raise ValueError(f"marker {spec!r}: expected 'SOURCE PATH [- [SOURCE] PATH] FORMAT'")
+    if len(words) in (5, 6) and words[2] in OPERATIONS:
+        return {"source": words[0], "path": words[1], "op": words[2],
+                "other_source": words[3] if len(words) == 6 else None, "other": words[-2], "format": words[-1]}
+    raise ValueError(f"marker {spec!r}: expected 'SOURCE PATH [-|/ [SOURCE] PATH] FORMAT'")
 
 
 def aliases(text: str) -> dict[str, str]:
@@ -175,8 +178,9 @@ def lookup(data: Any, path: str) -> Any:
 def render(marker: Marker, root: Path) -> str:
     """The text the marker's source says it should show."""
     value = lookup(_load(source_file(marker.source, root)), marker.path)
-    if marker.minus is not None:
-        value = value - lookup(_load(source_file(marker.minus_source or marker.source, root)), marker.minus)
+    if marker.op is not None:
+        other = lookup(_load(source_file(marker.other_source or marker.source, root)), marker.other)
+        value = OPERATIONS[marker.op](value, other)
     return FORMATS[marker.format](value)
 
 
@@ -217,13 +221,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", action="store_true", help="exit 1 if a quoted number differs from its file")
     mode.add_argument("--write", action="store_true", help="re-render every marked number in place")
+    parser.add_argument("--root", type=Path, default=settings.REPO_ROOT, help="where the sources' paths start")
     parser.add_argument("docs", nargs="+", type=Path)
     args = parser.parse_args(argv)
     if args.write:
         for doc in args.docs:
-            print(f"{doc}: {rewrite(doc)} number(s) changed")
+            print(f"{doc}: {rewrite(doc, args.root)} number(s) changed")
         return 0
-    problems = [problem for doc in args.docs for problem in check(doc)]
+    problems = [problem for doc in args.docs for problem in check(doc, args.root)]
     for problem in problems:
         print(problem.describe())
     count = sum(len(markers(doc)) for doc in args.docs)

@@ -1,0 +1,60 @@
+"""The measured numbers quoted in docs/ agree with the result files they name (trashnet.report.docnumbers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trashnet.core import settings
+from trashnet.report import docnumbers
+
+DOCS = sorted((settings.REPO_ROOT / "docs").glob("*.md"))
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[doc.name for doc in DOCS])
+def test_quoted_numbers_match_their_files(doc):
+    problems = docnumbers.check(doc)
+    assert not problems, "\n".join(p.describe() for p in problems) + "\n(python -m trashnet.report.docnumbers --write)"
+
+
+def test_the_docs_quote_through_markers():
+    """The conversion happened: a check over no markers would pass vacuously."""
+    assert sum(len(docnumbers.markers(doc)) for doc in DOCS) >= 200
+
+
+def _tree(tmp_path: Path, doc_text: str) -> Path:
+    (tmp_path / "bench.json").write_text(json.dumps(
+        {"runs": [{"variant": "a", "accuracy": 0.8186, "bytes": 2256582}, {"variant": "b", "accuracy": 0.7907}]}))
+    doc = tmp_path / "doc.md"
+    doc.write_text(doc_text)
+    return doc
+
+
+def test_a_wrong_number_is_caught_and_rewritten(tmp_path):
+    doc = _tree(tmp_path, "<!-- n-file b = bench.json -->\n\n"
+                          "a: <!-- n: b runs[variant=a].accuracy pct1 -->81.9<!-- /n --> %, "
+                          "gap <!-- n: b runs[variant=a].accuracy - runs[variant=b].accuracy pp2 -->+3.00<!-- /n --> pp, "
+                          "<!-- n: bench.json runs[0].bytes mb2 -->2.26<!-- /n --> MB\n")
+    (problem,) = docnumbers.check(doc, root=tmp_path)
+    assert (problem.marker.line, problem.marker.text, problem.expected) == (3, "+3.00", "+2.79")
+    assert docnumbers.rewrite(doc, root=tmp_path) == 1
+    assert docnumbers.check(doc, root=tmp_path) == []
+    assert "-->+2.79<!-- /n --> pp" in doc.read_text()
+
+
+@pytest.mark.parametrize("spec", ["missing.json runs[0].accuracy pct1", "bench.json runs[variant=c].accuracy pct1",
+                                  "bench.json runs[1].bytes int", "@nowhere/x.json a pct1", "bench.json runs[0].accuracy pct9"])
+def test_an_unreadable_source_is_a_failure(tmp_path, spec):
+    doc = _tree(tmp_path, f"<!-- n: {spec} -->1<!-- /n -->\n")
+    (problem,) = docnumbers.check(doc, root=tmp_path)
+    assert problem.expected is None and problem.reason
+
+
+def test_the_command_line_exit_status(tmp_path, capsys):
+    doc = _tree(tmp_path, "<!-- n: bench.json runs[1].accuracy pct2 -->79.07<!-- /n -->\n")
+    assert docnumbers.main(["--check", "--root", str(tmp_path), str(doc)]) == 0
+    doc.write_text(doc.read_text().replace("79.07", "79.10"))
+    assert docnumbers.main(["--check", "--root", str(tmp_path), str(doc)]) == 1
+    assert "the file says '79.07'" in capsys.readouterr().out
