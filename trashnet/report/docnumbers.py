@@ -70,7 +70,7 @@ FORMATS: dict[str, Callable[[Any], str]] = {
     "f0": _fixed(1, 0), "f1": _fixed(1, 1), "f2": _fixed(1, 2), "f3": _fixed(1, 3), "f4": _fixed(1, 4),
     "mb2": _fixed(1e-6, 2),  # bytes -> MB (10^6)
     "min0": _fixed(1 / 60, 0), "min1": _fixed(1 / 60, 1),  # seconds -> minutes
-    "int": lambda value: f"{int(value):,}",
+    "int": lambda value: f"{value:,.0f}",  # rounded, with thousands separators
     "sci0": lambda value: f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e+"),
     "text": str,
 }
