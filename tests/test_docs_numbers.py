@@ -16,7 +16,8 @@ DOCS = sorted((settings.REPO_ROOT / "docs").glob("*.md"))
 @pytest.mark.parametrize("doc", DOCS, ids=[doc.name for doc in DOCS])
 def test_quoted_numbers_match_their_files(doc):
     problems = docnumbers.check(doc)
-    assert not problems, "\n".join(p.describe() for p in problems) + "\n(python -m trashnet.report.docnumbers --write)"
+    hint = "\n(the file wins: python -m trashnet.report.docnumbers --write docs/*.md)"
+    assert not problems, "\n".join(problem.describe() for problem in problems) + hint
 
 
 def test_the_docs_quote_through_markers():
@@ -33,10 +34,10 @@ def _tree(tmp_path: Path, doc_text: str) -> Path:
 
 
 def test_a_wrong_number_is_caught_and_rewritten(tmp_path):
+    gap = "<!-- n: b runs[variant=a].accuracy - runs[variant=b].accuracy pp2 -->+3.00<!-- /n -->"
     doc = _tree(tmp_path, "<!-- n-file b = bench.json -->\n\n"
                           "a: <!-- n: b runs[variant=a].accuracy pct1 -->81.9<!-- /n --> %, "
-                          "gap <!-- n: b runs[variant=a].accuracy - runs[variant=b].accuracy pp2 -->+3.00<!-- /n --> pp, "
-                          "<!-- n: bench.json runs[0].bytes mb2 -->2.26<!-- /n --> MB\n")
+                          f"gap {gap} pp, <!-- n: bench.json runs[0].bytes mb2 -->2.26<!-- /n --> MB\n")
     (problem,) = docnumbers.check(doc, root=tmp_path)
     assert (problem.marker.line, problem.marker.text, problem.expected) == (3, "+3.00", "+2.79")
     assert docnumbers.rewrite(doc, root=tmp_path) == 1
@@ -45,7 +46,8 @@ def test_a_wrong_number_is_caught_and_rewritten(tmp_path):
 
 
 @pytest.mark.parametrize("spec", ["missing.json runs[0].accuracy pct1", "bench.json runs[variant=c].accuracy pct1",
-                                  "bench.json runs[1].bytes int", "@nowhere/x.json a pct1", "bench.json runs[0].accuracy pct9"])
+                                  "bench.json runs[1].bytes int", "@nowhere/x.json a pct1",
+                                  "bench.json runs[0].accuracy pct9"])
 def test_an_unreadable_source_is_a_failure(tmp_path, spec):
     doc = _tree(tmp_path, f"<!-- n: {spec} -->1<!-- /n -->\n")
     (problem,) = docnumbers.check(doc, root=tmp_path)

@@ -2,17 +2,17 @@
 
 A quoted number sits between two HTML comments (invisible in rendered Markdown) that name its source::
 
-    LP-FT reaches <!-- n: benchmarks/results/ablate_transfer.json recipes.lpft.scores.test.accuracy pct1 -->88.6<!-- /n --> %
+    <!-- n: benchmarks/results/ablate_transfer.json recipes.lpft.scores.test.accuracy pct1 -->88.6<!-- /n --> %
 
 The opening comment holds ``SOURCE PATH [-|/ [SOURCE] PATH] FORMAT``:
 
 - ``SOURCE``: a JSON file relative to the repository root, or ``@name/rest`` for the file ``rest`` in the
   folder ``SOURCES[name]`` below (the result folders that get regenerated under new names are named once,
   there): ``@cpu-final/stats.json``;
-- ``PATH``: keys joined by dots; ``[3]`` indexes a list and ``[key=value]`` picks the list item whose
-  ``key`` is ``value``, ``[a=x,b=y]`` the one matching both (``datasets.trashnet_test[consumer=mediapipe].agreement``); ``- PATH`` subtracts a
-  second value of the same file, ``- SOURCE PATH`` one of another file, ``/`` divides by it (a difference
-  or a ratio quoted in the text);
+- ``PATH``: keys joined by dots; ``[3]`` indexes a list and ``[key=value]`` picks the one list item whose
+  ``key`` is ``value``, ``[a=x,b=y]`` the one matching both (``datasets.ood_dev[consumer=mediapipe].agreement``);
+  ``- PATH`` subtracts a second value of the same file, ``- SOURCE PATH`` one of another file, ``/`` divides
+  by it (a difference or a ratio quoted in the text);
 - ``FORMAT``: one of ``FORMATS`` (``pct1``: a fraction as a percentage with one decimal, ``pp1``: a signed
   difference of fractions in percentage points, ``int``: an integer with thousands separators, ...).
 
@@ -190,7 +190,7 @@ def check(doc: Path, root: Path = settings.REPO_ROOT) -> list[Mismatch]:
     for marker in markers(doc):
         try:
             expected = render(marker, root)
-        except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+        except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as error:
             problems.append(Mismatch(marker=marker, expected=None, reason=f"{type(error).__name__}: {error}"))
             continue
         if expected != marker.text:
