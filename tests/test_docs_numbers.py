@@ -60,3 +60,13 @@ def test_the_command_line_exit_status(tmp_path, capsys):
     doc.write_text(doc.read_text().replace("79.07", "79.10"))
     assert docnumbers.main(["--check", "--root", str(tmp_path), str(doc)]) == 1
     assert "the file says '79.07'" in capsys.readouterr().out
+
+
+def test_a_changed_number_in_a_real_doc_is_caught(tmp_path):
+    """Copy a real page, alter one quoted number: the check against the real result files names it."""
+    page = settings.REPO_ROOT / "docs" / "transfer-learning.md"
+    first = docnumbers.markers(page)[0]
+    altered = tmp_path / page.name
+    altered.write_text(page.read_text().replace(f"-->{first.text}<!-- /n -->", "-->0.0<!-- /n -->", 1))
+    (problem,) = docnumbers.check(altered)
+    assert (problem.marker.path, problem.expected) == (first.path, first.text)
