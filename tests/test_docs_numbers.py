@@ -49,13 +49,20 @@ def test_a_wrong_number_is_caught_and_rewritten(tmp_path):
                                   "bench.json runs[1].bytes int", "@nowhere/x.json a pct1",
                                   "bench.json runs[0].accuracy pct9"])
 def test_an_unreadable_source_is_a_failure(tmp_path, spec):
-    doc = _tree(tmp_path, f"<!-- n: {spec} -->1<!-- /n -->\n")
+    doc = _tree(tmp_path, f"x: <!-- n: {spec} -->1<!-- /n -->\n")
     (problem,) = docnumbers.check(doc, root=tmp_path)
-    assert problem.expected is None and problem.reason
+    assert problem.expected is None and problem.reason.split(":")[0].endswith("Error")
+
+
+def test_a_marker_may_not_start_a_line(tmp_path):
+    """Markdown would read the line as an HTML block and end the paragraph there."""
+    doc = _tree(tmp_path, "The first model scores\n<!-- n: bench.json runs[0].accuracy pct1 -->81.9<!-- /n --> %.\n")
+    (problem,) = docnumbers.check(doc, root=tmp_path)
+    assert "starts a line" in problem.reason
 
 
 def test_the_command_line_exit_status(tmp_path, capsys):
-    doc = _tree(tmp_path, "<!-- n: bench.json runs[1].accuracy pct2 -->79.07<!-- /n -->\n")
+    doc = _tree(tmp_path, "b: <!-- n: bench.json runs[1].accuracy pct2 -->79.07<!-- /n --> %\n")
     assert docnumbers.main(["--check", "--root", str(tmp_path), str(doc)]) == 0
     doc.write_text(doc.read_text().replace("79.07", "79.10"))
     assert docnumbers.main(["--check", "--root", str(tmp_path), str(doc)]) == 1

@@ -93,6 +93,7 @@ class Marker(BaseModel):
     other_source: str | None = None  # None: the same file as ``source``
     format: str
     text: str
+    at_line_start: bool = False
 
 
 class Mismatch(BaseModel):
@@ -131,7 +132,9 @@ def markers(doc: Path) -> list[Marker]:
     names, found = aliases(text), []
     for number, line in enumerate(text.splitlines(), start=1):
         for match in MARKER.finditer(line):
-            found.append(Marker(doc=str(doc), line=number, text=match["text"], **parse_spec(match["spec"], names)))
+            starts = not line[: match.start()].strip()
+            found.append(Marker(doc=str(doc), line=number, text=match["text"], at_line_start=starts,
+                                **parse_spec(match["spec"], names)))
     return found
 
 
@@ -185,9 +188,13 @@ def render(marker: Marker, root: Path) -> str:
 
 
 def check(doc: Path, root: Path = settings.REPO_ROOT) -> list[Mismatch]:
-    """Every marker of ``doc`` whose text differs from its source, or whose source cannot be read."""
+    """Every marker of ``doc`` whose text differs from its source, whose source cannot be read, or that starts
+    a line (Markdown takes a line that starts with ``<!--`` for an HTML block, which ends the paragraph)."""
     problems = []
     for marker in markers(doc):
+        if marker.at_line_start:
+            problems.append(Mismatch(marker=marker, expected=None, reason="starts a line: move a word before it"))
+            continue
         try:
             expected = render(marker, root)
         except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as error:
