@@ -112,13 +112,19 @@ elif [ ! -x "$META_VENV/bin/python" ] || [ ! -f "$META_STAMP" ] \
   "$REPO/docker/install-lock.sh" "$META_VENV/bin/python" "$META_LOCK"
   sha256sum "$META_LOCK" | cut -d' ' -f1 > "$META_STAMP"
 fi
-"${TRASHNET_METADATA_PYTHON:-$META_VENV/bin/python}" -c 'import flatbuffers
-from tensorflow_lite_support.metadata import metadata_schema_py_generated, schema_py_generated' \
-  || die "the TFLite metadata writer's schema does not import: delete $META_VENV and rerun"
-
 # The checked-out package wins over any installed copy; the notebooks' kernels inherit this.
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export MPLBACKEND="${MPLBACKEND:-Agg}"
+# Checking that every library imports takes seconds: done once per installed pair of locks and interpreters
+# (a rerun with nothing changed then starts at once).
+META_PY="${TRASHNET_METADATA_PYTHON:-$META_VENV/bin/python}"
+ENV_STAMP="$VENV/.environment-ok"
+meta_hash="$( { [ ! -f "$META_LOCK" ] || sha256sum "$META_LOCK"; } | cut -d' ' -f1)"
+env_key="$(lock_hash) ${meta_hash:-none} $(command -v "$PY") $META_PY"
+if [ ! -f "$ENV_STAMP" ] || [ "$(cat "$ENV_STAMP" 2>/dev/null)" != "$env_key" ]; then
+"$META_PY" -c 'import flatbuffers
+from tensorflow_lite_support.metadata import metadata_schema_py_generated, schema_py_generated' \
+  || die "the TFLite metadata writer's schema does not import: delete $META_VENV and rerun"
 "$PY" - <<'PY' || die "the environment is incomplete: delete .venv and rerun, or fix TRASHNET_PYTHON"
 import importlib, sys
 missing = []
@@ -134,7 +140,9 @@ if missing:
     print("missing: " + "; ".join(missing), file=sys.stderr)
     sys.exit(1)
 PY
-echo "setup: environment ok ($("$PY" -c 'import sys; print(sys.executable)'))"
+  [ -d "$VENV" ] && echo "$env_key" > "$ENV_STAMP"
+fi
+echo "setup: environment ok ($PY)"
 [ "$setup_only" = 1 ] && exit 0
 
 cd "$REPO"

@@ -94,3 +94,13 @@ def test_a_real_stage_records_what_it_reads_and_its_key_covers_it(tmp_path, trai
     assert not any(path.startswith(("train.", "prune.", "select.")) for path in picked), picked  # not read
     with pytest.raises(ValueError, match="belongs to stage 'quantize', not 'prune'"):
         invoke.run_stage("prune", cfg, dataset_dir=sample_dataset, models_dir=models_dir, output_dir=out)
+
+
+def test_the_readme_table_names_each_stage_as_the_registry_does():
+    text = (settings.REPO_ROOT / "README.md").read_text()
+    for name, stage in registry.STAGES.items():
+        row = next((line for line in text.splitlines() if line.strip().startswith(f"| {name} |")), None)
+        assert row is not None, f"README has no row for stage {name}"
+        assert f"`python -m trashnet {name}" in row and f"`trashnet/{stage.module.replace('.', '/')}.py`" in row
+        if stage.per_variant:
+            assert f"`experiments/{name}.ipynb`" in row

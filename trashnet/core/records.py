@@ -413,8 +413,10 @@ def write_config_reads(folder: str | os.PathLike, reads: ConfigReads) -> Path:
 
 
 def read_config_reads(folder: str | os.PathLike) -> ConfigReads | None:
-    """None when the folder has no record (a stage that has not run yet, or results from before recording)."""
+    """None when the folder has no readable record (a stage that has not run yet, results from before recording,
+    or a damaged file, whose folder the manifest check then refuses anyway)."""
     path = Path(folder) / settings.CONFIG_READS_FILE
-    if not path.is_file():
+    try:
+        return ConfigReads.model_validate(fileio.read_json(path))
+    except (OSError, ValueError):
         return None
-    return ConfigReads.model_validate(fileio.read_json(path))

@@ -14,12 +14,13 @@ Everything goes into the profile's own folders (``settings.Layout``): ``models/<
 ``logs/<profile>/run.json``, ``report/<profile>/``. At the end the run is compared with the committed
 reference ``results/<profile>/`` when there is one (``trashnet.runner.verify``).
 
-Caching: a variant's *key* is the sha256 of only what its stage reads: the config sections of
-``STAGE_INPUTS`` (``train`` for a baseline, ``prune`` for a pruned variant, ``quantize`` for a quantized
-one, ``select`` and ``stats`` for final), the code of the package modules its stage imports (``provenance.import_closure``
-of ``settings.STAGE_MODULES`` and the notebook's own imports), the lockfile, its notebook file, the data
-manifest, and the keys and output digests of its upstream variants. So a change to ``select.py`` or the
-``select:`` settings reruns only ``final``; the report is rebuilt after every run and is in no key.
+Caching (``runner.cache``): a variant's *key* is the sha256 of only what its stage reads: the config fields
+the stage read when it last ran (recorded by the stage itself, ``config_reads.json``; before its first run,
+the whole config), the code of the package modules its stage runs (``provenance.import_closure`` from the
+registry's module and the notebook's imports), the lockfile, its notebook file, the data manifest, and the
+keys and output digests of its upstream variants. So a change to ``stages/select.py`` or the ``select:``
+settings reruns only ``final``. The report (``build_report``) is cached too, on its code, templates and
+translations and on every variant's outputs.
 A finished variant folder holds ``manifest.json`` (written last) with that key and the sha256 of every
 file; a folder whose manifest is missing, stale or whose files no longer match is redone. Each variant
 runs in a temporary folder beside its target and is swapped into place only when complete, so a killed

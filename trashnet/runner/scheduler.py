@@ -151,7 +151,7 @@ class Runner:
             self.progress(job, "skipped")
             return True
         # The key covers what the stage read of its config the last time it ran (recorded in its folder).
-        reads = records.read_config_reads(job.target) if job.target.is_dir() else None
+        reads = records.read_config_reads(job.target)
         job.key = self.key(job, reads)
         if not self.force:
             manifest = read_valid_manifest(job.target, job.key)

@@ -73,7 +73,7 @@ def run_one(stage: str, variant_id: str | None, *, profile: str | None = None, d
         job = jobs[variant_id]
         code = stage_code(stage, job.notebook)
         lock = provenance.lockfile_hash()
-        reads = records.read_config_reads(job.target) if job.target.is_dir() else None
+        reads = records.read_config_reads(job.target)
         key = cache_key(job, jobs, code=code[1], lock=lock, data_sha=data_sha, reads=reads)
         if not force and read_valid_manifest(job.target, key) is not None:
             log(f"{stage}: {variant_id} is current ({job.target}); --force reruns it")
