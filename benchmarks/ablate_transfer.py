@@ -95,7 +95,7 @@ def measure(model, dataset_dir: Path, ood: Path, classes: list[str], size: int, 
 
 
 def run_recipe(name: str, recipe: dict[str, Any], args, profile, dataset_dir: Path, work: Path) -> dict[str, Any]:
-    from trashnet.core import config
+    from trashnet.core import profiles
     from trashnet.data import inputs
     from trashnet.stages import train
     from trashnet.core.keras_env import keras, seed_everything
@@ -104,7 +104,7 @@ def run_recipe(name: str, recipe: dict[str, Any], args, profile, dataset_dir: Pa
              "model": {"image_size": recipe["size"], "weights": args.weights},
              "train": {"epochs": max(1, recipe["epochs"]), "head_epochs": recipe["head_epochs"],
                        "augment": recipe["augment"]}}
-    cfg = config.resolve_variant(profile, entry)
+    cfg = profiles.resolve_variant(profile, entry)
     seed_everything(cfg.seed)
     data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=work / ".cache", fit=cfg.model.fit)
     classes = list(data.classes)
@@ -164,12 +164,12 @@ def main(argv: list[str] | None = None) -> int:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(2)
-    from trashnet.core import config, fileio, provenance
+    from trashnet.core import fileio, profiles, provenance
     from trashnet.data import prepare
 
     work = Path(args.work)
     dataset_dir = work / "dataset"
-    profile = config.load_profile(args.profile)
+    profile = profiles.load_profile(args.profile)
     if not (dataset_dir / "manifest.csv").is_file():
         prepare.prepare(args.data, dataset_dir, split=profile.data.split, seed=profile.data.seed)
     out = Path(args.out)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from trashnet.core import config, fileio, provenance, settings
+from trashnet.core import fileio, profiles, provenance, settings
 from trashnet.report import build as report
 
 NOTEBOOKS = settings.REPO_ROOT / "tests" / "fixtures" / "notebooks"
@@ -68,7 +68,7 @@ def main() -> None:
     body = yaml.safe_load((settings.PROFILES_DIR / "quick.yaml").read_text())
     changed = args.out.parent / f"{args.out.name}-profile" / "quick.yaml"
     changed.parent.mkdir(parents=True, exist_ok=True)
-    changed.write_text(yaml.safe_dump(config.deep_merge(body, {"select": {"accuracy_tolerance_pp": 42.0}})))
+    changed.write_text(yaml.safe_dump(profiles.deep_merge(body, {"select": {"accuracy_tolerance_pp": 42.0}})))
 
     first, first_info = timed_run(args.out, args.j, env, variants)
     rerun, rerun_info = timed_run(args.out, args.j, env, variants)

@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trashnet.core import config, fileio, provenance, settings
+from trashnet.core import fileio, profiles, provenance, settings
 from trashnet.data import inputs, prepare
 from trashnet.nets import models, scoring
 from trashnet.stages import train
@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_train.json")
     args = parser.parse_args(argv)
 
-    profile = config.load_profile(args.profile)
-    cfg = next(v for v in config.load_variants(profile).values() if v.stage == "train")
+    profile = profiles.load_profile(args.profile)
+    cfg = next(v for v in profiles.load_variants(profile).values() if v.stage == "train")
     with tempfile.TemporaryDirectory() as scratch:
         dataset_dir = args.dataset
         if dataset_dir is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trashnet.core import config, fileio, provenance
+from trashnet.core import fileio, profiles, provenance
 from trashnet.data import inputs, prepare
 from trashnet.runner import machine
 from trashnet.nets import models
@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "warmup_cpu.json")
     args = parser.parse_args(argv)
 
-    profile = config.load_profile(args.profile)
-    variants = config.load_variants(profile)
+    profile = profiles.load_profile(args.profile)
+    variants = profiles.load_variants(profile)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         dataset_dir = Path(scratch) / "dataset"

@@ -221,10 +221,10 @@ def write_evaluated(models_dir: Path, dataset_dir: Path, variant: str, content: 
 def built_final(root: Path, dataset: Path, profile) -> Path:
     """The real final stage run over ``evaluated_tree``: the folder holding trashnet.tflite and its card."""
     from trashnet.stages import final
-    from trashnet.core import config
+    from trashnet.core import profiles
 
     models_dir = evaluated_tree(root / "models", dataset)
     output = root / "models" / "final"
-    final.build_final(config.load_variants(profile)["final"], dataset_dir=dataset, models_dir=models_dir,
+    final.build_final(profiles.load_variants(profile)["final"], dataset_dir=dataset, models_dir=models_dir,
                          output_dir=output)
     return output

@@ -12,7 +12,7 @@ import pytest
 from results_tree import evaluated_tree
 
 from trashnet.stages import final, stats
-from trashnet.core import config, fileio, images, litert, records
+from trashnet.core import config, fileio, images, litert, profiles, records
 from trashnet.deploy import predict
 from trashnet.core.litert import TFLiteModel
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow  # converts two tiny Keras models (~10 s)
 
 @pytest.fixture(scope="module")
 def final_config(quick_profile):
-    return config.load_variants(quick_profile)["final"]
+    return profiles.load_variants(quick_profile)["final"]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from trashnet.data import inputs
-from trashnet.core.config import AugmentConfig, ConfigError, load_profile, resolve_variant
+from trashnet.core.config import AugmentConfig, ConfigError
+from trashnet.core.profiles import resolve_variant
 from trashnet.core.keras_env import tf
 
 SIZE = 32

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import standin
-from trashnet.core import config, provenance, settings
+from trashnet.core import profiles, provenance, settings
 from trashnet.runner import cache, pipeline
 
 
@@ -68,7 +68,7 @@ def test_stage_modules_cover_what_the_notebooks_import():
 
 
 def test_config_inputs_hold_only_what_the_stage_reads(quick_profile):
-    variants = config.load_variants(quick_profile)
+    variants = profiles.load_variants(quick_profile)
     extra = lambda vid: {key.split(".")[0] for key in cache.config_inputs(variants[vid])} - set(cache.IDENTITY)  # noqa: E731
     assert extra("mobilenet_v3_large") == {"data", "model", "train", "quantize"}
     assert extra("mobilenet_v3_large.prune-2of4") == {"model", "prune", "train", "quantize"}
@@ -96,7 +96,7 @@ def edited_profile(tmp_path: Path, change: dict) -> Path:
     body = yaml.safe_load((settings.PROFILES_DIR / "quick.yaml").read_text())
     path = tmp_path / "profiles" / "quick.yaml"
     path.parent.mkdir()
-    path.write_text(yaml.safe_dump(config.deep_merge(body, change)))
+    path.write_text(yaml.safe_dump(profiles.deep_merge(body, change)))
     return path
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trashnet.core import config, litert, progress, settings
+from trashnet.core import config, litert, profiles, progress, settings
 
 SIZE = 48
 V3 = "mobilenet_v3_small"
@@ -62,7 +62,7 @@ def v3_files(v3_model, representative):
 
 def _variant(precision: str, source: str = V3, **quantize_section) -> config.VariantConfig:
     """The quick profile's quantized variant at 48 px (the trained fixtures' size)."""
-    variants = config.load_variants(config.load_profile("quick"))
+    variants = profiles.load_variants(profiles.load_profile("quick"))
     data = config.config_to_dict(variants[f"{source}.{precision}"])
     data["model"]["image_size"] = SIZE
     data["quantize"].update(quantize_section)

@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from trashnet.core import config, progress, settings
+from trashnet.core import config, profiles, progress, settings
 from trashnet.nets import models, scoring
 from trashnet.stages import train
 from trashnet.core.keras_env import keras
@@ -15,10 +15,10 @@ from trashnet.core.keras_env import keras
 
 def variant(profile, variant_id="mobilenet_v3_small", **sections):
     """A quick-profile baseline variant with ``sections`` deep-merged over it (sizes, epochs ...)."""
-    base = config.config_to_dict(config.load_variants(profile)[variant_id])
+    base = config.config_to_dict(profiles.load_variants(profile)[variant_id])
     small = {"model": {"image_size": 32}, "train": {"epochs": 1, "batch_size": 16},
              "quantize": {"latency_runs": 2, "latency_warmup": 1}}
-    return config.config_from_dict(config.deep_merge(config.deep_merge(base, small), sections))
+    return config.config_from_dict(profiles.deep_merge(profiles.deep_merge(base, small), sections))
 
 
 def read_csv(path):
@@ -120,7 +120,7 @@ def test_run_baseline_from_a_weights_file(sample_dataset, quick_profile, tmp_pat
 
 
 def test_run_baseline_rejects_other_stages(quick_profile, tmp_path):
-    cfg = config.load_variants(quick_profile)["mobilenet_v2.prune-2of4"]
+    cfg = profiles.load_variants(quick_profile)["mobilenet_v2.prune-2of4"]
     with pytest.raises(ValueError, match="baseline variant"):
         train.run_baseline(cfg, dataset_dir=tmp_path, output_dir=tmp_path / "out")
 

@@ -486,10 +486,10 @@ def notebook_config(config: dict[str, Any], variant_id: str, *, profile: str = "
 
     The runner always passes a full config; the empty default lets a person open and run the notebook.
     """
-    from trashnet.core import config as config_module
+    from trashnet.core import config as config_module, profiles
 
     if not config:
-        variants = config_module.load_variants(config_module.load_profile(profile))
+        variants = profiles.load_variants(profiles.load_profile(profile))
         if variant_id not in variants:
             raise ValueError(f"unknown variant {variant_id!r}; known: {', '.join(variants)}")
         return variants[variant_id]
