@@ -36,7 +36,7 @@ def xnnpack_latency(*, arch: str, image_size: int, sparsity: float, runs: int, o
     from trashnet.core import fileio, provenance
     from trashnet.nets import models
     from trashnet.stages import prune
-    from trashnet.core.litert import TFLiteModel, op_census
+    from trashnet.core.tflite import TFLiteModel, op_census
 
     stock = models.build_model(arch, num_classes=6, image_size=image_size)
     layout = prune.build_xnnpack_mobilenet_v3(arch, num_classes=6, image_size=image_size)

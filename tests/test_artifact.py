@@ -14,7 +14,7 @@ from results_tree import evaluated_tree
 from trashnet.stages import final, stats
 from trashnet.core import config, fileio, images, litert, profiles, records
 from trashnet.deploy import predict
-from trashnet.core.litert import TFLiteModel
+from trashnet.core.tflite import TFLiteModel
 
 pytestmark = pytest.mark.slow  # converts two tiny Keras models (~10 s)
 

@@ -174,7 +174,7 @@ def test_2of4_end_to_end_writes_verified_files(pruned_runs, arch):
 def test_pruned_tflite_runs_in_litert_and_agrees_with_keras(pruned_runs, sample_dataset, arch):
     from trashnet.data import inputs
     from trashnet.core.keras_env import keras
-    from trashnet.core.litert import TFLiteModel
+    from trashnet.core.tflite import TFLiteModel
 
     cfg, out, record, _ = pruned_runs(arch)
     images = inputs.load_dataset(sample_dataset, IMAGE_SIZE).test.images
