@@ -23,7 +23,7 @@ import pytest
 
 from trashnet import cli
 from trashnet.core import config, fileio, owned, profiles, settings
-from trashnet.data import download, prepare
+from trashnet.data import download, duplicates, prepare
 from trashnet.runner import cache, dataprep, pipeline, plan, scheduler, verify
 
 SOURCE = settings.SAMPLE_DIR
@@ -592,7 +592,7 @@ def test_near_duplicates_of_thousands_of_look_alikes_need_no_pair_list():
     rows += [{"path": "paper/far.jpg", "status": "accepted", "phash": "54" * 32},  # 256 bits from the rest
              {"path": "paper/near.jpg", "status": "accepted", "phash": "ab" * 31 + "aa"}]  # 1 bit from the rest
     tracemalloc.start()
-    prepare._near_duplicates(rows)
+    duplicates.group_near_duplicates(rows)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 20 * 2**20, peak

@@ -95,9 +95,9 @@ def resolve_split(split: str | None, profile: config.Profile, source: Path, log=
     wanted = split or profile.data.split
     if wanted != "official":
         return wanted
-    from trashnet.data import prepare
+    from trashnet.data import splits
 
-    listed, missing = prepare.official_split_fits(source)
+    listed, missing = splits.official_split_fits(source)
     if not missing:
         return "official"
     why = f"{missing} of the {listed} images the official TrashNet split lists are not in {source}"
