@@ -97,7 +97,7 @@ def measure(model, dataset_dir: Path, ood: Path, classes: list[str], size: int, 
 def run_recipe(name: str, recipe: dict[str, Any], args, profile, dataset_dir: Path, work: Path) -> dict[str, Any]:
     from trashnet.core import profiles
     from trashnet.data import inputs
-    from trashnet.stages import train
+    from trashnet.stages import train, training
     from trashnet.core.keras_env import keras, seed_everything
 
     entry = {"id": f"{args.arch}.transfer-{name}", "stage": "train", "arch": args.arch,
@@ -118,8 +118,8 @@ def run_recipe(name: str, recipe: dict[str, Any], args, profile, dataset_dir: Pa
     if recipe["epochs"]:
         if recipe["bn"] == "frozen":
             train.freeze_batchnorm(model)
-        rows, _ = train.fit_model(model, data, cfg, phase="finetune", peak_lr=cfg.train.finetune_learning_rate,
-                                  epochs=recipe["epochs"], strategy=train.distribution_strategy())
+        rows, _ = training.fit_model(model, data, cfg, phase="finetune", peak_lr=cfg.train.finetune_learning_rate,
+                                  epochs=recipe["epochs"], strategy=training.distribution_strategy())
         seconds = [row["seconds"] for row in rows if row["seconds"] is not None]
         result["seconds_per_epoch"] = round(sorted(seconds)[len(seconds) // 2], 1) if seconds else None
         result["history"] = [{k: row[k] for k in ("epoch", "loss", "accuracy", "val_accuracy")} for row in rows]

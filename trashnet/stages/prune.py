@@ -38,7 +38,7 @@ from trashnet.nets.sparsity import (M_BY_N, check_m_by_n, pruning_policy, prunin
                                      tfmot_sparsity)
 from trashnet.core import fileio
 from trashnet.data import inputs
-from trashnet.stages import train as training
+from trashnet.stages import training
 from trashnet.core.config import VariantConfig
 from trashnet.core.keras_env import keras, seed_everything, tf
 
