@@ -78,7 +78,8 @@ STAGE_MODULES = {
     "prune": ("stages.prune", "stages.train", "report.views", "report.figures"),
     "quantize": ("stages.quantize", "core.config"),
     # tools/write_metadata runs as a subprocess (its own venv), not imported: named so its code keys the stage.
-    "final": ("stages.final", "stages.select", "stages.stats", "core.config", "report.figures", "tools.write_metadata"),
+    "final": ("stages.final", "stages.select", "stages.stats", "core.config", "core.profiles", "report.figures",
+              "tools.write_metadata"),
 }
 DATA_MODULES = ("data.prepare",)  # `prepare`: what the dataset folder depends on
 
