@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(max(2, args.threads))
-    from trashnet.core import config, fileio, provenance
+    from trashnet.core import fileio, profiles, provenance
     from trashnet.data import prepare
     from trashnet.deploy import evaluate
     from trashnet.stages import train
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work)
     dataset_dir = work / "dataset"
-    profile = config.load_profile(args.profile)
+    profile = profiles.load_profile(args.profile)
     if not (dataset_dir / "manifest.csv").is_file():
         prepare.prepare(args.data, dataset_dir, split=profile.data.split, seed=profile.data.seed)
     class_map = evaluate.load_class_map(args.class_map) if args.class_map else None
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         entry = {"id": f"{args.arch}.robust-{name}", "stage": "train", "arch": args.arch,
                  "model": {"image_size": args.image_size},
                  "train": {"epochs": args.epochs, "augment": augment}}
-        cfg = config.resolve_variant(profile, entry)
+        cfg = profiles.resolve_variant(profile, entry)
         run_dir = work / "models" / f"{args.arch}-{args.image_size}px-{args.epochs}ep" / name
         metrics_file = run_dir / "metrics.json"
         if not metrics_file.is_file():

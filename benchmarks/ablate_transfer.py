@@ -95,16 +95,16 @@ def measure(model, dataset_dir: Path, ood: Path, classes: list[str], size: int, 
 
 
 def run_recipe(name: str, recipe: dict[str, Any], args, profile, dataset_dir: Path, work: Path) -> dict[str, Any]:
-    from trashnet.core import config
+    from trashnet.core import profiles
     from trashnet.data import inputs
-    from trashnet.stages import train
+    from trashnet.stages import train, training
     from trashnet.core.keras_env import keras, seed_everything
 
     entry = {"id": f"{args.arch}.transfer-{name}", "stage": "train", "arch": args.arch,
              "model": {"image_size": recipe["size"], "weights": args.weights},
              "train": {"epochs": max(1, recipe["epochs"]), "head_epochs": recipe["head_epochs"],
                        "augment": recipe["augment"]}}
-    cfg = config.resolve_variant(profile, entry)
+    cfg = profiles.resolve_variant(profile, entry)
     seed_everything(cfg.seed)
     data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=work / ".cache", fit=cfg.model.fit)
     classes = list(data.classes)
@@ -118,8 +118,8 @@ def run_recipe(name: str, recipe: dict[str, Any], args, profile, dataset_dir: Pa
     if recipe["epochs"]:
         if recipe["bn"] == "frozen":
             train.freeze_batchnorm(model)
-        rows, _ = train.fit_model(model, data, cfg, phase="finetune", peak_lr=cfg.train.finetune_learning_rate,
-                                  epochs=recipe["epochs"], strategy=train.distribution_strategy())
+        rows, _ = training.fit_model(model, data, cfg, phase="finetune", peak_lr=cfg.train.finetune_learning_rate,
+                                  epochs=recipe["epochs"], strategy=training.distribution_strategy())
         seconds = [row["seconds"] for row in rows if row["seconds"] is not None]
         result["seconds_per_epoch"] = round(sorted(seconds)[len(seconds) // 2], 1) if seconds else None
         result["history"] = [{k: row[k] for k in ("epoch", "loss", "accuracy", "val_accuracy")} for row in rows]
@@ -164,12 +164,12 @@ def main(argv: list[str] | None = None) -> int:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(2)
-    from trashnet.core import config, fileio, provenance
+    from trashnet.core import fileio, profiles, provenance
     from trashnet.data import prepare
 
     work = Path(args.work)
     dataset_dir = work / "dataset"
-    profile = config.load_profile(args.profile)
+    profile = profiles.load_profile(args.profile)
     if not (dataset_dir / "manifest.csv").is_file():
         prepare.prepare(args.data, dataset_dir, split=profile.data.split, seed=profile.data.seed)
     out = Path(args.out)

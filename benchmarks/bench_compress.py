@@ -92,14 +92,14 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    from trashnet.core import config, fileio, provenance
+    from trashnet.core import fileio, profiles, provenance
     from trashnet.stages import prune, quantize
     from trashnet.core.keras_env import tf
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    profile = config.load_profile(args.profile)
-    variants = config.load_variants(profile)
+    profile = profiles.load_profile(args.profile)
+    variants = profiles.load_variants(profile)
     models_dir = args.work / "models"
     baseline_dir = models_dir / "train" / BASE
     if not baseline_dir.is_dir():

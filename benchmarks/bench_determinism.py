@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trashnet.core import config, fileio, provenance, settings
+from trashnet.core import config, fileio, profiles, provenance, settings
 from trashnet.data import prepare
 
 # Runs in a fresh interpreter: TensorFlow's determinism switch is process-wide and cannot be undone.
@@ -77,8 +77,8 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "determinism.json")
     args = parser.parse_args()
 
-    profile = config.load_profile(args.profile)
-    cfg = config.load_variants(profile)[args.variant]
+    profile = profiles.load_profile(args.profile)
+    cfg = profiles.load_variants(profile)[args.variant]
     if args.epochs:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": args.epochs})})
     result: dict = {"profile": profile.name, "variant": cfg.id, "data": str(args.data), "seed": cfg.seed,

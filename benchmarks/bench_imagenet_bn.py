@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trashnet.core import config, fileio, provenance, settings
+from trashnet.core import config, fileio, profiles, provenance, settings
 from trashnet.data import prepare
 from trashnet.stages import train
 
@@ -36,7 +36,7 @@ MODES = ("frozen", "reestimate")
 
 
 def variant(profile: str, arch: str, *, image_size: int, epochs: int, mode: str) -> config.VariantConfig:
-    base = config.load_variants(config.load_profile(profile))[arch]
+    base = profiles.load_variants(profiles.load_profile(profile))[arch]
     values = config.config_to_dict(base)
     values["model"].update(image_size=image_size, weights="imagenet-tflite")
     values["train"].update(epochs=epochs, warmup_epochs=min(values["train"]["warmup_epochs"], 1),

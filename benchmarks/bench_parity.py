@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # toolvenv: MediaPipe's venv, cached by lock hash
 
 from trashnet.nets import consumers
-from trashnet.data import prepare
+from trashnet.data import splits
 from trashnet.core import fileio, litert, settings
 from trashnet.deploy import evaluate
 from trashnet.core.records import ConsumerParity, ParityRecord  # noqa: E402
@@ -44,7 +44,7 @@ HELPER = settings.PACKAGE_DIR / "tools" / "mediapipe_consumers.py"
 
 def trashnet_test(root: Path) -> tuple[list[str], list[str]]:
     """Files and classes of TrashNet's official test split (the authors' list, bundled with the package)."""
-    entries = sorted(key for key, split in prepare.read_official_split().items() if split == "test")
+    entries = sorted(key for key, split in splits.read_official_split().items() if split == "test")
     missing = [key for key in entries if not (root / key).is_file()]
     if missing:
         raise SystemExit(f"error: {len(missing)} test files are missing under {root} (first: {missing[0]}) - "

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from trashnet.core import config, fileio, provenance, settings
+from trashnet.core import fileio, profiles, provenance, settings
 from trashnet.report import build as report
 
 NOTEBOOKS = settings.REPO_ROOT / "tests" / "fixtures" / "notebooks"
@@ -73,7 +73,7 @@ def main() -> None:
     body = yaml.safe_load((settings.PROFILES_DIR / "quick.yaml").read_text())
     changed = args.out.parent / f"{args.out.name}-profile" / "quick.yaml"
     changed.parent.mkdir(parents=True, exist_ok=True)
-    changed.write_text(yaml.safe_dump(config.deep_merge(body, {"select": {"accuracy_tolerance_pp": 42.0}})))
+    changed.write_text(yaml.safe_dump(profiles.deep_merge(body, {"select": {"accuracy_tolerance_pp": 42.0}})))
 
     env.setdefault("TRASHNET_PYTHON", sys.executable)  # run_all.sh: this interpreter, no venv setup
     first, first_info = timed_run(args.out, args.j, env, variants)

@@ -36,7 +36,7 @@ def xnnpack_latency(*, arch: str, image_size: int, sparsity: float, runs: int, o
     from trashnet.core import fileio, provenance
     from trashnet.nets import models
     from trashnet.stages import prune
-    from trashnet.core.litert import TFLiteModel, op_census
+    from trashnet.core.tflite import TFLiteModel, op_census
 
     stock = models.build_model(arch, num_classes=6, image_size=image_size)
     layout = prune.build_xnnpack_mobilenet_v3(arch, num_classes=6, image_size=image_size)
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data:
         parser.error("no data: pass --data or set $TRASHNET_REAL_DATA")
 
-    from trashnet.core import config, fileio, provenance
+    from trashnet.core import fileio, profiles, provenance
     from trashnet.data import inputs, prepare
     from trashnet.nets import models
     from trashnet.stages import prune
@@ -163,13 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         model.save(source_dir / f"{source_id}.keras")
         weights_note = "untrained source (random init): accuracy figures are meaningless"
 
-    profile = config.load_profile("quick")
+    profile = profiles.load_profile("quick")
     entry = {"id": f"{source_id}.prune-{args.method}", "stage": "prune", "arch": args.arch, "source": source_id,
              "source_stage": "train", "model": {"image_size": args.image_size},
              "train": {"batch_size": 32}, "prune": {"method": args.method, "epochs": args.epochs,
                                                     "end_fraction": 0.7},
              "quantize": {"latency_runs": 30, "latency_warmup": 5}}
-    cfg = config.resolve_variant(profile, entry, where="bench_prune")
+    cfg = profiles.resolve_variant(profile, entry, where="bench_prune")
     output_dir = work / "models" / "prune" / cfg.id
     stage_start = time.perf_counter()
     record = prune.run_pruning(cfg, dataset_dir=dataset_dir, source_dir=source_dir, output_dir=output_dir,

@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trashnet.core import config, fileio, litert, provenance
+from trashnet.core import config, fileio, provenance, tflite
 from trashnet.nets import models
 from trashnet.nets import convert
 from trashnet.core.keras_env import keras, seed_everything  # noqa: E402
@@ -72,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                 row["convert_s"] = round(time.perf_counter() - started, 2)
                 row["raw_bytes"] = len(content)
                 row["gzip_bytes"] = len(gzip.compress(content, compresslevel=9, mtime=0))
-                census = litert.op_census(content)
+                census = tflite.op_census(content)
                 row["ops"], row["float_compute_ops"] = census["total"], census["float_compute_ops"]
                 for threads in args.threads:
-                    latency = litert.TFLiteModel(content, num_threads=threads).latency(
+                    latency = tflite.TFLiteModel(content, num_threads=threads).latency(
                         runs=args.runs, warmup=args.warmup)
                     row[f"threads{threads}_median_ms"] = round(latency["median"], 3)
                     row[f"threads{threads}_p90_ms"] = round(latency["p90"], 3)

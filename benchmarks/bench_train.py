@@ -29,10 +29,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trashnet.core import config, fileio, provenance, settings
+from trashnet.core import fileio, profiles, provenance, settings
 from trashnet.data import inputs, prepare
 from trashnet.nets import models, scoring
-from trashnet.stages import train
+from trashnet.stages import train, training
 from trashnet.core.keras_env import keras, seed_everything, tf  # noqa: E402
 
 
@@ -49,10 +49,10 @@ def timed_fit(model, dataset, *, steps: int, warmup: int, batch_size: int) -> di
 def compiled_model(arch: str, cfg, num_classes: int, total_steps: int):
     seed_everything(cfg.seed)
     model = train.build(cfg.model_copy(update={"arch": arch}), num_classes)
-    schedule = train.lr_schedule(cfg.train.learning_rate, total_steps=total_steps, warmup_steps=0)
-    optimizer = train.make_optimizer(model, schedule, weight_decay=cfg.train.weight_decay, total_steps=total_steps,
+    schedule = training.lr_schedule(cfg.train.learning_rate, total_steps=total_steps, warmup_steps=0)
+    optimizer = training.make_optimizer(model, schedule, weight_decay=cfg.train.weight_decay, total_steps=total_steps,
                                      ema=cfg.train.ema)
-    model.compile(optimizer=optimizer, loss=train.loss_function(cfg), metrics=["accuracy"])
+    model.compile(optimizer=optimizer, loss=training.loss_function(cfg), metrics=["accuracy"])
     return model
 
 
@@ -70,7 +70,7 @@ def naive_pipeline(dataset_dir: Path, labels, cfg, num_classes: int):
         dataset_dir / "train", image_size=(size, size), batch_size=cfg.train.batch_size, shuffle=True,
         seed=cfg.seed, label_mode="int")
     dataset = dataset.map(lambda x, y: (layers(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return train.with_targets(dataset, labels, num_classes, cfg.train.class_weights).prefetch(tf.data.AUTOTUNE)
+    return training.with_targets(dataset, labels, num_classes, cfg.train.class_weights).prefetch(tf.data.AUTOTUNE)
 
 
 def bench_arch(arch: str, cfg, dataset_dir: Path, split: inputs.Split, num_classes: int, *, steps: int,
@@ -79,7 +79,7 @@ def bench_arch(arch: str, cfg, dataset_dir: Path, split: inputs.Split, num_class
     result: dict = {"arch": arch, "image_size": size, "batch_size": batch}
     total = steps + warmup
     model = compiled_model(arch, cfg, num_classes, total)
-    result["project"] = timed_fit(model, train.training_pipeline(split, cfg, num_classes), steps=steps,
+    result["project"] = timed_fit(model, training.training_pipeline(split, cfg, num_classes), steps=steps,
                                   warmup=warmup, batch_size=batch)
     result["latency_ms"] = scoring.keras_latency(model, size, runs=latency_runs, warmup=2)
     result["params"] = model.count_params()
@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_train.json")
     args = parser.parse_args(argv)
 
-    profile = config.load_profile(args.profile)
-    cfg = next(v for v in config.load_variants(profile).values() if v.stage == "train")
+    profile = profiles.load_profile(args.profile)
+    cfg = next(v for v in profiles.load_variants(profile).values() if v.stage == "train")
     with tempfile.TemporaryDirectory() as scratch:
         dataset_dir = args.dataset
         if dataset_dir is None:

@@ -2,7 +2,7 @@
 
 For each architecture, in one process, one after the other: ``train.warmup_epoch_seconds`` (the timed
 training steps on one random batch that ``run`` does before a long run, scaled to an epoch), then a real
-``train.fit_model`` of ``--epochs`` epochs with the profile's recipe on a prepared data set, whose per-epoch
+``training.fit_model`` of ``--epochs`` epochs with the profile's recipe on a prepared data set, whose per-epoch
 seconds (the ones the kernel reports to the progress line) are compared with it: the ratio real / warm-up,
 median over the epochs after the first (which also traces the graph). Run it on an idle machine to learn a
 correction; under changing load it shows how rough the warm-up is.
@@ -23,11 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from trashnet.core import config, fileio, provenance
+from trashnet.core import fileio, profiles, provenance
 from trashnet.data import inputs, prepare
 from trashnet.runner import machine
 from trashnet.nets import models
-from trashnet.stages import train
+from trashnet.stages import train, training
 from trashnet.core.keras_env import keras  # noqa: E402
 
 
@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "warmup_cpu.json")
     args = parser.parse_args(argv)
 
-    profile = config.load_profile(args.profile)
-    variants = config.load_variants(profile)
+    profile = profiles.load_profile(args.profile)
+    variants = profiles.load_variants(profile)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         dataset_dir = Path(scratch) / "dataset"
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             predicted = train.warmup_epoch_seconds(cfg, len(loaded.train))
             keras.backend.clear_session()
             model = train.build(cfg, len(loaded.classes))
-            history, _ = train.fit_model(model, loaded, cfg, phase="scratch", peak_lr=cfg.train.learning_rate,
-                                         epochs=args.epochs, strategy=train.distribution_strategy(), verbose=False)
+            history, _ = training.fit_model(model, loaded, cfg, phase="scratch", peak_lr=cfg.train.learning_rate,
+                                         epochs=args.epochs, strategy=training.distribution_strategy(), verbose=False)
             seconds = [row["seconds"] for row in history]
             later = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
             row = {"arch": arch, "image_size": cfg.model.image_size, "train_images": len(loaded.train),

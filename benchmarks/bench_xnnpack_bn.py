@@ -32,11 +32,11 @@ VARIANT = "mobilenet_v3_large.prune-xnnpack-75"
 
 
 def run_arm(arm: str, *, data: Path, source_dir: Path, out: Path) -> dict:
-    from trashnet.core import config
+    from trashnet.core import profiles
     from trashnet.stages import prune
     from trashnet.core.keras_env import keras
 
-    cfg = config.load_variants(config.load_profile("cpu"))[VARIANT]
+    cfg = profiles.load_variants(profiles.load_profile("cpu"))[VARIANT]
     original = prune.transfer_weights
 
     def transfer_at_keras_momentum(source, target):

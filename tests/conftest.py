@@ -55,9 +55,9 @@ _OOD_DATA = os.environ.get(settings.ENV_OOD_DATA)
 
 @pytest.fixture(scope="session")
 def quick_profile():
-    from trashnet.core import config
+    from trashnet.core import profiles
 
-    return config.load_profile("quick")
+    return profiles.load_profile("quick")
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import numpy as np
 
 import results_tree
 from trashnet.stages import final
-from trashnet.core import config, records, settings
+from trashnet.core import config, profiles, records, settings
 from trashnet.data import prepare
 from trashnet.nets import scoring
 from trashnet.stages import stats as trashnet_stats
@@ -39,7 +39,7 @@ def _enrich(folder: Path, *, accuracy: float, gzip_bytes: int, history: bool = F
     record.train_time_s = 1234.5
     record.latency_ms = {"keras_batch1": records.Latency(median=12.3456, p90=13.0, mean=12.5, runs=30)}
     record.provenance = {**record.provenance, "config": config.config_to_dict(
-        config.load_variants(config.load_profile("quick"))[record.variant])}
+        profiles.load_variants(profiles.load_profile("quick"))[record.variant])}
     if pruned:
         record.sparsity = {"method": "2of4", "total": {"sparsity": 0.4712},
                            "layers": {f"conv_{i}": {"kind": "Conv2D", "weights": 1000 * i, "sparsity": 0.5,
@@ -85,7 +85,7 @@ def build(tmp_path_factory, *, stats: bool = False, ood: bool = False) -> Path:
                 history=True, ood=ood)
         _enrich(layout.variant_dir("prune", "mobilenet_v3_large.prune-2of4"), accuracy=0.7930,
                 gzip_bytes=5_000_000, history=True, pruned=True)
-        final_cfg = config.load_variants(config.load_profile("quick"))["final"]
+        final_cfg = profiles.load_variants(profiles.load_profile("quick"))["final"]
         final_dir = layout.variant_dir("final", "final")
         final.build_final(final_cfg, dataset_dir=layout.dataset, models_dir=layout.models, output_dir=final_dir)
         results_tree.mark_finished(final_dir)

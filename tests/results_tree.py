@@ -131,13 +131,13 @@ _TINY: dict[tuple[int, int, int, bool], bytes] = {}
 
 def evaluated_tree(models_dir: Path, dataset_dir: Path, *, image_size: int = 32) -> Path:
     """Results of real (tiny) TFLite files, evaluated on a prepared data set the way the quantize stage does
-    (``inputs.load_dataset`` + ``litert.TFLiteModel`` + ``evaluate``), so an artifact built from them must
+    (``inputs.load_dataset`` + ``tflite.TFLiteModel`` + ``evaluate``), so an artifact built from them must
     reproduce their accuracy exactly. Two hybrid candidates (different seeds), a float baseline, a failed
     conversion.
     """
     from trashnet.nets import scoring
     from trashnet.data import inputs
-    from trashnet.core.litert import TFLiteModel
+    from trashnet.core.tflite import TFLiteModel
 
     data = inputs.load_dataset(dataset_dir, image_size)
     large, pruned = "mobilenet_v3_large", "mobilenet_v3_large.prune-2of4"
@@ -193,7 +193,7 @@ def write_evaluated(models_dir: Path, dataset_dir: Path, variant: str, content: 
     """A quantized-stage result for ``content``, evaluated as that stage does (arrays, LiteRT, sklearn)."""
     from trashnet.nets import scoring
     from trashnet.data import inputs
-    from trashnet.core.litert import TFLiteModel
+    from trashnet.core.tflite import TFLiteModel
 
     folder = models_dir / "quantize" / variant
     folder.mkdir(parents=True, exist_ok=True)
@@ -221,10 +221,10 @@ def write_evaluated(models_dir: Path, dataset_dir: Path, variant: str, content: 
 def built_final(root: Path, dataset: Path, profile) -> Path:
     """The real final stage run over ``evaluated_tree``: the folder holding trashnet.tflite and its card."""
     from trashnet.stages import final
-    from trashnet.core import config
+    from trashnet.core import profiles
 
     models_dir = evaluated_tree(root / "models", dataset)
     output = root / "models" / "final"
-    final.build_final(config.load_variants(profile)["final"], dataset_dir=dataset, models_dir=models_dir,
+    final.build_final(profiles.load_variants(profile)["final"], dataset_dir=dataset, models_dir=models_dir,
                          output_dir=output)
     return output

@@ -12,16 +12,16 @@ import pytest
 from results_tree import evaluated_tree
 
 from trashnet.stages import final, stats
-from trashnet.core import config, fileio, images, litert, records, registry
+from trashnet.core import config, fileio, images, litert, profiles, records, registry
 from trashnet.deploy import predict
-from trashnet.core.litert import TFLiteModel
+from trashnet.core.tflite import TFLiteModel
 
 pytestmark = pytest.mark.slow  # converts two tiny Keras models (~10 s)
 
 
 @pytest.fixture(scope="module")
 def final_config(quick_profile):
-    return config.load_variants(quick_profile)["final"]
+    return profiles.load_variants(quick_profile)["final"]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from trashnet.data import inputs
-from trashnet.core.config import AugmentConfig, ConfigError, load_profile, resolve_variant
+from trashnet.core.config import AugmentConfig, ConfigError
+from trashnet.core.profiles import resolve_variant
 from trashnet.core.keras_env import tf
 
 SIZE = 32
@@ -137,7 +138,7 @@ def test_config_defaults_are_off_and_bad_values_are_errors(quick_profile):
 
 def test_training_pipeline_with_every_option(sample_dataset, quick_profile):
     """The real tf.data path: every option on, MixUp after the one-hot targets, same batches on a rerun."""
-    from trashnet.stages import train
+    from trashnet.stages import training
 
     augment = {"crop_scale": [0.4, 1.5], "saturation": 0.4, "hue": 0.05, "blur": 0.3, "noise": 0.05,
                "jpeg": 0.5, "grayscale": 0.1, "background": 0.5, "mixup": 0.2}
@@ -145,8 +146,8 @@ def test_training_pipeline_with_every_option(sample_dataset, quick_profile):
              "model": {"image_size": SIZE}, "train": {"augment": augment, "batch_size": 8}}
     cfg = resolve_variant(quick_profile, entry)
     data = inputs.load_dataset(sample_dataset, SIZE)
-    x, y, w = next(iter(train.training_pipeline(data.train, cfg, len(data.classes))))
-    again = next(iter(train.training_pipeline(data.train, cfg, len(data.classes))))
+    x, y, w = next(iter(training.training_pipeline(data.train, cfg, len(data.classes))))
+    again = next(iter(training.training_pipeline(data.train, cfg, len(data.classes))))
     assert x.shape == (8, SIZE, SIZE, 3) and y.shape == (8, len(data.classes)) and w.shape == (8,)
     np.testing.assert_array_equal(x.numpy(), again[0].numpy())
     np.testing.assert_allclose(y.numpy().sum(axis=1), 1.0, atol=1e-5)
@@ -170,17 +171,17 @@ def test_random_resample_draws_each_image_from_a_filter_of_its_larger_decode():
 
 
 def test_the_training_pipeline_resamples_from_the_larger_decodes(sample_dataset, quick_profile):
-    from trashnet.stages import train
+    from trashnet.stages import training
 
     entry = {"id": "mobilenet_v3_small", "stage": "train", "arch": "mobilenet_v3_small",
              "model": {"image_size": SIZE},
              "train": {"augment": {**OFF.model_dump(), "resample": 1.0, "resample_source": 64}, "batch_size": 8}}
     cfg = resolve_variant(quick_profile, entry)
     with pytest.raises(ValueError, match="source_size"):
-        train.training_pipeline(inputs.load_dataset(sample_dataset, SIZE).train, cfg, 6)
+        training.training_pipeline(inputs.load_dataset(sample_dataset, SIZE).train, cfg, 6)
     data = inputs.load_dataset(sample_dataset, SIZE, source_size=64)
     assert data.train.sources.shape == (len(data.train), 64, 64, 3) and data.test.sources is None
-    x, _, _ = next(iter(train.training_pipeline(data.train, cfg, len(data.classes))))
+    x, _, _ = next(iter(training.training_pipeline(data.train, cfg, len(data.classes))))
     assert x.shape == (8, SIZE, SIZE, 3)
     index = {image.tobytes(): i for i, image in enumerate(data.train.images)}
     assert not any(image.astype(np.uint8).tobytes() in index for image in x.numpy())  # not Pillow's inputs

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import standin
-from trashnet.core import config, provenance, records, registry, settings
+from trashnet.core import config, profiles, provenance, records, registry, settings
 from trashnet.runner import cache, pipeline
 
 
@@ -68,7 +68,7 @@ def test_stage_closures_of_the_real_package():
 
 
 def test_config_inputs_are_what_the_stage_read(quick_profile):
-    variant = config.load_variants(quick_profile)["mobilenet_v3_large.prune-2of4"]
+    variant = profiles.load_variants(quick_profile)["mobilenet_v3_large.prune-2of4"]
     identity = {key: value for key, value in cache.config_inputs(variant, None).items() if key != "config"}
     assert set(identity) == set(cache.IDENTITY)
     assert cache.config_inputs(variant, None)["config"] == config.config_to_dict(variant)  # not run yet: all
@@ -96,7 +96,7 @@ def edited_profile(tmp_path: Path, change: dict) -> Path:
     body = yaml.safe_load((settings.PROFILES_DIR / "quick.yaml").read_text())
     path = tmp_path / "profiles" / "quick.yaml"
     path.parent.mkdir()
-    path.write_text(yaml.safe_dump(config.deep_merge(body, change)))
+    path.write_text(yaml.safe_dump(profiles.deep_merge(body, change)))
     return path
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trashnet.core import config, settings
+from trashnet.core import config, profiles, settings
 from trashnet.runner import cache
 
 PROFILES = sorted(path.stem for path in settings.PROFILES_DIR.glob("*.yaml"))
@@ -16,9 +16,9 @@ def test_the_profiles_are_there():
 
 @pytest.mark.parametrize("name", PROFILES)
 def test_every_variant_of_every_profile_resolves(name):
-    profile = config.load_profile(name)
+    profile = profiles.load_profile(name)
     assert profile.name == name
-    variants = config.load_variants(profile)
+    variants = profiles.load_variants(profile)
     assert variants, name
     stages = {variant.stage for variant in variants.values()}
     assert stages == set(settings.STAGES)
@@ -39,24 +39,24 @@ def test_every_variant_of_every_profile_resolves(name):
         assert config.config_to_dict(config.config_from_dict(resolved)) == resolved
         assert set(cache.config_inputs(variant, None)) >= set(cache.IDENTITY)
     # The profile's own selection and its overrides name real variants.
-    ids = config.select_variants(variants, profile.variants)
+    ids = profiles.select_variants(variants, profile.variants)
     assert ids and set(profile.overrides) <= set(variants)
     assert ids == [vid for vid in variants if vid in ids]  # dependency (file) order
 
 
 def test_profile_overrides_reach_only_their_variant():
-    cpu = config.load_variants(config.load_profile("cpu"))
+    cpu = profiles.load_variants(profiles.load_profile("cpu"))
     assert cpu["mobilenet_v3_small"].train.epochs == 80 and cpu["mobilenet_v1"].train.epochs == 20
     # A pruned variant gets the profile's training recipe, not its source's epoch override.
-    assert cpu["mobilenet_v3_small.prune-2of4"].train.epochs == config.load_profile("cpu").train.epochs
+    assert cpu["mobilenet_v3_small.prune-2of4"].train.epochs == profiles.load_profile("cpu").train.epochs
 
 
 def test_unknown_keys_and_wrong_types_are_named(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: {epochs: '10', learning_rte: 0.1}\n")
     with pytest.raises(config.ConfigError) as error:
-        config.load_profile(bad)
+        profiles.load_profile(bad)
     message = str(error.value)
     assert "train.epochs" in message and "train.learning_rte" in message
     with pytest.raises(config.ConfigError, match="unknown profile 'nope'; known profiles: .*quick"):
-        config.load_profile("nope")
+        profiles.load_profile("nope")

@@ -95,11 +95,11 @@ def test_image_runs_the_package_offline_as_non_root(image, tmp_path):
 def test_image_reproduces_the_quick_run_into_the_mounted_output(image, tmp_path):
     if not (ROOT / "run_all.sh").is_file():
         pytest.skip("run_all.sh is not in this checkout yet: the image's entrypoint needs it")
-    from trashnet.core import config
+    from trashnet.core import profiles
 
     # No /data: the entrypoint runs run_all.sh on the bundled sample, quick profile (its default there).
     # Exit 1 = some variant failed (the report says which); the run, the report and the final model go on.
-    subset = [] if getattr(config.load_profile("quick"), "variants", None) else ["--variants", QUICK_SUBSET]
+    subset = [] if getattr(profiles.load_profile("quick"), "variants", None) else ["--variants", QUICK_SUBSET]
     result = _run([str(SCRIPTS / "run.sh"), str(tmp_path), "--", *subset], timeout=1500, ok=(0, 1))
     for produced in ("report/quick/index.html", "models/quick/final/trashnet.tflite"):
         assert (tmp_path / produced).is_file(), (

@@ -18,7 +18,7 @@ import toolvenv
 from results_tree import evaluated_tree
 
 from trashnet.stages import final
-from trashnet.core import config, settings
+from trashnet.core import profiles, settings
 from trashnet.deploy import predict, release
 
 pytestmark = pytest.mark.slow  # a venv and ~60 MB of wheels: about a minute
@@ -53,7 +53,7 @@ def test_the_final_file_reproduces_its_accuracy_without_tensorflow(deploy_python
                                                                    quick_profile):
     models_dir = evaluated_tree(tmp_path / "models", sample_dataset)
     final_dir = tmp_path / "models" / "final"
-    final.build_final(config.load_variants(quick_profile)["final"], dataset_dir=sample_dataset,
+    final.build_final(profiles.load_variants(quick_profile)["final"], dataset_dir=sample_dataset,
                          models_dir=models_dir, output_dir=final_dir)
     done = subprocess.run([str(deploy_python), str(settings.REPO_ROOT / "tests" / "deploy_check.py"),
                            "--final", str(final_dir), "--dataset", str(sample_dataset)],
@@ -80,7 +80,7 @@ def test_the_release_bundle_and_its_example_work_without_tensorflow(deploy_pytho
 
     models_dir = evaluated_tree(tmp_path / "models", sample_dataset)
     final_dir = tmp_path / "models" / "final"
-    final.build_final(config.load_variants(quick_profile)["final"], dataset_dir=sample_dataset,
+    final.build_final(profiles.load_variants(quick_profile)["final"], dataset_dir=sample_dataset,
                          models_dir=models_dir, output_dir=final_dir)
     bundle = release.build(final_dir, tmp_path / "dist")
     with zipfile.ZipFile(bundle) as archive:

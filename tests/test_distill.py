@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from trashnet.core import config as config_lib
+from trashnet.core import config as config_lib, profiles
 
 pytest.importorskip("tensorflow_model_optimization")
 
@@ -63,10 +63,10 @@ def test_distill_config_is_strict(quick_profile):
     entry = {"id": "x", "stage": "prune", "arch": "mobilenet_v3_small", "source": "mobilenet_v3_small",
              "prune": {"distill": {"temperature": 0}}}
     with pytest.raises(config_lib.ConfigError, match="temperature"):
-        config_lib.resolve_variant(quick_profile, entry)
+        profiles.resolve_variant(quick_profile, entry)
     entry["prune"]["distill"] = {"alpha": 0.5, "weight": 1}
     with pytest.raises(config_lib.ConfigError, match="weight"):
-        config_lib.resolve_variant(quick_profile, entry)
+        profiles.resolve_variant(quick_profile, entry)
 
 
 @pytest.mark.slow
@@ -74,7 +74,7 @@ def test_distilled_2of4_pruning_runs_on_the_sample(trained_model_factory, sample
     from trashnet.stages import prune
 
     arch = "mobilenet_v3_small"
-    variants = config_lib.load_variants(quick_profile)
+    variants = profiles.load_variants(quick_profile)
     data = config_lib.config_to_dict(variants["mobilenet_v3_large.prune-2of4-distill"])
     data.update(id=f"{arch}.prune-2of4-distill", arch=arch, source=arch)
     data["model"]["image_size"] = IMAGE_SIZE

@@ -18,7 +18,7 @@ from results_tree import built_final
 from toolvenv import clean_env, tool_python
 
 from trashnet.stages import final
-from trashnet.core import images, litert, settings
+from trashnet.core import images, litert, settings, tflite
 from trashnet.deploy import predict
 
 pytestmark = pytest.mark.slow  # venvs (cached by lock hash) and a tiny final artifact
@@ -98,7 +98,7 @@ def test_load_applies_a_non_trivial_normalization_from_the_metadata(final_dir, t
     assert model.preprocessing.source == "tflite-metadata" and model.preprocessing.mean == (127.5,)
     assert model.labels == labels
     pixels = np.random.default_rng(0).integers(0, 256, (4, model.image_size, model.image_size, 3)).astype(np.float32)
-    raw = litert.TFLiteModel(original)
+    raw = tflite.TFLiteModel(original)
     np.testing.assert_allclose(model.predict(pixels), raw.predict((pixels - 127.5) / 127.5), rtol=1e-6, atol=1e-7)
 
 

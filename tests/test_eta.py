@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from trashnet.core import config
+from trashnet.core import profiles
 from trashnet.runner import eta
 
 
 @pytest.fixture(scope="module")
 def cpu_variants():
-    return config.load_variants(config.load_profile("cpu"))
+    return profiles.load_variants(profiles.load_profile("cpu"))
 
 
 def test_defaults_follow_stage_epochs_and_architecture(cpu_variants):

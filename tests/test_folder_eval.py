@@ -196,7 +196,7 @@ def test_predict_reads_the_fit_the_model_carries(model_file, tmp_path):
 @pytest.mark.realdata
 def test_the_ood_dev_set_is_measured_whole(model_file, ood_data_dir, quick_profile):
     """The real OOD set through measure_ood: every photo decodes and is scored in its class."""
-    from trashnet.core.litert import TFLiteModel
+    from trashnet.core.tflite import TFLiteModel
 
     runner = TFLiteModel(model_file)
     block = evaluate.measure_ood(runner.predict, list(CLASSES), runner.image_size, folder=ood_data_dir,
@@ -208,7 +208,7 @@ def test_the_ood_dev_set_is_measured_whole(model_file, ood_data_dir, quick_profi
 
 
 def test_measure_ood_is_off_without_the_variable(model_file):
-    from trashnet.core.litert import TFLiteModel
+    from trashnet.core.tflite import TFLiteModel
 
     runner = TFLiteModel(model_file)
     assert evaluate.measure_ood(runner.predict, list(CLASSES), runner.image_size) is None  # conftest unset it

@@ -245,7 +245,7 @@ CONFIG_KEYS = ["name", "description", "seed", "seeds", "variants", "extends", "o
 def test_random_yaml_values_in_a_profile_are_accepted_or_one_config_error(tmp_path):
     """Every profile with a random odd value at a random key either loads (a valid value) or raises
     ConfigError with a message that names the file - never another exception."""
-    from trashnet.core import config
+    from trashnet.core import config, profiles
 
     rng = random.Random(SEED)
     outcomes = {"loaded": 0, "refused": 0}
@@ -258,7 +258,7 @@ def test_random_yaml_values_in_a_profile_are_accepted_or_one_config_error(tmp_pa
         path = tmp_path / f"case{case}.yaml"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         try:
-            profile = config.load_profile(path)
+            profile = profiles.load_profile(path)
         except config.ConfigError as error:
             assert str(path) in str(error), (lines, error)
             outcomes["refused"] += 1

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from trashnet.core import litert, settings
+from trashnet.core import settings, tflite
 
 SIZE = 32
 NUM_CLASSES = 4
@@ -46,10 +46,10 @@ def images():
 
 @pytest.fixture(scope="module")
 def files(color_model, images):
-    from trashnet.stages import quantize
+    from trashnet.nets import convert
 
-    representative = quantize.representative_images(images, 20, seed=0)
-    return {precision: quantize.convert(color_model, precision, representative=representative)
+    representative = convert.representative_images(images, 20, seed=0)
+    return {precision: convert.convert(color_model, precision, representative=representative)
             for precision in ("fp32", "int8")}
 
 
@@ -61,7 +61,7 @@ def test_litert_does_not_import_tensorflow():
 
 @pytest.mark.slow
 def test_fp32_file_matches_keras_and_batches_match_single_images(color_model, files, images):
-    runner = litert.TFLiteModel(files["fp32"])
+    runner = tflite.TFLiteModel(files["fp32"])
     assert runner.batchable and runner.image_size == SIZE and runner.num_classes == NUM_CLASSES
     expected = color_model.predict(images.astype(np.float32), verbose=0)
     batched = runner.predict(images, batch_size=16)  # 40 = 16 + 16 + 8 (padded)
@@ -73,8 +73,8 @@ def test_fp32_file_matches_keras_and_batches_match_single_images(color_model, fi
 
 @pytest.mark.slow
 def test_int8_input_and_output_are_quantized_with_the_tensors_scale(files, images):
-    float_probs = litert.TFLiteModel(files["fp32"]).predict(images)
-    runner = litert.TFLiteModel(files["int8"])
+    float_probs = tflite.TFLiteModel(files["fp32"]).predict(images)
+    runner = tflite.TFLiteModel(files["int8"])
     assert runner.input_dtype == np.int8 and np.dtype(runner.output["dtype"]) == np.int8
     scale, zero_point = runner.input["quantization"]
     # Calibrated on [0, 255] pixels: one step per grey level, 0 at -128.
@@ -95,22 +95,22 @@ def test_int8_input_and_output_are_quantized_with_the_tensors_scale(files, image
 
 @pytest.mark.slow
 def test_op_census_counts_ops_by_type_and_dtype(files):
-    fp32 = litert.op_census(files["fp32"])
+    fp32 = tflite.op_census(files["fp32"])
     assert fp32["by_op"]["CONV_2D"] == 1 and fp32["float_compute_ops"] == fp32["total"]
-    int8 = litert.op_census(files["int8"])
+    int8 = tflite.op_census(files["int8"])
     assert int8["float_compute_ops"] == 0
     assert int8["by_op_dtype"]["CONV_2D:int8"] == 1
 
 
 @pytest.mark.slow
 def test_latency_reports_median_and_p90(files):
-    latency = litert.TFLiteModel(files["fp32"], num_threads=1).latency(runs=5, warmup=1)
+    latency = tflite.TFLiteModel(files["fp32"], num_threads=1).latency(runs=5, warmup=1)
     assert latency["runs"] == 5 and 0 < latency["median"] <= latency["p90"]
 
 
 @pytest.mark.slow
 def test_wrong_image_shape_is_a_clear_error(files):
-    runner = litert.TFLiteModel(files["fp32"])
+    runner = tflite.TFLiteModel(files["fp32"])
     with pytest.raises(ValueError, match="expected images of shape"):
         runner.predict(np.zeros((2, SIZE + 1, SIZE, 3), np.uint8))
     with pytest.raises(ValueError, match="expected images of shape"):
@@ -119,6 +119,6 @@ def test_wrong_image_shape_is_a_clear_error(files):
 
 @pytest.mark.slow
 def test_parallel_interpreters_give_the_same_predictions_in_order(files, images):
-    single = litert.TFLiteModel(files["int8"]).predict(images)
-    parallel = litert.predict_parallel(files["int8"], images, workers=3, num_threads=1, batch_size=4)
+    single = tflite.TFLiteModel(files["int8"]).predict(images)
+    parallel = tflite.predict_parallel(files["int8"], images, workers=3, num_threads=1, batch_size=4)
     np.testing.assert_array_equal(parallel, single)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import standin
-from trashnet.core import config, fileio, settings
+from trashnet.core import config, fileio, profiles, settings
 from trashnet.runner import cache, pipeline, plan, scheduler, worker
 
 
@@ -166,9 +166,9 @@ def test_missing_data_folder_is_an_error(tmp_path):
 
 
 def test_variant_selection_pulls_in_sources():
-    profile = config.load_profile("quick")
-    variants = config.load_variants(profile)
-    ids = config.select_variants(variants, standin.SELECTION.split(","))
+    profile = profiles.load_profile("quick")
+    variants = profiles.load_variants(profile)
+    ids = profiles.select_variants(variants, standin.SELECTION.split(","))
     assert ids == standin.SELECTED
     jobs = plan.plan(variants, ids, settings.Layout(Path("/tmp/x"), "quick"), standin.NOTEBOOKS)
     assert jobs["mobilenet_v3_large.prune-2of4.int16x8"].deps == ["mobilenet_v3_large.prune-2of4"]
@@ -226,9 +226,9 @@ def test_one_run_per_output_folder(tmp_path):
 def test_variants_replace_the_profile_list(tmp_path):
     profile = tmp_path / "narrow.yaml"
     profile.write_text("variants: [mobilenet_v1]\nmodel: {image_size: 64}\n")
-    narrow = config.load_profile(profile)
-    variants = config.load_variants(narrow)
-    assert config.select_variants(variants, narrow.variants) == ["mobilenet_v1"]
+    narrow = profiles.load_profile(profile)
+    variants = profiles.load_variants(narrow)
+    assert profiles.select_variants(variants, narrow.variants) == ["mobilenet_v1"]
     with pytest.raises(config.ConfigError, match="matches nothing"):
         pipeline.run(profile=str(profile), out=tmp_path / "out", variants="no_such_net", report=False,
                      log=lambda message: None)
@@ -275,9 +275,9 @@ def test_a_kernel_that_dies_before_any_cell_is_started_again(tmp_path, monkeypat
 def test_the_longest_chain_starts_first(tmp_path):
     # cpu profile: V3-Large (45 epochs) -> its 2:4 copy -> their files -> final is the longest chain; started
     # in file order (V1 first), the last part of the run would leave one of two workers idle.
-    profile = config.load_profile("cpu")
-    variants = config.load_variants(profile)
-    ids = config.select_variants(variants, profile.variants)
+    profile = profiles.load_profile("cpu")
+    variants = profiles.load_variants(profile)
+    ids = profiles.select_variants(variants, profile.variants)
     layout = settings.Layout(tmp_path, "cpu")
     runner = scheduler.Runner(plan.plan(variants, ids, layout), layout, data_sha="0" * 64, jobs_at_once=2,
                              log=lambda message: None)

@@ -18,7 +18,7 @@ from results_tree import CLASSES, tiny_tflite
 from trashnet.stages import final
 from trashnet.core import images, settings
 from trashnet.deploy import predict
-from trashnet.core.litert import TFLiteModel
+from trashnet.core.tflite import TFLiteModel
 
 SIZE = 32
 

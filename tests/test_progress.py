@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import standin
-from trashnet.core import config, progress, settings
+from trashnet.core import profiles, progress, settings
 from trashnet.runner import eta, machine, pipeline, plan, scheduler
 
 VARIANT = "mobilenet_v3_small"
@@ -42,7 +42,7 @@ def test_events_round_trip_and_only_whole_lines_are_read(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def cpu_variants():
-    return config.load_variants(config.load_profile("cpu"))
+    return profiles.load_variants(profiles.load_profile("cpu"))
 
 
 def test_the_eta_learns_this_machines_epochs(cpu_variants, tmp_path, monkeypatch):
@@ -145,7 +145,7 @@ def test_an_executed_notebook_and_its_log_hold_no_cuda_noise(tmp_path, monkeypat
 def test_the_machine_check_before_a_long_run(tmp_path, cpu_variants):
     # The cpu profile's V3-Small chain: well over MIN_RUN_SECONDS by the defaults, so `run` times a few
     # training steps of its first baseline (V3-Small at 128 px) in a child process first.
-    ids = config.select_variants(cpu_variants, ["mobilenet_v3_small*"])
+    ids = profiles.select_variants(cpu_variants, ["mobilenet_v3_small*"])
     layout = settings.Layout(tmp_path / "out", "cpu")
     runner = scheduler.Runner(plan.plan(cpu_variants, ids, layout), layout, data_sha="-", jobs_at_once=2,
                              train_images=1764)

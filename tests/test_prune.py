@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trashnet.core import config as config_lib
+from trashnet.core import config as config_lib, profiles
 from trashnet.nets import scoring
 from trashnet.core import registry
 
@@ -20,7 +20,7 @@ IMAGE_SIZE = 48  # trained_model_factory's default
 
 def _variant(quick_profile, arch: str, method: str, **prune) -> config_lib.VariantConfig:
     """A quick-profile pruned variant of ``arch`` at the fixture's input size."""
-    variants = config_lib.load_variants(quick_profile)
+    variants = profiles.load_variants(quick_profile)
     data = config_lib.config_to_dict(variants[f"{arch}.prune-2of4"])
     data["id"] = f"{arch}.prune-{method}"
     data["prune"].update(method=method, **prune)
@@ -174,7 +174,7 @@ def test_2of4_end_to_end_writes_verified_files(pruned_runs, arch):
 def test_pruned_tflite_runs_in_litert_and_agrees_with_keras(pruned_runs, sample_dataset, arch):
     from trashnet.data import inputs
     from trashnet.core.keras_env import keras
-    from trashnet.core.litert import TFLiteModel
+    from trashnet.core.tflite import TFLiteModel
 
     cfg, out, record, _ = pruned_runs(arch)
     images = inputs.load_dataset(sample_dataset, IMAGE_SIZE).test.images

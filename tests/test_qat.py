@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from trashnet.core import config as config_lib
+from trashnet.core import config as config_lib, profiles
 
 pytest.importorskip("tensorflow_model_optimization")
 
@@ -86,13 +86,13 @@ def test_qat_config_needs_int8(quick_profile):
     entry = {"id": "x", "stage": "quantize", "arch": "mobilenet_v3_large", "source": "mobilenet_v3_large",
              "precision": "fp16", "quantize": {"qat": {"method": "qat"}}}
     with pytest.raises(config_lib.ConfigError, match="int8"):
-        config_lib.resolve_variant(quick_profile, entry)
+        profiles.resolve_variant(quick_profile, entry)
 
 
 # --- Through the quantization stage on the sample ---------------------------------------------------
 
 def _variant(variant_id: str, source: str, source_stage: str) -> config_lib.VariantConfig:
-    variants = config_lib.load_variants(config_lib.load_profile("quick"))
+    variants = profiles.load_variants(profiles.load_profile("quick"))
     data = config_lib.config_to_dict(variants[variant_id])
     data.update(id=variant_id.replace("mobilenet_v3_large", "mobilenet_v3_small"), arch="mobilenet_v3_small",
                 source=source, source_stage=source_stage)
@@ -169,7 +169,7 @@ def test_pqat_keeps_the_2of4_pattern_in_the_int8_file(trained_model_factory, sam
     base_dir = tmp_path / "models" / "train" / arch
     base_dir.mkdir(parents=True)
     shutil.copyfile(trained_model_factory(arch, SIZE), base_dir / f"{arch}.keras")
-    variants = config_lib.load_variants(quick_profile)
+    variants = profiles.load_variants(quick_profile)
     data = config_lib.config_to_dict(variants[f"{arch}.prune-2of4"])
     data["model"]["image_size"] = SIZE
     pruned_cfg = config_lib.config_from_dict(data)

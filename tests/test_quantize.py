@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trashnet.core import config, litert, progress, registry, settings
+from trashnet.core import config, profiles, progress, registry, settings, tflite
 
 SIZE = 48
 V3 = "mobilenet_v3_small"
@@ -62,7 +62,7 @@ def v3_files(v3_model, representative):
 
 def _variant(precision: str, source: str = V3, **quantize_section) -> config.VariantConfig:
     """The quick profile's quantized variant at 48 px (the trained fixtures' size)."""
-    variants = config.load_variants(config.load_profile("quick"))
+    variants = profiles.load_variants(profiles.load_profile("quick"))
     data = config.config_to_dict(variants[f"{source}.{precision}"])
     data["model"]["image_size"] = SIZE
     data["quantize"].update(quantize_section)
@@ -74,7 +74,7 @@ def _variant(precision: str, source: str = V3, **quantize_section) -> config.Var
 def test_each_precision_runs_in_litert_and_follows_the_float_model(precision, v3_model, v3_files, sample_arrays):
     images = sample_arrays.test.images
     reference = v3_model.predict(images.astype(np.float32), verbose=0)
-    runner = litert.TFLiteModel(v3_files[precision])
+    runner = tflite.TFLiteModel(v3_files[precision])
     probabilities = runner.predict(images)
     assert probabilities.shape == reference.shape
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=0.02)
@@ -99,14 +99,14 @@ def test_sizes_shrink_with_precision(v3_files):
 
 @pytest.mark.slow
 def test_op_census_finds_float_hard_swish_only_in_the_fallback_file(v3_files):
-    fallback = litert.op_census(v3_files["int16x8-fallback"])
+    fallback = tflite.op_census(v3_files["int16x8-fallback"])
     assert fallback["float_compute_by_op"].get("HARD_SWISH", 0) > 0
     assert fallback["by_op"]["DEQUANTIZE"] > 1  # float islands wrapped in (de)quantize ops
     for precision in ("int16x8", "int8"):
-        census = litert.op_census(v3_files[precision])
+        census = tflite.op_census(v3_files[precision])
         assert census["float_compute_ops"] == 0, (precision, census["float_compute_by_op"])
         assert "HARD_SWISH" not in census["by_op"] or precision == "int8"
-    int16 = litert.op_census(v3_files["int16x8"])
+    int16 = tflite.op_census(v3_files["int16x8"])
     activations = {key.split(":")[1] for key in int16["by_op_dtype"] if not key.startswith("DEQUANTIZE")}
     assert activations == {"int16"}
 
@@ -142,12 +142,12 @@ def test_which_hard_swish_forms_the_converter_fuses(form):
     x = build(keras.layers.Conv2D(8, 3)(inputs), keras, tf)
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
     representative = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype(np.float32)
-    assert ("HARD_SWISH" in litert.op_census(convert.convert(model, "fp32"))["by_op"]) == fused
+    assert ("HARD_SWISH" in tflite.op_census(convert.convert(model, "fp32"))["by_op"]) == fused
     if fused:
         with pytest.raises(Exception, match="HARD_SWISH"):
             convert.convert(model, "int16x8", representative=representative)
     else:
-        census = litert.op_census(convert.convert(model, "int16x8", representative=representative))
+        census = tflite.op_census(convert.convert(model, "int16x8", representative=representative))
         assert census["float_compute_ops"] == 0
 
 
@@ -182,16 +182,16 @@ def test_int16x8_v1_v2_load_with_trained_weights_not_random_ones(arch, trained_m
     from trashnet.core.keras_env import seed_everything
 
     trained = convert.convert(_load(trained_model_factory(arch, SIZE)), "int16x8", representative=representative)
-    runner = litert.TFLiteModel(trained)
+    runner = tflite.TFLiteModel(trained)
     assert runner.predict(representative[:2]).shape == (2, 6)
-    assert litert.smallest_activation_scale(trained)["scale"] > 1e-7
+    assert tflite.smallest_activation_scale(trained)["scale"] > 1e-7
 
     seed_everything(0)
     untrained = models.build_model(arch, num_classes=6, image_size=SIZE)
     random_file = convert.convert(untrained, "int16x8", representative=representative)
     with pytest.raises(RuntimeError, match="no_integer_overflow_from_quantization"):
-        litert.TFLiteModel(random_file)
-    assert litert.smallest_activation_scale(random_file)["scale"] < 6.0 / 2**31
+        tflite.TFLiteModel(random_file)
+    assert tflite.smallest_activation_scale(random_file)["scale"] < 6.0 / 2**31
 
 
 def _source_dir(tmp_path: Path, model_path: Path, source: str) -> Path:

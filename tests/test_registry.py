@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from trashnet import cli
-from trashnet.core import config, records, registry, settings
+from trashnet.core import config, profiles, records, registry, settings
 from trashnet.runner import cache
 
 
@@ -47,7 +47,7 @@ def test_an_unknown_stage_is_a_clear_error():
 # --- recording what a stage reads ---------------------------------------------------------------------
 
 def test_recording_notes_fields_and_sections_of_that_config_only(quick_profile):
-    variants = config.load_variants(quick_profile)
+    variants = profiles.load_variants(quick_profile)
     cfg, other = variants["mobilenet_v3_large.prune-2of4"], variants["mobilenet_v3_small"]
     with config.recording(cfg) as reads:
         assert cfg.train.epochs and cfg.model.image_size and cfg.quantize.qat.method
@@ -61,7 +61,7 @@ def test_recording_notes_fields_and_sections_of_that_config_only(quick_profile):
 
 
 def test_a_recorded_field_the_config_no_longer_has_changes_the_key(quick_profile):
-    variant = config.load_variants(quick_profile)["mobilenet_v3_small"]
+    variant = profiles.load_variants(quick_profile)["mobilenet_v3_small"]
     reads = records.ConfigReads(fields=["train.epochs", "train.retired_setting"])
     picked = cache.config_inputs(variant, reads)
     assert picked["train.epochs"] == variant.train.epochs and picked["train.retired_setting"] == cache.ABSENT
@@ -73,7 +73,7 @@ def test_a_real_stage_records_what_it_reads_and_its_key_covers_it(tmp_path, trai
     holds each of them, and a setting it did not read is not in the key."""
     from trashnet.stages import invoke
 
-    variants = config.load_variants(config.load_profile("quick"))
+    variants = profiles.load_variants(profiles.load_profile("quick"))
     data = config.config_to_dict(variants["mobilenet_v3_small.fp16"])
     data["model"]["image_size"] = 48
     cfg = config.config_from_dict(data)

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from trashnet import cli
-from trashnet.core import config, fileio, owned, settings
-from trashnet.data import download, prepare
+from trashnet.core import config, fileio, owned, profiles, settings
+from trashnet.data import download, duplicates, prepare
 from trashnet.runner import cache, dataprep, pipeline, plan, scheduler, verify
 
 SOURCE = settings.SAMPLE_DIR
@@ -141,7 +141,7 @@ def test_download_never_replaces_a_folder_it_did_not_make(tmp_path):
 def test_split_resolution_for_a_folder_that_is_not_the_full_trashnet(tmp_path):
     source = two_classes(tmp_path / "src")
     notes = []
-    profile = config.load_profile("cpu")
+    profile = profiles.load_profile("cpu")
     assert profile.data.split == "official"
     assert pipeline.resolve_split(None, profile, source, notes.append) == "stratified"
     assert "--split official" in notes[0] and "stratified" in notes[0]
@@ -580,7 +580,7 @@ def test_odd_profile_yaml_values_are_one_line(body, tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(body)
     with pytest.raises(config.ConfigError):
-        config.load_profile(path)
+        profiles.load_profile(path)
     one_error_line(trashnet("run", "--profile", str(path), "--out", str(tmp_path / "o")))
 
 
@@ -592,7 +592,7 @@ def test_near_duplicates_of_thousands_of_look_alikes_need_no_pair_list():
     rows += [{"path": "paper/far.jpg", "status": "accepted", "phash": "54" * 32},  # 256 bits from the rest
              {"path": "paper/near.jpg", "status": "accepted", "phash": "ab" * 31 + "aa"}]  # 1 bit from the rest
     tracemalloc.start()
-    prepare._near_duplicates(rows)
+    duplicates.group_near_duplicates(rows)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 20 * 2**20, peak

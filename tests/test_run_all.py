@@ -118,9 +118,9 @@ def test_end_to_end_on_the_sample_with_the_real_notebooks(tmp_path):
     env.pop("TRASHNET_NOTEBOOKS", None)
     env.pop(settings.ENV_DATA, None)
     env["TRASHNET_PYTHON"] = sys.executable
-    from trashnet.core import config
+    from trashnet.core import profiles
 
-    subset = () if config.load_profile("quick").variants is not None else ("--variants", QUICK_SUBSET)
+    subset = () if profiles.load_profile("quick").variants is not None else ("--variants", QUICK_SUBSET)
     # Its time is measured by benchmarks/bench_pipeline.py --real-notebooks, not asserted here.
     result = run_all("--out", str(tmp_path / "out"), "-j", "2", *subset, env=env, timeout=1800)
     print(result.stdout[-5000:])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trashnet.core import config
+from trashnet.core import config, profiles
 
 VARIANTS = """
 train:
@@ -23,8 +23,8 @@ final:
 def load(tmp_path, profile_body: str, variants: str = VARIANTS):
     (tmp_path / "variants.yaml").write_text(variants)
     (tmp_path / "p.yaml").write_text(profile_body)
-    profile = config.load_profile(tmp_path / "p.yaml")
-    return profile, config.load_variants(profile, tmp_path / "variants.yaml")
+    profile = profiles.load_profile(tmp_path / "p.yaml")
+    return profile, profiles.load_variants(profile, tmp_path / "variants.yaml")
 
 
 def test_a_single_seed_keeps_every_id_and_the_profile_seed(tmp_path):
@@ -61,9 +61,9 @@ overrides:
         if variant.source:
             assert order.index(variant.source) < order.index(variant.id)
     # Choosing a variant brings its extra seeds and the runs they need (not the sources' other seeds).
-    chosen = config.select_variants(variants, [f"{pruned}.fp16"])
+    chosen = profiles.select_variants(variants, [f"{pruned}.fp16"])
     assert chosen == [large, f"{large}@seed44", pruned, f"{pruned}@seed44", f"{pruned}.fp16", f"{pruned}.fp16@seed44"]
-    assert config.select_variants(variants, [f"{large}@seed43"]) == [f"{large}@seed43"]
+    assert profiles.select_variants(variants, [f"{large}@seed43"]) == [f"{large}@seed43"]
     assert config.split_seed_id(f"{pruned}.fp16@seed44") == (f"{pruned}.fp16", 44)
     assert config.split_seed_id(pruned) == (pruned, None)
 
@@ -116,22 +116,22 @@ def test_a_profile_extends_another(tmp_path):
                                         "overrides:\n  mobilenet_v3_small: {train: {epochs: 9}}\n")
     (tmp_path / "child.yaml").write_text("extends: base\ntrain: {epochs: 6}\n"
                                          "overrides:\n  mobilenet_v3_small: {seeds: [1, 2]}\n")
-    child = config.load_profile(tmp_path / "child.yaml")
+    child = profiles.load_profile(tmp_path / "child.yaml")
     assert (child.name, child.model.image_size, child.train.epochs, child.train.batch_size) == ("child", 96, 6, 8)
     assert child.overrides["mobilenet_v3_small"] == {"train": {"epochs": 9}, "seeds": [1, 2]}
     (tmp_path / "loop.yaml").write_text("extends: loop\n")
     with pytest.raises(config.ConfigError, match="loops"):
-        config.load_profile(tmp_path / "loop.yaml")
+        profiles.load_profile(tmp_path / "loop.yaml")
     (tmp_path / "orphan.yaml").write_text("extends: nowhere\n")
     with pytest.raises(config.ConfigError, match="unknown profile 'nowhere'"):
-        config.load_profile(tmp_path / "orphan.yaml")
+        profiles.load_profile(tmp_path / "orphan.yaml")
 
 
 def test_the_cpu_seeds_profile_runs_three_seeds_of_the_central_chain():
-    cpu, seeds = config.load_profile("cpu"), config.load_profile("cpu-seeds")
+    cpu, seeds = profiles.load_profile("cpu"), profiles.load_profile("cpu-seeds")
     assert seeds.model == cpu.model and seeds.train == cpu.train and seeds.data == cpu.data
-    variants = config.load_variants(seeds)
-    chosen = config.select_variants(variants, seeds.variants)
+    variants = profiles.load_variants(seeds)
+    chosen = profiles.select_variants(variants, seeds.variants)
     trained = [v for v in chosen if variants[v].stage in ("train", "prune")]
     assert len(trained) == 9 and len(chosen) == 16  # 3 x (V3-Small, V3-Large, 2:4) + 3 x (FP16, INT16) + final
     assert {variants[v].seed for v in chosen if v.startswith("mobilenet_v3_small")} == {42, 43, 44}
@@ -140,9 +140,9 @@ def test_the_cpu_seeds_profile_runs_three_seeds_of_the_central_chain():
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in config.settings.PROFILES_DIR.glob("*.yaml")))
 def test_every_profile_resolves_every_variant(name):
-    profile = config.load_profile(name)
-    variants = config.load_variants(profile)
-    chosen = config.select_variants(variants, profile.variants)
+    profile = profiles.load_profile(name)
+    variants = profiles.load_variants(profile)
+    chosen = profiles.select_variants(variants, profile.variants)
     assert chosen and all(variants[v].seed in variants[v].seeds for v in chosen)
 
 

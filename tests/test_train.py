@@ -7,18 +7,18 @@ import csv
 import numpy as np
 import pytest
 
-from trashnet.core import config, progress, settings
+from trashnet.core import config, profiles, progress, settings
 from trashnet.nets import models, scoring
-from trashnet.stages import train
+from trashnet.stages import train, training
 from trashnet.core.keras_env import keras
 
 
 def variant(profile, variant_id="mobilenet_v3_small", **sections):
     """A quick-profile baseline variant with ``sections`` deep-merged over it (sizes, epochs ...)."""
-    base = config.config_to_dict(config.load_variants(profile)[variant_id])
+    base = config.config_to_dict(profiles.load_variants(profile)[variant_id])
     small = {"model": {"image_size": 32}, "train": {"epochs": 1, "batch_size": 16},
              "quantize": {"latency_runs": 2, "latency_warmup": 1}}
-    return config.config_from_dict(config.deep_merge(config.deep_merge(base, small), sections))
+    return config.config_from_dict(profiles.deep_merge(profiles.deep_merge(base, small), sections))
 
 
 def read_csv(path):
@@ -120,28 +120,28 @@ def test_run_baseline_from_a_weights_file(sample_dataset, quick_profile, tmp_pat
 
 
 def test_run_baseline_rejects_other_stages(quick_profile, tmp_path):
-    cfg = config.load_variants(quick_profile)["mobilenet_v2.prune-2of4"]
+    cfg = profiles.load_variants(quick_profile)["mobilenet_v2.prune-2of4"]
     with pytest.raises(ValueError, match="baseline variant"):
         train.run_baseline(cfg, dataset_dir=tmp_path, output_dir=tmp_path / "out")
 
 
 def test_lr_schedule_warms_up_then_decays():
-    schedule = train.lr_schedule(1e-3, total_steps=100, warmup_steps=10)
+    schedule = training.lr_schedule(1e-3, total_steps=100, warmup_steps=10)
     values = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
     assert values[0] == pytest.approx(0.0)
     assert values[1] == pytest.approx(5e-4)
     assert values[2] == pytest.approx(1e-3)
     assert values[3] == pytest.approx(5e-4, rel=1e-3)  # half-way through the cosine
     assert values[4] == pytest.approx(0.0, abs=1e-9)
-    no_warmup = train.lr_schedule(1e-3, total_steps=10, warmup_steps=0)
+    no_warmup = training.lr_schedule(1e-3, total_steps=10, warmup_steps=0)
     assert float(no_warmup(0)) == pytest.approx(1e-3)
     # A warm-up longer than the run is cut short instead of failing.
-    assert float(train.lr_schedule(1e-3, total_steps=4, warmup_steps=40)(3)) == pytest.approx(1e-3)
+    assert float(training.lr_schedule(1e-3, total_steps=4, warmup_steps=40)(3)) == pytest.approx(1e-3)
 
 
 def test_no_weight_decay_on_batchnorm_and_biases():
     model = models.build_model("mobilenet_v3_small", num_classes=6, image_size=32)
-    excluded = {id(v) for v in train.no_decay_variables(model)}
+    excluded = {id(v) for v in training.no_decay_variables(model)}
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             assert {id(v) for v in layer.trainable_weights} <= excluded
@@ -152,23 +152,23 @@ def test_no_weight_decay_on_batchnorm_and_biases():
 
 
 def test_ema_momentum_follows_the_run_length():
-    assert train.ema_momentum(3300) == pytest.approx(1 - 1 / 165)
-    assert train.ema_momentum(8) == pytest.approx(0.9)  # tiny runs: short horizon
-    assert train.ema_momentum(10**7) == pytest.approx(0.999)
+    assert training.ema_momentum(3300) == pytest.approx(1 - 1 / 165)
+    assert training.ema_momentum(8) == pytest.approx(0.9)  # tiny runs: short horizon
+    assert training.ema_momentum(10**7) == pytest.approx(0.999)
 
 
 def test_devices_on_this_machine():
-    assert train.use_mixed_precision("off") is False
-    assert train.use_mixed_precision("on") is True
+    assert training.use_mixed_precision("off") is False
+    assert training.use_mixed_precision("on") is True
     with pytest.raises(ValueError):
-        train.use_mixed_precision("maybe")
-    assert train.distribution_strategy().num_replicas_in_sync >= 1
+        training.use_mixed_precision("maybe")
+    assert training.distribution_strategy().num_replicas_in_sync >= 1
 
 
 def test_history_csv_columns():
-    text = train.history_csv([{"epoch": 1, "phase": "scratch", "loss": 1.0, "val_macro_f1": None}])
+    text = training.history_csv([{"epoch": 1, "phase": "scratch", "loss": 1.0, "val_macro_f1": None}])
     header, row = text.strip().split("\n")
-    assert header.split(",") == list(train.HISTORY_COLUMNS)
+    assert header.split(",") == list(training.HISTORY_COLUMNS)
     assert row.startswith("1,scratch,1.0,")
 
 
@@ -203,24 +203,24 @@ def test_validation_judge_scores_the_ema_and_trains_on_raw_weights(sample_datase
     cfg = variant(quick_profile)
     dataset = inputs.load_dataset(sample_dataset, 32)
     model = train.build(cfg, len(dataset.classes))
-    schedule = train.lr_schedule(0.01, total_steps=3, warmup_steps=0)
-    model.compile(train.make_optimizer(model, schedule, weight_decay=0.05, total_steps=3, ema=True),
-                  loss=train.loss_function(cfg), metrics=["accuracy"])
+    schedule = training.lr_schedule(0.01, total_steps=3, warmup_steps=0)
+    model.compile(training.make_optimizer(model, schedule, weight_decay=0.05, total_steps=3, ema=True),
+                  loss=training.loss_function(cfg), metrics=["accuracy"])
     seen = {}
 
     def before(epoch, logs):
         seen["raw"] = [v.numpy() for v in model.trainable_variables]
-        seen["ema"] = {id(v): a.numpy() for v, a in zip(model.trainable_variables, train._ema_averages(model))}
+        seen["ema"] = {id(v): a.numpy() for v, a in zip(model.trainable_variables, training.ema_averages(model))}
 
     def after(epoch, logs):
         seen["after"] = [v.numpy() for v in model.trainable_variables]
         seen["logs"] = dict(logs)
 
-    judge = train.ValidationJudge(dataset.validation, dataset.classes, phase="scratch", first_epoch=1, epochs=1,
+    judge = training.ValidationJudge(dataset.validation, dataset.classes, phase="scratch", first_epoch=1, epochs=1,
                                   schedule=schedule, verbose=False)
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=before), judge,
                  keras.callbacks.LambdaCallback(on_epoch_end=after)]
-    model.fit(train.training_pipeline(dataset.train, cfg, len(dataset.classes)), epochs=1, callbacks=callbacks,
+    model.fit(training.training_pipeline(dataset.train, cfg, len(dataset.classes)), epochs=1, callbacks=callbacks,
               verbose=0)
     # Training resumes from the raw weights: the judge put them back after validating.
     for raw, after_judge in zip(seen["raw"], seen["after"]):

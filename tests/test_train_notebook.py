@@ -8,7 +8,7 @@ import json
 import nbformat
 import pytest
 
-from trashnet.core import config, registry, settings
+from trashnet.core import config, profiles, registry, settings
 from trashnet.nets import scoring
 
 NOTEBOOK = registry.get("train").notebook
@@ -34,7 +34,7 @@ def test_notebook_is_thin_and_committed_without_outputs():
 def test_papermill_runs_the_notebook_on_the_sample(sample_dataset, quick_profile, tmp_path):
     import papermill
 
-    cfg = config.load_variants(quick_profile)["mobilenet_v3_small"]
+    cfg = profiles.load_variants(quick_profile)["mobilenet_v3_small"]
     params = config.config_to_dict(cfg)
     params["model"]["image_size"] = 48  # smaller than quick's 64: same code path, faster
     params["quantize"]["latency_runs"] = 2
@@ -83,7 +83,7 @@ def test_papermill_runs_the_notebook_from_imported_imagenet_weights(sample_datas
     # The kernel imports this checkout's package, whichever one is installed (as the pipeline's runner does).
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(settings.REPO_ROOT),
                                                                    os.environ.get("PYTHONPATH")])))
-    cfg = config.load_variants(quick_profile)["mobilenet_v3_small"]
+    cfg = profiles.load_variants(quick_profile)["mobilenet_v3_small"]
     params = config.config_to_dict(cfg)
     params["model"].update(image_size=48, weights="imagenet-tflite")
     params["train"].update(epochs=1, head_epochs=1)

@@ -1,7 +1,7 @@
 """Progress from inside a running notebook: the kernel appends, the runner and the worker read.
 
 The runner gives each variant's kernel ``$TRASHNET_PROGRESS``, a path in the variant's run folder
-(``settings.PROGRESS_FILE``). Training code calls ``report`` once per finished epoch (``train.ValidationJudge``
+(``settings.PROGRESS_FILE``). Training code calls ``report`` once per finished epoch (``training.ValidationJudge``
 does, so baselines, pruning and QAT fine-tunes all report) and long conversions report a step. Each call
 appends one JSON line (an ``Event``); without the variable it does nothing, so the package works the same
 outside a run. The worker tails the file into the variant's log (``log_line``), the runner into the

@@ -38,6 +38,9 @@ Policy (also in ``trashnet/resources/README.md``):
 - Fatal problems (missing or unreadable source, fewer than two class folders, an empty class folder or
   one with no usable image, a split file naming a missing image) raise ``DataError`` whose message says
   what to fix; the CLI prints it and exits 1.
+
+This module runs the steps and writes the data set; the steps live in ``trashnet.data.scan`` (reading and
+validating), ``trashnet.data.duplicates`` and ``trashnet.data.splits``.
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ import io
 import json
 import math
 import os
-import random
 import shutil
 import sys
 import time
@@ -56,33 +58,20 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
-
-import numpy as np
 
 from trashnet.core import fileio, images, owned, settings
-from trashnet.core.errors import UserError, os_error_hint, os_error_text
+from trashnet.core.errors import os_error_hint, os_error_text
+from trashnet.data import duplicates, scan, splits
+from trashnet.data.scan import MANIFEST_COLUMNS, DataError, reason_code
 
-MANIFEST_COLUMNS = ("path", "class", "split", "sha256", "width", "height", "status", "reason", "output",
-                    "phash", "near_duplicate_group", "notes")
 SPLIT_METHODS = ("official", "stratified")
 DEFAULT_SEED = 42
 DEFAULT_RATIOS = (0.70, 0.15, 0.15)
-PHASH_SIZE = 16  # 16 x 16 = 256-bit perceptual hash
-NEAR_DUPLICATE_DISTANCE = 52  # Hamming distance (of 256 bits) at or under which two images are near-duplicates
 STAMP_NAME = "prepare.json"
 FORMAT_VERSION = 2  # bump when the output layout or manifest meaning changes (2: output checksums, stamp)
 OWNED_KIND = "dataset"  # owned.stamp kind: the only folders `prepare` ever replaces
-LINK_OUTSIDE_NOTE = "link-outside-source"  # notes: the file was reached through a link leaving the source
-# The TrashNet authors' split files: one "<file name> <label>" a line, labels one-indexed in this order.
-OFFICIAL_LABELS = {1: "glass", 2: "paper", 3: "cardboard", 4: "plastic", 5: "metal", 6: "trash"}
-OFFICIAL_FILES = {"train": "train.txt", "validation": "val.txt", "test": "test.txt"}
 _MAX_LISTED = 20  # rejected files listed one by one in the summary
 _WORKERS = max(1, min(8, os.cpu_count() or 1))
-
-
-class DataError(UserError, ValueError):
-    """The source folder cannot be prepared; the message says what to fix."""
 
 
 @dataclass
@@ -143,271 +132,22 @@ class PrepareReport:
                 lines.append(f"  {row['path']}: {row['reason']}")
             if len(rejected) > _MAX_LISTED:
                 lines.append(f"  ... and {len(rejected) - _MAX_LISTED} more (see manifest.csv)")
-        duplicates = reasons.get("duplicate", 0)
+        later_copies = reasons.get("duplicate", 0)
         conflicts = reasons.get("duplicate-conflict", 0)
-        lines.append(f"Exact duplicates: {duplicates} later copies rejected; {conflicts} files with conflicting "
+        lines.append(f"Exact duplicates: {later_copies} later copies rejected; {conflicts} files with conflicting "
                      f"labels rejected (all copies)")
         groups = self.near_duplicate_groups()
         crossing = sum(len({r["split"] for r in members}) > 1 for members in groups.values())
         mixed = sum(len({r["class"] for r in members}) > 1 for members in groups.values())
-        lines.append(f"Near-duplicates (phash, Hamming <= {NEAR_DUPLICATE_DISTANCE}): {len(groups)} groups, "
+        lines.append(f"Near-duplicates (phash, Hamming <= {duplicates.NEAR_DUPLICATE_DISTANCE}): {len(groups)} groups, "
                      f"{sum(len(m) for m in groups.values())} images kept"
                      + (f"; {crossing} groups span more than one split" if crossing else "")
                      + (f"; {mixed} groups mix labels (check them)" if mixed else ""))
-        outside = sum(LINK_OUTSIDE_NOTE in row["notes"].split(";") for row in self.rows)
+        outside = sum(scan.LINK_OUTSIDE_NOTE in row["notes"].split(";") for row in self.rows)
         if outside:
-            lines.append(f"Links leaving the source, followed: {outside} files (notes: {LINK_OUTSIDE_NOTE})")
+            lines.append(f"Links leaving the source, followed: {outside} files (notes: {scan.LINK_OUTSIDE_NOTE})")
         lines.append(f"Manifest: {self.out / settings.MANIFEST_NAME}")
         return "\n".join(lines)
-
-
-def reason_code(reason: str) -> str:
-    """The machine-readable first word of a manifest reason (``duplicate of x`` -> ``duplicate``)."""
-    return reason.split(":", 1)[0].split(" ", 1)[0]
-
-
-# ---------------------------------------------------------------------------------------------- scanning
-
-
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name in ("__MACOSX", "Thumbs.db", "desktop.ini")
-
-
-def _walk_files(folder: Path, rel: str) -> list[tuple[str, Path]]:
-    """Every non-directory entry under ``folder``, sorted; recursive, following links to folders only at
-    the top level (a linked class folder), so a link loop cannot trap the walk."""
-    found = []
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as error:
-        raise DataError(f"cannot read folder {folder} ({error.strerror})", "make it readable") from error
-    for entry in entries:
-        child_rel = f"{rel}/{entry.name}" if rel else entry.name
-        if entry.is_dir(follow_symlinks=not rel):
-            found.extend(_walk_files(Path(entry.path), child_rel))
-        else:
-            found.append((child_rel, Path(entry.path)))
-    return found
-
-
-def _new_row(path: str, cls: str) -> dict[str, str]:
-    row = dict.fromkeys(MANIFEST_COLUMNS, "")
-    row.update({"path": path, "class": cls})
-    return row
-
-
-def _reject(row: dict[str, str], reason: str) -> None:
-    row.update(status="rejected", reason=reason, split="", output="")
-
-
-def _scan(source: Path) -> tuple[list[str], list[dict[str, str]], dict[str, Path]]:
-    """Classes, one row per file seen (candidates have an empty status) and each row's file."""
-    if not source.exists():
-        raise DataError(f"source folder {source} does not exist", "pass --source with a folder of "
-                        f"<class>/<image> files (or run `python -m trashnet download` first)")
-    if not source.is_dir():
-        raise DataError(f"source {source} is not a folder", "pass --source with a folder of <class>/<image> files")
-    if not os.access(source, os.R_OK | os.X_OK):
-        raise DataError(f"source folder {source} is not readable", "fix its permissions (chmod u+rx)")
-    files = _walk_files(source, "")
-    top = sorted(entry for entry in os.listdir(source) if (source / entry).is_dir())
-    classes = [name for name in top if not _is_hidden(name)]
-    if len(classes) < 2:
-        raise DataError(
-            f"{source} has {len(classes)} class folder(s){' (' + ', '.join(classes) + ')' if classes else ''}",
-            "need at least two, one sub-folder per class holding its images (e.g. glass/, paper/)")
-    rows, where = [], {}
-    real_source = os.path.realpath(source)
-    for rel, path in files:
-        parts = rel.split("/")
-        cls = parts[0] if len(parts) > 1 and parts[0] in classes else ""
-        shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # the manifest is UTF-8
-        row = _new_row(shown, cls.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
-        if shown != rel:
-            _reject(row, "bad-name: the file or folder name is not valid UTF-8; rename it")
-        elif any(_is_hidden(part) for part in parts):
-            _reject(row, "hidden: a hidden or system file (.DS_Store, ._*, Thumbs.db), not an image of the data set")
-        elif not cls:
-            _reject(row, "no-class: not inside a <class>/ folder")
-        elif len(parts) > 2:
-            _reject(row, f"nested-folder: inside a sub-folder of class folder {cls}/; move it up or remove it")
-        real = os.path.realpath(path)
-        if os.path.commonpath([real, real_source]) != real_source:  # followed, and recorded (docs/data.md)
-            row["notes"] = LINK_OUTSIDE_NOTE
-        rows.append(row)
-        where[shown] = path
-    empty = [cls for cls in classes if not any(r["class"] == cls and not r["status"] for r in rows)]
-    if empty:
-        raise DataError(f"class folder(s) without any image file: {', '.join(empty)} (in {source})",
-                        "add images or remove the empty folder(s)")
-    return classes, rows, where
-
-
-def _hash_file(path: Path) -> str:
-    try:
-        return fileio.sha256_file(path)
-    except OSError:
-        return ""
-
-
-def _check(row: dict[str, str], path: Path) -> images.Inspection | None:
-    if row["status"]:
-        return None
-    if not row["sha256"] and path.is_symlink() and not path.exists():
-        _reject(row, "unreadable: a symbolic link to a file that does not exist")
-        return None
-    if path.is_dir():
-        _reject(row, "nested-folder: a link to a folder inside a class folder; link the images instead")
-        return None
-    try:
-        info = images.inspect(path, hash_size=PHASH_SIZE)
-    except images.ImageError as error:
-        _reject(row, str(error))
-        return None
-    except MemoryError:
-        _reject(row, "decompression-bomb: decoding ran out of memory")
-        return None
-    row.update(status="accepted", width=str(info.width), height=str(info.height), phash=info.phash,
-               notes=";".join(filter(None, [row["notes"], *info.notes])))
-    return info
-
-
-# ------------------------------------------------------------------------------------------- duplicates
-
-
-def _exact_duplicates(rows: list[dict[str, str]]) -> None:
-    by_hash: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for row in rows:
-        if row["status"] == "accepted":
-            by_hash[row["sha256"]].append(row)
-    for copies in by_hash.values():
-        if len(copies) < 2:
-            continue
-        labels = sorted({row["class"] for row in copies})
-        if len(labels) > 1:
-            listing = ", ".join(f"{row['path']} ({row['class']})" for row in copies)
-            for row in copies:
-                _reject(row, f"duplicate-conflict: identical bytes carry different labels ({listing}); "
-                             f"all copies rejected")
-        else:
-            for row in copies[1:]:
-                _reject(row, f"duplicate of {copies[0]['path']} (kept)")
-
-
-def _hamming_pairs(hashes: list[str], limit: int) -> Iterator[tuple[int, int]]:
-    """Index pairs i < j whose hex hashes differ in at most ``limit`` bits, yielded block by block: memory
-    is one 1024 x n distance block, never the list of pairs (which grows with n squared)."""
-    if not hashes:
-        return
-    raw = np.array([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in hashes])
-    bits = np.unpackbits(raw, axis=1).astype(np.float32)
-    ones = bits.sum(axis=1)
-    for start in range(0, len(bits), 1024):
-        block = bits[start:start + 1024]
-        # |a xor b| = |a| + |b| - 2 a.b, exact in float32 for 256 bits
-        distance = ones[start:start + 1024, None] + ones[None, :] - 2.0 * (block @ bits.T)
-        for i, j in zip(*np.nonzero(distance <= limit + 0.5)):
-            if start + i < j:
-                yield int(start + i), int(j)
-
-
-def _near_duplicates(rows: list[dict[str, str]]) -> None:
-    accepted = [row for row in rows if row["status"] == "accepted"]
-    parent = list(range(len(accepted)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(i: int, j: int) -> None:
-        a, b = find(i), find(j)
-        parent[max(a, b)] = min(a, b)  # the root is the group's first path
-
-    # Images with the same hash form one bucket, joined without comparing them pairwise (10,000 look-alike
-    # photos cost one comparison, not 50 million); only the buckets' distinct hashes are compared.
-    first: dict[str, int] = {}
-    for i, row in enumerate(accepted):
-        union(first.setdefault(row["phash"], i), i)
-    distinct = list(first)
-    for i, j in _hamming_pairs(distinct, NEAR_DUPLICATE_DISTANCE):
-        union(first[distinct[i]], first[distinct[j]])
-    sizes = Counter(find(i) for i in range(len(accepted)))
-    for i, row in enumerate(accepted):
-        root = find(i)
-        row["near_duplicate_group"] = accepted[root]["path"] if sizes[root] > 1 else ""
-
-
-# ---------------------------------------------------------------------------------------------- splits
-
-
-def read_official_split(folder: Path = settings.OFFICIAL_SPLITS_DIR) -> dict[str, str]:
-    """``{"<class>/<file name>": split}`` from the TrashNet authors' three split files."""
-    assignment: dict[str, str] = {}
-    for split, name in OFFICIAL_FILES.items():
-        path = folder / name
-        if not path.is_file():
-            raise DataError(f"official split file {path} is missing: restore it from the repository")
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) not in OFFICIAL_LABELS:
-                raise DataError(f"{path}:{number}: expected '<file name> <label 1-6>', got {line!r}")
-            key = f"{OFFICIAL_LABELS[int(parts[1])]}/{parts[0]}"
-            if key in assignment:
-                raise DataError(f"{path}:{number}: {key} is already listed in the {assignment[key]} split")
-            assignment[key] = split
-    return assignment
-
-
-def _official_split(rows: list[dict[str, str]], source: Path) -> None:
-    assignment = read_official_split()
-    present = {row["path"] for row in rows}
-    missing = sorted(key for key in assignment if key not in present)
-    if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise DataError(
-            f"the official split names {len(missing)} image(s) that are not in {source}: {shown}",
-            "point --source at the complete TrashNet dataset-resized folder (python -m trashnet download), "
-            "or use --split stratified for another or a partial data set")
-    for row in rows:
-        if row["status"] != "accepted":
-            continue
-        if row["path"] in assignment:
-            row["split"] = assignment[row["path"]]
-        else:
-            _reject(row, "not-in-split: the official split files do not list this image")
-
-
-def _targets(n: int, ratios: tuple[float, float, float]) -> list[int]:
-    """Split ``n`` by ``ratios`` with the largest-remainder method (ties: the earlier split)."""
-    exact = [n * r for r in ratios]
-    counts = [int(x) for x in exact]
-    order = sorted(range(len(ratios)), key=lambda i: (-(exact[i] - counts[i]), i))
-    for i in order[:n - sum(counts)]:
-        counts[i] += 1
-    return counts
-
-
-def _stratified_split(rows: list[dict[str, str]], seed: int, ratios: tuple[float, float, float]) -> None:
-    accepted = [row for row in rows if row["status"] == "accepted"]
-    per_class = Counter(row["class"] for row in accepted)
-    target = {cls: _targets(n, ratios) for cls, n in per_class.items()}
-    have = {cls: [0, 0, 0] for cls in per_class}
-    groups: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for row in accepted:
-        groups[row["near_duplicate_group"] or row["path"]].append(row)
-    order = [groups[key] for key in sorted(groups)]
-    random.Random(seed).shuffle(order)
-    order.sort(key=len, reverse=True)  # stable: big groups first, shuffled within a size
-    for members in order:
-        score = [sum(target[r["class"]][s] - have[r["class"]][s] for r in members) for s in range(3)]
-        best = max(range(3), key=lambda s: (score[s], -s))
-        for row in members:
-            row["split"] = settings.SPLITS[best]
-            have[row["class"]][best] += 1
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -503,7 +243,8 @@ def verify_prepared(out: str | os.PathLike) -> str | None:
 
 
 def _fingerprint(rows: list[dict[str, str]], options: dict) -> str:
-    code = "".join(fileio.sha256_file(Path(m.__file__)) for m in (images, sys.modules[__name__]))
+    modules = (images, scan, duplicates, splits, sys.modules[__name__])  # the code that decides the rows
+    code = "".join(fileio.sha256_file(Path(m.__file__)) for m in modules)
     files = [(row["path"], row["sha256"]) for row in rows]
     return fileio.sha256_bytes(json.dumps([FORMAT_VERSION, options, code, files]).encode())
 
@@ -520,13 +261,6 @@ def _existing(out: Path, fingerprint: str) -> list[dict[str, str]] | None:
             return list(csv.DictReader(handle))
     except (OSError, ValueError, AttributeError, KeyError):
         return None
-
-
-def official_split_fits(source: str | os.PathLike) -> tuple[int, int]:
-    """(images the official split lists, how many of them are not in ``source``): 0 missing = it fits."""
-    assignment = read_official_split()
-    source = Path(source)
-    return len(assignment), sum(not os.path.lexists(source / key) for key in assignment)
 
 
 # ---------------------------------------------------------------------------------------------- prepare
@@ -548,7 +282,7 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, *, split: str = "
     if out == source or source in out.parents or out in source.parents:
         raise DataError(f"--out {out} and --source {source} must not contain each other (the source is never "
                         f"written to)", "choose an output folder outside it")
-    classes, rows, where = _scan(source)
+    classes, rows, where = scan.scan_source(source)
     _check_replaceable(out)
     owned.remove_leftovers(out.parent, _leftover_prefixes(out))  # of a killed prepare, stamped as ours
 
@@ -557,10 +291,10 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, *, split: str = "
         options.update(seed=int(seed), ratios=list(ratios))
     else:
         options["split_files"] = {name: fileio.sha256_file(settings.OFFICIAL_SPLITS_DIR / name)
-                                  for name in OFFICIAL_FILES.values()
+                                  for name in splits.OFFICIAL_FILES.values()
                                   if (settings.OFFICIAL_SPLITS_DIR / name).is_file()}
     with ThreadPoolExecutor(_WORKERS) as pool:
-        for row, digest in zip(rows, pool.map(_hash_file, [where[row["path"]] for row in rows])):
+        for row, digest in zip(rows, pool.map(scan.hash_file, [where[row["path"]] for row in rows])):
             row["sha256"] = digest
     fingerprint = _fingerprint(rows, options)
     if not force and (previous := _existing(out, fingerprint)) is not None:
@@ -568,14 +302,14 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, *, split: str = "
                              seconds=time.perf_counter() - started)
 
     with ThreadPoolExecutor(_WORKERS) as pool:
-        checked = list(pool.map(lambda r: _check(r, where[r["path"]]), rows))
+        checked = list(pool.map(lambda r: scan.inspect_row(r, where[r["path"]]), rows))
     infos = {row["path"]: info for row, info in zip(rows, checked) if info is not None}
-    _exact_duplicates(rows)
-    _near_duplicates(rows)
+    duplicates.reject_exact_duplicates(rows)
+    duplicates.group_near_duplicates(rows)
     if split == "official":
-        _official_split(rows, source)
+        splits.apply_official_split(rows, source)
     else:
-        _stratified_split(rows, int(seed), ratios)
+        splits.apply_stratified_split(rows, int(seed), ratios)
     unusable = [cls for cls in classes if not any(r["class"] == cls and r["status"] == "accepted" for r in rows)]
     if unusable:
         details = "; ".join(

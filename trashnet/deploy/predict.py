@@ -37,7 +37,8 @@ import numpy as np
 
 from trashnet.core import fileio, images, litert
 from trashnet.core.errors import UserError
-from trashnet.core.litert import LABELS_FILE, TFLiteModel, embedded_files, parse_labels  # noqa: F401 - re-exported
+from trashnet.core.litert import LABELS_FILE, embedded_files, parse_labels  # noqa: F401 - re-exported
+from trashnet.core.tflite import TFLiteModel
 
 # JFIF is JPEG's file format (.jfif, .jpe): Pillow reads it as any .jpg. HEIC needs a plug-in: skipped, listed.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})

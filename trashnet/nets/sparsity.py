@@ -170,7 +170,7 @@ def sparsity_report(model, method: str) -> dict[str, Any]:
 def int8_kernels(content: bytes) -> dict[str, np.ndarray]:
     """The int8 weight tensors of a TFLite file's CONV_2D and FULLY_CONNECTED ops, in TensorFlow layout
     (``(h, w, in, out)`` / ``(in, out)``) so that ``verify_2of4`` reads them as it reads Keras kernels."""
-    from trashnet.core.litert import TFLiteModel  # noqa: PLC0415
+    from trashnet.core.tflite import TFLiteModel  # noqa: PLC0415
 
     interpreter = TFLiteModel(content, use_xnnpack=False).interpreter
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}

@@ -17,7 +17,7 @@ from typing import Any
 from trashnet.core import fileio
 from trashnet.report import figures
 from trashnet.report import i18n
-from trashnet.report.chapter import Chapter, Table
+from trashnet.report.items import Chapter, Table
 from trashnet.report.render import table_view
 
 EXPORT_DPI = 300

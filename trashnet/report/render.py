@@ -18,7 +18,7 @@ from markupsafe import Markup, escape
 from trashnet.report import figures
 from trashnet.core import settings
 from trashnet.report import findings, i18n
-from trashnet.report.chapter import Chapter, Table
+from trashnet.report.items import Chapter, Table
 from trashnet.report.collect import ReportData
 
 SECTIONS = (("summary", i18n.N_("Summary")), ("data", i18n.N_("Data")), ("method", i18n.N_("Method")),

@@ -20,10 +20,10 @@ PREPARE_STAMP = "prepare.json"  # <out>/.cache/<profile>/prepare.json: what the 
 def _source_fingerprint(source: Path) -> list[tuple[str, int, int, int]]:
     """Every file ``prepare`` sees in the source (the same walk: linked class folders are followed), with
     the size, mtime and inode of what it points to: cheap, and catches any edit or re-pointed link."""
-    from trashnet.data import prepare
+    from trashnet.data import scan
 
     entries = []
-    for rel, path in prepare._walk_files(source, ""):
+    for rel, path in scan.walk_files(source, ""):
         try:
             info = os.stat(path)
         except OSError:  # a dangling link: prepare rejects it; its own entry still counts

@@ -47,7 +47,7 @@ from trashnet.runner.plan import ENV_NOTEBOOKS, Job, PipelineError, now, plan
 from trashnet.runner.scheduler import RUN_RECORD, Runner, count_train_images, read_record
 from trashnet.runner.worker import interrupt
 from trashnet.core.errors import os_error_hint, os_error_text
-from trashnet.core import config, fileio, settings
+from trashnet.core import config, fileio, profiles, settings
 from trashnet.runner import eta, machine
 from trashnet.data import imagenet_files
 
@@ -97,9 +97,9 @@ def resolve_split(split: str | None, profile: config.Profile, source: Path, log=
     wanted = split or profile.data.split
     if wanted != "official":
         return wanted
-    from trashnet.data import prepare
+    from trashnet.data import splits
 
-    listed, missing = prepare.official_split_fits(source)
+    listed, missing = splits.official_split_fits(source)
     if not missing:
         return "official"
     why = f"{missing} of the {listed} images the official TrashNet split lists are not in {source}"
@@ -145,7 +145,7 @@ def setup(*, profile: str | None, data: Path | None, out: Path | None, split: st
     if is_sample:
         log(f"data: no --data and ${settings.ENV_DATA} unset: using the bundled sample ({source}); "
             "its numbers only show that everything runs")
-    profile_obj = config.load_profile(profile or default_profile(is_sample))
+    profile_obj = profiles.load_profile(profile or default_profile(is_sample))
     effective = resolve_split(split, profile_obj, source, log)
     if effective != profile_obj.data.split:  # every variant's config then records the split it ran on
         profile_obj = profile_obj.model_copy(update={"data": profile_obj.data.model_copy(update={"split": effective})})
@@ -168,7 +168,7 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
     where = setup(profile=profile, data=data, out=out, split=split, log=log)
     source, is_sample, profile_obj, layout = where.source, where.is_sample, where.profile, where.layout
     notebooks_dir = Path(os.environ[ENV_NOTEBOOKS]) if os.environ.get(ENV_NOTEBOOKS) else None
-    all_variants = config.load_variants(profile_obj, variants_file)
+    all_variants = profiles.load_variants(profile_obj, variants_file)
     patterns = profile_obj.variants  # the profile's default selection (None = every variant)
     if variants is not None:
         # --variants replaces the profile's list: `--variants '*'` runs every variant of the profile.
@@ -177,7 +177,7 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
         if not patterns:
             raise PipelineError(f"--variants {variants!r} names no variant",
                                 "give ids or patterns, e.g. --variants mobilenet_v3_small, or '*' for all")
-    ids = config.select_variants(all_variants, patterns)
+    ids = profiles.select_variants(all_variants, patterns)
     log(f"run: profile {profile_obj.name}, {len(ids)} variants, -j {jobs}, output {layout.root} "
         f"(models/{layout.profile}/, report/{layout.profile}/)")
     jobs_plan = plan(all_variants, ids, layout, notebooks_dir)  # a missing notebook stops us before any work

@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from trashnet.core import config, owned, provenance, records, registry
+from trashnet.core import owned, profiles, provenance, records, registry
 from trashnet.runner.cache import (OWNED_KIND, PARTIAL, cache_key, outputs_digest, read_valid_manifest, run_lock,
                                    stage_code, swap_into_place, write_manifest)
 from trashnet.runner.dataprep import prepare_data
@@ -47,7 +47,7 @@ def run_one(stage: str, variant_id: str | None, *, profile: str | None = None, d
     entry = registry.get(stage)
     where = setup(profile=profile, data=data, out=out, split=split, log=log)
     layout = where.layout
-    variants = config.load_variants(where.profile)
+    variants = profiles.load_variants(where.profile)
     if variant_id is None:
         ids = ", ".join(v for v, c in variants.items() if c.stage == stage)
         raise PipelineError(f"`{stage}` needs --variant", f"one of: {ids}")

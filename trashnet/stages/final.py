@@ -36,7 +36,8 @@ from typing import Any
 from trashnet.core import fileio, images, provenance, records, settings
 from trashnet.stages import select, stats
 from trashnet.core.config import VariantConfig, config_to_dict
-from trashnet.core.litert import TFLiteModel, read_metadata
+from trashnet.core.litert import read_metadata
+from trashnet.core.tflite import TFLiteModel
 from trashnet.deploy.predict import LABELS_FILE, METADATA_FILE, embedded_files, evaluate_split, model_fit
 from trashnet.core.records import ClassWeakness, DataSection, ModelCard, OODSection, SplitCount
 

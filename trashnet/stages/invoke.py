@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from trashnet.core import config, records, registry
+from trashnet.core import config, profiles, records, registry
 
 
 def variant_config(parameters: dict[str, Any], variant_id: str, *, profile: str = "quick") -> config.VariantConfig:
@@ -23,7 +23,7 @@ def variant_config(parameters: dict[str, Any], variant_id: str, *, profile: str 
     The runner always passes a full config; the empty default lets a person open and run the notebook.
     """
     if not parameters:
-        variants = config.load_variants(config.load_profile(profile))
+        variants = profiles.load_variants(profiles.load_profile(profile))
         if variant_id not in variants:
             raise ValueError(f"unknown variant {variant_id!r}; known: {', '.join(variants)}")
         return variants[variant_id]

@@ -38,7 +38,7 @@ from trashnet.nets.sparsity import (M_BY_N, check_m_by_n, pruning_policy, prunin
                                      tfmot_sparsity)
 from trashnet.core import fileio
 from trashnet.data import inputs
-from trashnet.stages import train as training
+from trashnet.stages import training
 from trashnet.core.config import VariantConfig
 from trashnet.core.keras_env import keras, seed_everything, tf
 
@@ -264,7 +264,7 @@ def _size_of_bytes(name: str, content: bytes) -> dict[str, Any]:
 
 
 def tflite_latency(content: bytes, cfg: VariantConfig) -> dict[str, dict[str, float]]:
-    from trashnet.core.litert import TFLiteModel  # noqa: PLC0415
+    from trashnet.core.tflite import TFLiteModel  # noqa: PLC0415
 
     return {f"threads{threads}": TFLiteModel(content, num_threads=threads).latency(
                 runs=cfg.quantize.latency_runs, warmup=cfg.quantize.latency_warmup)
@@ -290,7 +290,7 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
     evaluate against the dense source, and write ``<id>.keras``, ``<id>.tflite`` (FP32),
     ``<id>.sparse.tflite`` (FP32, sparse tensor format), ``metrics.json``, ``predictions.csv`` and
     ``history.csv`` into ``output_dir``. Returns the ``metrics.json`` record."""
-    from trashnet.core.litert import TFLiteModel, op_census  # noqa: PLC0415
+    from trashnet.core.tflite import TFLiteModel, op_census  # noqa: PLC0415
 
     if cfg.stage != "prune" or not cfg.source:
         raise ValueError(f"variant {cfg.id!r} is not a pruned variant with a source (stage {cfg.stage!r})")

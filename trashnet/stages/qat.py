@@ -36,7 +36,7 @@ import numpy as np
 
 from trashnet.data import inputs
 from trashnet.nets import models
-from trashnet.stages import train as training
+from trashnet.stages import training
 from trashnet.core.config import VariantConfig
 from trashnet.core.keras_env import keras, tf
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from trashnet.nets import convert, imagenet, models, scoring, sparsity
-from trashnet.core import fileio, litert, progress, provenance, settings
+from trashnet.core import fileio, progress, provenance, settings, tflite
 from trashnet.deploy import evaluate
 from trashnet.data import inputs
 from trashnet.core.config import VariantConfig, config_to_dict
@@ -124,13 +124,13 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
             content = _quantization_aware(model, data, cfg, record, representative, source_record, output_dir)
             started += record["qat"]["seconds"]  # conversion time excludes the training
         fileio.atomic_write_bytes(tflite_path, content)
-        runner = litert.TFLiteModel(content)  # loads, or says why not
+        runner = tflite.TFLiteModel(content)  # loads, or says why not
     except Exception as error:  # noqa: BLE001 - any converter/LiteRT failure is this variant's result
         record["conversion"] = {"status": "failed", "seconds": round(time.perf_counter() - started, 2),
                                 "error": f"{type(error).__name__}: {error}".strip()}
         if tflite_path.is_file():  # converted, but LiteRT refused it: keep the file and say why
             record["size"] = scoring.file_size(tflite_path)
-            record["conversion"]["smallest_activation_scale"] = litert.smallest_activation_scale(tflite_path)
+            record["conversion"]["smallest_activation_scale"] = tflite.smallest_activation_scale(tflite_path)
         _finish(record, cfg, dataset_dir)
         scoring.write_results(output_dir, record)
         return record
@@ -139,7 +139,7 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
 
     workers, threads = _evaluation_parallelism(cfg)
     started = time.perf_counter()
-    probabilities = litert.predict_parallel(content, data.test.images, workers=workers, num_threads=threads,
+    probabilities = tflite.predict_parallel(content, data.test.images, workers=workers, num_threads=threads,
                                             batch_size=cfg.quantize.eval_batch_size)
     record["evaluation"] = {"engine": "ai_edge_litert", "split": "test", "workers": workers, "threads": threads,
                             "batch_size": cfg.quantize.eval_batch_size,
@@ -147,7 +147,7 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
     record["test"] = scoring.classification_metrics(data.test.labels, probabilities, data.classes)
     record["agreement"] = scoring.agreement(reference, probabilities)
     ood = evaluate.measure_ood(
-        lambda images: litert.predict_parallel(content, images, workers=workers, num_threads=threads,
+        lambda images: tflite.predict_parallel(content, images, workers=workers, num_threads=threads,
                                                batch_size=cfg.quantize.eval_batch_size),
         list(data.classes), runner.image_size, fit=cfg.model.fit, class_map=dict(cfg.ood.class_map))
     if ood is not None:
@@ -156,10 +156,10 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
         100.0 * (record["test"]["accuracy"] - record["source_model"]["float_test"]["accuracy"]), 4)
     record["size"] = scoring.file_size(tflite_path)
     record["latency_ms"] = {
-        f"tflite_threads{threads}": litert.TFLiteModel(content, num_threads=threads).latency(
+        f"tflite_threads{threads}": tflite.TFLiteModel(content, num_threads=threads).latency(
             runs=cfg.quantize.latency_runs, warmup=cfg.quantize.latency_warmup)
         for threads in cfg.quantize.latency_threads}
-    record["op_census"] = litert.op_census(content)
+    record["op_census"] = tflite.op_census(content)
     record["io"] = {"input_dtype": runner.input_dtype.name, "output_dtype": np.dtype(runner.output["dtype"]).name,
                     "input_quantization": list(runner.input["quantization"])}
     _finish(record, cfg, dataset_dir)
