@@ -33,7 +33,8 @@ spec = json.loads(sys.argv[1])
 from trashnet.core.keras_env import tf
 if spec["deterministic"]:
     tf.config.experimental.enable_op_determinism()
-from trashnet import config, train
+from trashnet.core import config
+from trashnet.stages import train
 cfg = config.config_from_dict(spec["config"])
 train.run_baseline(cfg, dataset_dir=spec["dataset"], output_dir=spec["output"], cache_dir=spec["cache"],
                    verbose=False)

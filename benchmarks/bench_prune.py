@@ -34,13 +34,13 @@ def xnnpack_latency(*, arch: str, image_size: int, sparsity: float, runs: int, o
 
     from trashnet.nets import sparsity
     from trashnet.core import fileio, provenance
-    from trashnet.nets import models
+    from trashnet.nets import models, xnnpack
     from trashnet.stages import prune
     from trashnet.core.tflite import TFLiteModel, op_census
 
     stock = models.build_model(arch, num_classes=6, image_size=image_size)
-    layout = prune.build_xnnpack_mobilenet_v3(arch, num_classes=6, image_size=image_size)
-    prune.transfer_weights(stock, layout)
+    layout = xnnpack.build_xnnpack_mobilenet_v3(arch, num_classes=6, image_size=image_size)
+    xnnpack.transfer_weights(stock, layout)
     dense_layout = prune.to_tflite(layout)
     for name in sparsity.prunable_layer_names(layout, "xnnpack"):
         layer = layout.get_layer(name)

@@ -28,7 +28,7 @@ from trashnet.core import fileio, provenance
 PROBE = """
 import json, os, resource, sys, time
 from trashnet.core.keras_env import keras, tf
-from trashnet import models
+from trashnet.nets import models
 import numpy as np
 steps, batch = int(sys.argv[1]), 32
 model = models.build_model("mobilenet_v3_small", num_classes=6, image_size=96, bn_momentum=0.99)

@@ -4,7 +4,7 @@ The XNNPack layout is rebuilt from Keras' MobileNetV3 code, whose BatchNormaliza
 0.999, and the trained weights are copied into it by name. The profiles train with momentum 0.99, so the
 pruning fine-tune ran at 0.999: after 560 steps 57 % of the dense model's moving statistics were still
 in them (0.999^560) while pruning changed every 1x1 conv's output. Training accuracy stayed ~69 %,
-validation fell to 26 %. ``prune.transfer_weights`` now copies the momentum too.
+validation fell to 26 %. ``xnnpack.transfer_weights`` now copies the momentum too.
 
 This script runs the real pruning stage (``prune.run_pruning``, the cpu profile's
 ``mobilenet_v3_large.prune-xnnpack-75`` settings) on a trained dense MobileNetV3-Large, once per arm:
@@ -33,11 +33,12 @@ VARIANT = "mobilenet_v3_large.prune-xnnpack-75"
 
 def run_arm(arm: str, *, data: Path, source_dir: Path, out: Path) -> dict:
     from trashnet.core import profiles
+    from trashnet.nets import xnnpack
     from trashnet.stages import prune
     from trashnet.core.keras_env import keras
 
     cfg = profiles.load_variants(profiles.load_profile("cpu"))[VARIANT]
-    original = prune.transfer_weights
+    original = xnnpack.transfer_weights
 
     def transfer_at_keras_momentum(source, target):
         copied = original(source, target)
@@ -46,13 +47,13 @@ def run_arm(arm: str, *, data: Path, source_dir: Path, out: Path) -> dict:
                 layer.momentum = 0.999
         return copied
 
-    prune.transfer_weights = transfer_at_keras_momentum if arm == "old" else original
+    xnnpack.transfer_weights = transfer_at_keras_momentum if arm == "old" else original
     try:
         start = time.perf_counter()
         record = prune.run_pruning(cfg, dataset_dir=data, source_dir=source_dir, output_dir=out / arm,
                                    cache_dir=out / ".cache", verbose=False)
     finally:
-        prune.transfer_weights = original
+        xnnpack.transfer_weights = original
     with (out / arm / "history.csv").open() as f:
         history = [{key: row[key] for key in ("epoch", "accuracy", "val_accuracy")} for row in csv.DictReader(f)]
     return {"test_accuracy": record["test"]["accuracy"], "test_macro_f1": record["test"]["macro_f1"],

@@ -77,8 +77,9 @@ def test_image_runs_the_package_offline_as_non_root(image, tmp_path):
     # A minute's smoke test: the locked stack imports (TensorFlow, tf_keras, LiteRT) on the image's Python,
     # the bundled sample prepares into the mounted /out, as uid 10001, with no network.
     script = (
-        "import os, json; from trashnet import data, settings, models, provenance, litert; "
-        "report = data.prepare(settings.SAMPLE_DIR, '/out/dataset'); "
+        "import os, json; from trashnet.core import settings, provenance, litert; "
+        "from trashnet.data import prepare; from trashnet.nets import models; "
+        "report = prepare.prepare(settings.SAMPLE_DIR, '/out/dataset'); "
         "model = models.build_model('mobilenet_v3_small', num_classes=6, image_size=32); "
         "print(json.dumps({'uid': os.getuid(), 'accepted': report.accepted, 'params': model.count_params(), "
         "'commit': provenance.git_commit(), 'out': os.environ['TRASHNET_OUT']}))"

@@ -121,7 +121,7 @@ def test_a_quiet_variant_still_changes_the_progress_line(tmp_path, monkeypatch):
     done = next(at for at, line in lines if re.search(rf"\] done\s+{VARIANT} ", line))
     times = [at for at, line in lines if start <= at <= done]
     assert len(times) >= 5 and max(b - a for a, b in zip(times, times[1:])) < 2.0 + 1.0, times
-    assert any(re.search(rf"\] running {VARIANT} \[baseline\] \d+s \|", line) for _, line in lines)
+    assert any(re.search(rf"\] running {VARIANT} \[train\] \d+s \|", line) for _, line in lines)
 
 
 def test_no_cuda_probe_error_when_there_is_no_gpu():

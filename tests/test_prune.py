@@ -86,16 +86,16 @@ def test_decay_schedule_reaches_its_target_on_an_update_step(quick_profile):
 
 def test_xnnpack_layout_is_accepted_where_stock_mobilenet_v3_is_refused():
     from trashnet.core.keras_env import keras
-    from trashnet.nets import models, sparsity
+    from trashnet.nets import models, sparsity, xnnpack
     from trashnet.stages import prune
 
     tfmot = sparsity.tfmot_sparsity()
     stock = models.build_model("mobilenet_v3_small", num_classes=6, image_size=64, bn_momentum=0.9)
     with pytest.raises(ValueError, match="Conv2D 3x3"):
         tfmot.prune_low_magnitude(stock, pruning_policy=tfmot.PruneForLatencyOnXNNPack())
-    model = prune.build_xnnpack_mobilenet_v3("mobilenet_v3_small", num_classes=6, image_size=64)
+    model = xnnpack.build_xnnpack_mobilenet_v3("mobilenet_v3_small", num_classes=6, image_size=64)
     assert model.output_shape == stock.output_shape
-    assert prune.transfer_weights(stock, model) == sum(1 for layer in stock.layers if layer.weights)
+    assert xnnpack.transfer_weights(stock, model) == sum(1 for layer in stock.layers if layer.weights)
     # The fine-tune must update BN statistics like the source was trained to, not at Keras' 0.999.
     assert {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
     x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)

@@ -179,7 +179,7 @@ def report_key(layout: settings.Layout, jobs: dict[str, Job], *, lock: str) -> s
     """The report stage's key: its code (the report package's import closure), the templates and the
     translations, the lockfile, and the outcome of every variant of the run (outputs digest, or why not)."""
     modules = provenance.import_closure(registry.get("report").code_modules)
-    assets = {str(path.relative_to(settings.REPO_ROOT)): fileio.sha256_file(path)
+    assets = {f"{folder.name}/{path.relative_to(folder).as_posix()}": fileio.sha256_file(path)
               for folder in (settings.TEMPLATES_DIR, settings.PACKAGE_DIR / "locale")
               for path in sorted(folder.rglob("*")) if path.is_file() and path.suffix != ".mo"}
     outcomes = {vid: job.digest if job.ok else f"{job.status}: {job.reason}" for vid, job in jobs.items()}

@@ -59,7 +59,7 @@ def warmup(variant: config.VariantConfig, train_images: int, threads: int | None
     if threads is not None:
         for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
             env[name] = str(threads)
-    code = ("import json, sys; from trashnet import config, train; "
+    code = ("import json, sys; from trashnet.core import config; from trashnet.stages import train; "
             "cfg = config.config_from_dict(json.loads(sys.argv[1])); "
             "print(json.dumps(train.warmup_epoch_seconds(cfg, int(sys.argv[2]))))")
     start = time.monotonic()
