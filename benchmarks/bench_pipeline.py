@@ -97,8 +97,8 @@ def main() -> None:
         "rerun_after_select_change_s": round(select_change, 1), "select_change_ran": select_info["ran"],
         "select_change_report_rebuilt": select_info["report_rebuilt"],
         "report_html_pdf_s": round(report_seconds, 1),
-        "report_html_bytes": (layout.report / "index.html").stat().st_size,
-        "report_pdf_bytes": (layout.report / "report.pdf").stat().st_size,
+        "report_html_bytes": (layout.report / "en" / "index.html").stat().st_size,
+        "report_pdf_bytes": (layout.report / "en" / "report.pdf").stat().st_size,
         "load_average": os.getloadavg(), "hardware": provenance.hardware(),
     }
     name = "bench_pipeline_real.json" if args.real_notebooks else "bench_pipeline.json"
