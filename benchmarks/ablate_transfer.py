@@ -16,6 +16,10 @@ The recipes (a deliberately small set, since choosing among many recipes on 355 
 - ``lpft-bn``: the same with BatchNorm trained, i.e. its statistics re-estimated from TrashNet batches;
 - ``lpft-aug``: LP-FT with the crop/colour/background augmentations of the robustness ablation;
 - ``lpft-160``, ``lpft-224``: LP-FT at other input sizes, for the accuracy and the cost per epoch;
+- ``lpft-160-lastpoint``, ``lpft-224-lastpoint``, ``head-160-lastpoint``, ``head-224-lastpoint``: with
+  ``model.head: last_point`` (the ImageNet head's pretrained 960 -> 1280 layer kept between pooling and
+  classifier), each against its pooled twin (``lpft-160``, ``lpft-224``, ``head-160``, ``head-224``: the
+  last two are the head alone at 160 px and at the 224 px of the issue's linear probe);
 - ``wise``: WiSE-FT (Wortsman et al., CVPR 2022), the average of the ``lpft`` and ``head`` weights: free,
   computed from the ``lpft`` run.
 
@@ -49,6 +53,18 @@ RECIPES: dict[str, dict[str, Any]] = {
     "lpft-aug": {"size": 128, "head_epochs": 10, "epochs": 10, "bn": "frozen", "augment": AUGMENT},
     "lpft-160": {"size": 160, "head_epochs": 10, "epochs": 10, "bn": "frozen", "augment": {}},
     "lpft-224": {"size": 224, "head_epochs": 10, "epochs": 6, "bn": "frozen", "augment": {}},
+    # model.head: last_point: the ImageNet head's pretrained 1x1 conv (960 -> 1280) kept after pooling
+    "lpft-160-lastpoint": {"size": 160, "head_epochs": 10, "epochs": 10, "bn": "frozen", "augment": {},
+                           "model_head": "last_point"},
+    "lpft-224-lastpoint": {"size": 224, "head_epochs": 10, "epochs": 6, "bn": "frozen", "augment": {},
+                           "model_head": "last_point"},
+    "head-160": {"size": 160, "head_epochs": 10, "epochs": 0, "bn": "frozen", "augment": {}},  # its control
+    # The size of the linear probe (docs/transfer-learning.md) that scored 45.1 % on the 1280-d features:
+    "head-224": {"size": 224, "head_epochs": 10, "epochs": 0, "bn": "frozen", "augment": {}},
+    "head-224-lastpoint": {"size": 224, "head_epochs": 10, "epochs": 0, "bn": "frozen", "augment": {},
+                           "model_head": "last_point"},
+    "head-160-lastpoint": {"size": 160, "head_epochs": 10, "epochs": 0, "bn": "frozen", "augment": {},
+                           "model_head": "last_point"},
 }
 WISE_ALPHA = 0.5  # weight of the fine-tuned model in the WiSE-FT average
 
@@ -101,7 +117,8 @@ def run_recipe(name: str, recipe: dict[str, Any], args, profile, dataset_dir: Pa
     from trashnet.core.keras_env import keras, seed_everything
 
     entry = {"id": f"{args.arch}.transfer-{name}", "stage": "train", "arch": args.arch,
-             "model": {"image_size": recipe["size"], "weights": args.weights},
+             "model": {"image_size": recipe["size"], "weights": args.weights,
+                       "head": recipe.get("model_head", "pooled")},
              "train": {"epochs": max(1, recipe["epochs"]), "head_epochs": recipe["head_epochs"],
                        "augment": recipe["augment"]}}
     cfg = profiles.resolve_variant(profile, entry)

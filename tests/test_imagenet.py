@@ -202,3 +202,127 @@ def test_download_weights_fetches_every_pinned_file_and_refuses_other_bytes(weig
     assert error.startswith("error: v3-small_224_1.0_uint8.tflite from file:") and "not the pinned" in error
     assert error.count("\n") == 1 and not (out / item.name).exists()
     assert not [path for path in out.iterdir() if path.name.startswith(".weights-download-")]
+
+
+# --- model.head: last_point (issue 27): the ImageNet head's pretrained 1x1 conv kept after pooling ----
+
+def _imagenet_model(arch: str, *, image_size: int, head: str = "last_point"):
+    """Built as the train stage builds ``model.weights: imagenet-tflite`` (``stages.train.build``)."""
+    from trashnet.nets import models
+
+    return models.build_model(arch, num_classes=6, image_size=image_size,
+                              weights=imagenet.resolve_weights("imagenet-tflite", arch), head=head,
+                              last_point=imagenet.head_weights("imagenet-tflite", arch, head))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ("mobilenet_v3_small", "mobilenet_v3_large_minimalistic"))
+def test_last_point_head_gives_the_features_the_tflite_logits_read(arch, weights_dir, monkeypatch):
+    from trashnet.core.keras_env import keras
+    from trashnet.nets import models
+
+    monkeypatch.setenv(settings.ENV_WEIGHTS, str(weights_dir))
+    model = _imagenet_model(arch, image_size=imagenet_files.IMAGE_SIZE)
+    layer = model.get_layer(models.LAST_POINT_NAME)
+    reference = imagenet.classifier(arch, folder=weights_dir).get_layer("Conv_2").get_weights()
+    np.testing.assert_array_equal(layer.get_weights()[0], reference[0][0, 0])
+    np.testing.assert_array_equal(layer.get_weights()[1], reference[1])
+    photos = np.stack([imagenet_check.photo(weights_dir / "photos" / f"{name}.jpg")
+                       for name in ("cat_720p", "parrot", "hot_dog")]).astype(np.float32)
+    features = keras.Model(model.input, model.get_layer("head_dropout").input).predict(photos, verbose=0)
+    assert features.shape == (3, {"mobilenet_v3_small": 1024}.get(arch, 1280))
+    # The same features as the imported ImageNet classifier's (what its logits conv reads)...
+    classifier = imagenet.classifier(arch, folder=weights_dir)
+    np.testing.assert_allclose(features, keras.Model(classifier.input, classifier.get_layer("Logits").input)
+                               .predict(photos, verbose=0).reshape(3, -1), rtol=1e-4, atol=1e-4)
+    # ...and the head computes the file's: fed the TFLite pooled tensor, it gives the tensor the TFLite logits
+    # read (last point + fused ReLU or HARD_SWISH op), clipped to the range that uint8 tensor can hold. (End to
+    # end the uint8 network drifts: cosine 0.90-0.95, as for the imported classifier, test above.)
+    path = imagenet_files.source_path(imagenet_files.SOURCES[arch].files[0], weights_dir)
+    last_point, logits = imagenet.read_kernels(path)[-2:]
+    interpreter, details = imagenet_check._interpreter(path)
+    pooled, expected = [], []
+    for image in photos.astype(np.uint8):
+        imagenet_check._invoke([(interpreter, details)], image)
+        pooled.append(imagenet_check._float(interpreter, details, last_point.input_tensor).reshape(-1))
+        expected.append(imagenet_check._float(interpreter, details, logits.input_tensor).reshape(-1))
+    head = keras.Model(model.get_layer(models.LAST_POINT_NAME).input, model.get_layer("head_dropout").input)
+    low, high = imagenet_check._representable(details, logits.input_tensor)
+    cosine = imagenet_check._cosine(np.clip(head.predict(np.stack(pooled), verbose=0), low, high),
+                                    np.stack(expected))
+    assert cosine.min() >= 0.999, cosine
+    # The pooled head's input is the 960/576-d pooling: a different feature, not the one the file classifies.
+    pooled = _imagenet_model(arch, image_size=64, head="pooled")
+    assert models.LAST_POINT_NAME not in [layer.name for layer in pooled.layers]
+
+
+def test_last_point_head_is_opt_in_v3_only_and_out_of_existing_config_dumps():
+    from trashnet.core import config, profiles
+    from trashnet.nets import models
+
+    assert "head" not in config.ModelConfig().model_dump(mode="json")  # cache keys of pooled runs unchanged
+    chosen = config.ModelConfig(head="last_point")
+    assert config.ModelConfig(**chosen.model_dump(mode="json")).head == "last_point"
+    with pytest.raises(ValueError, match="MobileNetV3 only"):
+        models.build_model("mobilenet_v2", num_classes=6, image_size=32, head="last_point")
+    profile = profiles.load_profile("cpu")
+    entry = {"id": "v2.last-point", "stage": "train", "arch": "mobilenet_v2", "model": {"head": "last_point"}}
+    with pytest.raises(ValueError, match="MobileNetV3 only"):
+        profiles.resolve_variant(profile, entry)
+    entry.update(id="v3.last-point", arch="mobilenet_v3_large")
+    assert profiles.resolve_variant(profile, entry).model.head == "last_point"
+    with pytest.raises(ValueError, match="unknown head"):
+        models.build_model("mobilenet_v3_small", num_classes=6, image_size=32, head="conv")
+    # Without the file (model.weights other than imagenet-tflite) the layer starts from Keras' init.
+    assert imagenet.head_weights("imagenet", "mobilenet_v3_small", "last_point") is None
+    assert imagenet.head_weights("imagenet-tflite", "mobilenet_v3_small", "pooled") is None
+
+
+@pytest.mark.slow
+def test_last_point_head_prunes_converts_and_rebuilds_for_int16():
+    from ai_edge_litert.interpreter import Interpreter
+
+    from trashnet.nets import convert, models, sparsity, xnnpack
+    from trashnet.stages import prune
+
+    arch = "mobilenet_v3_small"  # hard-swish after the last point, as in the full V3-Large
+    model = models.build_model(arch, num_classes=6, image_size=64, head="last_point")
+    # Magnitude and 2:4 pruning take the 576 -> 1024 dense like the classifier; XNNPack's sparse kernels
+    # are 1x1 convolutions only, so its policy leaves it dense.
+    assert models.LAST_POINT_NAME in sparsity.prunable_layer_names(model, "magnitude")
+    assert models.LAST_POINT_NAME in sparsity.prunable_layer_names(model, "2of4")
+    assert models.LAST_POINT_NAME not in sparsity.prunable_layer_names(model, "xnnpack")
+    schedule = sparsity.tfmot_sparsity().ConstantSparsity(0.5, begin_step=0)
+    wrapped = prune.wrap_for_pruning(model, "magnitude", schedule)
+    assert any(name.endswith(models.LAST_POINT_NAME) for name in sparsity.pruning_wrappers(wrapped))
+    rebuilt = convert.int16_compatible(model, arch=arch, image_size=64, alpha=1.0, dropout=0.2, head="last_point")
+    images = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype(np.float32)
+    want = model.predict(images, verbose=0)
+    np.testing.assert_allclose(rebuilt.predict(images, verbose=0), want, atol=1e-5)
+    interpreter = Interpreter(model_content=convert.convert(model, "fp32"))
+    interpreter.allocate_tensors()
+    got = []
+    for image in images:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
+        interpreter.invoke()
+        got.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0])
+    np.testing.assert_allclose(np.stack(got), want, atol=1e-4)
+    xnn = xnnpack.build_xnnpack_mobilenet_v3(arch, num_classes=6, image_size=64, head="last_point")
+    assert xnnpack.transfer_weights(model, xnn) == len([layer for layer in model.layers if layer.weights])
+    xnn_wrapped = prune.wrap_for_pruning(xnn, "xnnpack", schedule)  # tfmot's XNNPack policy accepts the head
+    assert not any(name.endswith(models.LAST_POINT_NAME) for name in sparsity.pruning_wrappers(xnn_wrapped))
+
+
+@pytest.mark.slow
+def test_the_full_v3_large_last_point_comes_from_the_minimalistic_file_with_hard_swish(weights_dir, monkeypatch):
+    from trashnet.core.keras_env import keras
+    from trashnet.nets import models
+
+    monkeypatch.setenv(settings.ENV_WEIGHTS, str(weights_dir))
+    model = _imagenet_model("mobilenet_v3_large", image_size=64)
+    kernel, bias = imagenet.last_point("mobilenet_v3_large_minimalistic", folder=weights_dir)
+    got = model.get_layer(models.LAST_POINT_NAME).get_weights()
+    np.testing.assert_array_equal(got[0], kernel)
+    np.testing.assert_array_equal(got[1], bias)
+    # Hard-swish (Multiply([x, relu6(x + 3) / 6])) feeds the dropout, not the minimalistic net's ReLU.
+    assert isinstance(model.get_layer("head_dropout")._inbound_nodes[0].inbound_layers, keras.layers.Multiply)

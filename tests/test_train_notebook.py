@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import zipfile
 
 import nbformat
 import pytest
@@ -70,9 +71,11 @@ def test_papermill_runs_the_notebook_on_the_sample(sample_dataset, quick_profile
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("head", ["pooled", "last_point"])
 def test_papermill_runs_the_notebook_from_imported_imagenet_weights(sample_dataset, quick_profile, tmp_path,
-                                                                    monkeypatch):
-    """`model.weights: imagenet-tflite`: the kernel imports Google's TFLite file from $TRASHNET_WEIGHTS."""
+                                                                    monkeypatch, head):
+    """`model.weights: imagenet-tflite`: the kernel imports Google's TFLite file from $TRASHNET_WEIGHTS;
+    `model.head: last_point` keeps the file's last-point layer through training, saving and conversion."""
     import os
 
     import papermill
@@ -85,7 +88,7 @@ def test_papermill_runs_the_notebook_from_imported_imagenet_weights(sample_datas
                                                                    os.environ.get("PYTHONPATH")])))
     cfg = profiles.load_variants(quick_profile)["mobilenet_v3_small"]
     params = config.config_to_dict(cfg)
-    params["model"].update(image_size=48, weights="imagenet-tflite")
+    params["model"].update(image_size=48, weights="imagenet-tflite", head=head)
     params["train"].update(epochs=1, head_epochs=1)
     params["quantize"]["latency_runs"] = 2
     out = tmp_path / "models" / "train" / cfg.id
@@ -101,3 +104,6 @@ def test_papermill_runs_the_notebook_from_imported_imagenet_weights(sample_datas
     assert list((tmp_path / ".cache" / "imagenet").glob("mobilenet_v3_small-*.h5"))  # the imported file
     with open(out / scoring.HISTORY_FILE, newline="") as handle:
         assert [row["phase"] for row in csv.DictReader(handle)] == ["head", "finetune"]
+    with zipfile.ZipFile(out / f"{cfg.id}.keras") as saved:  # the layer names of the saved model
+        layers = [layer["config"]["name"] for layer in json.loads(saved.read("config.json"))["config"]["layers"]]
+    assert ("last_point" in layers) == (head == "last_point")

@@ -15,7 +15,7 @@ import contextlib
 import json
 from typing import Any, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from trashnet.core import settings
 from trashnet.core.errors import UserError
@@ -92,8 +92,20 @@ class ModelConfig(Strict):
     # TFLite files from $TRASHNET_WEIGHTS, imported: docs/imagenet.md) or a weights file path
     dropout: float = Field(0.2, ge=0, lt=1)  # before the classifier
     bn_momentum: float | None = Field(0.99, gt=0, lt=1)  # None keeps Keras' (0.999 for V3: too slow from scratch)
+    # What sits between pooling and dropout: nothing, or the ImageNet head's pretrained 1x1 "last point"
+    # layer (MobileNetV3; nets.models.last_point_block). Left out of the dump while "pooled" (existing keys hold).
+    head: Literal["pooled", "last_point"] = "pooled"
     fit: Literal["squash", "crop", "pad"] = "squash"  # photo -> square input (images.to_model_input); it
     # travels with the model (metadata.json), so predict and evaluate fit photos the way training did
+
+    @model_serializer(mode="wrap")
+    def _omit_pooled_head(self, handler):
+        # The head option came after results were cached: its default stays out of dumps, hence of cache keys.
+        # Read through __dict__: a dump is provenance, not a field read (``recording``).
+        data = handler(self)
+        if self.__dict__["head"] == "pooled":
+            data.pop("head", None)
+        return data
 
 
 class AugmentConfig(Strict):
@@ -308,6 +320,12 @@ class VariantConfig(Strict):
         if self.quantize.qat.method != "none" and (self.stage != "quantize" or self.precision != "int8"):
             raise ValueError(f"quantize.qat.method {self.quantize.qat.method!r} needs a quantized variant at "
                              f"precision 'int8' (got stage {self.stage!r}, precision {self.precision!r})")
+        return self
+
+    @model_validator(mode="after")
+    def _last_point_is_v3(self) -> VariantConfig:
+        if self.model.head == "last_point" and self.arch is not None and not self.arch.startswith("mobilenet_v3"):
+            raise ValueError(f"model.head 'last_point' exists for MobileNetV3 only, not {self.arch!r}")
         return self
 
 

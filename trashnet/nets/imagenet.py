@@ -182,6 +182,23 @@ def _imported(arch: str, folder: str | os.PathLike | None = None):
             [(layer, kernel, path) for (layer, kernel), (_, path) in zip(pairs, kernels)])
 
 
+def last_point(arch: str, *, folder: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel [in, out], bias [out]) of the ImageNet head's "last point" 1x1 conv (Keras' ``Conv_2``: 960 ->
+    1280 for V3-Large, 576 -> 1024 for V3-Small), the op before the logits, dequantized, for a Dense layer
+    (``models.build_model(..., head="last_point", last_point=...)``).
+
+    The full V3-Large takes the minimalistic net's (its source file), as its backbone does.
+    """
+    if not arch.startswith("mobilenet_v3"):
+        raise UserError(f"{arch} has no last-point layer in its ImageNet head", "use a MobileNetV3")
+    (name,) = _source(arch).files
+    kernel = read_kernels(source_path(name, folder))[-2]  # ..., Conv_1, Conv_2 (last point), Logits
+    if kernel.op != "CONV_2D" or kernel.kernel.shape[1:3] != (1, 1) or kernel.bias is None:
+        raise ValueError(f"{name}: expected a biased 1x1 CONV_2D before the logits, got {kernel.op} "
+                         f"{kernel.kernel.shape}")
+    return kernel.kernel[:, 0, 0, :].T.copy(), kernel.bias.astype(np.float32)
+
+
 def _copy_by_name(source_model, target_model) -> None:
     """Fill every weighted layer of ``target_model`` from the same-named layer of ``source_model``."""
     for layer in target_model.layers:
@@ -304,6 +321,14 @@ def resolve_weights(weights: str, arch: str | None = None) -> str | None:
         raise ValueError(f"weights {weights!r}: expected 'none', 'imagenet', {WEIGHTS_VALUE!r} or the path of "
                          f"an existing weights file")
     return str(path)
+
+
+def head_weights(weights: str, arch: str, head: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """What ``models.build_model(last_point=...)`` takes for a config's weights and head: the TFLite file's
+    last-point layer for ``imagenet-tflite`` with ``head: last_point``, else None (Keras' init)."""
+    if head == "last_point" and weights == WEIGHTS_VALUE:
+        return last_point(arch)
+    return None
 
 
 def weights_origin(weights: str, arch: str | None = None) -> str:

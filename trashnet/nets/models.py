@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
+
 from trashnet.core.keras_env import keras, tf
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 PREPROCESS_NAME = "preprocess"
+HEADS = ("pooled", "last_point")  # model.head: what sits between the pooling and the dropout
+LAST_POINT_NAME = "last_point"  # the V3 head's 1x1 conv after pooling (Keras' top-only "Conv_2"), as a Dense
 
 
 @dataclass(frozen=True)
@@ -97,9 +101,20 @@ def build_model(
     weights: str | None = None,
     dropout: float = 0.2,
     bn_momentum: float | None = None,
+    head: str = "pooled",
+    last_point: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> keras.Model:
-    """A flat classifier: raw pixels -> Rescaling -> backbone -> pooling -> dropout -> softmax."""
+    """A flat classifier: raw pixels -> Rescaling -> backbone -> pooling -> dropout -> softmax.
+
+    ``head="last_point"`` (MobileNetV3 only) puts the ImageNet head's "last point" layer after the pooling:
+    a dense layer (960 -> 1280 for V3-Large, 576 -> 1024 for V3-Small) and the arch's activation, filled with
+    ``last_point`` (kernel, bias) when given (``imagenet.last_point`` reads them from the TFLite file).
+    """
     entry = get_architecture(arch)
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
+    if last_point is not None and head != "last_point":
+        raise ValueError(f"last-point weights given for head {head!r}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     if image_size < 32:
@@ -108,6 +123,8 @@ def build_model(
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name=PREPROCESS_NAME)(inputs)
     backbone = entry.backbone(x, alpha=alpha, weights=keras_weights(weights))
     x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone.output)
+    if head == "last_point":
+        x = last_point_block(arch, x, alpha=alpha, weights=last_point)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     # float32 output even under mixed precision: softmax and the loss stay numerically safe.
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=OUTPUT_NAME)(x)
@@ -117,6 +134,31 @@ def build_model(
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = bn_momentum
     return model
+
+
+def last_point_block(arch: str, x: tf.Tensor, *, alpha: float,
+                     weights: tuple[np.ndarray, np.ndarray] | None = None) -> tf.Tensor:
+    """Pooled features -> the V3 "last point" dense layer -> the arch's activation (hard-swish for V3-Large
+    and V3-Small, ReLU for the minimalistic net: what Keras' top and Google's TFLite files use).
+
+    Keras' no-top V3 stops before this layer, so the pooled head would drop the pretrained 1280-d features
+    that the ImageNet classifier reads (a linear probe on them beat the 960-d pooled ones, issue 27).
+    ``weights``: (kernel [in, out], bias [out]); None leaves Keras' random init.
+    """
+    from tf_keras.src.applications import mobilenet_v3  # looked up now: int16_hard_swish() patches it
+
+    if not arch.startswith("mobilenet_v3"):
+        raise ValueError(f"head 'last_point' exists for MobileNetV3 only, not {arch!r}")
+    units = 1024 if arch == "mobilenet_v3_small" else 1280
+    if alpha > 1.0:  # Keras widens the last point only above 1.0
+        units = int(mobilenet_v3._depth(units * alpha))
+    layer = keras.layers.Dense(units, name=LAST_POINT_NAME)
+    y = layer(x)
+    if weights is not None:
+        layer.set_weights(list(weights))
+    if get_architecture(arch).uses_hard_swish:
+        return mobilenet_v3.hard_swish(y)
+    return keras.layers.ReLU(name=f"{LAST_POINT_NAME}_relu")(y)
 
 
 def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:

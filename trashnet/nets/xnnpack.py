@@ -51,7 +51,7 @@ def _xnnpack_v3_graph() -> Iterator[None]:
 
 
 def build_xnnpack_mobilenet_v3(arch: str, *, num_classes: int, image_size: int, alpha: float = 1.0,
-                               dropout: float = 0.2) -> keras.Model:
+                               dropout: float = 0.2, head: str = "pooled") -> keras.Model:
     """MobileNetV3 laid out for ``PruneForLatencyOnXNNPack`` (stock V3 is refused, docs/toolchain-facts.md).
 
     Differences from ``models.build_model``: the stem is ``ZeroPadding2D(1)`` + 3x3/stride-2/``valid``
@@ -70,6 +70,8 @@ def build_xnnpack_mobilenet_v3(arch: str, *, num_classes: int, image_size: int, 
         backbone = entry.backbone(x, alpha=alpha, weights=None)
     x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="pool")(backbone.output)
     x = keras.layers.Flatten(name="pool_flatten")(x)
+    if head == "last_point":  # weights come by name (transfer_weights), not from the TFLite file
+        x = models.last_point_block(arch, x, alpha=alpha)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=models.OUTPUT_NAME)(x)
     return keras.Model(inputs_, outputs, name=f"{arch}_xnnpack")

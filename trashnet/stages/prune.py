@@ -232,7 +232,8 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
 
     if method == "xnnpack":
         model = xnnpack.build_xnnpack_mobilenet_v3(cfg.arch, num_classes=len(data.classes), image_size=image_size,
-                                           alpha=cfg.model.alpha, dropout=cfg.model.dropout)
+                                           alpha=cfg.model.alpha, dropout=cfg.model.dropout,
+                                           head=cfg.model.head)
         xnnpack.transfer_weights(source, model)
     else:
         # tfmot wraps the model's own layer objects, so pruning a model prunes it in place: prune a second

@@ -163,7 +163,7 @@ def tf_op_layers(model: keras.Model) -> list[str]:
 
 
 def annotatable_model(model: keras.Model, *, arch: str, alpha: float, dropout: float,
-                      form: str = "keras") -> keras.Model:
+                      form: str = "keras", head: str = "pooled") -> keras.Model:
     """``model`` rebuilt from annotatable layers, carrying its weights (matched by layer name).
 
     Input size and BatchNorm momentum (it matters when QAT trains) are read from ``model`` itself.
@@ -175,7 +175,7 @@ def annotatable_model(model: keras.Model, *, arch: str, alpha: float, dropout: f
     with annotatable_layers(form):
         rebuilt = models.build_model(arch, num_classes=int(model.output_shape[-1]),
                                      image_size=int(model.input_shape[1]), alpha=alpha, dropout=dropout,
-                                     bn_momentum=momentum)
+                                     bn_momentum=momentum, head=head)
     convert.carry_weights(model, rebuilt, arch=arch)
     left = tf_op_layers(rebuilt)
     if left:
@@ -242,7 +242,8 @@ def train(model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *, check
 
     method = cfg.quantize.qat.method
     started = time.perf_counter()
-    rebuilt = annotatable_model(model, arch=cfg.arch, alpha=cfg.model.alpha, dropout=cfg.model.dropout)
+    rebuilt = annotatable_model(model, arch=cfg.arch, alpha=cfg.model.alpha, dropout=cfg.model.dropout,
+                                head=cfg.model.head)
     check = convert.float_outputs_unchanged(model, rebuilt, check_images)
     qat_model = quantize_model(rebuilt, method)
     history = fine_tune(qat_model, data, cfg, verbose=verbose)

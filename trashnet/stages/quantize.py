@@ -43,7 +43,7 @@ def prepare_model(model: keras.Model, cfg: VariantConfig) -> tuple[keras.Model, 
     if cfg.precision != "int16x8" or not models.get_architecture(cfg.arch).uses_hard_swish:
         return model, None
     rebuilt = convert.int16_compatible(model, arch=cfg.arch, image_size=cfg.model.image_size, alpha=cfg.model.alpha,
-                               dropout=cfg.model.dropout)
+                               dropout=cfg.model.dropout, head=cfg.model.head)
     return rebuilt, {"hard_swish": "(x / 6) * relu6(x + 3)",
                      "replaces": "x * relu6(x + 3) / 6 (fused by the converter into HARD_SWISH)"}
 

@@ -48,15 +48,17 @@ from trashnet.stages.training import (PREDICT_BATCH, distribution_strategy, fit_
 
 def backbone_features(model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *,
                       cache_dir: str | os.PathLike | None, mixed: bool) -> dict[str, np.ndarray]:
-    """Pooled backbone features (inference mode) of the train and validation splits, cached on disk."""
-    key = hashlib.sha256(json.dumps({
+    """The classifier's input features (inference mode: pooled, or the last-point layer's output with
+    ``model.head: last_point``) of the train and validation splits, cached on disk."""
+    extra = {} if cfg.model.head == "pooled" else {"head": cfg.model.head}  # pooled keys stay as they were
+    key = hashlib.sha256(json.dumps({**extra,
         "arch": cfg.arch, "alpha": cfg.model.alpha, "size": cfg.model.image_size, "mixed": mixed,
         "weights": imagenet.weights_origin(cfg.model.weights, cfg.arch), "manifest": data.manifest_sha256,
         # What else the features depend on: the decoded pixels, the network's code, the TensorFlow version.
         "decoder": inputs.decoder_key(), "models": fileio.sha256_file(models.__file__),
         "lockfile": fileio.sha256_file(settings.LOCK_FILE) if settings.LOCK_FILE.exists() else "missing",
     }, sort_keys=True).encode()).hexdigest()[:16]
-    extractor = keras.Model(model.input, model.get_layer("pool").output)
+    extractor = keras.Model(model.input, model.get_layer("head_dropout").input)  # the frozen part's output
     features = {}
     for name in ("train", "validation"):
         path = Path(cache_dir) / "features" / f"{cfg.arch}-{key}-{name}.npy" if cache_dir is not None else None
@@ -150,10 +152,11 @@ def reestimate_batchnorm(model: keras.Model, images: np.ndarray, *, batch_size: 
 
 def build(cfg: VariantConfig, num_classes: int, *, weights: str | None = None) -> keras.Model:
     model = cfg.model
+    weights = model.weights if weights is None else weights
     return models.build_model(cfg.arch, num_classes=num_classes, image_size=model.image_size, alpha=model.alpha,
-                              weights=imagenet.resolve_weights(model.weights if weights is None else weights, cfg.arch),
-                              dropout=model.dropout,
-                              bn_momentum=model.bn_momentum)
+                              weights=imagenet.resolve_weights(weights, cfg.arch), dropout=model.dropout,
+                              bn_momentum=model.bn_momentum, head=model.head,
+                              last_point=imagenet.head_weights(weights, cfg.arch, model.head))
 
 
 def float32_copy(model: keras.Model, cfg: VariantConfig, num_classes: int) -> keras.Model:
