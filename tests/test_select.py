@@ -75,9 +75,9 @@ def test_equal_sizes_are_broken_by_latency_then_id(tmp_path):
 
 def test_missing_latency_loses_a_tie(tmp_path):
     write_result(tmp_path, "quantize", "x.fp16", arch=LARGE, source=PRUNED, precision="fp16", accuracy=0.9,
-                 gzip_bytes=1000, extra={"source_stage": "prune"})
+                 gzip_bytes=1000, source_stage="prune")
     write_result(tmp_path, "quantize", "y.fp16", arch=LARGE, source=PRUNED, precision="fp16", accuracy=0.9,
-                 gzip_bytes=1000, latency_ms=50.0, extra={"source_stage": "prune"})
+                 gzip_bytes=1000, latency_ms=50.0, source_stage="prune")
     assert select.select(tmp_path, SelectConfig())["chosen"]["id"] == "y.fp16"
 
 
@@ -99,9 +99,9 @@ def test_fallback_to_every_tflite_result_is_recorded(tmp_path):
 
 def test_unusable_results_are_tolerated_and_explained(tmp_path):
     write_result(tmp_path, "quantize", f"{PRUNED}.fp16", arch=LARGE, source=PRUNED, precision="fp16",
-                 accuracy=0.9, gzip_bytes=100, write_model=False, extra={"source_stage": "prune"})
+                 accuracy=0.9, gzip_bytes=100, write_model=False, source_stage="prune")
     write_result(tmp_path, "quantize", f"{PRUNED}.int16x8", arch=LARGE, source=PRUNED, precision="int16x8",
-                 gzip_bytes=200, extra={"source_stage": "prune"})  # no test metrics
+                 gzip_bytes=200, source_stage="prune")  # no test metrics
     partial = tmp_path / "quantize" / f".{PRUNED}.int8.partial-123"  # the runner's unfinished copy
     partial.mkdir(parents=True)
     (partial / "metrics.json").write_text("{}", encoding="utf-8")
@@ -159,7 +159,7 @@ def test_unfinished_and_other_profile_results_are_set_aside(tmp_path):
     (models / "quantize" / f"{PRUNED}.fp16" / "manifest.json").unlink()
     write_result(models, "quantize", f"{PRUNED}.int8-dynamic", arch=LARGE, source=PRUNED,
                  precision="int8-dynamic", accuracy=0.9, gzip_bytes=10, latency_ms=1.0, profile="cpu",
-                 extra={"source_stage": "prune"})
+                 source_stage="prune")
     selection = select.select(models, SelectConfig(precisions=()), profile="quick")
     rows = results_by_id(selection)
     assert "runner did not finish" in rows[f"{PRUNED}.fp16"]["excluded"]

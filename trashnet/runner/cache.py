@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from trashnet.runner.plan import Job, PipelineError
-from trashnet.core import config, fileio, owned, provenance, settings
+from trashnet.core import config, fileio, owned, provenance, records, settings
 
 FAILED_NAME = settings.FAILED_FILE
 METRICS_NAME = settings.METRICS_FILE  # every stage writes it
@@ -39,21 +39,12 @@ def outputs_digest(files: dict[str, str]) -> str:
     return sha256_json(files)
 
 
-def read_valid_manifest(folder: Path, key: str | None = None) -> dict[str, Any] | None:
+def read_valid_manifest(folder: Path, key: str | None = None) -> records.RunManifest | None:
     """The folder's manifest if it is complete, matches ``key`` (when given) and every file checks out."""
-    path = folder / settings.RUN_MANIFEST_NAME
-    try:
-        manifest = fileio.read_json(path)
-    except (OSError, ValueError):
+    manifest = records.read_or_none(records.read_manifest, folder)  # status "done" and a file list, typed
+    if manifest is None or (key is not None and manifest.key != key):
         return None
-    if not isinstance(manifest, dict) or manifest.get("status") != "done":
-        return None
-    if key is not None and manifest.get("key") != key:
-        return None
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        return None
-    for name, digest in files.items():
+    for name, digest in manifest.files.items():
         target = folder / name
         try:
             if not target.is_file() or fileio.sha256_file(target) != digest:

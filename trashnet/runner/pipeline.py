@@ -45,7 +45,7 @@ from trashnet.runner.plan import ENV_NOTEBOOKS, PipelineError, now, plan
 from trashnet.runner.scheduler import RUN_RECORD, Runner, read_record, train_images
 from trashnet.runner.worker import interrupt
 from trashnet.core.errors import os_error_hint, os_error_text
-from trashnet.core import config, fileio, settings
+from trashnet.core import config, fileio, records, settings
 from trashnet.runner import eta, machine
 from trashnet.data import imagenet_files
 
@@ -191,7 +191,7 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
                       "sample": is_sample,
                       "data_manifest_sha256": data_sha, "jobs": jobs, "force": force,
                       "selected": ids, **runner.record()}
-            fileio.write_json(layout.logs / RUN_RECORD, record)
+            records.write_run_record(layout.logs, record)
     counts = runner.counts()
     log(f"run: finished in {eta.duration(time.monotonic() - clock)}: done {counts['done']}, cached {counts['cached']},"
         f" failed {counts['failed']}, skipped {counts['skipped']}")

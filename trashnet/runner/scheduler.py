@@ -15,7 +15,7 @@ from trashnet.runner.cache import (FAILED_NAME, METRICS_NAME, OWNED_KIND, PARTIA
                                     outputs_digest, read_valid_manifest, stage_code, swap_into_place)
 from trashnet.runner.plan import Job, now
 from trashnet.runner.worker import ansi_free, die_with_parent
-from trashnet.core import config, fileio, owned, progress, provenance, settings
+from trashnet.core import config, fileio, owned, progress, provenance, records, settings
 from trashnet.runner import eta
 
 RUN_RECORD = settings.RUN_RECORD  # <out>/logs/<profile>/run.json: what the last run did, for the report
@@ -155,8 +155,8 @@ class Runner:
             manifest = read_valid_manifest(job.target, job.key)
             if manifest is not None:
                 job.status = "cached"
-                job.digest = outputs_digest(manifest["files"])
-                job.seconds = manifest.get("seconds")
+                job.digest = outputs_digest(manifest.files)
+                job.seconds = manifest.seconds
                 self.progress(job, "cached")
                 return True
         return False
@@ -240,7 +240,7 @@ class Runner:
                            "upstream": {dep: self.jobs[dep].key if self.jobs[dep].ok else self.jobs[dep].status
                                         for dep in job.deps}},
             }
-            fileio.write_json(job.temp / settings.RUN_MANIFEST_NAME, manifest)  # last: the done marker
+            records.write_manifest(job.temp, manifest)  # last: the done marker
             swap_into_place(job.temp, job.target)
             job.status = "done"
             job.digest = outputs_digest(files)
@@ -261,7 +261,7 @@ class Runner:
             "traceback": [ansi_free(line) for line in error.get("traceback", [])],
             "log": str(job.log), "notebook": f"{job.id}.ipynb" if executed.exists() else None,
         }
-        fileio.write_json(job.temp / FAILED_NAME, record)
+        records.write_failed(job.temp, record)
         swap_into_place(job.temp, job.target)
         job.status = "failed"
         job.reason = message.splitlines()[0][:300] if message else "failed"
@@ -347,10 +347,8 @@ class Runner:
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
-    with contextlib.suppress(OSError, ValueError):
-        record = fileio.read_json(path)
-        return record if isinstance(record, dict) else None
-    return None
+    record = records.read_or_none(records.read_run_record, path.parent)  # path: logs/<profile>/run.json
+    return None if record is None else record.dump()
 
 
 def train_images(manifest: Path) -> int | None:

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trashnet.core import fileio, records, settings
+from trashnet.core import records, settings
 from trashnet.core.pareto import pareto_front  # the one front, also drawn by trashnet.report.figures
 from trashnet.core.config import SelectConfig, StatsConfig, split_seed_id
 
@@ -89,7 +89,7 @@ def _row(stage: str, variant_dir: Path, models_dir: Path, latency_key: str) -> d
         id=record.variant,
         arch=record.arch or config.get("arch"),
         source=record.source or config.get("source"),
-        source_stage=record.source_stage or config.get("source_stage"),
+        source_stage=config.get("source_stage"),  # the record does not say it; read_results looks it up
         precision=record.precision,
         format=record.format,
         weights=record.weights or record.provenance.get("weights"),
@@ -439,7 +439,3 @@ def summary_markdown(selection: dict[str, Any]) -> str:
     else:
         lines.append("No float baseline of the chosen architecture was found: no reference accuracy.")
     return "\n".join(lines)
-
-
-def load_selection(path: str | os.PathLike) -> dict[str, Any]:
-    return records.Selection.model_validate(fileio.read_json(path)).dump()

@@ -36,12 +36,12 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from trashnet.core import fileio, settings
+from trashnet.core import fileio, records, settings
 from trashnet.core.config import StatsConfig, split_seed_id
 
 STATS_FILE = settings.STATS_FILE
-PREDICTIONS_FILE = "predictions.csv"  # as evaluate.PREDICTIONS_FILE (not imported: evaluate needs more)
-METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = settings.PREDICTIONS_FILE
+METRICS_FILE = settings.METRICS_FILE
 FAMILIES = ("pruned_vs_dense", "quantized_vs_float", "baselines", "final_vs_reference")
 TEST = "exact McNemar test (two-sided binomial test on the discordant images, statsmodels mcnemar(exact=True))"
 
@@ -232,8 +232,7 @@ class Predictions:
 
     @classmethod
     def read(cls, variant: str, variant_dir: Path) -> "Predictions":
-        record = fileio.read_json(variant_dir / METRICS_FILE)
-        classes = list(record.get("classes") or [])
+        classes = list(records.read_metrics(variant_dir).classes)
         path = variant_dir / PREDICTIONS_FILE
         if not classes:
             raise StatsError(f"{variant_dir / METRICS_FILE} lists no classes")
