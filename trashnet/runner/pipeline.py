@@ -175,11 +175,11 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
         data_sha = prepare_data(source, layout, profile_obj.data, force=force, log=log)
         clean_leftovers(sorted({job.target.parent for job in jobs_plan.values()}))
         history = read_record(layout.logs / RUN_RECORD)  # the profile's previous run: the ETA learns from it
-        train_images = train_images(layout.data_manifest)
+        images = train_images(layout.data_manifest)
         runner = Runner(jobs_plan, layout, data_sha=data_sha, jobs_at_once=jobs, force=force, log=log,
-                        history=history, train_images=train_images)
+                        history=history, train_images=images)
         if warmup:  # before committing to hours: this machine's speed, and the whole run's estimate
-            machine.check(runner, train_images, log)
+            machine.check(runner, images, log)
         started = now()
         clock = time.monotonic()
         where = machine.info()  # times are quoted with their machine

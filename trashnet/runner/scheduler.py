@@ -208,7 +208,7 @@ class Runner:
         handle = open(job.log, "w", encoding="utf-8")
         handle.write(f"# {job.id} [{variant.stage}] {now()}\n# notebook {job.notebook}\n# key {job.key}\n")
         handle.flush()
-        code = "import sys; from trashnet.runner.pipeline import worker_main; sys.exit(worker_main(sys.argv[1]))"
+        code = "import sys; from trashnet.runner.worker import worker_main; sys.exit(worker_main(sys.argv[1]))"
         job.process = subprocess.Popen([sys.executable, "-c", code, str(spec_file)], stdout=handle,
                                        stderr=subprocess.STDOUT, env=env, cwd=str(job.temp),
                                        preexec_fn=die_with_parent)
