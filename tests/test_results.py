@@ -117,7 +117,7 @@ def test_an_unreadable_metrics_file_is_a_row_with_a_reason(tmp_path):
     record["test"]["n"] = "many"
     fileio.write_json(folder / settings.METRICS_FILE, record)
     rows = select.read_results(tmp_path / "models")
-    assert rows[0]["status"] == "unreadable" and "n" in rows[0]["error"]
+    assert rows[0].status == "unreadable" and "n" in rows[0].error
 
 
 # --- every result file goes through trashnet.core.records ---------------------------------------------

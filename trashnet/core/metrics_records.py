@@ -257,5 +257,7 @@ _METRICS = TypeAdapter(Annotated[
 def parse_metrics(value: Any) -> Metrics:
     """A ``metrics.json`` record as its stage's model; raises ``pydantic.ValidationError`` (a ``ValueError``)."""
     if isinstance(value, _MetricsBase):
-        return value
+        if type(value) is METRICS_MODELS.get(value.stage):
+            return value
+        value = value.dump()  # a record copied into another stage (final): checked as that stage's
     return _METRICS.validate_python(value)

@@ -29,15 +29,13 @@ from trashnet.core.metrics_records import (  # noqa: F401 - records is where eve
 
 # --- selection.json -------------------------------------------------------------------------------
 
-class ResultRow(_Record):
-    """One result as the selection rule saw it (``select.read_results``)."""
+class ResultRow(_Block):
+    """One result as the selection rule saw it: ``select.read_results`` fills it from a ``metrics.json``,
+    ``select.choose`` adds the verdict. Only the keys set are written (``dump``)."""
 
     id: str
     stage: str
     dir: str | None = None
-
-    _current_stage_name = field_validator("stage", "source_stage")(
-        classmethod(lambda cls, value: settings.stage_name(value)))  # as in Metrics
     status: str | None = None  # ok, unreadable, conversion-failed, no-test, unfinished, other-profile
     error: str | None = None
     arch: str | None = None
@@ -61,9 +59,29 @@ class ResultRow(_Record):
     excluded: str | None = None
     front_size: bool | None = None
     front_latency: bool | None = None
+    seeds: list[int | None] | None = None  # the candidate's runs the rule's accuracy is over
+    rule_accuracy: float | None = None  # the accuracy the rule judged it by (its seeds' mean, or its own)
+    p_holm_vs_best: float | None = None  # not-significantly-worse eligibility: against the best candidate
+    untested: str | None = None  # ... or why it could not be tested
+
+    @field_validator("stage", "source_stage", mode="before")
+    @classmethod
+    def _current_stage_name(cls, value: Any) -> Any:
+        return settings.stage_name(value) if isinstance(value, str) else value
+
+    def set(self, **values: Any) -> "ResultRow":
+        """Set keys (each one then written, also when None); returns the row."""
+        for name, value in values.items():
+            setattr(self, name, value)
+        return self
+
+    def unset(self, name: str) -> None:
+        """Back to its default and no longer written (as if never set)."""
+        setattr(self, name, type(self).model_fields[name].default)
+        self.__pydantic_fields_set__.discard(name)
 
 
-class Reference(_Record):
+class Reference(_Block):
     id: str
     accuracy: float
     weights: str | None = None
@@ -72,17 +90,22 @@ class Reference(_Record):
     same_profile: bool
 
 
-class Fallback(_Record):
+class Fallback(_Block):
     reason: str
     candidates: str
 
 
-class Fronts(_Record):
+class Fronts(_Block):
     size: list[str] = Field(default_factory=list)
     latency: list[str] = Field(default_factory=list)
 
 
-class Selection(_Record):
+class SelectionStatistics(_Block):
+    file: str  # stats.json, beside selection.json
+    tolerance: str | None = None  # what the rule's tolerance means against the intervals (None: not asked)
+
+
+class Selection(_Block):
     """``selection.json``: the rule, the candidates, the fronts and the choice (``select.choose``)."""
 
     rule: str
@@ -91,6 +114,7 @@ class Selection(_Record):
     fallback: Fallback | None = None
     candidates: list[str]
     best_candidate_accuracy: float
+    accuracy_basis: str | None = None
     eligible: list[str]
     size_ties: list[str] = Field(default_factory=list)
     chosen: ResultRow
@@ -100,6 +124,7 @@ class Selection(_Record):
     target: str | None = None
     pareto: Fronts = Field(default_factory=Fronts)
     results: list[ResultRow] = Field(default_factory=list)
+    statistics: SelectionStatistics | None = None
     models_dir: str | None = None  # written by older runs only (an absolute path of the run machine)
     created: str | None = None
 

@@ -76,7 +76,7 @@ class Variant(BaseModel):
             "nonzero_params": m.nonzero_params if m.nonzero_params is not None else m.params,
             "macs": m.macs,
             "nonzero_macs": m.nonzero_macs if m.nonzero_macs is not None else m.macs,
-            "train_time_s": m.train_time_s,
+            "train_time_s": getattr(m, "train_time_s", None),  # the Keras stages only
             "ood_accuracy": m.ood.accuracy if m.ood else None,
             "ood_macro_f1": m.ood.macro_f1 if m.ood else None,
         }
