@@ -6,7 +6,6 @@ the final artifact read, so selection can be tested without training or converti
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +64,9 @@ def write_result(models_dir: Path, stage: str, variant: str, *, arch: str, accur
 
 def mark_finished(folder: Path) -> None:
     """A stand-in for the runner's done marker (select only reads finished variants)."""
-    (folder / "manifest.json").write_text(json.dumps({"variant": folder.name}), encoding="utf-8")
+    records.write_manifest(folder, {"variant": folder.name, "stage": folder.parent.name, "status": "done",
+                                    "key": "stand-in", "finished": "2026-01-01T00:00:00+00:00", "seconds": 0.0,
+                                    "files": {}})
 
 
 def standard_tree(models_dir: Path) -> Path:
