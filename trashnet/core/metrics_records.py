@@ -76,19 +76,6 @@ class Conversion(_Block):
     smallest_activation_scale: float | None = None  # converted, but LiteRT refused the file
 
 
-class OODClassScores(_Block):
-    precision: float
-    recall: float
-    f1: float
-    n: int
-
-
-class OODConfusion(_Block):
-    rows: list[str]  # the classes the set has
-    columns: list[str]  # every model output
-    counts: list[list[int]]
-
-
 class OOD(_Block):
     """Out-of-distribution evaluation (``evaluate.ood_block``); absent = not run."""
 
@@ -96,8 +83,10 @@ class OOD(_Block):
     n: int
     accuracy: float
     macro_f1: float
-    per_class: dict[str, OODClassScores] = Field(default_factory=dict)
-    confusion_matrix: OODConfusion | None = None
+    # Plain mappings, as the report reads them: per class {precision, recall, f1, n}; the confusion matrix
+    # {rows: the classes the set has, columns: every model output, counts}.
+    per_class: dict[str, dict[str, float | int]] = Field(default_factory=dict)
+    confusion_matrix: dict[str, list[str] | list[list[int]]] | None = None
     class_map: dict[str, str | None] = Field(default_factory=dict)
     unreadable: int | None = None
     fit: str | None = None

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from trashnet.core import fileio, settings
 from trashnet.core.metrics_records import (  # noqa: F401 - records is where every result model is imported from
     METRICS_MODELS, OOD, ClassScores, Conversion, ConvertedCopy, Evaluation, FinalMetrics, Headline, Latency,
-    Metrics, OODClassScores, OODConfusion, PruneMetrics, QuantizeMetrics, Size, SourceModel, TensorIO,
+    Metrics, PruneMetrics, QuantizeMetrics, Size, SourceModel, TensorIO,
     TestMetrics, TrainMetrics, _Block, _Record, parse_metrics)
 
 
