@@ -6,13 +6,12 @@ the final artifact read, so selection can be tested without training or converti
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from typing import Any
 
-from trashnet.core import records
+from trashnet.core import records, settings
 
 CLASSES = ("cardboard", "glass", "metal", "paper", "plastic", "trash")
 
@@ -22,18 +21,20 @@ def write_result(models_dir: Path, stage: str, variant: str, *, arch: str, accur
                  precision: str | None = None, source: str | None = None, fmt: str | None = None,
                  weights: str = "none", profile: str = "quick", seed: int = 42, image_size: int = 32,
                  failed: str | None = None, model_bytes: bytes | None = None, write_model: bool = True,
-                 extra: dict[str, Any] | None = None, finished: bool = True) -> Path:
-    """One variant folder, its ``metrics.json`` built through ``records.Metrics``. ``failed`` = a conversion
+                 extra: dict[str, Any] | None = None, finished: bool = True,
+                 source_stage: str | None = None) -> Path:
+    """One variant folder, its ``metrics.json`` built through its stage's model (``records.METRICS_MODELS``). ``failed`` = a conversion
     error: no test, no model file. ``finished`` = the runner's ``manifest.json`` is there."""
     fmt = fmt or ("keras" if stage in ("train", "prune") else "tflite")
     folder = models_dir / stage / variant
     folder.mkdir(parents=True, exist_ok=True)
     suffix = ".tflite" if fmt == "tflite" else ".keras"
-    record = records.Metrics(
+    record = records.METRICS_MODELS[settings.stage_name(stage)](
         variant=variant, stage=stage, arch=arch, format=fmt, profile=profile, seed=seed, weights=weights,
         image_size=image_size, classes=list(CLASSES),
         provenance={"git_commit": "0" * 40, "seed": seed, "profile": profile, "weights": weights,
-                    "data_manifest_sha256": "d" * 64, "libraries": {"numpy": "2.4.6"}})
+                    "data_manifest_sha256": "d" * 64, "libraries": {"numpy": "2.4.6"},
+                    **({"config": {"source_stage": source_stage}} if source_stage else {})})
     if source is not None:
         record.source = source
     if precision is not None:
@@ -54,7 +55,7 @@ def write_result(models_dir: Path, stage: str, variant: str, *, arch: str, accur
         if write_model:
             (folder / (variant + suffix)).write_bytes(model_bytes if model_bytes is not None else b"model")
     if extra:
-        record = records.Metrics.model_validate({**record.dump(), **extra})
+        record = records.parse_metrics({**record.dump(), **extra})
     records.write_metrics(folder, record)
     if finished:
         mark_finished(folder)
@@ -63,7 +64,9 @@ def write_result(models_dir: Path, stage: str, variant: str, *, arch: str, accur
 
 def mark_finished(folder: Path) -> None:
     """A stand-in for the runner's done marker (select only reads finished variants)."""
-    (folder / "manifest.json").write_text(json.dumps({"variant": folder.name}), encoding="utf-8")
+    records.write_manifest(folder, {"variant": folder.name, "stage": folder.parent.name, "status": "done",
+                                    "key": "stand-in", "finished": "2026-01-01T00:00:00+00:00", "seconds": 0.0,
+                                    "files": {}})
 
 
 def standard_tree(models_dir: Path) -> Path:
@@ -203,14 +206,14 @@ def write_evaluated(models_dir: Path, dataset_dir: Path, variant: str, content: 
     data = inputs.load_dataset(dataset_dir, runner.image_size)
     probabilities = runner.predict(data.test.images)
     record = {
-        "variant": variant, "stage": "quantize", "arch": arch, "source": source, "source_stage": "prune",
+        "variant": variant, "stage": "quantize", "arch": arch, "source": source,
         "precision": precision, "format": "tflite", "profile": "quick", "seed": 42, "weights": "none",
         "image_size": runner.image_size, "classes": list(data.classes), "conversion": {"status": "ok"},
         "test": scoring.classification_metrics(data.test.labels, probabilities, data.classes),
         "size": scoring.file_size(model_file),
         "latency_ms": {"tflite_threads1": runner.latency(runs=3, warmup=1)},
         "provenance": {"git_commit": "0" * 40, "seed": 42, "profile": "quick", "weights": "none",
-                       "data_manifest_sha256": data.manifest_sha256},
+                       "data_manifest_sha256": data.manifest_sha256, "config": {"source_stage": "prune"}},
     }
     scoring.write_results(folder, record, paths=data.test.paths, labels=data.test.labels,
                            probabilities=probabilities)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from results_tree import evaluated_tree
 
-from trashnet.stages import final, stats
+from trashnet.stages import card as model_card, final, stats
 from trashnet.core import config, fileio, images, litert, profiles, records, registry
 from trashnet.deploy import predict
 from trashnet.core.tflite import TFLiteModel
@@ -96,7 +96,7 @@ def test_the_model_card_matches_the_files(built):
 def test_the_file_carries_labels_and_still_runs_like_the_chosen_one(built, sample_dataset):
     result, models_dir, output_dir = built
     model_file = output_dir / "trashnet.tflite"
-    original = (models_dir / result["selection"]["chosen"]["file"]).read_bytes()
+    original = (models_dir / result["selection"].chosen.file).read_bytes()
     with zipfile.ZipFile(model_file) as archive:
         assert archive.namelist() == ["labels.txt", "metadata.json"]  # the files the metadata records
         assert archive.read("labels.txt").decode().split() == result["card"]["classes"]
@@ -172,7 +172,7 @@ def test_a_trained_mobilenet_v3_large_fp16_file_reproduces_exactly(tmp_path, sam
                     source="mobilenet_v3_large.prune-2of4", precision="fp16")
     result = final.build_final(final_config, dataset_dir=sample_dataset, models_dir=tmp_path / "models",
                                   output_dir=tmp_path / "models" / "final")
-    assert result["selection"]["chosen"]["id"] == variant
+    assert result["selection"].chosen.id == variant
     assert result["verification"]["passed"] and result["verification"]["prediction_mismatches"] == 0
     assert result["card"]["input"]["shape"] == [1, 48, 48, 3]
 
@@ -217,17 +217,17 @@ def test_weaknesses_and_the_ood_block_from_hand_made_metrics():
                           "b": {"precision": 0.5, "recall": 0.6, "f1": 0.55, "support": 10},
                           "c": {"precision": 0.7, "recall": 0.7, "f1": 0.70, "support": 10}},
             "confusion_matrix": [[8, 1, 1], [3, 6, 1], [0, 3, 7]]}
-    weak = final.class_weaknesses(test, labels)
+    weak = model_card.class_weaknesses(test, labels)
     assert [(w.name, w.most_confused_with, w.confused_count) for w in weak] == [
         ("b", "a", 3), ("c", "b", 3), ("a", "b", 1)]  # a ties b/c at 1: the lower index wins
-    ood = final.ood_section({"ood": {"dataset": "ood-dev", "n": 355, "accuracy": 0.2, "macro_f1": 0.15,
+    ood = model_card.ood_section({"ood": {"dataset": "ood-dev", "n": 355, "accuracy": 0.2, "macro_f1": 0.15,
                                         "per_class": {"a": {"f1": 0.1, "support": 5}}, "class_map": {}}})
     assert ood.measured and ood.n == 355
-    assert any("ood-dev, 355 photos: accuracy 20.0 %" in line for line in final.limitations(test, ood))
+    assert any("ood-dev, 355 photos: accuracy 20.0 %" in line for line in model_card.limitations(test, ood))
     # 80 of 100 right: Wilson 95 % interval 71.1-86.7 % (z = 1.96).
-    lines = final.limitations({"n": 100, "accuracy": 0.8}, records.OODSection(measured=False))
+    lines = model_card.limitations({"n": 100, "accuracy": 0.8}, records.OODSection(measured=False))
     assert any("100 photos: the 95 % interval of the test accuracy (Wilson) is 71.1-86.7 %" in l for l in lines)
     given = {"low": 0.7, "high": 0.9, "confidence": 0.9, "method": "bootstrap"}
-    lines = final.limitations({"n": 100, "accuracy": 0.8}, records.OODSection(measured=False), given)
+    lines = model_card.limitations({"n": 100, "accuracy": 0.8}, records.OODSection(measured=False), given)
     assert any("the 90 % interval of the test accuracy (bootstrap) is 70.0-90.0 %" in l for l in lines)
-    assert "20.0 %" in final.out_of_scope({"accuracy": 0.8})[0]
+    assert "20.0 %" in model_card.out_of_scope({"accuracy": 0.8})[0]

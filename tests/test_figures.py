@@ -25,15 +25,15 @@ def _png_size(data: bytes) -> tuple[int, int]:
 def test_the_pareto_figure_draws_the_recorded_front_with_ties(tmp_path):
     # Two results with the same accuracy and size: neither beats the other, both are on the front.
     selection = select.select(standard_tree(tmp_path), SelectConfig())
-    rows = [r for r in selection["results"] if r.get("status") == "ok"]
-    points = [(r["id"], "quantized", r["gzip_bytes"], r["accuracy"]) for r in rows if r.get("gzip_bytes")]
-    on_front = next(p for p in points if p[0] == selection["pareto"]["size"][0])
+    rows = [r for r in selection.results if r.status == "ok"]
+    points = [(r.id, "quantized", r.gzip_bytes, r.accuracy) for r in rows if r.gzip_bytes]
+    on_front = next(p for p in points if p[0] == selection.pareto.size[0])
     points.append(("twin", "quantized", on_front[2], on_front[3]))
-    figure = figures.pareto(points, xlabel="gzip bytes", chosen=selection["chosen"]["id"])
+    figure = figures.pareto(points, xlabel="gzip bytes", chosen=selection.chosen.id)
     step = [line for line in figure.axes[0].lines if line.get_label() == figures.TEXT["front"]][0]
     front = select.pareto_front((pid, acc, cost) for pid, _, cost, acc in points)
     assert "twin" in front and on_front[0] in front
-    assert [pid for pid in front if pid != "twin"] == selection["pareto"]["size"]
+    assert [pid for pid in front if pid != "twin"] == selection.pareto.size
     assert list(step.get_xdata()) == [dict((p[0], p[2]) for p in points)[pid] for pid in front]
     both = figures.pareto_selection(selection)
     assert len(both.axes) == 2

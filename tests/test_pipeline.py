@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import standin
-from trashnet.core import config, fileio, profiles, settings
+from trashnet.core import config, fileio, profiles, records, settings
 from trashnet.runner import cache, pipeline, plan, scheduler, worker
 
 
@@ -32,7 +32,7 @@ def test_first_run_writes_every_contract_file(tmp_path_factory):
         folder = out / entry["folder"]
         done = cache.read_valid_manifest(folder)
         assert done is not None, variant_id
-        assert f"{variant_id}.ipynb" in done["files"] and f"{variant_id}.html" in done["files"]
+        assert f"{variant_id}.ipynb" in done.files and f"{variant_id}.html" in done.files
         assert (layout.logs / f"{variant_id}.log").exists()
     assert (layout.variant_dir("final", "final") / "selection.json").exists()
     # Nothing temporary is left behind.
@@ -179,8 +179,8 @@ def test_manifest_check_catches_missing_and_changed_files(tmp_path):
     folder = tmp_path / "variant"
     folder.mkdir()
     (folder / "a.txt").write_text("a")
-    fileio.write_json(folder / settings.RUN_MANIFEST_NAME,
-                      {"status": "done", "key": "k", "files": cache.list_files(folder)})
+    records.write_manifest(folder, {"variant": "variant", "stage": "train", "status": "done", "key": "k",
+                                    "finished": "now", "seconds": 1.0, "files": cache.list_files(folder)})
     assert cache.read_valid_manifest(folder, "k") is not None
     assert cache.read_valid_manifest(folder, "other") is None
     (folder / "a.txt").write_text("b")

@@ -198,7 +198,8 @@ def _source_dir(tmp_path: Path, model_path: Path, source: str) -> Path:
     source_dir = tmp_path / "models" / "train" / source
     source_dir.mkdir(parents=True)
     shutil.copyfile(model_path, source_dir / f"{source}.keras")
-    (source_dir / "metrics.json").write_text(json.dumps({"weights": "none", "params": 123}))
+    (source_dir / "metrics.json").write_text(json.dumps({"variant": source, "stage": "train", "weights": "none",
+                                                         "params": 123}))
     return source_dir
 
 

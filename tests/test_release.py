@@ -14,7 +14,7 @@ import pytest
 from results_tree import built_final
 
 from trashnet import cli
-from trashnet.core import images, litert
+from trashnet.core import images, litert, records
 from trashnet.deploy import predict, release
 
 pytestmark = pytest.mark.slow  # builds a final artifact from two tiny converted models (~40 s)
@@ -178,7 +178,8 @@ def test_release_refuses_unchecked_or_altered_files(tmp_path):
     # The run's manifest.json vouches for SHA256SUMS too: an altered model with rewritten sums is refused.
     final = synthetic_final(tmp_path / "f4")
     listed = {name: hashlib.sha256((final / name).read_bytes()).hexdigest() for name in (*release.FROM_FINAL, "SHA256SUMS")}
-    (final / "manifest.json").write_text(json.dumps({"status": "done", "files": listed}))
+    records.write_manifest(final, {"variant": "final", "stage": "final", "status": "done", "key": "k",
+                                   "finished": "2026-01-01T00:00:00+00:00", "seconds": 1.0, "files": listed})
     release.build(final, tmp_path / "dist")
     (final / "trashnet.tflite").write_bytes(b"TFL3 altered")
     (final / "SHA256SUMS").write_text("".join(f"{hashlib.sha256((final / n).read_bytes()).hexdigest()}  {n}\n"

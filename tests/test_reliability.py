@@ -413,13 +413,15 @@ def small_run(root: Path, profile: str = "quick", *, final: bool = False) -> set
     layout = settings.Layout(root, profile)
     variant = layout.variant_dir("train", "mobilenet_v2")
     variant.mkdir(parents=True)
-    metrics = {"test": {"accuracy": 0.8, "macro_f1": 0.7}, "size": {"raw_bytes": 1000, "gzip_bytes": 900}}
+    metrics = {"variant": "mobilenet_v2", "stage": "train", "test": {"n": 2, "accuracy": 0.8, "macro_f1": 0.7},
+               "size": {"raw_bytes": 1000, "gzip_bytes": 900}}
     fileio.write_json(variant / "metrics.json", metrics)
     (variant / "predictions.csv").write_text("path,label,predicted\na.jpg,glass,glass\nb.jpg,paper,glass\n")
     if final:
         folder = layout.variant_dir("final", "final")
         folder.mkdir(parents=True)
-        fileio.write_json(folder / "metrics.json", metrics)
+        fileio.write_json(folder / "metrics.json", {**metrics, "variant": "final", "stage": "final",
+                                                    "selected_variant": "mobilenet_v2"})
         for name in verify.FINAL_FILES:
             (folder / name).write_text(name)
     return layout
@@ -543,7 +545,7 @@ def test_verify_fails_when_it_compared_nothing(tmp_path):
     (ref_variant / "predictions.csv").unlink()
     checks, _ = verify.verify(reference, layout)
     assert [c.what for c in checks if not c.ok] == ["agreement"]
-    fileio.write_json(ref_variant / "metrics.json", {})
+    fileio.write_json(ref_variant / "metrics.json", {"variant": "mobilenet_v2", "stage": "train"})  # no numbers
     checks, _ = verify.verify(reference, layout)
     assert not any(c.ok for c in checks) and len(checks) == 5
     result = trashnet("verify", str(reference), "--out", str(layout.root), "--profile", "ref")

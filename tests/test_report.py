@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import report_tree
-from trashnet.core import fileio, records, settings
+from trashnet.core import records, settings
 from trashnet.report import build as report
 from trashnet.report import i18n
 
@@ -137,8 +137,8 @@ def test_significance_and_ood_are_rendered_when_present(built):
 def test_run_times_come_with_their_machine(tmp_path_factory, tmp_path):
     root = report_tree.copy(report_tree.build(tmp_path_factory), tmp_path / "out")
     layout = settings.Layout(root, "quick")
-    fileio.write_json(layout.logs / settings.RUN_RECORD,
-                      {"profile": "quick", "machine": {"cores": 2, "cpu": "AMD EPYC", "load": 1.46}})
+    records.write_run_record(layout.logs, {"started": "t0", "finished": "t1", "seconds": 1.0, "profile": "quick",
+                                           "machine": {"cores": 2, "cpu": "AMD EPYC", "load": 1.46}})
     report.build(root, "quick", pdf=False, export=False, log=lambda message: None)
     en = (layout.report / "en" / "index.html").read_text(encoding="utf-8")
     assert "Run times measured on 2 cores (AMD EPYC, load average 1.5 at the start of the run)" in en

@@ -209,8 +209,8 @@ def test_stats_file_from_result_files(tree):
                 f"{PRUNED}.int16x8"}
     assert {v for v, _ in by_variant} == finished
     for (variant, metric), interval in by_variant.items():
-        row = next(r for r in rows if r["id"] == variant)
-        assert interval.estimate == pytest.approx(row["accuracy"] if metric == "accuracy" else interval.estimate)
+        row = next(r for r in rows if r.id == variant)
+        assert interval.estimate == pytest.approx(row.accuracy if metric == "accuracy" else interval.estimate)
         assert interval.low <= interval.estimate <= interval.high and interval.n == 200
     # Every result is accounted for: used, or skipped with the reason.
     skipped: dict[str, str] = {}
@@ -246,7 +246,7 @@ def test_stats_json_round_trips_and_names_every_method(tree, tmp_path):
     selection = select.select(tree, SelectConfig(max_latency_ratio=None), rows=rows, statistics=result)
     result = stats.add_final(result, selection, tree, FAST)
     final = [c for c in result.comparisons if c.family == "final_vs_reference"]
-    assert [(c.a, c.b) for c in final] == [(selection["chosen"]["id"], LARGE)]
+    assert [(c.a, c.b) for c in final] == [(selection.chosen.id, LARGE)]
     assert final[0].p_holm == final[0].p_value  # a family of one
     path = stats.write_stats(result, tmp_path)
     assert stats.load_stats(path) == result
@@ -288,14 +288,14 @@ def test_selection_judges_candidates_on_their_seed_mean_and_says_so(tmp_path):
                     gzip_bytes=1_700_000)
     config = SelectConfig(accuracy_tolerance_pp=0.0, max_latency_ratio=None)
     by_mean = select.select(models, config)
-    assert by_mean["candidates"] == [f"{PRUNED}.fp16", f"{PRUNED}.int16x8"]  # the extra seed is not one
-    assert by_mean["chosen"]["id"] == f"{PRUNED}.int16x8"
-    assert by_mean["accuracy_basis"].startswith("mean over seeds")
-    rows = {r["id"]: r for r in by_mean["results"]}
-    assert rows[f"{PRUNED}.fp16"]["seeds"] == [42, 43]
-    assert "extra seed of" in rows[f"{PRUNED}.fp16@seed43"]["excluded"]
+    assert by_mean.candidates == [f"{PRUNED}.fp16", f"{PRUNED}.int16x8"]  # the extra seed is not one
+    assert by_mean.chosen.id == f"{PRUNED}.int16x8"
+    assert by_mean.accuracy_basis.startswith("mean over seeds")
+    rows = {r.id: r for r in by_mean.results}
+    assert rows[f"{PRUNED}.fp16"].seeds == [42, 43]
+    assert "extra seed of" in rows[f"{PRUNED}.fp16@seed43"].excluded
     by_first = select.select(models, config.model_copy(update={"seed_accuracy": "first"}))
-    assert by_first["chosen"]["id"] == f"{PRUNED}.fp16" and by_first["accuracy_basis"].startswith("first seed")
+    assert by_first.chosen.id == f"{PRUNED}.fp16" and by_first.accuracy_basis.startswith("first seed")
 
 
 def test_not_significantly_worse_eligibility(tmp_path):
@@ -313,10 +313,10 @@ def test_not_significantly_worse_eligibility(tmp_path):
     config = SelectConfig(precisions=("fp16", "int16x8", "int8-dynamic"), source_stage=None,
                           eligibility="not-significantly-worse", max_latency_ratio=None)
     selection = select.select(models, config, stats_config=FAST)
-    rows = {r["id"]: r for r in selection["results"]}
-    assert selection["eligible"] == [f"{PRUNED}.int16x8", f"{PRUNED}.fp16"]
-    assert "significantly less accurate" in rows[f"{PRUNED}.int8-dynamic"]["excluded"]
-    assert "not significantly worse" in selection["rule"]
+    rows = {r.id: r for r in selection.results}
+    assert selection.eligible == [f"{PRUNED}.int16x8", f"{PRUNED}.fp16"]
+    assert "significantly less accurate" in rows[f"{PRUNED}.int8-dynamic"].excluded
+    assert "not significantly worse" in selection.rule
 
 
 def test_the_tolerance_sentence_follows_the_interval_width():

@@ -141,7 +141,8 @@ def test_run_verifies_against_a_committed_reference(published, tmp_path, standin
 
 def _variant(folder: Path, accuracy: float, predicted: list[str], gzip_bytes: int = 1000) -> None:
     folder.mkdir(parents=True)
-    fileio.write_json(folder / "metrics.json", {"test": {"accuracy": accuracy, "macro_f1": accuracy - 0.02},
+    fileio.write_json(folder / "metrics.json", {"variant": folder.name, "stage": folder.parent.name,
+                                                "test": {"n": 20, "accuracy": accuracy, "macro_f1": accuracy - 0.02},
                                                 "size": {"raw_bytes": 4000, "gzip_bytes": gzip_bytes}})
     rows = "".join(f"img{i}.jpg,glass,{label}\n" for i, label in enumerate(predicted))
     (folder / "predictions.csv").write_text("path,label,predicted\n" + rows)

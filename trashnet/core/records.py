@@ -1,10 +1,12 @@
-"""Typed result files: ``metrics.json``, ``selection.json`` and ``model_card.json`` as pydantic models.
+"""Typed result files and their one reader and writer each: ``metrics.json`` (one model per stage, in
+``trashnet.core.metrics_records``), ``selection.json``, ``model_card.json``, and the runner's
+``manifest.json``, ``failed.json`` and ``logs/<profile>/run.json``.
 
-Every stage writes its ``metrics.json`` through ``write_metrics`` (validated against ``Metrics``), and
-``select``, ``artifact`` and the report read it through ``read_metrics``. The models type the keys the
-readers use; stage-specific extras (a pruned model's per-layer sparsity, a quantized file's op census,
-...) are kept as they are (``extra="allow"``) so nothing a producer records is lost. A wrong type in a
-typed key is an error at write time, not a blank cell in the report.
+Every stage writes its ``metrics.json`` through ``write_metrics`` (validated against its stage's model,
+``parse_metrics``), and ``select``, ``final``, ``stats``, ``verify`` and the report read it through
+``read_metrics``. The metrics and runner models forbid unknown keys: a key a producer starts writing is
+added to its model, and a wrong type is an error at write time, not a blank cell in the report.
+``tests/test_results.py`` fails when code reads or writes one of these files around this module.
 
 Importing this module pulls in pydantic only (no NumPy, no TensorFlow): the reporter and ``predict``
 can use it.
@@ -19,144 +21,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trashnet.core import fileio, settings
-
-
-class _Record(BaseModel):
-    """A result record: typed keys, extra keys kept, written back exactly as given."""
-
-    model_config = ConfigDict(extra="allow")
-
-    def dump(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_unset=True)
-
-
-# --- metrics.json ---------------------------------------------------------------------------------
-
-class ClassScores(_Record):
-    precision: float
-    recall: float
-    f1: float
-    support: int
-
-
-class Headline(_Record):
-    """Accuracy and macro-F1 on one split (fractions in [0, 1])."""
-
-    n: int
-    accuracy: float
-    macro_f1: float
-
-
-class TestMetrics(Headline):
-    per_class: dict[str, ClassScores] = Field(default_factory=dict)
-    confusion_matrix: list[list[int]] | None = None  # rows: true class, columns: predicted (classes order)
-    confusion_matrix_normalized: list[list[float]] | None = None
-
-
-class Size(_Record):
-    file: str | None = None
-    raw_bytes: int
-    gzip_bytes: int
-
-
-class Latency(_Record):
-    """Wall time of one call, in milliseconds."""
-
-    median: float
-    p90: float | None = None
-    mean: float | None = None
-    runs: int | None = None
-
-
-class Conversion(_Record):
-    status: Literal["ok", "failed"]
-    seconds: float | None = None
-    error: str | None = None
-
-
-class OOD(_Record):
-    """Out-of-distribution evaluation (the ``evaluate`` command); absent = not run."""
-
-    dataset: str
-    n: int
-    accuracy: float
-    macro_f1: float
-    per_class: dict[str, Any] = Field(default_factory=dict)
-    class_map: dict[str, Any] = Field(default_factory=dict)
-
-
-class Metrics(_Record):
-    """One variant's ``metrics.json`` (every stage; keys absent where they do not apply)."""
-
-    variant: str
-    stage: str
-    arch: str | None = None
-    source: str | None = None
-    source_stage: str | None = None
-
-    @field_validator("stage", "source_stage")
-    @classmethod
-    def _current_stage_name(cls, value: str | None) -> str | None:
-        return settings.stage_name(value)  # results written before the stage rename say "baseline", ...
-    selected_variant: str | None = None  # the final stage: the variant the rule chose
-    precision: str | None = None
-    format: Literal["keras", "tflite"] | None = None
-    profile: str | None = None
-    seed: int | None = None
-    weights: str | None = None
-    image_size: int | None = None
-    classes: list[str] = Field(default_factory=list)
-    test: TestMetrics | None = None
-    validation: Headline | None = None
-    ood: OOD | None = None
-    params: int | None = None
-    nonzero_params: int | None = None
-    macs: int | None = None
-    nonzero_macs: int | None = None
-    size: Size | None = None
-    sizes: dict[str, Size] | None = None  # pruned: keras, tflite, tflite_sparse, dense source files
-    latency_ms: dict[str, Latency] = Field(default_factory=dict)
-    train_time_s: float | None = None
-    conversion: Conversion | None = None
-    delta_accuracy_pp: float | None = None  # quantized: against the float Keras source
-    dense_baseline: dict[str, Any] | None = None  # pruned: against the dense source
-    sparsity: dict[str, Any] | None = None
-    agreement: dict[str, float] | None = None
-    op_census: dict[str, Any] | None = None
-    training: dict[str, Any] | None = None
-    notes: list[str] | None = None
-    provenance: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The resolved variant config recorded in the provenance (``{}`` when absent)."""
-        return self.provenance.get("config") or {}
-
-    @property
-    def converted(self) -> bool:
-        return self.conversion is None or self.conversion.status == "ok"
-
-    def latency(self, keys: tuple[str, ...] = ()) -> tuple[str | None, float | None]:
-        """The first of ``keys`` measured (else any measurement, by name): (key, median ms)."""
-        for key in keys:
-            if key in self.latency_ms:
-                return key, self.latency_ms[key].median
-        for key in sorted(self.latency_ms):
-            return key, self.latency_ms[key].median
-        return None, None
+from trashnet.core.metrics_records import (  # noqa: F401 - records is where every result model is imported from
+    METRICS_MODELS, OOD, ClassScores, Conversion, ConvertedCopy, Evaluation, FinalMetrics, Headline, Latency,
+    Metrics, PruneMetrics, QuantizeMetrics, Size, SourceModel, TensorIO,
+    TestMetrics, TrainMetrics, _Block, _Record, parse_metrics)
 
 
 # --- selection.json -------------------------------------------------------------------------------
 
-class ResultRow(_Record):
-    """One result as the selection rule saw it (``select.read_results``)."""
+class ResultRow(_Block):
+    """One result as the selection rule saw it: ``select.read_results`` fills it from a ``metrics.json``,
+    ``select.choose`` adds the verdict. Only the keys set are written (``dump``)."""
 
     id: str
     stage: str
     dir: str | None = None
-
-    _current_stage_name = field_validator("stage", "source_stage")(
-        classmethod(lambda cls, value: settings.stage_name(value)))  # as in Metrics
     status: str | None = None  # ok, unreadable, conversion-failed, no-test, unfinished, other-profile
     error: str | None = None
     arch: str | None = None
@@ -180,9 +59,29 @@ class ResultRow(_Record):
     excluded: str | None = None
     front_size: bool | None = None
     front_latency: bool | None = None
+    seeds: list[int | None] | None = None  # the candidate's runs the rule's accuracy is over
+    rule_accuracy: float | None = None  # the accuracy the rule judged it by (its seeds' mean, or its own)
+    p_holm_vs_best: float | None = None  # not-significantly-worse eligibility: against the best candidate
+    untested: str | None = None  # ... or why it could not be tested
+
+    @field_validator("stage", "source_stage", mode="before")
+    @classmethod
+    def _current_stage_name(cls, value: Any) -> Any:
+        return settings.stage_name(value) if isinstance(value, str) else value
+
+    def set(self, **values: Any) -> "ResultRow":
+        """Set keys (each one then written, also when None); returns the row."""
+        for name, value in values.items():
+            setattr(self, name, value)
+        return self
+
+    def unset(self, name: str) -> None:
+        """Back to its default and no longer written (as if never set)."""
+        setattr(self, name, type(self).model_fields[name].default)
+        self.__pydantic_fields_set__.discard(name)
 
 
-class Reference(_Record):
+class Reference(_Block):
     id: str
     accuracy: float
     weights: str | None = None
@@ -191,17 +90,22 @@ class Reference(_Record):
     same_profile: bool
 
 
-class Fallback(_Record):
+class Fallback(_Block):
     reason: str
     candidates: str
 
 
-class Fronts(_Record):
+class Fronts(_Block):
     size: list[str] = Field(default_factory=list)
     latency: list[str] = Field(default_factory=list)
 
 
-class Selection(_Record):
+class SelectionStatistics(_Block):
+    file: str  # stats.json, beside selection.json
+    tolerance: str | None = None  # what the rule's tolerance means against the intervals (None: not asked)
+
+
+class Selection(_Block):
     """``selection.json``: the rule, the candidates, the fronts and the choice (``select.choose``)."""
 
     rule: str
@@ -210,6 +114,7 @@ class Selection(_Record):
     fallback: Fallback | None = None
     candidates: list[str]
     best_candidate_accuracy: float
+    accuracy_basis: str | None = None
     eligible: list[str]
     size_ties: list[str] = Field(default_factory=list)
     chosen: ResultRow
@@ -219,6 +124,7 @@ class Selection(_Record):
     target: str | None = None
     pareto: Fronts = Field(default_factory=Fronts)
     results: list[ResultRow] = Field(default_factory=list)
+    statistics: SelectionStatistics | None = None
     models_dir: str | None = None  # written by older runs only (an absolute path of the run machine)
     created: str | None = None
 
@@ -354,6 +260,93 @@ class ModelCard(_Record):
     report_a_problem: str | None = None
 
 
+# --- the runner's files: manifest.json, failed.json (a variant folder), run.json (logs/<profile>/) ----
+
+class _RunnerRecord(_Block):
+    @field_validator("stage", mode="before", check_fields=False)
+    @classmethod
+    def _current_stage_name(cls, value: Any) -> Any:
+        return settings.stage_name(value) if isinstance(value, str) else value
+
+
+class ManifestInputs(_Block):
+    """What the variant's cache key was made of (``cache.cache_key``)."""
+
+    code_sha256: str | None = None
+    code_modules: list[str] | dict[str, Any] | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    lockfile_sha256: str | None = None
+    data_manifest_sha256: str | None = None
+    upstream: dict[str, str | None] = Field(default_factory=dict)  # dependency -> its key (or its status)
+
+
+class RunManifest(_RunnerRecord):
+    """``manifest.json``: written last into a finished variant folder, its "done" marker (``scheduler.finish``)."""
+
+    variant: str
+    stage: str
+    status: Literal["done"]
+    key: str
+    finished: str
+    seconds: float
+    notebook: str | None = None
+    log: str | None = None
+    files: dict[str, str]  # relative path -> sha256, every file but this one
+    inputs: ManifestInputs = Field(default_factory=ManifestInputs)
+
+
+class FailedRecord(_RunnerRecord):
+    """``failed.json``: in place of ``manifest.json`` when the notebook raised (``scheduler.finish``)."""
+
+    variant: str
+    stage: str
+    status: Literal["failed"]
+    key: str | None = None
+    finished: str | None = None
+    seconds: float | None = None
+    error: str
+    error_type: str | None = None
+    cell: int | None = None
+    traceback: list[str] = Field(default_factory=list)
+    log: str | None = None
+    notebook: str | None = None
+
+
+class RunVariant(_RunnerRecord):
+    """One variant of ``run.json`` (``Runner.record``)."""
+
+    stage: str
+    arch: str | None = None
+    status: str  # pending, done, cached, failed, skipped, ...
+    reason: str | None = None
+    units: float | None = None
+    estimate_s: float | None = None
+    estimate_from: str | None = None
+    key: str | None = None
+    seconds: float | None = None
+    folder: str | None = None
+    log: str | None = None
+    error: str | None = None
+
+
+class RunRecord(_Block):
+    """``logs/<profile>/run.json``: what the last run did (``pipeline.run``), for the report and the ETA."""
+
+    started: str
+    finished: str
+    seconds: float
+    profile: str
+    machine: dict[str, Any] | None = None
+    data_source: str | None = None
+    sample: bool | None = None
+    data_manifest_sha256: str | None = None
+    jobs: int | None = None
+    force: bool | None = None
+    selected: list[str] = Field(default_factory=list)
+    variant: dict[str, RunVariant] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
 # --- reading and writing ----------------------------------------------------------------------------
 
 def _validated(model: type[_Record], value: Any) -> _Record:
@@ -361,8 +354,9 @@ def _validated(model: type[_Record], value: Any) -> _Record:
 
 
 def write_metrics(folder: str | os.PathLike, record: Metrics | dict[str, Any]) -> Path:
-    """Validate and write ``<folder>/metrics.json``; a wrong type raises ``pydantic.ValidationError``."""
-    return fileio.write_json(Path(folder) / settings.METRICS_FILE, _validated(Metrics, record).dump())
+    """Validate (as its stage's model) and write ``<folder>/metrics.json``; a wrong type or an unknown key
+    raises ``pydantic.ValidationError``."""
+    return fileio.write_json(Path(folder) / settings.METRICS_FILE, parse_metrics(record).dump())
 
 
 def write_selection(folder: str | os.PathLike, selection: Selection | dict[str, Any]) -> Path:
@@ -373,9 +367,21 @@ def write_model_card(folder: str | os.PathLike, card: ModelCard | dict[str, Any]
     return fileio.write_json(Path(folder) / settings.MODEL_CARD_FILE, _validated(ModelCard, card).dump())
 
 
+def write_manifest(folder: str | os.PathLike, manifest: RunManifest | dict[str, Any]) -> Path:
+    return fileio.write_json(Path(folder) / settings.RUN_MANIFEST_NAME, _validated(RunManifest, manifest).dump())
+
+
+def write_failed(folder: str | os.PathLike, record: FailedRecord | dict[str, Any]) -> Path:
+    return fileio.write_json(Path(folder) / settings.FAILED_FILE, _validated(FailedRecord, record).dump())
+
+
+def write_run_record(logs_dir: str | os.PathLike, record: RunRecord | dict[str, Any]) -> Path:
+    return fileio.write_json(Path(logs_dir) / settings.RUN_RECORD, _validated(RunRecord, record).dump())
+
+
 def read_metrics(folder: str | os.PathLike) -> Metrics:
     """``<folder>/metrics.json``; raises ``OSError`` / ``ValueError`` (incl. pydantic's) when unusable."""
-    return Metrics.model_validate(fileio.read_json(Path(folder) / settings.METRICS_FILE))
+    return parse_metrics(fileio.read_json(Path(folder) / settings.METRICS_FILE))
 
 
 def read_selection(folder: str | os.PathLike) -> Selection:
@@ -386,6 +392,18 @@ def read_model_card(folder: str | os.PathLike) -> ModelCard:
     return ModelCard.model_validate(fileio.read_json(Path(folder) / settings.MODEL_CARD_FILE))
 
 
+def read_manifest(folder: str | os.PathLike) -> RunManifest:
+    return RunManifest.model_validate(fileio.read_json(Path(folder) / settings.RUN_MANIFEST_NAME))
+
+
+def read_failed(folder: str | os.PathLike) -> FailedRecord:
+    return FailedRecord.model_validate(fileio.read_json(Path(folder) / settings.FAILED_FILE))
+
+
+def read_run_record(logs_dir: str | os.PathLike) -> RunRecord:
+    return RunRecord.model_validate(fileio.read_json(Path(logs_dir) / settings.RUN_RECORD))
+
+
 def try_read(reader, folder: str | os.PathLike) -> tuple[Any, str | None]:
     """``(record, None)``, or ``(None, why)`` when the file is missing or does not match its model."""
     try:
@@ -394,6 +412,11 @@ def try_read(reader, folder: str | os.PathLike) -> tuple[Any, str | None]:
         return None, f"missing: {Path(error.filename or folder).name}"
     except (OSError, ValueError) as error:  # pydantic.ValidationError is a ValueError
         return None, f"{type(error).__name__}: {str(error).splitlines()[0]}"
+
+
+def read_or_none(reader, folder: str | os.PathLike) -> Any:
+    """The record, or None when the file is missing, unreadable or does not match its model."""
+    return try_read(reader, folder)[0]
 
 
 # --- what a stage read of its config (written by stages.invoke, read by the runner's cache) -------------

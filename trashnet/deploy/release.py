@@ -28,7 +28,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from trashnet.core import fileio, settings
+from trashnet.core import fileio, records, settings
 from trashnet.core.errors import UserError, os_error_hint, os_error_text
 
 MODEL_FILE = "trashnet.tflite"  # as artifact.MODEL_FILE (not imported: artifact pulls in pydantic and select)
@@ -98,12 +98,9 @@ def _checked_sums(final_dir: Path, files: dict[str, bytes]) -> None:
     manifest_path = final_dir / settings.RUN_MANIFEST_NAME
     if manifest_path.exists():
         try:
-            listed = fileio.read_json(manifest_path)
-        except (OSError, ValueError) as error:
-            raise ReleaseError(f"{manifest_path} is unreadable ({error})", RERUN) from error
-        listed = listed.get("files") if isinstance(listed, dict) else None
-        if not isinstance(listed, dict):
-            raise ReleaseError(f"{manifest_path} has no file list", RERUN)
+            listed = records.read_manifest(final_dir).files
+        except (OSError, ValueError) as error:  # pydantic's too: no file list, not a manifest
+            raise ReleaseError(f"{manifest_path} is unreadable or has no file list ({error})", RERUN) from error
         bad = [name for name, data in {**files, SUMS_FILE: sums_bytes}.items()
                if listed.get(name) != fileio.sha256_bytes(data)]
         if bad:

@@ -5,7 +5,7 @@ A variant's folder holds ``metrics.json`` (one record, schema below), ``predicti
 test image) and whatever model files it made. The report and the final-model selection read only
 these files. Metrics come from scikit-learn; nothing here imports TensorFlow at module level.
 
-``metrics.json`` keys (absent where they do not apply; typed by ``trashnet.results.Metrics``, which
+``metrics.json`` keys (absent where they do not apply; typed per stage by ``trashnet.core.records`` (``parse_metrics``), which
 ``write_results`` validates against before writing):
     variant, stage, arch, source, precision ("fp32", "fp16", ...), format ("keras" | "tflite"),
     profile, seed, weights, image_size, classes,
@@ -117,10 +117,10 @@ def predictions_csv(paths: Sequence[str], labels: np.ndarray, probabilities: np.
 
 def write_results(out_dir: str | os.PathLike, record: dict[str, Any], *, paths: Sequence[str] | None = None,
                   labels: np.ndarray | None = None, probabilities: np.ndarray | None = None) -> Path:
-    """Write ``metrics.json`` (validated by ``records.Metrics``; and ``predictions.csv`` when predictions are
+    """Write ``metrics.json`` (validated by its stage's model, ``records.parse_metrics``; and ``predictions.csv`` when predictions are
     given) into ``out_dir``."""
     out_dir = Path(out_dir)
-    record = records.Metrics.model_validate(fileio.to_jsonable(record))  # a wrong type fails before any write
+    record = records.parse_metrics(fileio.to_jsonable(record))  # a wrong type fails before any write
     if probabilities is not None:
         fileio.atomic_write_text(out_dir / PREDICTIONS_FILE,
                                  predictions_csv(paths, labels, probabilities, record.classes))
@@ -128,7 +128,7 @@ def write_results(out_dir: str | os.PathLike, record: dict[str, Any], *, paths: 
 
 
 def read_metrics(variant_dir: str | os.PathLike) -> dict[str, Any]:
-    return fileio.read_json(Path(variant_dir) / METRICS_FILE)
+    return records.read_metrics(variant_dir).dump()
 
 
 # --- Keras models -------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ class Variant(BaseModel):
         """The model family the report groups by: baseline (train stage), pruned, quantized (from a baseline),
         hybrid (quantized from a pruned model) or final."""
         if self.stage == "quantize" and self.metrics is not None:
-            source_stage = settings.stage_name(self.metrics.source_stage or self.metrics.config.get("source_stage"))
+            source_stage = settings.stage_name(self.metrics.config.get("source_stage"))
             if source_stage == "prune" or (not source_stage and ".prune" in (self.metrics.source or "")):
                 return "hybrid"
         return figures.STAGE_GROUPS.get(self.stage, self.stage)
@@ -76,7 +76,7 @@ class Variant(BaseModel):
             "nonzero_params": m.nonzero_params if m.nonzero_params is not None else m.params,
             "macs": m.macs,
             "nonzero_macs": m.nonzero_macs if m.nonzero_macs is not None else m.macs,
-            "train_time_s": m.train_time_s,
+            "train_time_s": getattr(m, "train_time_s", None),  # the Keras stages only
             "ood_accuracy": m.ood.accuracy if m.ood else None,
             "ood_macro_f1": m.ood.macro_f1 if m.ood else None,
         }
@@ -155,12 +155,11 @@ class ReportData(BaseModel):
 
 # --- reading ------------------------------------------------------------------------------------------
 
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        value = fileio.read_json(path)
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+def _record(reader, folder: Path) -> dict[str, Any]:
+    """A runner file (``records.read_manifest``, ``read_failed``, ``read_run_record``) as a dict; ``{}`` when
+    it is missing or does not match its model."""
+    record = records.read_or_none(reader, folder)
+    return {} if record is None else record.dump()
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -187,8 +186,8 @@ def _entries(layout: settings.Layout, run: dict[str, Any]) -> list[tuple[str, st
 
 
 def read_variant(variant_id: str, stage: str, folder: Path, entry: dict[str, Any]) -> Variant:
-    manifest = _json(folder / settings.RUN_MANIFEST_NAME)
-    failure = _json(folder / settings.FAILED_FILE)
+    manifest = _record(records.read_manifest, folder)
+    failure = _record(records.read_failed, folder)
     if manifest.get("status") == "done" or (manifest and not failure and not entry):
         status = entry.get("status") if entry.get("status") in ("done", "cached") else "done"
     elif failure:
@@ -330,7 +329,7 @@ def collect(where: str | Path | settings.Layout, profile: str | None = None, *,
         if profile is None:
             raise ValueError("collect needs the profile of the output root's results")
         layout = settings.Layout(Path(where).resolve(), profile)
-    run = _json(layout.logs / settings.RUN_RECORD)
+    run = _record(records.read_run_record, layout.logs)
     variants = [read_variant(*entry) for entry in _entries(layout, run)]
     final = next((v for v in variants if v.stage == "final"), None)
     final_dir = layout.variant_dir("final", "final")

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from trashnet.core import settings
+from trashnet.core import records, settings
 from trashnet.core.pareto import pareto_front
 
 STAGE_GROUPS = {"train": "baseline", "prune": "pruned", "quantize": "quantized"}  # stage -> model family
@@ -169,21 +169,21 @@ def _pareto_axis(axis, points, *, xlabel: str, chosen: str | None, log_x: bool, 
         axis.legend(fontsize=7, loc="lower right")
 
 
-def pareto_selection(selection: Mapping[str, Any], text: Mapping[str, str] | None = None):
+def pareto_selection(selection: records.Selection, text: Mapping[str, str] | None = None):
     """Both fronts of a ``selection.json`` record side by side, the choice circled (the final notebook)."""
-    rows = [r for r in selection["results"] if r.get("status") == "ok"]
+    rows = [r for r in selection.results if r.status == "ok"]
     figure = _figure(12.8, 4.2)
     for axis, key, label, scale in zip(figure.subplots(1, 2), ("gzip_bytes", "latency_ms"),
                                        ("gzipped size (MB = 10^6 bytes)", "latency, batch 1 (ms)"), (1e-6, 1.0)):
-        _pareto_axis(axis, [(r["id"], _group(r), r[key] * scale if r.get(key) is not None else None,
-                             r.get("accuracy")) for r in rows],
-                     xlabel=label, chosen=selection["chosen"]["id"], log_x=True, text=text)
+        _pareto_axis(axis, [(r.id, _group(r), getattr(r, key) * scale if getattr(r, key) is not None else None,
+                             r.accuracy) for r in rows],
+                     xlabel=label, chosen=selection.chosen.id, log_x=True, text=text)
     return figure
 
 
-def _group(row: Mapping[str, Any]) -> str:
-    stage = settings.stage_name(row.get("stage")) or "train"
-    if stage == "quantize" and settings.stage_name(row.get("source_stage")) == "prune":
+def _group(row: records.ResultRow) -> str:
+    stage = settings.stage_name(row.stage) or "train"
+    if stage == "quantize" and settings.stage_name(row.source_stage) == "prune":
         return "hybrid"
     return STAGE_GROUPS.get(stage, stage)
 

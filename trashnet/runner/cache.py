@@ -39,21 +39,12 @@ def outputs_digest(files: dict[str, str]) -> str:
     return sha256_json(files)
 
 
-def read_valid_manifest(folder: Path, key: str | None = None) -> dict[str, Any] | None:
+def read_valid_manifest(folder: Path, key: str | None = None) -> records.RunManifest | None:
     """The folder's manifest if it is complete, matches ``key`` (when given) and every file checks out."""
-    path = folder / settings.RUN_MANIFEST_NAME
-    try:
-        manifest = fileio.read_json(path)
-    except (OSError, ValueError):
+    manifest = records.read_or_none(records.read_manifest, folder)  # status "done" and a file list, typed
+    if manifest is None or (key is not None and manifest.key != key):
         return None
-    if not isinstance(manifest, dict) or manifest.get("status") != "done":
-        return None
-    if key is not None and manifest.get("key") != key:
-        return None
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        return None
-    for name, digest in files.items():
+    for name, digest in manifest.files.items():
         target = folder / name
         try:
             if not target.is_file() or fileio.sha256_file(target) != digest:
@@ -157,21 +148,19 @@ def cache_key(job: Job, jobs: dict[str, Job], *, code: str, lock: str, data_sha:
 
 
 def write_manifest(folder: Path, job: Job, jobs: dict[str, Job], *, code: tuple[list[str], str], lock: str,
-                   data_sha: str, seconds: float, log: Path | None) -> dict[str, Any]:
+                   data_sha: str, seconds: float, log: Path | None) -> records.RunManifest:
     """Write ``folder``'s ``manifest.json``, its "done" marker (written last): the key over what the stage read
     of its config (its ``config_reads.json``), and the sha256 of every file beside it."""
     reads = records.read_config_reads(folder)
-    files = list_files(folder)
-    manifest = {
-        "variant": job.id, "stage": job.variant.stage, "status": "done",
-        "key": cache_key(job, jobs, code=code[1], lock=lock, data_sha=data_sha, reads=reads),
-        "finished": now(), "seconds": round(seconds, 2), "notebook": str(job.notebook),
-        "log": str(log) if log else None, "files": files,
-        "inputs": {"code_sha256": code[1], "code_modules": code[0], "config": config_inputs(job.variant, reads),
-                   "lockfile_sha256": lock, "data_manifest_sha256": data_sha,
-                   "upstream": {dep: jobs[dep].key if jobs[dep].ok else jobs[dep].status for dep in job.deps}},
-    }
-    fileio.write_json(folder / settings.RUN_MANIFEST_NAME, manifest)
+    manifest = records.RunManifest(
+        variant=job.id, stage=job.variant.stage, status="done",
+        key=cache_key(job, jobs, code=code[1], lock=lock, data_sha=data_sha, reads=reads),
+        finished=now(), seconds=round(seconds, 2), notebook=str(job.notebook), log=str(log) if log else None,
+        files=list_files(folder),
+        inputs={"code_sha256": code[1], "code_modules": code[0], "config": config_inputs(job.variant, reads),
+                "lockfile_sha256": lock, "data_manifest_sha256": data_sha,
+                "upstream": {dep: jobs[dep].key if jobs[dep].ok else jobs[dep].status for dep in job.deps}})
+    records.write_manifest(folder, manifest)
     return manifest
 
 

@@ -47,7 +47,7 @@ from trashnet.runner.plan import ENV_NOTEBOOKS, Job, PipelineError, now, plan
 from trashnet.runner.scheduler import RUN_RECORD, Runner, count_train_images, read_record
 from trashnet.runner.worker import interrupt
 from trashnet.core.errors import os_error_hint, os_error_text
-from trashnet.core import config, fileio, profiles, settings
+from trashnet.core import config, profiles, records, settings
 from trashnet.runner import eta, machine
 from trashnet.data import imagenet_files
 
@@ -193,11 +193,11 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
         data_sha = prepare_data(source, layout, profile_obj.data, force=force, log=log)
         clean_leftovers(sorted({job.target.parent for job in jobs_plan.values()}))
         history = read_record(layout.logs / RUN_RECORD)  # the profile's previous run: the ETA learns from it
-        train_images = count_train_images(layout.data_manifest)
+        images = count_train_images(layout.data_manifest)
         runner = Runner(jobs_plan, layout, data_sha=data_sha, jobs_at_once=jobs, force=force, log=log,
-                        history=history, train_images=train_images)
+                        history=history, train_images=images)
         if warmup:  # before committing to hours: this machine's speed, and the whole run's estimate
-            machine.check(runner, train_images, log)
+            machine.check(runner, images, log)
         started = now()
         clock = time.monotonic()
         where = machine.info()  # times are quoted with their machine
@@ -209,7 +209,7 @@ def run(*, profile: str | None = None, data: Path | None = None, out: Path | Non
                       "sample": is_sample,
                       "data_manifest_sha256": data_sha, "jobs": jobs, "force": force,
                       "selected": ids, **runner.record()}
-            fileio.write_json(layout.logs / RUN_RECORD, record)
+            records.write_run_record(layout.logs, record)
     counts = runner.counts()
     log(f"run: finished in {eta.duration(time.monotonic() - clock)}: done {counts['done']}, cached {counts['cached']},"
         f" failed {counts['failed']}, skipped {counts['skipped']}")
@@ -249,7 +249,7 @@ def build_report(layout: settings.Layout, jobs: dict[str, Job], *, lock: str, fo
 
     started = time.monotonic()
     built = reporter.build(layout.root, layout.profile, log=log)
-    fileio.write_json(built / settings.RUN_MANIFEST_NAME, {
-        "stage": "report", "status": "done", "key": key, "finished": now(),
-        "seconds": round(time.monotonic() - started, 2), "files": list_files(built)})
+    records.write_manifest(built, records.RunManifest(
+        variant="report", stage="report", status="done", key=key, finished=now(),
+        seconds=round(time.monotonic() - started, 2), files=list_files(built)))
     log(f"report: {built}")

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trashnet.runner.cache import (FAILED_NAME, METRICS_NAME, OWNED_KIND, PARTIAL, cache_key, outputs_digest,
+from trashnet.runner.cache import (METRICS_NAME, OWNED_KIND, PARTIAL, cache_key, outputs_digest,
                                     read_valid_manifest, stage_code, swap_into_place, write_manifest)
 from trashnet.runner.plan import Job, now
 from trashnet.runner.worker import ansi_free, die_with_parent
@@ -157,8 +157,8 @@ class Runner:
             manifest = read_valid_manifest(job.target, job.key)
             if manifest is not None:
                 job.status = "cached"
-                job.digest = outputs_digest(manifest["files"])
-                job.seconds = manifest.get("seconds")
+                job.digest = outputs_digest(manifest.files)
+                job.seconds = manifest.seconds
                 self.progress(job, "cached")
                 return True
         return False
@@ -238,8 +238,8 @@ class Runner:
                                       data_sha=self.data_sha, seconds=job.seconds, log=job.log)
             swap_into_place(job.temp, job.target)
             job.status = "done"
-            job.key = manifest["key"]
-            job.digest = outputs_digest(manifest["files"])
+            job.key = manifest.key
+            job.digest = outputs_digest(manifest.files)
             self.progress(job, "done")
             return
         error: dict[str, Any] = {}
@@ -257,7 +257,7 @@ class Runner:
             "traceback": [ansi_free(line) for line in error.get("traceback", [])],
             "log": str(job.log), "notebook": f"{job.id}.ipynb" if executed.exists() else None,
         }
-        fileio.write_json(job.temp / FAILED_NAME, record)
+        records.write_failed(job.temp, record)
         swap_into_place(job.temp, job.target)
         job.status = "failed"
         job.reason = message.splitlines()[0][:300] if message else "failed"
@@ -343,10 +343,8 @@ class Runner:
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
-    with contextlib.suppress(OSError, ValueError):
-        record = fileio.read_json(path)
-        return record if isinstance(record, dict) else None
-    return None
+    record = records.read_or_none(records.read_run_record, path.parent)  # path: logs/<profile>/run.json
+    return None if record is None else record.dump()
 
 
 def count_train_images(manifest: Path) -> int | None:

@@ -68,8 +68,8 @@ def run_one(stage: str, variant_id: str | None, *, profile: str | None = None, d
                 raise PipelineError(f"{variant_id} needs {source}, which has no finished result in "
                                     f"{jobs[source].target}", f"run `python -m trashnet {jobs[source].variant.stage} "
                                     f"--variant {source}` first (or `run`, which does the whole chain)")
-            jobs[source].status, jobs[source].key = "cached", manifest["key"]
-            jobs[source].digest = outputs_digest(manifest["files"])
+            jobs[source].status, jobs[source].key = "cached", manifest.key
+            jobs[source].digest = outputs_digest(manifest.files)
         job = jobs[variant_id]
         code = stage_code(stage, job.notebook)
         lock = provenance.lockfile_hash()

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trashnet.core import fileio, owned, settings
+from trashnet.core import fileio, owned, records, settings
 from trashnet.core.errors import UserError
 
-METRICS = "metrics.json"
+METRICS = settings.METRICS_FILE
 PREDICTIONS = "predictions.csv"
-RUN_RECORD = "run.json"
+RUN_RECORD = settings.RUN_RECORD
 # Per variant folder; the final folder adds FINAL_FILES. Everything else (.keras, intermediate .tflite,
 # executed notebooks, manifests with absolute paths) stays out.
 PUBLISHED = ("metrics.json", "predictions.csv", "history.csv", "selection.json", "stats.json",
@@ -101,7 +101,7 @@ def _predictions(path: Path) -> dict[str, str]:
 def _metrics(path: Path) -> dict[str, Any]:
     """A metrics.json whose compared numbers are numbers; anything else is a one-line error."""
     try:
-        value = fileio.read_json(path)
+        value = records.read_metrics(path.parent).dump()
     except (OSError, ValueError) as error:
         raise VerifyError(f"cannot read {path}: {error}", "publish or rerun that variant again") from error
     if not isinstance(value, dict):
@@ -171,13 +171,13 @@ def verify(reference: Path, layout: settings.Layout, variants: list[str] | None 
         raise VerifyError(f"{reference} is not a reference folder (no models/)",
                           "publish one with `python -m trashnet publish --profile P`")
     ref_layout = settings.Layout.reference(reference, layout.profile)
-    ref_run = _read(ref_layout.logs / RUN_RECORD)
-    run = _read(layout.logs / RUN_RECORD)
-    ref_data, data = ref_run.get("data_manifest_sha256"), run.get("data_manifest_sha256")
+    ref_run = records.read_or_none(records.read_run_record, ref_layout.logs) or records.RunRecord.model_construct()
+    run = records.read_or_none(records.read_run_record, layout.logs) or records.RunRecord.model_construct()
+    ref_data, data = ref_run.data_manifest_sha256, run.data_manifest_sha256
     if ref_data and data and ref_data != data:
         raise VerifyError(f"{layout.root} ran on other data than {reference} (data manifest {data[:12]} vs "
                           f"{ref_data[:12]}): not comparable",
-                          f"run with the data the reference names ({ref_run.get('data_source')})")
+                          f"run with the data the reference names ({ref_run.data_source})")
     ref_folders, folders = _variant_folders(ref_layout), _variant_folders(layout)
     if not ref_folders:
         raise VerifyError(f"{reference} holds no variant (no models/<stage>/<id>/{METRICS}): nothing to compare",
@@ -194,14 +194,6 @@ def verify(reference: Path, layout: settings.Layout, variants: list[str] | None 
             continue
         checks += compare_variant(variant, ref_folders[variant], folders[variant])
     return checks, missing
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        value = fileio.read_json(path)
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def format_table(checks: list[Check]) -> str:
@@ -257,12 +249,11 @@ def _published_page(source: Path) -> str:
     return NOTEBOOK_HTML.sub(r'href="\1.ipynb"', source.read_text(encoding="utf-8"))
 
 
-def portable_run_record(record: dict[str, Any]) -> dict[str, Any]:
+def portable_run_record(record: records.RunRecord) -> records.RunRecord:
     """``run.json`` as published: the data folder by name, not by this machine's path (the data itself is
     identified by ``data_manifest_sha256``)."""
-    record = dict(record)
-    if record.get("data_source"):
-        record["data_source"] = Path(record["data_source"]).name
+    if record.data_source:
+        record = record.model_copy(update={"data_source": Path(record.data_source).name})
     return record
 
 
@@ -316,7 +307,7 @@ def publish(layout: settings.Layout, target: Path | None = None, *, log=print) -
         for relative, source in sorted(files.items()):
             (temp / relative).parent.mkdir(parents=True, exist_ok=True)
             if relative == Path("logs") / RUN_RECORD:
-                fileio.write_json(temp / relative, portable_run_record(fileio.read_json(source)))
+                records.write_run_record((temp / relative).parent, portable_run_record(records.read_run_record(source.parent)))
             elif relative.parts[0] == "report" and relative.suffix == ".html":
                 fileio.atomic_write_text(temp / relative, _published_page(source))
             else:

@@ -35,7 +35,7 @@ from typing import Any
 from trashnet.nets import imagenet, scoring, xnnpack
 from trashnet.nets.sparsity import (M_BY_N, check_m_by_n, pruning_policy, pruning_wrappers, sparsity_report,
                                      tfmot_sparsity)
-from trashnet.core import fileio
+from trashnet.core import fileio, records
 from trashnet.data import inputs
 from trashnet.stages import training
 from trashnet.core.config import VariantConfig
@@ -225,7 +225,7 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
         raise ValueError(f"{source_file.name} has {source.output_shape[-1]} outputs, the data "
                          f"{len(data.classes)} classes")
     source_metrics_path = source_dir / scoring.METRICS_FILE
-    source_metrics = fileio.read_json(source_metrics_path) if source_metrics_path.is_file() else {}
+    source_metrics = records.read_metrics(source_dir).dump() if source_metrics_path.is_file() else {}
     if not source_metrics.get("test"):
         notes.append(f"no test figures in a {scoring.METRICS_FILE} beside the source: dense accuracy "
                      "measured here")

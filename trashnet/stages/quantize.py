@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from trashnet.nets import convert, imagenet, models, scoring, sparsity
-from trashnet.core import fileio, progress, provenance, settings, tflite
+from trashnet.core import fileio, progress, provenance, records, settings, tflite
 from trashnet.deploy import evaluate
 from trashnet.data import inputs
 from trashnet.core.config import VariantConfig, config_to_dict
@@ -50,7 +50,7 @@ def prepare_model(model: keras.Model, cfg: VariantConfig) -> tuple[keras.Model, 
 
 def _source_record(source_dir: Path) -> dict[str, Any]:
     path = source_dir / scoring.METRICS_FILE
-    return fileio.read_json(path) if path.is_file() else {}
+    return records.read_metrics(source_dir).dump() if path.is_file() else {}
 
 
 def run(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, models_dir: str | os.PathLike,

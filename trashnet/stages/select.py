@@ -28,7 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from trashnet.core import fileio, records, settings
+from trashnet.core import records, settings
+from trashnet.core.records import ResultRow, Selection
 from trashnet.core.pareto import pareto_front  # the one front, also drawn by trashnet.report.figures
 from trashnet.core.config import SelectConfig, StatsConfig, split_seed_id
 
@@ -75,21 +76,20 @@ def _number(value: Any) -> int | float | None:
     return value if math.isfinite(value) else None
 
 
-def _row(stage: str, variant_dir: Path, models_dir: Path, latency_key: str) -> dict[str, Any]:
+def _row(stage: str, variant_dir: Path, models_dir: Path, latency_key: str) -> ResultRow:
     """One result file flattened to what selection and the tables need."""
-    row: dict[str, Any] = {"id": variant_dir.name, "stage": stage, "dir": str(variant_dir.relative_to(models_dir))}
+    row = ResultRow(id=variant_dir.name, stage=stage, dir=str(variant_dir.relative_to(models_dir)))
     record, problem = records.try_read(records.read_metrics, variant_dir)
     if record is None:
-        row.update(status="unreadable", error=f"{METRICS_FILE}: {problem}")
-        return row
+        return row.set(status="unreadable", error=f"{METRICS_FILE}: {problem}")
     config = record.config
     test, size = record.test, record.size
     latency = record.latency_ms.get(latency_key)
-    row.update(
+    row.set(
         id=record.variant,
         arch=record.arch or config.get("arch"),
         source=record.source or config.get("source"),
-        source_stage=record.source_stage or config.get("source_stage"),
+        source_stage=settings.stage_name(config.get("source_stage")),  # else read_results looks it up
         precision=record.precision,
         format=record.format,
         weights=record.weights or record.provenance.get("weights"),
@@ -102,107 +102,101 @@ def _row(stage: str, variant_dir: Path, models_dir: Path, latency_key: str) -> d
         gzip_bytes=size.gzip_bytes if size else None,
         latency_ms=_number(latency.median) if latency else None,
     )
-    file_name = (size.file if size else None) or (f"{row['id']}.tflite" if row["format"] == "tflite" else None)
+    file_name = (size.file if size else None) or (f"{row.id}.tflite" if row.format == "tflite" else None)
     if file_name and (variant_dir / file_name).is_file():
-        row["file"] = str((variant_dir / file_name).relative_to(models_dir))
+        row.file = str((variant_dir / file_name).relative_to(models_dir))
     if not record.converted:
-        row.update(status="conversion-failed", error=str(record.conversion.error or ""))
-    elif row["accuracy"] is None:
-        row.update(status="no-test", error="metrics.json has no test accuracy")
+        row.set(status="conversion-failed", error=str(record.conversion.error or ""))
+    elif row.accuracy is None:
+        row.set(status="no-test", error="metrics.json has no test accuracy")
     else:
-        row["status"] = "ok"
+        row.status = "ok"
     return row
 
 
-def read_results(models_dir: str | os.PathLike, *, latency_key: str = "tflite_threads1") -> list[dict[str, Any]]:
+def read_results(models_dir: str | os.PathLike, *, latency_key: str = "tflite_threads1") -> list[ResultRow]:
     """Every ``models/<stage>/<id>/metrics.json`` of the result stages, in stage then id order."""
     models_dir = Path(models_dir)
     rows = []
     for stage, variant_dir in settings.result_folders(models_dir):
         if (variant_dir / METRICS_FILE).is_file():
             row = _row(stage, variant_dir, models_dir, latency_key)
-            row["run_manifest"] = (variant_dir / RUN_MANIFEST).is_file()  # the runner's "done" marker
+            row.run_manifest = (variant_dir / RUN_MANIFEST).is_file()  # the runner's "done" marker
             rows.append(row)
     # A quantized result says its source's id; where it does not say the source's stage, look it up.
-    stage_of = {row["id"]: row["stage"] for row in rows}
+    stage_of = {row.id: row.stage for row in rows}
     for row in rows:
-        if row.get("source") and not row.get("source_stage"):
-            row["source_stage"] = stage_of.get(row["source"])
+        if row.source and not row.source_stage:
+            row.source_stage = stage_of.get(row.source)
     return rows
 
 
 # --- Pareto fronts -------------------------------------------------------------------------------
 
-def fronts(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
-    usable = [r for r in rows if r.get("status") == "ok"]
-    return {
-        "size": pareto_front((r["id"], r["accuracy"], r["gzip_bytes"]) for r in usable
-                             if r.get("gzip_bytes") is not None),
-        "latency": pareto_front((r["id"], r["accuracy"], r["latency_ms"]) for r in usable
-                                if r.get("latency_ms") is not None),
-    }
+def fronts(rows: list[ResultRow]) -> records.Fronts:
+    usable = [r for r in rows if r.status == "ok"]
+    return records.Fronts(
+        size=pareto_front((r.id, r.accuracy, r.gzip_bytes) for r in usable if r.gzip_bytes is not None),
+        latency=pareto_front((r.id, r.accuracy, r.latency_ms) for r in usable if r.latency_ms is not None))
 
 
 # --- the rule ------------------------------------------------------------------------------------
 
-def _unusable(row: dict[str, Any]) -> str | None:
+def _unusable(row: ResultRow) -> str | None:
     """Why a result can never be the final model, or None."""
-    if row.get("status") != "ok":
-        return f"{row.get('status')}: {row.get('error', '')}".rstrip(": ")
-    if row.get("format") != "tflite":
-        return f"not a TFLite result (format {row.get('format')})"
-    if not row.get("file"):
+    if row.status != "ok":
+        return f"{row.status}: {row.error or ''}".rstrip(": ")
+    if row.format != "tflite":
+        return f"not a TFLite result (format {row.format})"
+    if not row.file:
         return "model file missing"
-    if row.get("gzip_bytes") is None:
+    if row.gzip_bytes is None:
         return "no gzipped size"
     return None
 
 
-def _outside_family(row: dict[str, Any], config: SelectConfig) -> str | None:
-    if config.architecture and row.get("arch") != config.architecture:
-        return f"architecture {row.get('arch')} is not {config.architecture}"
-    if config.source_stage and row.get("source_stage") != config.source_stage:
-        return f"source stage {row.get('source_stage')} is not {config.source_stage}"
-    if config.precisions and row.get("precision") not in config.precisions:
-        return f"precision {row.get('precision')} is not one of {', '.join(config.precisions)}"
+def _outside_family(row: ResultRow, config: SelectConfig) -> str | None:
+    if config.architecture and row.arch != config.architecture:
+        return f"architecture {row.arch} is not {config.architecture}"
+    if config.source_stage and row.source_stage != config.source_stage:
+        return f"source stage {row.source_stage} is not {config.source_stage}"
+    if config.precisions and row.precision not in config.precisions:
+        return f"precision {row.precision} is not one of {', '.join(config.precisions)}"
     return None
 
 
-def _too_slow(row: dict[str, Any], config: SelectConfig) -> str | None:
+def _too_slow(row: ResultRow, config: SelectConfig) -> str | None:
     if config.max_latency_ms is None:
         return None
-    if row.get("latency_ms") is None:
+    if row.latency_ms is None:
         return f"no {config.latency} latency to compare with the {config.max_latency_ms:g} ms limit"
-    if row["latency_ms"] > config.max_latency_ms:
-        return f"latency {row['latency_ms']:.2f} ms is over the {config.max_latency_ms:g} ms limit"
+    if row.latency_ms > config.max_latency_ms:
+        return f"latency {row.latency_ms:.2f} ms is over the {config.max_latency_ms:g} ms limit"
     return None
 
 
-def _reference(rows: list[dict[str, Any]], chosen: dict[str, Any]) -> dict[str, Any] | None:
+def _reference(rows: list[ResultRow], chosen: ResultRow) -> records.Reference | None:
     """The float baseline of the chosen architecture, preferring the same weights origin and profile."""
-    baselines = [r for r in rows if r["stage"] == "train" and r.get("status") == "ok"
-                 and r.get("arch") == chosen.get("arch")]
+    baselines = [r for r in rows if r.stage == "train" and r.status == "ok" and r.arch == chosen.arch]
     if not baselines:
         return None
-    baselines.sort(key=lambda r: (r.get("weights") != chosen.get("weights"),
-                                  r.get("profile") != chosen.get("profile"), r["id"]))
+    baselines.sort(key=lambda r: (r.weights != chosen.weights, r.profile != chosen.profile, r.id))
     ref = baselines[0]
-    return {"id": ref["id"], "accuracy": ref["accuracy"], "weights": ref.get("weights"),
-            "profile": ref.get("profile"), "same_weights": ref.get("weights") == chosen.get("weights"),
-            "same_profile": ref.get("profile") == chosen.get("profile")}
+    return records.Reference(id=ref.id, accuracy=ref.accuracy, weights=ref.weights, profile=ref.profile,
+                             same_weights=ref.weights == chosen.weights, same_profile=ref.profile == chosen.profile)
 
 
-def _rule_accuracy(rows: list[dict[str, Any]], candidates: list[dict[str, Any]], config: SelectConfig) -> str:
+def _rule_accuracy(rows: list[ResultRow], candidates: list[ResultRow], config: SelectConfig) -> str:
     """Set each candidate's ``rule_accuracy`` (and ``seeds``); returns the basis, in words, for selection.json."""
-    runs: dict[str, list[dict[str, Any]]] = {}
+    runs: dict[str, list[ResultRow]] = {}
     for row in rows:
-        if row.get("status") == "ok" and row.get("accuracy") is not None:
-            runs.setdefault(split_seed_id(row["id"])[0], []).append(row)
+        if row.status == "ok" and row.accuracy is not None:
+            runs.setdefault(split_seed_id(row.id)[0], []).append(row)
     several = False
     for row in candidates:
-        group = runs.get(row["id"], [row]) if config.seed_accuracy == "mean" else [row]
-        row["seeds"] = [r.get("seed") for r in group]
-        row["rule_accuracy"] = sum(r["accuracy"] for r in group) / len(group)
+        group = runs.get(row.id, [row]) if config.seed_accuracy == "mean" else [row]
+        row.seeds = [r.seed for r in group]
+        row.rule_accuracy = sum(r.accuracy for r in group) / len(group)
         several = several or len(group) > 1
     if config.seed_accuracy == "first":
         return "first seed: each candidate's own test accuracy (extra seeds are not used)"
@@ -211,8 +205,8 @@ def _rule_accuracy(rows: list[dict[str, Any]], candidates: list[dict[str, Any]],
     return "mean over seeds, here a single seed each: each candidate's own test accuracy"
 
 
-def _not_significantly_worse(candidates: list[dict[str, Any]], best: dict[str, Any],
-                             models_dir: str | os.PathLike | None, stats_config: StatsConfig) -> list[dict[str, Any]]:
+def _not_significantly_worse(candidates: list[ResultRow], best: ResultRow, models_dir: str | os.PathLike | None,
+                             stats_config: StatsConfig) -> list[ResultRow]:
     """Candidates the exact McNemar test (Holm over them) does not find less accurate than ``best``."""
     from trashnet.stages import stats
 
@@ -221,129 +215,129 @@ def _not_significantly_worse(candidates: list[dict[str, Any]], best: dict[str, A
     predictions = {}
     for row in candidates:
         try:
-            predictions[row["id"]] = stats.Predictions.read(row["id"], Path(models_dir) / row["dir"])
+            predictions[row.id] = stats.Predictions.read(row.id, Path(models_dir) / row.dir)
         except (stats.StatsError, OSError, ValueError) as error:
-            row["p_holm_vs_best"], row["untested"] = None, str(error)
+            row.set(p_holm_vs_best=None, untested=str(error))
     tested = []  # (row, images only it got right, images only the best got right)
     for row in candidates:
-        if row is best or row["id"] not in predictions:
+        if row is best or row.id not in predictions:
             continue
-        if best["id"] not in predictions:
-            row["p_holm_vs_best"], row["untested"] = None, f"the best candidate {best['id']} has no predictions"
+        if best.id not in predictions:
+            row.set(p_holm_vs_best=None, untested=f"the best candidate {best.id} has no predictions")
             continue
-        counts = stats.discordant(predictions[row["id"]], predictions[best["id"]])
+        counts = stats.discordant(predictions[row.id], predictions[best.id])
         if isinstance(counts, str):
-            row["p_holm_vs_best"], row["untested"] = None, counts
+            row.set(p_holm_vs_best=None, untested=counts)
         else:
             tested.append((row, *counts))
     adjusted, _ = stats.holm([stats.mcnemar_exact(a, b) for _, a, b in tested], stats_config.alpha)
     keep = [best]
     for (row, only_row, only_best), p_holm in zip(tested, adjusted):
-        row["p_holm_vs_best"] = p_holm
+        row.p_holm_vs_best = p_holm
         if not (p_holm < stats_config.alpha and only_row < only_best):
             keep.append(row)
     return keep
 
 
-def choose(rows: list[dict[str, Any]], config: SelectConfig, *, models_dir: str | os.PathLike | None = None,
-           stats_config: StatsConfig | None = None) -> dict[str, Any]:
+def _candidates(rows: list[ResultRow], config: SelectConfig) -> tuple[list[ResultRow], records.Fallback | None]:
+    """The hybrid family's usable results (each other row says why it is not one), or every usable result
+    with the fallback that says so."""
+    usable, hybrid = [], []
+    for row in rows:
+        row.unset("excluded")
+        base, seed = split_seed_id(row.id)
+        reason = _unusable(row) or _too_slow(row, config) or (
+            None if seed is None else f"extra seed of {base}: counted in its mean, not a candidate by itself")
+        if reason:
+            row.excluded = reason
+            continue
+        usable.append(row)
+        outside = _outside_family(row, config)
+        if outside:
+            row.excluded = f"outside the hybrid family: {outside}"
+        else:
+            hybrid.append(row)
+    if hybrid:
+        return hybrid, None
+    if not usable:
+        problems = "; ".join(f"{r.id}: {r.excluded}" for r in rows) or "no metrics.json found"
+        raise SelectionError(f"no TFLite result can be the final model ({problems})")
+    for row in usable:
+        row.unset("excluded")
+    return usable, records.Fallback(reason=f"no usable result of the hybrid family ({describe_family(config)})",
+                                    candidates="every usable TFLite result")
+
+
+def _excluded_candidate(row: ResultRow, best: ResultRow, config: SelectConfig, slow: dict[int, str]) -> str | None:
+    """Why a candidate is not eligible (None: it is)."""
+    if id(row) in slow:
+        return slow[id(row)]
+    if row.eligible:
+        return None
+    if config.eligibility == "tolerance":
+        return (f"accuracy {100 * row.rule_accuracy:.2f} % is more than {config.accuracy_tolerance_pp:g} pp below "
+                f"the best candidate ({100 * best.rule_accuracy:.2f} %)")
+    if row.p_holm_vs_best is None:
+        return f"could not be tested against the best candidate: {row.untested}"
+    return (f"significantly less accurate than the best candidate {best.id} "
+            f"(Holm-adjusted McNemar p = {row.p_holm_vs_best:.3g})")
+
+
+CHOSEN_KEYS = ("id", "stage", "arch", "source", "source_stage", "precision", "file", "accuracy", "macro_f1", "test_n",
+               "raw_bytes", "gzip_bytes", "latency_ms", "weights", "profile", "seed", "seeds", "rule_accuracy", "dir")
+
+
+def choose(rows: list[ResultRow], config: SelectConfig, *, models_dir: str | os.PathLike | None = None,
+           stats_config: StatsConfig | None = None) -> Selection:
     """Apply the rule to result rows (``read_results``); returns the selection record.
 
     ``models_dir`` and ``stats_config`` are needed only by the ``not-significantly-worse`` eligibility, which
     compares per-image predictions.
     """
-    usable, hybrid = [], []
-    for row in rows:
-        row.pop("excluded", None)
-        base, seed = split_seed_id(row["id"])
-        reason = _unusable(row) or _too_slow(row, config) or (
-            None if seed is None else f"extra seed of {base}: counted in its mean, not a candidate by itself")
-        if reason:
-            row["excluded"] = reason
-            continue
-        usable.append(row)
-        outside = _outside_family(row, config)
-        if outside:
-            row["excluded"] = f"outside the hybrid family: {outside}"
-        else:
-            hybrid.append(row)
-    fallback = None
-    candidates = hybrid
-    if not hybrid:
-        if not usable:
-            problems = "; ".join(f"{r['id']}: {r.get('excluded')}" for r in rows) or "no metrics.json found"
-            raise SelectionError(f"no TFLite result can be the final model ({problems})")
-        candidates = usable
-        fallback = {"reason": f"no usable result of the hybrid family ({describe_family(config)})",
-                    "candidates": "every usable TFLite result"}
-        for row in candidates:
-            row.pop("excluded", None)
+    candidates, fallback = _candidates(rows, config)
     basis = _rule_accuracy(rows, candidates, config)
-    best_row = max(candidates, key=lambda r: (r["rule_accuracy"], -r["gzip_bytes"]))
-    best = best_row["rule_accuracy"]
+    best_row = max(candidates, key=lambda r: (r.rule_accuracy, -r.gzip_bytes))
+    best = best_row.rule_accuracy
     if config.eligibility == "tolerance":
         floor = best - config.accuracy_tolerance_pp / 100.0
-        accurate = [r for r in candidates if r["rule_accuracy"] >= floor - 1e-12]
+        accurate = [r for r in candidates if r.rule_accuracy >= floor - 1e-12]
     else:
         accurate = _not_significantly_worse(candidates, best_row, models_dir, stats_config or StatsConfig())
     slow: dict[int, str] = {}
-    timed = [r["latency_ms"] for r in accurate if r.get("latency_ms") is not None]
+    timed = [r.latency_ms for r in accurate if r.latency_ms is not None]
     if config.max_latency_ratio is not None and timed:
         limit = config.max_latency_ratio * min(timed)
         for row in accurate:
-            if row.get("latency_ms") is not None and row["latency_ms"] > limit + 1e-12:
-                slow[id(row)] = (f"latency {row['latency_ms']:.2f} ms is more than {config.max_latency_ratio:g}x "
+            if row.latency_ms is not None and row.latency_ms > limit + 1e-12:
+                slow[id(row)] = (f"latency {row.latency_ms:.2f} ms is more than {config.max_latency_ratio:g}x "
                                  f"the fastest eligible candidate's ({min(timed):.2f} ms)")
     eligible = [r for r in accurate if id(r) not in slow]
     eligible_ids = {id(r) for r in eligible}
     for row in candidates:
-        row["candidate"] = True
-        row["eligible"] = id(row) in eligible_ids
-        if id(row) in slow:
-            row["excluded"] = slow[id(row)]
-        elif not row["eligible"] and config.eligibility == "tolerance":
-            row["excluded"] = (f"accuracy {100 * row['rule_accuracy']:.2f} % is more than "
-                               f"{config.accuracy_tolerance_pp:g} pp below the best candidate ({100 * best:.2f} %)")
-        elif not row["eligible"] and row.get("p_holm_vs_best") is None:
-            row["excluded"] = f"could not be tested against the best candidate: {row.get('untested')}"
-        elif not row["eligible"]:
-            row["excluded"] = (f"significantly less accurate than the best candidate {best_row['id']} "
-                               f"(Holm-adjusted McNemar p = {row['p_holm_vs_best']:.3g})")
-    ranked = sorted(eligible, key=lambda r: (r["gzip_bytes"], r["latency_ms"] if r.get("latency_ms") is not None
-                                             else math.inf, r["id"]))
+        row.set(candidate=True, eligible=id(row) in eligible_ids)
+        reason = _excluded_candidate(row, best_row, config, slow)
+        if reason:
+            row.excluded = reason
+    ranked = sorted(eligible, key=lambda r: (r.gzip_bytes, r.latency_ms if r.latency_ms is not None else math.inf,
+                                             r.id))
     chosen = ranked[0]
-    ties = [r["id"] for r in ranked if r["gzip_bytes"] == chosen["gzip_bytes"]]
+    ties = [r.id for r in ranked if r.gzip_bytes == chosen.gzip_bytes]
     reference = _reference(rows, chosen)
-    drop = None if reference is None else 100.0 * (reference["accuracy"] - chosen["accuracy"])
+    drop = None if reference is None else 100.0 * (reference.accuracy - chosen.accuracy)
     front = fronts(rows)
     for row in rows:
-        row["front_size"] = row["id"] in front["size"]
-        row["front_latency"] = row["id"] in front["latency"]
-    return {
-        "rule": rule_text(config),
-        "config": config.model_dump(mode="json"),
-        "family": describe_family(config),
-        "fallback": fallback,
-        "candidates": [r["id"] for r in candidates],
-        "best_candidate_accuracy": best,
-        "accuracy_basis": basis,
-        "eligible": [r["id"] for r in ranked],
-        "size_ties": ties if len(ties) > 1 else [],
-        "chosen": {k: chosen.get(k) for k in ("id", "stage", "arch", "source", "source_stage", "precision", "file",
-                                              "accuracy", "macro_f1", "test_n", "raw_bytes", "gzip_bytes",
-                                              "latency_ms", "weights", "profile", "seed", "seeds",
-                                              "rule_accuracy", "dir")},
-        "reference": reference,
-        "accuracy_drop_pp": drop,
-        "meets_target": None if drop is None else bool(drop <= config.max_drop_pp + 1e-9),
-        "target": f"accuracy >= float {chosen.get('arch')} accuracy - {config.max_drop_pp:g} pp",
-        "pareto": front,
-        "results": rows,
-    }
+        row.set(front_size=row.id in front.size, front_latency=row.id in front.latency)
+    return Selection(
+        rule=rule_text(config), config=config.model_dump(mode="json"), family=describe_family(config),
+        fallback=fallback, candidates=[r.id for r in candidates], best_candidate_accuracy=best,
+        accuracy_basis=basis, eligible=[r.id for r in ranked], size_ties=ties if len(ties) > 1 else [],
+        chosen=ResultRow(**{key: getattr(chosen, key) for key in CHOSEN_KEYS}), reference=reference,
+        accuracy_drop_pp=drop, meets_target=None if drop is None else bool(drop <= config.max_drop_pp + 1e-9),
+        target=f"accuracy >= float {chosen.arch} accuracy - {config.max_drop_pp:g} pp", pareto=front, results=rows)
 
 
 def finished_results(models_dir: str | os.PathLike, config: SelectConfig, *,
-                     profile: str | None = None) -> list[dict[str, Any]]:
+                     profile: str | None = None) -> list[ResultRow]:
     """``read_results``, with unfinished variants and other profiles' results marked as such.
 
     Only finished variants count (the runner's ``manifest.json`` is there: a variant that crashed after
@@ -352,18 +346,18 @@ def finished_results(models_dir: str | os.PathLike, config: SelectConfig, *,
     """
     rows = read_results(models_dir, latency_key=config.latency)
     for row in rows:
-        if row.get("status") != "ok":
+        if row.status != "ok":
             continue
-        if not row.get("run_manifest"):
-            row.update(status="unfinished", error="no manifest.json: the runner did not finish this variant")
-        elif profile is not None and row.get("profile") != profile:
-            row.update(status="other-profile", error=f"from profile {row.get('profile')!r}, not {profile!r}")
+        if not row.run_manifest:
+            row.set(status="unfinished", error="no manifest.json: the runner did not finish this variant")
+        elif profile is not None and row.profile != profile:
+            row.set(status="other-profile", error=f"from profile {row.profile!r}, not {profile!r}")
     return rows
 
 
 def select(models_dir: str | os.PathLike, config: SelectConfig, *, profile: str | None = None,
-           rows: list[dict[str, Any]] | None = None, statistics=None,
-           stats_config: StatsConfig | None = None) -> dict[str, Any]:
+           rows: list[ResultRow] | None = None, statistics=None,
+           stats_config: StatsConfig | None = None) -> Selection:
     """Read the result files under ``models_dir`` (or take ``finished_results`` rows) and apply the rule.
 
     ``statistics`` (a ``stats.StatsFile`` of the same rows) adds what the tolerance means against its
@@ -374,20 +368,19 @@ def select(models_dir: str | os.PathLike, config: SelectConfig, *, profile: str 
     if statistics is not None:
         from trashnet.stages import stats
 
-        selection["statistics"] = {"file": stats.STATS_FILE, "tolerance": statistics.tolerance}
-    selection["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    records.Selection.model_validate(selection)  # the record select writes is the one readers parse
+        selection.statistics = records.SelectionStatistics(file=stats.STATS_FILE, tolerance=statistics.tolerance)
+    selection.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return selection
 
 
-def write_selection(selection: dict[str, Any], output_dir: str | os.PathLike) -> Path:
+def write_selection(selection: Selection, output_dir: str | os.PathLike) -> Path:
     return records.write_selection(output_dir, selection)
 
 
-def chosen_path(selection: dict[str, Any], models_dir: str | os.PathLike) -> Path:
+def chosen_path(selection: Selection, models_dir: str | os.PathLike) -> Path:
     """The chosen model file on disk (selection.json records paths relative to ``models_dir`` only, so a
     published result names no folder of the machine that ran it)."""
-    return Path(models_dir) / selection["chosen"]["file"]
+    return Path(models_dir) / selection.chosen.file
 
 
 # --- displays (notebook, report) -------------------------------------------------------------------
@@ -404,42 +397,35 @@ def _fmt(value: Any, kind: str) -> str:
     return str(value)
 
 
-def table_markdown(selection: dict[str, Any]) -> str:
+def table_markdown(selection: Selection) -> str:
     """Every result as a Markdown table: accuracy, sizes (MB = 10^6 bytes), latency, fronts, and why it was (not)
     chosen."""
-    chosen = selection["chosen"]["id"]
+    chosen = selection.chosen.id
     lines = ["| variant | stage | precision | test acc. % | gzip MB | raw MB | latency ms | front (size/latency) "
              "| selection |", "|---|---|---|---:|---:|---:|---:|:---:|---|"]
-    for row in selection["results"]:
-        front = ("S" if row.get("front_size") else "-") + "/" + ("L" if row.get("front_latency") else "-")
-        verdict = ("**chosen**" if row["id"] == chosen else
-                   "eligible" if row.get("eligible") else row.get("excluded", ""))
-        lines.append(f"| {row['id']} | {row['stage']} | {row.get('precision') or '-'} | "
-                     f"{_fmt(row.get('accuracy'), 'pct')} | {_fmt(row.get('gzip_bytes'), 'mb')} | "
-                     f"{_fmt(row.get('raw_bytes'), 'mb')} | {_fmt(row.get('latency_ms'), 'ms')} | {front} | "
-                     f"{verdict.replace('|', '/')} |")
+    for row in selection.results:
+        front = ("S" if row.front_size else "-") + "/" + ("L" if row.front_latency else "-")
+        verdict = "**chosen**" if row.id == chosen else "eligible" if row.eligible else row.excluded or ""
+        lines.append(f"| {row.id} | {row.stage} | {row.precision or '-'} | {_fmt(row.accuracy, 'pct')} | "
+                     f"{_fmt(row.gzip_bytes, 'mb')} | {_fmt(row.raw_bytes, 'mb')} | {_fmt(row.latency_ms, 'ms')} | "
+                     f"{front} | {verdict.replace('|', '/')} |")
     return "\n".join(lines)
 
 
-def summary_markdown(selection: dict[str, Any]) -> str:
-    chosen, ref = selection["chosen"], selection.get("reference")
-    lines = [f"**Rule.** {selection['rule']}", ""]
-    if selection.get("fallback"):
-        lines += [f"**Fallback used:** {selection['fallback']['reason']}; candidates = "
-                  f"{selection['fallback']['candidates']}.", ""]
-    lines.append(f"**Chosen:** `{chosen['id']}`: test accuracy {100 * chosen['accuracy']:.2f} %, "
-                 f"{chosen['gzip_bytes'] / 1e6:.2f} MB gzipped, latency {_fmt(chosen.get('latency_ms'), 'ms')} ms "
-                 f"({len(selection['candidates'])} candidates, {len(selection['eligible'])} eligible).")
+def summary_markdown(selection: Selection) -> str:
+    chosen, ref = selection.chosen, selection.reference
+    lines = [f"**Rule.** {selection.rule}", ""]
+    if selection.fallback:
+        lines += [f"**Fallback used:** {selection.fallback.reason}; candidates = {selection.fallback.candidates}.", ""]
+    lines.append(f"**Chosen:** `{chosen.id}`: test accuracy {100 * chosen.accuracy:.2f} %, "
+                 f"{chosen.gzip_bytes / 1e6:.2f} MB gzipped, latency {_fmt(chosen.latency_ms, 'ms')} ms "
+                 f"({len(selection.candidates)} candidates, {len(selection.eligible)} eligible).")
     if ref:
-        lines.append(f"Reference float `{ref['id']}`: {100 * ref['accuracy']:.2f} %; drop "
-                     f"{selection['accuracy_drop_pp']:+.2f} pp; target ({selection['target']}) "
-                     f"{'met' if selection['meets_target'] else 'NOT met'}"
-                     + ("" if ref["same_weights"] and ref["same_profile"] else
+        lines.append(f"Reference float `{ref.id}`: {100 * ref.accuracy:.2f} %; drop "
+                     f"{selection.accuracy_drop_pp:+.2f} pp; target ({selection.target}) "
+                     f"{'met' if selection.meets_target else 'NOT met'}"
+                     + ("" if ref.same_weights and ref.same_profile else
                         " (the reference differs in weights origin or profile)") + ".")
     else:
         lines.append("No float baseline of the chosen architecture was found: no reference accuracy.")
     return "\n".join(lines)
-
-
-def load_selection(path: str | os.PathLike) -> dict[str, Any]:
-    return records.Selection.model_validate(fileio.read_json(path)).dump()

@@ -36,12 +36,13 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from trashnet.core import fileio, settings
+from trashnet.core import fileio, records, settings
+from trashnet.core.records import ResultRow, Selection
 from trashnet.core.config import StatsConfig, split_seed_id
 
 STATS_FILE = settings.STATS_FILE
-PREDICTIONS_FILE = "predictions.csv"  # as evaluate.PREDICTIONS_FILE (not imported: evaluate needs more)
-METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = settings.PREDICTIONS_FILE
+METRICS_FILE = settings.METRICS_FILE
 FAMILIES = ("pruned_vs_dense", "quantized_vs_float", "baselines", "final_vs_reference")
 TEST = "exact McNemar test (two-sided binomial test on the discordant images, statsmodels mcnemar(exact=True))"
 
@@ -232,8 +233,7 @@ class Predictions:
 
     @classmethod
     def read(cls, variant: str, variant_dir: Path) -> "Predictions":
-        record = fileio.read_json(variant_dir / METRICS_FILE)
-        classes = list(record.get("classes") or [])
+        classes = list(records.read_metrics(variant_dir).classes)
         path = variant_dir / PREDICTIONS_FILE
         if not classes:
             raise StatsError(f"{variant_dir / METRICS_FILE} lists no classes")
@@ -271,16 +271,11 @@ def _paired(a: Predictions, b: Predictions) -> tuple[list[str] | None, str]:
     return sorted(a.rows), ""
 
 
-def family_pairs(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+def family_pairs(rows: list[ResultRow]) -> list[tuple[str, str, str]]:
     """(family, a, b) for every comparison the source links define, in result order."""
-    pairs = []
-    for row in rows:
-        if row["stage"] == "prune" and row.get("source"):
-            pairs.append(("pruned_vs_dense", row["id"], row["source"]))
-    for row in rows:
-        if row["stage"] == "quantize" and row.get("source"):
-            pairs.append(("quantized_vs_float", row["id"], row["source"]))
-    baselines = [row["id"] for row in rows if row["stage"] == "train" and split_seed_id(row["id"])[1] is None]
+    pairs = [("pruned_vs_dense", row.id, row.source) for row in rows if row.stage == "prune" and row.source]
+    pairs += [("quantized_vs_float", row.id, row.source) for row in rows if row.stage == "quantize" and row.source]
+    baselines = [row.id for row in rows if row.stage == "train" and split_seed_id(row.id)[1] is None]
     pairs += [("baselines", a, b) for a, b in itertools.combinations(baselines, 2)]
     return pairs
 
@@ -291,21 +286,20 @@ def _sd(values: list[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
 
-def seed_summaries(rows: list[dict[str, Any]]) -> list[SeedSummary]:
+def seed_summaries(rows: list[ResultRow]) -> list[SeedSummary]:
     """Per plain variant id: every seed's accuracy and macro-F1, mean and SD."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[ResultRow]] = {}
     for row in rows:
-        groups.setdefault(split_seed_id(row["id"])[0], []).append(row)
+        groups.setdefault(split_seed_id(row.id)[0], []).append(row)
     summaries = []
     for variant, members in groups.items():
         # The plain id holds the first seed; the others follow in the order of their seeds.
-        members.sort(key=lambda r: (split_seed_id(r["id"])[1] is not None, r.get("seed") or 0))
-        accuracy = [float(r["accuracy"]) for r in members]
-        f1 = [None if r.get("macro_f1") is None else float(r["macro_f1"]) for r in members]
+        members.sort(key=lambda r: (split_seed_id(r.id)[1] is not None, r.seed or 0))
+        accuracy = [float(r.accuracy) for r in members]
+        f1 = [None if r.macro_f1 is None else float(r.macro_f1) for r in members]
         known_f1 = [v for v in f1 if v is not None]
         summaries.append(SeedSummary(
-            variant=variant, seeds=[r["seed"] if isinstance(r.get("seed"), int) else split_seed_id(r["id"])[1]
-                                    for r in members],
+            variant=variant, seeds=[r.seed if isinstance(r.seed, int) else split_seed_id(r.id)[1] for r in members],
             accuracy=accuracy, macro_f1=f1, mean_accuracy=statistics.fmean(accuracy), sd_accuracy=_sd(accuracy),
             mean_macro_f1=statistics.fmean(known_f1) if len(known_f1) == len(f1) else None,
             sd_macro_f1=_sd(known_f1) if len(known_f1) == len(f1) else None))
@@ -350,7 +344,7 @@ def tolerance_text(intervals: list[Interval], tolerance_pp: float, confidence: f
     return text + " The paired comparisons in stats.json say which differences are significant."
 
 
-def analyse(rows: list[dict[str, Any]], models_dir: str | os.PathLike, cfg: StatsConfig, *,
+def analyse(rows: list[ResultRow], models_dir: str | os.PathLike, cfg: StatsConfig, *,
             tolerance_pp: float | None = None) -> StatsFile:
     """Intervals, stage-family comparisons and seed summaries for result rows (``select.finished_results``).
 
@@ -360,22 +354,22 @@ def analyse(rows: list[dict[str, Any]], models_dir: str | os.PathLike, cfg: Stat
     skipped: list[Skipped] = []
     usable = []
     for row in rows:
-        if row.get("status") != "ok":
-            skipped.append(Skipped(variant=row["id"], reason=f"{row.get('status')}: {row.get('error', '')}"))
+        if row.status != "ok":
+            skipped.append(Skipped(variant=row.id, reason=f"{row.status}: {row.error or ''}"))
         else:
             usable.append(row)
     predictions: dict[str, Predictions] = {}
     intervals: list[Interval] = []
     for row in usable:
         try:
-            found = Predictions.read(row["id"], models_dir / row["dir"])
+            found = Predictions.read(row.id, models_dir / row.dir)
             labels, predicted = found.arrays()
-            intervals.append(accuracy_interval(labels == predicted, cfg, variant=row["id"]))
-            intervals.append(macro_f1_interval(labels, predicted, len(found.classes), cfg, variant=row["id"]))
+            intervals.append(accuracy_interval(labels == predicted, cfg, variant=row.id))
+            intervals.append(macro_f1_interval(labels, predicted, len(found.classes), cfg, variant=row.id))
         except (StatsError, OSError, ValueError) as error:
-            skipped.append(Skipped(variant=row["id"], reason=str(error)))
+            skipped.append(Skipped(variant=row.id, reason=str(error)))
             continue
-        predictions[row["id"]] = found
+        predictions[row.id] = found
     comparisons = []
     for family, a, b in family_pairs(usable):
         comparison = compare(family, a, b, predictions, cfg)
@@ -409,25 +403,24 @@ def discordant(a: Predictions, b: Predictions) -> tuple[int, int] | str:
     return int((correct_a & ~correct_b).sum()), int((~correct_a & correct_b).sum())
 
 
-def add_final(result: StatsFile, selection: dict[str, Any], models_dir: str | os.PathLike,
-              cfg: StatsConfig) -> StatsFile:
+def add_final(result: StatsFile, selection: Selection, models_dir: str | os.PathLike, cfg: StatsConfig) -> StatsFile:
     """The final model against its float reference (one family of one test), once selection has chosen."""
-    chosen, reference = selection.get("chosen") or {}, selection.get("reference")
+    chosen, reference = selection.chosen, selection.reference
     comparisons = [c for c in result.comparisons if c.family != "final_vs_reference"]
     skipped = list(result.skipped)
     if not reference:
-        skipped.append(Skipped(variant=str(chosen.get("id")), reason="final_vs_reference: no float reference"))
+        skipped.append(Skipped(variant=chosen.id, reason="final_vs_reference: no float reference"))
     else:
-        rows = {row["id"]: row for row in selection.get("results", [])}
+        rows = {row.id: row for row in selection.results}
         predictions = {}
-        for name in (chosen["id"], reference["id"]):
+        for name in (chosen.id, reference.id):
             try:
-                predictions[name] = Predictions.read(name, Path(models_dir) / rows[name]["dir"])
+                predictions[name] = Predictions.read(name, Path(models_dir) / rows[name].dir)
             except (StatsError, OSError, ValueError, KeyError) as error:
                 skipped.append(Skipped(variant=name, reason=f"final_vs_reference: {error}"))
-        comparison = compare("final_vs_reference", chosen["id"], reference["id"], predictions, cfg)
+        comparison = compare("final_vs_reference", chosen.id, reference.id, predictions, cfg)
         if isinstance(comparison, str):
-            skipped.append(Skipped(variant=chosen["id"], reason=comparison))
+            skipped.append(Skipped(variant=chosen.id, reason=comparison))
         else:
             comparisons.append(comparison)
     return result.model_copy(update={"comparisons": adjust(comparisons, cfg.alpha), "skipped": skipped})
