@@ -104,7 +104,8 @@ class Metrics(_Record):
     profile: str | None = None
     seed: int | None = None
     weights: str | None = None
-    image_size: int | None = None
+    image_size: int | None = None  # the model's input side (image_size x input_scale of its config)
+    input_scale: int | None = None  # set only when > 1: the model averages input_scale x input_scale blocks first
     classes: list[str] = Field(default_factory=list)
     test: TestMetrics | None = None
     validation: Headline | None = None
