@@ -44,6 +44,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "all": ALL,
     "background": {"background": 0.7},  # alone, over the baseline
     "resample": {"resample": 0.5},  # issue 26: random resize filters from a 384 px decode, alone
+    # With model.input_scale 3 (a 384 px input) resampling a 384 px decode changes nothing: from 512 px instead.
+    "resample-512": {"resample": 0.5, "resample_source": 512},
 }
 FITS = ("squash", "crop", "pad")
 
@@ -58,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--arch", default="mobilenet_v3_small")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--input-scale", type=int, default=1, help="model.input_scale: the model takes SCALE x "
+                        "--image-size px and averages SCALE x SCALE blocks first (docs/deployment-parity.md)")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ablate_robustness.json"))
@@ -76,7 +80,7 @@ def decode_folder(paths: list[Path], size: int, fit: str):
 
 
 def measure(model, args, dataset_dir: Path, classes: list[str], class_map) -> dict[str, Any]:
-    """Test-split and OOD numbers of a Keras model, for every fit."""
+    """Test-split and OOD numbers of a Keras model, for every fit (photos decoded at the model's input size)."""
     import numpy as np
 
     from trashnet.nets import scoring
@@ -87,11 +91,12 @@ def measure(model, args, dataset_dir: Path, classes: list[str], class_map) -> di
     test = by_split["test"]
     folder = evaluate.scan(args.ood, classes, class_map)
     results = {}
+    size = int(model.input_shape[1])  # image_size x input_scale
     for fit in FITS:
-        test_images = decode_folder([dataset_dir / rel for rel, _ in test], args.image_size, fit)
+        test_images = decode_folder([dataset_dir / rel for rel, _ in test], size, fit)
         probabilities = scoring.keras_probabilities(model, test_images)
         test_scores = evaluate.score([cls for _, cls in test], probabilities.argmax(axis=1), classes)
-        ood_images = decode_folder([folder.root / rel for rel, _ in folder.files], args.image_size, fit)
+        ood_images = decode_folder([folder.root / rel for rel, _ in folder.files], size, fit)
         ood_probabilities = scoring.keras_probabilities(model, ood_images)
         ood = evaluate.score([label for _, label in folder.files], ood_probabilities.argmax(axis=1), classes)
         results[fit] = {"test": {key: test_scores[key] for key in ("n", "accuracy", "macro_f1")},
@@ -104,7 +109,11 @@ def measure(model, args, dataset_dir: Path, classes: list[str], class_map) -> di
 def markdown(results: dict[str, Any]) -> str:
     settings_line = results["settings"]
     lines = [f"# Robustness ablation ({settings_line['kind']})", "",
-             f"{settings_line['arch']}, {settings_line['image_size']} px, {settings_line['epochs']} epochs, "
+             f"{settings_line['arch']}, {settings_line['image_size']} px"
+             + (f" (input {settings_line['input_scale'] * settings_line['image_size']} px, averaged "
+                f"{settings_line['input_scale']}x{settings_line['input_scale']} first)"
+                if settings_line.get("input_scale", 1) > 1 else "")
+             + f", {settings_line['epochs']} epochs, "
              f"seed {settings_line['seed']}, profile `{settings_line['profile']}` otherwise; "
              f"TrashNet test split ({settings_line['test_images']} images) and OOD-dev "
              f"`{settings_line['ood_dataset']}` ({settings_line['ood_images']} images, scored over 6 outputs). "
@@ -126,6 +135,25 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "Train minutes are wall time under different loads (several trainings shared 2 cores), "
               "not a cost comparison."]
     return "\n".join(lines) + "\n"
+
+
+def evaluate_saved(cfg, run_dir: Path, dataset_dir: Path, cache_dir: Path) -> None:
+    """``metrics.json`` of a model that finished training but whose evaluation failed (a wrong $TRASHNET_OOD_DATA):
+    the saved model evaluated as ``train.run_baseline`` would have, training time summed from history.csv."""
+    import csv
+
+    from trashnet.core.keras_env import keras
+    from trashnet.data import inputs
+    from trashnet.nets import scoring
+
+    model_file = run_dir / f"{cfg.id}.keras"
+    with open(run_dir / scoring.HISTORY_FILE, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    data = inputs.load_dataset(dataset_dir, cfg.model.input_size, cache_dir=cache_dir, fit=cfg.model.fit)
+    scoring.write_keras_results(keras.models.load_model(model_file), data, cfg, run_dir, model_path=model_file,
+                                dataset_dir=dataset_dir, train_time_s=sum(float(r["seconds"]) for r in rows),
+                                extra={"training": {"epochs_run": len(rows), "evaluated": "after training, from "
+                                                    "the saved model (the first evaluation failed)"}})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,13 +181,20 @@ def main(argv: list[str] | None = None) -> int:
         augment = RECIPES[name]
         # Its own id, so that the profile's per-architecture overrides (epochs) do not apply.
         entry = {"id": f"{args.arch}.robust-{name}", "stage": "train", "arch": args.arch,
-                 "model": {"image_size": args.image_size},
+                 "model": {"image_size": args.image_size,
+                           **({"input_scale": args.input_scale} if args.input_scale > 1 else {})},
                  "train": {"epochs": args.epochs, "augment": augment}}
         cfg = profiles.resolve_variant(profile, entry)
-        run_dir = work / "models" / f"{args.arch}-{args.image_size}px-{args.epochs}ep" / name
+        scale = f"-x{args.input_scale}" if args.input_scale > 1 else ""
+        run_dir = work / "models" / f"{args.arch}-{args.image_size}px{scale}-{args.epochs}ep" / name
         metrics_file = run_dir / "metrics.json"
+        if not metrics_file.is_file() and (run_dir / f"{cfg.id}.keras").is_file() \
+                and (run_dir / "history.csv").is_file():
+            print(f"== {name}: trained already, evaluating the saved model", flush=True)
+            evaluate_saved(cfg, run_dir, dataset_dir, work / ".cache")
         if not metrics_file.is_file():
-            print(f"== {name}: training {args.arch} at {args.image_size} px for {args.epochs} epochs", flush=True)
+            print(f"== {name}: training {args.arch} at {args.image_size} px (input {cfg.model.input_size} px) for "
+                  f"{args.epochs} epochs", flush=True)
             train.run_baseline(cfg, dataset_dir=dataset_dir, output_dir=run_dir, cache_dir=work / ".cache")
         record = fileio.read_json(metrics_file)
         model = keras.models.load_model(run_dir / f"{cfg.id}.keras")
@@ -176,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         results["settings"] = {
             "kind": "screening" if (args.arch, args.image_size) != ("mobilenet_v3_large", 128) else "full",
             "profile": args.profile, "arch": args.arch, "image_size": args.image_size, "epochs": args.epochs,
+            **({"input_scale": args.input_scale} if args.input_scale > 1 else {}),
             "seed": profile.seed, "threads": args.threads, "test_images": first["test"]["n"],
             "ood_dataset": first["ood"]["dataset"], "ood_images": first["ood"]["n"]}
         results["provenance"] = provenance.collect(seed=profile.seed, profile=args.profile,

@@ -123,7 +123,7 @@ def run_recipe(name: str, recipe: dict[str, Any], args, profile, dataset_dir: Pa
                        "augment": recipe["augment"]}}
     cfg = profiles.resolve_variant(profile, entry)
     seed_everything(cfg.seed)
-    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=work / ".cache", fit=cfg.model.fit)
+    data = inputs.load_dataset(dataset_dir, cfg.model.input_size, cache_dir=work / ".cache", fit=cfg.model.fit)
     classes = list(data.classes)
     model = train.build(cfg, len(classes))
     result: dict[str, Any] = {"recipe": recipe, "arch": args.arch, "weights": args.weights}

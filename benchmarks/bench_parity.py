@@ -1,7 +1,7 @@
 """Does every app that loads the model give the same answer as ``predict``? Top-1 agreement and accuracy per consumer.
 
     python benchmarks/bench_parity.py [--model results/cpu/models/final/trashnet.tflite] [--name final]
-        [--trashnet DIR] [--ood DIR] [--mediapipe-python PY] [--keras RUN/ID.keras] [--input-scale K]
+        [--trashnet DIR] [--ood DIR] [--mediapipe-python PY] [--keras RUN/ID.keras [--convert fp16]] [--input-scale K]
 
 For each way a real app turns a whole photo into the model's input (``trashnet.nets.consumers``: MediaPipe Tasks'
 ``ImageClassifier`` given the file, its resize emulated in Python, Pillow bicubic and bilinear, OpenCV
@@ -11,7 +11,9 @@ official test split (``--trashnet``, default ``$TRASHNET_REAL_DATA``) and on the
 folder (``--ood``, default ``$TRASHNET_OOD_DATA``). MediaPipe and OpenCV run in MediaPipe's tool venv
 (``requirements-mediapipe.lock``; created and cached as the tests do, or ``--mediapipe-python``); LiteRT runs
 every input here. ``--keras`` measures a trained Keras model instead (issue 26's training levers;
-``mediapipe_emulated``, bit-exact, stands for MediaPipe); ``--input-scale K`` simulates a deployment file of
+``mediapipe_emulated``, bit-exact, stands for MediaPipe; with ``--convert PRECISION`` the Keras model is converted
+to a TFLite file with the project's metadata first and that file is measured, the real MediaPipe included: how a
+``model.input_scale`` model is checked); ``--input-scale K`` simulates a deployment file of
 K x the input size whose first layer averages K x K blocks. Writes
 ``benchmarks/results/bench_parity_<name>.json`` and ``.md``.
 """
@@ -168,6 +170,24 @@ def markdown(record: ParityRecord) -> str:
     return "\n".join(lines)
 
 
+def converted(keras_file: Path, precision: str) -> Path:
+    """``keras_file`` as a ``.tflite`` at ``precision`` with the project's TFLite metadata (labels, normalization,
+    the input text of a ``model.input_scale`` model), written beside it: what an app would be given."""
+    from trashnet.core.keras_env import keras
+    from trashnet.deploy.input_scale import input_description
+    from trashnet.nets import convert, models
+    from trashnet.stages import final
+
+    network = keras.models.load_model(keras_file)
+    labels = fileio.read_json(keras_file.parent / settings.METRICS_FILE)["classes"]
+    content = convert.convert(network, precision)
+    content = final.write_metadata(content, labels, version="parity", input_description=input_description(
+        content, {"input_scale": models.input_scale(network)}))
+    out = keras_file.with_name(f"{keras_file.stem}.{precision}.tflite")
+    fileio.atomic_write_bytes(out, content)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=settings.REPO_ROOT / "results/cpu/models/final/trashnet.tflite")
@@ -176,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ood", type=Path, default=settings.ood_data())
     parser.add_argument("--keras", type=Path, help="measure this Keras model (its run folder's metrics.json gives "
                                                     "the classes) instead; --model then only feeds MediaPipe")
+    parser.add_argument("--convert", choices=["fp32", "fp16"], help="with --keras: convert it to a TFLite file at "
+                        "this precision (with metadata) and measure that file, real MediaPipe included")
     parser.add_argument("--input-scale", type=int, default=1, help="simulate a file of SCALE x the input size "
                                                                    "that averages SCALE x SCALE blocks first")
     parser.add_argument("--mediapipe-python", help="MediaPipe's venv interpreter (default: the tests' cached venv)")
@@ -186,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     if python is None:
         from toolvenv import tool_python
         python = str(tool_python(settings.REPO_ROOT / "requirements-mediapipe.lock"))
+    if args.convert is not None:
+        if args.keras is None:
+            parser.error("--convert needs --keras")
+        args.model, args.keras = converted(args.keras, args.convert), None
     model = litert.load(args.model)
     classify, labels, size, measured = model.predict, model.labels, model.image_size, args.model
     if args.keras is not None:

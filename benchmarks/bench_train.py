@@ -58,7 +58,7 @@ def compiled_model(arch: str, cfg, num_classes: int, total_steps: int):
 
 def naive_pipeline(dataset_dir: Path, labels, cfg, num_classes: int):
     """JPEGs decoded per epoch + Keras augmentation layers: what most tutorials do."""
-    size, augment = cfg.model.image_size, cfg.train.augment
+    size, augment = cfg.model.input_size, cfg.train.augment
     layers = keras.Sequential([
         keras.layers.RandomFlip("horizontal_and_vertical", seed=cfg.seed),
         keras.layers.RandomRotation(augment.rotation, fill_mode="reflect", seed=cfg.seed),
@@ -75,7 +75,7 @@ def naive_pipeline(dataset_dir: Path, labels, cfg, num_classes: int):
 
 def bench_arch(arch: str, cfg, dataset_dir: Path, split: inputs.Split, num_classes: int, *, steps: int,
                warmup: int, latency_runs: int) -> dict:
-    size, batch = cfg.model.image_size, cfg.train.batch_size
+    size, batch = cfg.model.input_size, cfg.train.batch_size
     result: dict = {"arch": arch, "image_size": size, "batch_size": batch}
     total = steps + warmup
     model = compiled_model(arch, cfg, num_classes, total)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if dataset_dir is None:
             dataset_dir = Path(scratch) / "dataset"
             prepare.prepare(settings.SAMPLE_DIR, dataset_dir)
-        loaded = inputs.load_dataset(dataset_dir, cfg.model.image_size)
+        loaded = inputs.load_dataset(dataset_dir, cfg.model.input_size)
         results = []
         for arch in args.arch or list(models.REGISTRY):
             print(f"{arch} ...", flush=True)

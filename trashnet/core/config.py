@@ -97,14 +97,25 @@ class ModelConfig(Strict):
     head: Literal["pooled", "last_point"] = "pooled"
     fit: Literal["squash", "crop", "pad"] = "squash"  # photo -> square input (images.to_model_input); it
     # travels with the model (metadata.json), so predict and evaluate fit photos the way training did
+    # Preprocessing parity (issue 26, docs/deployment-parity.md, lever 3): K > 1 makes the model take K x
+    # image_size px and average K x K blocks as its first layer, so the network still sees image_size px while
+    # an app's resizer reduces a photo ~K times less (less aliasing). Data is decoded at `input_size`.
+    input_scale: int = Field(1, ge=1, le=8)
+
+    @property
+    def input_size(self) -> int:
+        """The side of the model's real input (Keras, TFLite, predict's decode): image_size x input_scale."""
+        return self.image_size * self.input_scale
 
     @model_serializer(mode="wrap")
-    def _omit_pooled_head(self, handler):
-        # The head option came after results were cached: its default stays out of dumps, hence of cache keys.
-        # Read through __dict__: a dump is provenance, not a field read (``recording``).
+    def _omit_new_defaults(self, handler):
+        # head and input_scale came after results were cached: their defaults stay out of dumps, hence of cache
+        # keys. Read through __dict__: a dump is provenance, not a field read (``recording``).
         data = handler(self)
         if self.__dict__["head"] == "pooled":
             data.pop("head", None)
+        if self.__dict__["input_scale"] == 1:
+            data.pop("input_scale", None)
         return data
 
 

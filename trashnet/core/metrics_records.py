@@ -138,7 +138,8 @@ class _MetricsBase(_Block):
     profile: str | None = None
     seed: int | None = None
     weights: str | None = None
-    image_size: int | None = None
+    image_size: int | None = None  # the model's input side (image_size x input_scale of its config)
+    input_scale: int | None = None  # written only when > 1: the model averages input_scale x input_scale blocks first
     classes: list[str] = Field(default_factory=list)
     test: TestMetrics | None = None
     ood: OOD | None = None

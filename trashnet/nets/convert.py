@@ -110,7 +110,7 @@ def convert(model: keras.Model, precision: str, *, representative: np.ndarray | 
 
 
 def int16_compatible(model: keras.Model, *, arch: str, image_size: int, alpha: float,
-                     dropout: float, head: str = "pooled") -> keras.Model:
+                     dropout: float, head: str = "pooled", input_scale: int = 1) -> keras.Model:
     """A MobileNetV3 rebuilt with ``models.int16_hard_swish`` carrying ``model``'s weights, layer by layer.
 
     Weighted layers are matched by name (the rewrite touches only weightless layers); a layer missing
@@ -118,7 +118,7 @@ def int16_compatible(model: keras.Model, *, arch: str, image_size: int, alpha: f
     """
     with models.int16_hard_swish():
         rebuilt = models.build_model(arch, num_classes=int(model.output_shape[-1]), image_size=image_size,
-                                     alpha=alpha, dropout=dropout, head=head)
+                                     alpha=alpha, dropout=dropout, head=head, input_scale=input_scale)
     return carry_weights(model, rebuilt, arch=arch)
 
 

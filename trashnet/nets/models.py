@@ -22,6 +22,7 @@ from trashnet.core.keras_env import keras, tf
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 PREPROCESS_NAME = "preprocess"
+INPUT_POOL_NAME = "input_pool"  # input_scale > 1: the K x K average before the preprocessing
 HEADS = ("pooled", "last_point")  # model.head: what sits between the pooling and the dropout
 LAST_POINT_NAME = "last_point"  # the V3 head's 1x1 conv after pooling (Keras' top-only "Conv_2"), as a Dense
 
@@ -103,12 +104,16 @@ def build_model(
     bn_momentum: float | None = None,
     head: str = "pooled",
     last_point: tuple[np.ndarray, np.ndarray] | None = None,
+    input_scale: int = 1,
 ) -> keras.Model:
     """A flat classifier: raw pixels -> Rescaling -> backbone -> pooling -> dropout -> softmax.
 
     ``head="last_point"`` (MobileNetV3 only) puts the ImageNet head's "last point" layer after the pooling:
     a dense layer (960 -> 1280 for V3-Large, 576 -> 1024 for V3-Small) and the arch's activation, filled with
     ``last_point`` (kernel, bias) when given (``imagenet.last_point`` reads them from the TFLite file).
+
+    ``input_scale`` K > 1: the input is K x ``image_size`` px and an ``AveragePooling2D(K)`` first layer brings
+    it to ``image_size`` before the Rescaling (config.ModelConfig.input_scale, docs/deployment-parity.md).
     """
     entry = get_architecture(arch)
     if head not in HEADS:
@@ -119,8 +124,7 @@ def build_model(
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     if image_size < 32:
         raise ValueError(f"image_size must be at least 32 (MobileNet's minimum), got {image_size}")
-    inputs = keras.Input((image_size, image_size, 3), dtype="float32", name=INPUT_NAME)
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name=PREPROCESS_NAME)(inputs)
+    inputs, x = model_input(image_size, input_scale)
     backbone = entry.backbone(x, alpha=alpha, weights=keras_weights(weights))
     x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone.output)
     if head == "last_point":
@@ -134,6 +138,29 @@ def build_model(
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = bn_momentum
     return model
+
+
+def model_input(image_size: int, input_scale: int = 1) -> tuple[tf.Tensor, tf.Tensor]:
+    """The raw-pixel input (K x ``image_size`` px) and the Rescaled tensor the backbone reads, with the K x K
+    average first when ``input_scale`` K > 1 (shared by ``build_model`` and the XNNPack layout)."""
+    if input_scale < 1:
+        raise ValueError(f"input_scale must be at least 1, got {input_scale}")
+    side = image_size * input_scale
+    inputs = keras.Input((side, side, 3), dtype="float32", name=INPUT_NAME)
+    x = inputs
+    if input_scale > 1:  # a plain AVERAGE_POOL_2D in TFLite: converts and quantizes (int8, 16x8) like any op
+        x = keras.layers.AveragePooling2D(input_scale, name=INPUT_POOL_NAME)(x)
+    return inputs, keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name=PREPROCESS_NAME)(x)
+
+
+def input_scale(model: keras.Model) -> int:
+    """K of a model built with ``input_scale`` K (its ``input_pool`` layer), 1 without one: rebuilding a trained
+    model (int16 hard-swish, QAT, the XNNPack layout) reads it here, with ``image_size`` = input side // K."""
+    try:
+        pool = model.get_layer(INPUT_POOL_NAME)
+    except ValueError:
+        return 1
+    return int(pool.pool_size[0])
 
 
 def last_point_block(arch: str, x: tf.Tensor, *, alpha: float,
@@ -165,7 +192,7 @@ def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """Layers between the preprocessing and the classifier head (for freezing in fine-tuning)."""
     head = {"pool", "head_dropout", OUTPUT_NAME}
     return [layer for layer in model.layers
-            if layer.name not in head and layer.name != PREPROCESS_NAME
+            if layer.name not in head and layer.name not in (PREPROCESS_NAME, INPUT_POOL_NAME)
             and not isinstance(layer, keras.layers.InputLayer)]
 
 

@@ -186,6 +186,7 @@ def evaluate_keras_model(model, data, cfg, *, model_path: str | os.PathLike, dat
         "variant": cfg.id, "stage": cfg.stage, "arch": cfg.arch, "source": cfg.source, "precision": "fp32",
         "format": "keras", "profile": cfg.profile, "seed": cfg.seed, "weights": weights,
         "image_size": int(model.input_shape[1]), "classes": classes,
+        "input_scale": models.input_scale(model) if models.input_scale(model) > 1 else None,
         "test": classification_metrics(data.test.labels, probabilities, classes),
         "validation": {key: validation[key] for key in ("n", "accuracy", "macro_f1")},
         "ood": ood,

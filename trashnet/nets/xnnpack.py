@@ -51,7 +51,7 @@ def _xnnpack_v3_graph() -> Iterator[None]:
 
 
 def build_xnnpack_mobilenet_v3(arch: str, *, num_classes: int, image_size: int, alpha: float = 1.0,
-                               dropout: float = 0.2, head: str = "pooled") -> keras.Model:
+                               dropout: float = 0.2, head: str = "pooled", input_scale: int = 1) -> keras.Model:
     """MobileNetV3 laid out for ``PruneForLatencyOnXNNPack`` (stock V3 is refused, docs/toolchain-facts.md).
 
     Differences from ``models.build_model``: the stem is ``ZeroPadding2D(1)`` + 3x3/stride-2/``valid``
@@ -64,8 +64,7 @@ def build_xnnpack_mobilenet_v3(arch: str, *, num_classes: int, image_size: int, 
     if not arch.startswith("mobilenet_v3"):
         raise ValueError(f"the XNNPack layout is built for MobileNetV3 only, not {arch!r}")
     entry = models.get_architecture(arch)
-    inputs_ = keras.Input((image_size, image_size, 3), dtype="float32", name=models.INPUT_NAME)
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name=models.PREPROCESS_NAME)(inputs_)
+    inputs_, x = models.model_input(image_size, input_scale)  # with the K x K input_pool, as build_model
     with _xnnpack_v3_graph():
         backbone = entry.backbone(x, alpha=alpha, weights=None)
     x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="pool")(backbone.output)

@@ -11,6 +11,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from trashnet.deploy.input_scale import record_scale, scale_text
 from trashnet.core import fileio, images, settings
 from trashnet.core.config import VariantConfig
 from trashnet.core.litert import TFLiteModel, read_metadata
@@ -151,7 +152,7 @@ def model_card(selection: Selection, record: dict[str, Any], verification: dict[
                model_path: Path, labels: list[str], build: dict[str, Any], *, version: str,
                data: DataSection, interval: dict[str, Any] | None = None) -> dict[str, Any]:
     runner = TFLiteModel(model_path)
-    size, dtype = runner.image_size, runner.input_dtype.name
+    size, dtype, scale = runner.image_size, runner.input_dtype.name, record_scale(record)
     fit = model_fit(model_path.read_bytes())
     trained = record.get("provenance") or {}
     chosen = selection.chosen
@@ -172,7 +173,9 @@ def model_card(selection: Selection, record: dict[str, Any], verification: dict[
                             if int(runner.input.get("shape_signature", runner.input["shape"])[0]) == -1
                             else "fixed at 1"),
                   "range": "[0, 255]", "normalization": NORMALIZATION,
-                  "preprocessing": PREPROCESSING.format(size=size, dtype=dtype, fit_text=FIT_TEXT[fit]),
+                  "preprocessing": PREPROCESSING.format(size=size, dtype=dtype, fit_text=FIT_TEXT[fit])
+                  + scale_text(size, scale),
+                  **({"input_scale": scale, "network_size": size // scale} if scale > 1 else {}),
                   "fit": fit, "resize_filter": "Pillow bilinear, antialiased, after JPEG draft decoding",
                   "color_order": "RGB", "pillow_snippet": images.pillow_snippet(size, fit)},
         "output": {"shape": runner.output["shape"].tolist(), "dtype": runner.output["dtype"].__name__,

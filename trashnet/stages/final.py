@@ -37,6 +37,7 @@ from trashnet.core import fileio, images, provenance, records, settings
 from trashnet.stages import select, stats
 from trashnet.core.config import VariantConfig, config_to_dict
 from trashnet.core.tflite import TFLiteModel
+from trashnet.deploy.input_scale import input_description, record_scale
 from trashnet.deploy.predict import LABELS_FILE, METADATA_FILE, evaluate_split
 from trashnet.stages.card import MODEL_FILE, MODEL_NAME, NORMALIZATION, card_markdown, data_section, model_card
 
@@ -92,7 +93,8 @@ def metadata_python() -> Path:
     return Path(value) if value else settings.METADATA_VENV / "bin" / "python"
 
 
-def write_metadata(model: bytes, labels: list[str], *, version: str, info: dict[str, Any] | None = None) -> bytes:
+def write_metadata(model: bytes, labels: list[str], *, version: str, info: dict[str, Any] | None = None,
+                   input_description: str | None = None) -> bytes:
     """``model`` with the official TFLite image-classifier metadata, written by tflite-support in its venv.
 
     ``info`` is packed as ``metadata.json``, a model-level associated file (type DESCRIPTIONS) that the
@@ -113,6 +115,8 @@ def write_metadata(model: bytes, labels: list[str], *, version: str, info: dict[
                 "output": str(folder / "out.tflite"), "name": MODEL_NAME, "version": version,
                 "description": MODEL_DESCRIPTION, "author": MODEL_AUTHOR, "license": MODEL_LICENSE,
                 **NORMALIZATION}
+        if input_description is not None:  # else tflite-support's default text (byte-identical to its writer)
+            spec["input_description"] = input_description
         if info is not None:
             (folder / METADATA_FILE).write_text(fileio.dumps_json(info), encoding="utf-8")
             spec["model_files"] = [{"path": str(folder / METADATA_FILE),
@@ -233,10 +237,12 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
     info = {"name": MODEL_NAME, "version": version, "variant": chosen.id, "classes": labels,
             "input": {"range": "[0, 255]", "color": "RGB", "resize": f"{config.model.fit}, bilinear", **NORMALIZATION},
             "fit": config.model.fit,  # read by predict and evaluate (images.to_model_input)
+            **({"input_scale": record_scale(record)} if record_scale(record) > 1 else {}),
             "source_sha256": fileio.sha256_bytes(original_bytes), "weights": record.get("weights"),
             "profile": record.get("profile"), "seed": record.get("seed")}
     model_path = output_dir / MODEL_FILE
-    fileio.atomic_write_bytes(model_path, write_metadata(original_bytes, labels, version=version, info=info))
+    fileio.atomic_write_bytes(model_path, write_metadata(original_bytes, labels, version=version, info=info,
+                                                         input_description=input_description(original_bytes, record)))
     fileio.atomic_write_text(output_dir / LABELS_FILE, labels_text)
     select.write_selection(selection, output_dir)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 
-from trashnet.nets import imagenet, scoring, xnnpack
+from trashnet.nets import imagenet, models, scoring, xnnpack
 from trashnet.nets.sparsity import (M_BY_N, check_m_by_n, pruning_policy, pruning_wrappers, sparsity_report,
                                      tfmot_sparsity)
 from trashnet.core import fileio, records
@@ -217,9 +217,9 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
     seed_everything(cfg.seed)
 
     source = keras.models.load_model(source_file, compile=False)
-    image_size = int(source.input_shape[1])
-    if image_size != cfg.model.image_size:
-        notes.append(f"source model takes {image_size} px; config says {cfg.model.image_size}: used {image_size}")
+    image_size = int(source.input_shape[1])  # the model's real input: image_size x input_scale
+    if image_size != cfg.model.input_size:
+        notes.append(f"source model takes {image_size} px; config says {cfg.model.input_size}: used {image_size}")
     data = inputs.load_dataset(dataset_dir, image_size, cache_dir=cache_dir, fit=cfg.model.fit)
     if source.output_shape[-1] != len(data.classes):
         raise ValueError(f"{source_file.name} has {source.output_shape[-1]} outputs, the data "
@@ -231,9 +231,11 @@ def run_pruning(cfg: VariantConfig, *, dataset_dir: str | Path, source_dir: str 
                      "measured here")
 
     if method == "xnnpack":
-        model = xnnpack.build_xnnpack_mobilenet_v3(cfg.arch, num_classes=len(data.classes), image_size=image_size,
-                                           alpha=cfg.model.alpha, dropout=cfg.model.dropout,
-                                           head=cfg.model.head)
+        scale = models.input_scale(source)
+        model = xnnpack.build_xnnpack_mobilenet_v3(cfg.arch, num_classes=len(data.classes),
+                                                   image_size=image_size // scale, alpha=cfg.model.alpha,
+                                                   dropout=cfg.model.dropout, head=cfg.model.head,
+                                                   input_scale=scale)
         xnnpack.transfer_weights(source, model)
     else:
         # tfmot wraps the model's own layer objects, so pruning a model prunes it in place: prune a second

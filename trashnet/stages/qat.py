@@ -166,7 +166,7 @@ def annotatable_model(model: keras.Model, *, arch: str, alpha: float, dropout: f
                       form: str = "keras", head: str = "pooled") -> keras.Model:
     """``model`` rebuilt from annotatable layers, carrying its weights (matched by layer name).
 
-    Input size and BatchNorm momentum (it matters when QAT trains) are read from ``model`` itself.
+    Input size, input scale and BatchNorm momentum (it matters when QAT trains) are read from ``model`` itself.
     """
     from trashnet.nets import convert
 
@@ -174,8 +174,9 @@ def annotatable_model(model: keras.Model, *, arch: str, alpha: float, dropout: f
                      if isinstance(layer, keras.layers.BatchNormalization)), None)
     with annotatable_layers(form):
         rebuilt = models.build_model(arch, num_classes=int(model.output_shape[-1]),
-                                     image_size=int(model.input_shape[1]), alpha=alpha, dropout=dropout,
-                                     bn_momentum=momentum, head=head)
+                                     image_size=int(model.input_shape[1]) // models.input_scale(model), alpha=alpha,
+                                     dropout=dropout, bn_momentum=momentum, head=head,
+                                     input_scale=models.input_scale(model))
     convert.carry_weights(model, rebuilt, arch=arch)
     left = tf_op_layers(rebuilt)
     if left:

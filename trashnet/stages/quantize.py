@@ -43,7 +43,8 @@ def prepare_model(model: keras.Model, cfg: VariantConfig) -> tuple[keras.Model, 
     if cfg.precision != "int16x8" or not models.get_architecture(cfg.arch).uses_hard_swish:
         return model, None
     rebuilt = convert.int16_compatible(model, arch=cfg.arch, image_size=cfg.model.image_size, alpha=cfg.model.alpha,
-                               dropout=cfg.model.dropout, head=cfg.model.head)
+                               dropout=cfg.model.dropout, head=cfg.model.head,
+                               input_scale=cfg.model.input_scale)
     return rebuilt, {"hard_swish": "(x / 6) * relu6(x + 3)",
                      "replaces": "x * relu6(x + 3) / 6 (fused by the converter into HARD_SWISH)"}
 
@@ -77,7 +78,7 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
         raise FileNotFoundError(f"{source_path} not found: run the {cfg.source_stage} stage for {cfg.source!r}")
     seed_everything(cfg.seed)
     source_record = _source_record(source_dir)
-    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir, fit=cfg.model.fit)
+    data = inputs.load_dataset(dataset_dir, cfg.model.input_size, cache_dir=cache_dir, fit=cfg.model.fit)
     model = keras.models.load_model(source_path, compile=False)
     source_sha = fileio.sha256_file(source_path)
     reference = _float_reference(model, data, source_sha, cache_dir)
@@ -85,7 +86,8 @@ def run_quantization(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, sour
     record: dict[str, Any] = {
         "variant": cfg.id, "stage": cfg.stage, "arch": cfg.arch, "source": cfg.source,
         "precision": cfg.precision, "format": "tflite", "profile": cfg.profile, "seed": cfg.seed,
-        "weights": weights, "image_size": cfg.model.image_size, "classes": list(data.classes),
+        "weights": weights, "image_size": cfg.model.input_size, "classes": list(data.classes),
+        **({"input_scale": cfg.model.input_scale} if cfg.model.input_scale > 1 else {}),
         "source_model": {"file": source_path.name, "sha256": source_sha,
                          "float_test": _headline(scoring.classification_metrics(
                              data.test.labels, reference, data.classes))},

@@ -52,7 +52,7 @@ def backbone_features(model: keras.Model, data: inputs.Dataset, cfg: VariantConf
     ``model.head: last_point``) of the train and validation splits, cached on disk."""
     extra = {} if cfg.model.head == "pooled" else {"head": cfg.model.head}  # pooled keys stay as they were
     key = hashlib.sha256(json.dumps({**extra,
-        "arch": cfg.arch, "alpha": cfg.model.alpha, "size": cfg.model.image_size, "mixed": mixed,
+        "arch": cfg.arch, "alpha": cfg.model.alpha, "size": cfg.model.input_size, "mixed": mixed,
         "weights": imagenet.weights_origin(cfg.model.weights, cfg.arch), "manifest": data.manifest_sha256,
         # What else the features depend on: the decoded pixels, the network's code, the TensorFlow version.
         "decoder": inputs.decoder_key(), "models": fileio.sha256_file(models.__file__),
@@ -156,7 +156,8 @@ def build(cfg: VariantConfig, num_classes: int, *, weights: str | None = None) -
     return models.build_model(cfg.arch, num_classes=num_classes, image_size=model.image_size, alpha=model.alpha,
                               weights=imagenet.resolve_weights(weights, cfg.arch), dropout=model.dropout,
                               bn_momentum=model.bn_momentum, head=model.head,
-                              last_point=imagenet.head_weights(weights, cfg.arch, model.head))
+                              last_point=imagenet.head_weights(weights, cfg.arch, model.head),
+                              input_scale=model.input_scale)
 
 
 def float32_copy(model: keras.Model, cfg: VariantConfig, num_classes: int) -> keras.Model:
@@ -192,7 +193,7 @@ def run_baseline(cfg: VariantConfig, *, dataset_dir: str | os.PathLike, output_d
     imagenet.resolve_weights(cfg.model.weights, cfg.arch)
     seed_everything(cfg.seed)
     augment = cfg.train.augment
-    data = inputs.load_dataset(dataset_dir, cfg.model.image_size, cache_dir=cache_dir, fit=cfg.model.fit,
+    data = inputs.load_dataset(dataset_dir, cfg.model.input_size, cache_dir=cache_dir, fit=cfg.model.fit,
                                source_size=augment.resample_source if augment.resample > 0 else None)
     num_classes = len(data.classes)
     pretrained = cfg.model.weights != "none"
@@ -250,7 +251,7 @@ def warmup_epoch_seconds(cfg: VariantConfig, train_images: int, *, steps: int = 
     Random initial weights whatever ``cfg`` asks (nothing to download); the head's size barely matters."""
     seed_everything(cfg.seed)
     model = build(cfg, num_classes, weights="none")
-    batch, size = cfg.train.batch_size, cfg.model.image_size
+    batch, size = cfg.train.batch_size, cfg.model.input_size
     schedule = lr_schedule(cfg.train.learning_rate, total_steps=1000, warmup_steps=0)
     model.compile(optimizer=make_optimizer(model, schedule, weight_decay=cfg.train.weight_decay, total_steps=1000,
                                            ema=cfg.train.ema),
