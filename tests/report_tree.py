@@ -16,7 +16,6 @@ import results_tree
 from trashnet.stages import final
 from trashnet.core import config, profiles, records, settings
 from trashnet.data import prepare
-from trashnet.nets import scoring
 from trashnet.stages import stats as trashnet_stats
 
 _BUILT: dict[str, Path] = {}
