@@ -1,8 +1,7 @@
 """Per-stage cache keys: a change reruns only the variants whose stage reads it.
 
-The reruns run the real stage notebooks on the tiny profile (``realrun``): the keys cover the config fields each
-stage recorded as read, so only real stages can show it. The report and final-alone tests steer files by hand
-and build no model: they stay on the stand-in notebooks (``standin``).
+The reruns run the real stage notebooks on the tiny profile (``realrun``, one shared run per session): the keys
+cover the config fields each stage recorded as read, which only real stages record.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import pytest
 import yaml
 
 import realrun
-import standin
 from trashnet.core import config, profiles, provenance, records, registry, settings
 from trashnet.runner import cache, pipeline
 
@@ -96,14 +94,15 @@ def real_env(monkeypatch):
         monkeypatch.setenv(name, value)
 
 
-def real_rerun(out: Path, profile: Path = realrun.PROFILE) -> list[str]:
-    """Run the tiny profile again on ``out``; the ids of the variants that ran (their manifest is new)."""
+def real_rerun(out: Path, profile: Path = realrun.PROFILE, *, variants: str | None = None,
+               report: bool = False) -> list[str]:
+    """Run the tiny profile (or ``variants``) again on ``out``; the ids of the variants that ran (new manifest)."""
     before = {variant: manifest["finished"] for variant, manifest in realrun.manifests(out).items()}
     lines: list[str] = []
-    status = pipeline.run(profile=str(profile), out=out, jobs=2, report=False, verify=False, log=lines.append)
+    status = pipeline.run(profile=str(profile), out=out, variants=variants, jobs=2, report=report, verify=False,
+                          log=lines.append)
     assert status == 0, "\n".join(lines)
     after = realrun.manifests(out)
-    assert sorted(after) == realrun.VARIANTS
     return sorted(variant for variant, manifest in after.items() if manifest["finished"] != before.get(variant))
 
 
@@ -171,16 +170,18 @@ def test_one_prune_setting_reruns_that_variant_and_its_children(tmp_path_factory
         "final", "mobilenet_v3_small.prune-2of4", "mobilenet_v3_small.prune-2of4.fp16"]
 
 
-# --- on the stand-in notebooks -------------------------------------------------------------------------
-
-def rerun(out: Path, trace: Path, *, profile: str | Path = "quick", report: bool = False) -> list[str]:
-    """Run the stand-in selection again; the ids of the notebooks that ran (sorted)."""
-    trace.unlink(missing_ok=True)
-    lines: list[str] = []
-    status = pipeline.run(profile=str(profile), out=out, variants=standin.SELECTION, report=report,
-                          log=lines.append)
-    assert status == 0, "\n".join(lines)
-    return sorted(standin.traced(trace))
+@pytest.mark.slow
+def test_final_selected_alone_reruns_when_its_upstream_results_changed(tmp_path_factory, tmp_path, real_env):
+    """Issue 24: `run --variants final` keyed on nothing upstream and reported stale results as cached."""
+    out = realrun.copy_run(realrun.completed_run(tmp_path_factory), tmp_path / "out")
+    assert real_rerun(out, variants="final") == []  # nothing changed: cached, whatever was selected
+    models = settings.Layout(out, realrun.NAME).models
+    metrics = models / "quantize" / "mobilenet_v3_small.prune-2of4.fp16" / "metrics.json"
+    metrics.write_text(metrics.read_text().replace('"accuracy"', '"accuracy" ', 1))
+    assert real_rerun(out, variants="final") == ["final"]
+    assert real_rerun(out, variants="final") == []
+    shutil.rmtree(models / "prune" / "mobilenet_v3_small.prune-2of4")
+    assert real_rerun(out, variants="final") == ["final"]
 
 
 def edited_package(tmp_path: Path, module: str) -> Path:
@@ -193,34 +194,13 @@ def edited_package(tmp_path: Path, module: str) -> Path:
 
 
 @pytest.mark.slow
-def test_report_code_or_templates_rebuild_only_the_report(tmp_path_factory, tmp_path, standin_env, monkeypatch):
-    out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
+def test_report_code_or_templates_rebuild_only_the_report(tmp_path_factory, tmp_path, real_env, monkeypatch):
+    out = realrun.copy_run(realrun.completed_run(tmp_path_factory), tmp_path / "out")
     templates = tmp_path / "templates"
     shutil.copytree(settings.TEMPLATES_DIR, templates)
     page = templates / "report.html.j2"
     page.write_text(page.read_text().replace("</body>", "<p>edited-template-marker</p></body>"))
     monkeypatch.setattr(settings, "TEMPLATES_DIR", templates)
     monkeypatch.setattr(provenance, "CODE_DIR", edited_package(tmp_path, "report/chapter.py"))
-    assert rerun(out, standin_env, report=True) == []
-    assert "edited-template-marker" in (settings.Layout(out, "quick").report / "en" / "index.html").read_text()
-
-
-@pytest.mark.slow
-def test_final_selected_alone_reruns_when_its_upstream_results_changed(tmp_path_factory, tmp_path, standin_env):
-    """Issue 24: `run --variants final` keyed on nothing upstream and reported stale results as cached."""
-    out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
-
-    def final_alone() -> list[str]:
-        standin_env.unlink(missing_ok=True)
-        lines: list[str] = []
-        assert pipeline.run(profile="quick", out=out, variants="final", report=False, log=lines.append) == 0, lines
-        return sorted(standin.traced(standin_env))
-
-    assert final_alone() == []  # nothing changed: cached, whatever was selected
-    models = settings.Layout(out, "quick").models
-    metrics = models / "quantize" / "mobilenet_v3_small.fp16" / "metrics.json"
-    metrics.write_text(metrics.read_text().replace('"accuracy"', '"accuracy" ', 1))
-    assert final_alone() == ["final"]
-    assert final_alone() == []
-    shutil.rmtree(models / "prune" / "mobilenet_v3_large.prune-2of4")
-    assert final_alone() == ["final"]
+    assert real_rerun(out, report=True) == []
+    assert "edited-template-marker" in (settings.Layout(out, realrun.NAME).report / "en" / "index.html").read_text()
