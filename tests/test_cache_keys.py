@@ -1,4 +1,8 @@
-"""Per-stage cache keys: a change reruns only the variants whose stage reads it (stand-in notebooks)."""
+"""Per-stage cache keys: a change reruns only the variants whose stage reads it.
+
+The reruns run the real stage notebooks on the tiny profile (``realrun``, one shared run per session): the keys
+cover the config fields each stage recorded as read, which only real stages record.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import standin
+import realrun
 from trashnet.core import config, profiles, provenance, records, registry, settings
 from trashnet.runner import cache, pipeline
 
@@ -79,25 +83,105 @@ def test_config_inputs_are_what_the_stage_read(quick_profile):
     assert picked["prune.distill"] is (variant.prune.distill is not None)
 
 
-# --- reruns, end to end on the stand-in notebooks -------------------------------------------------------
+# --- reruns, end to end on the real notebooks (tiny profile) ------------------------------------------
 
-def rerun(out: Path, trace: Path, *, profile: str | Path = "quick", report: bool = False) -> list[str]:
-    """Run the stand-in selection again; the ids of the notebooks that ran (sorted)."""
-    trace.unlink(missing_ok=True)
+@pytest.fixture
+def real_env(monkeypatch):
+    """The environment ``realrun`` gives its subprocess, set for an in-process ``pipeline.run``."""
+    for name in ("TRASHNET_NOTEBOOKS", "STANDIN_TRACE", "STANDIN_BEHAVIOUR", settings.ENV_DATA):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in realrun.environment().items():
+        monkeypatch.setenv(name, value)
+
+
+def real_rerun(out: Path, profile: Path = realrun.PROFILE, *, variants: str | None = None,
+               report: bool = False) -> list[str]:
+    """Run the tiny profile (or ``variants``) again on ``out``; the ids of the variants that ran (new manifest)."""
+    before = {variant: manifest["finished"] for variant, manifest in realrun.manifests(out).items()}
     lines: list[str] = []
-    status = pipeline.run(profile=str(profile), out=out, variants=standin.SELECTION, report=report,
+    status = pipeline.run(profile=str(profile), out=out, variants=variants, jobs=2, report=report, verify=False,
                           log=lines.append)
     assert status == 0, "\n".join(lines)
-    return sorted(standin.traced(trace))
+    after = realrun.manifests(out)
+    return sorted(variant for variant, manifest in after.items() if manifest["finished"] != before.get(variant))
 
 
-def edited_profile(tmp_path: Path, change: dict) -> Path:
-    """experiments/profiles/quick.yaml with ``change`` merged in, under the same name (same folders)."""
-    body = yaml.safe_load((settings.PROFILES_DIR / "quick.yaml").read_text())
-    path = tmp_path / "profiles" / "quick.yaml"
+def edited_tiny(tmp_path: Path, change: dict) -> Path:
+    """The tiny profile with ``change`` merged in, under the same name (same folders)."""
+    body = yaml.safe_load(realrun.PROFILE.read_text())
+    path = tmp_path / "profiles" / realrun.PROFILE.name
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(profiles.deep_merge(body, change)))
     return path
+
+
+def reads_of(out: Path) -> dict[str, records.ConfigReads]:
+    return {variant: records.read_config_reads(manifest["folder"])
+            for variant, manifest in realrun.manifests(out).items()}
+
+
+@pytest.mark.slow
+def test_every_real_variant_keys_on_the_fields_it_recorded(tmp_path_factory):
+    out = realrun.completed_run(tmp_path_factory)
+    manifests = realrun.manifests(out)
+    assert sorted(manifests) == realrun.VARIANTS
+    for variant, manifest in manifests.items():
+        reads = records.read_config_reads(manifest["folder"])
+        assert reads is not None and reads.fields, variant
+        keyed = manifest["inputs"]["config"]
+        assert set(reads.fields) | set(reads.sections) <= set(keyed), variant
+        assert set(keyed) - set(reads.fields) - set(reads.sections) <= set(cache.IDENTITY), variant
+    reads = reads_of(out)
+    # Each stage reads its own section; training never reads pruning or selection settings.
+    assert "prune.learning_rate" in reads["mobilenet_v3_small.prune-2of4"].fields
+    assert "select.accuracy_tolerance_pp" in reads["final"].fields
+    assert not any(field.startswith(("prune.", "select.")) for field in reads["mobilenet_v3_small"].fields)
+
+
+@pytest.mark.slow
+def test_real_run_unchanged_or_unread_setting_reruns_nothing(tmp_path_factory, tmp_path, real_env):
+    out = realrun.copy_run(realrun.completed_run(tmp_path_factory), tmp_path / "out")
+    assert real_rerun(out) == []
+    # A 2:4 prune has no sparsity schedule: no stage read prune.end_fraction (shown by the records), so a
+    # change to it for every variant keeps every result.
+    unread = "prune.end_fraction"
+    assert not any(unread in reads.fields for reads in reads_of(out).values())
+    assert real_rerun(out, edited_tiny(tmp_path, {"prune": {"end_fraction": 0.5}})) == []
+
+
+@pytest.mark.slow
+def test_select_settings_or_code_rerun_only_final(tmp_path_factory, tmp_path, real_env, monkeypatch):
+    out = realrun.copy_run(realrun.completed_run(tmp_path_factory), tmp_path / "out")
+    profile = edited_tiny(tmp_path, {"select": {"accuracy_tolerance_pp": 50.0}})
+    assert real_rerun(out, profile) == ["final"]
+    monkeypatch.setattr(provenance, "CODE_DIR", edited_package(tmp_path, "stages/select.py"))
+    assert real_rerun(out, profile) == ["final"]
+
+
+@pytest.mark.slow
+def test_one_prune_setting_reruns_that_variant_and_its_children(tmp_path_factory, tmp_path, real_env):
+    out = realrun.copy_run(realrun.completed_run(tmp_path_factory), tmp_path / "out")
+    field = "prune.learning_rate"
+    assert field in reads_of(out)["mobilenet_v3_small.prune-2of4"].fields  # the stage really read it
+    change = {"overrides": {"mobilenet_v3_small.prune-2of4": {"prune": {"learning_rate": 1e-3}}}}
+    profile = edited_tiny(tmp_path, change)
+    # final reruns too: it chooses among the changed results.
+    assert real_rerun(out, profile) == [
+        "final", "mobilenet_v3_small.prune-2of4", "mobilenet_v3_small.prune-2of4.fp16"]
+
+
+@pytest.mark.slow
+def test_final_selected_alone_reruns_when_its_upstream_results_changed(tmp_path_factory, tmp_path, real_env):
+    """Issue 24: `run --variants final` keyed on nothing upstream and reported stale results as cached."""
+    out = realrun.copy_run(realrun.completed_run(tmp_path_factory), tmp_path / "out")
+    assert real_rerun(out, variants="final") == []  # nothing changed: cached, whatever was selected
+    models = settings.Layout(out, realrun.NAME).models
+    metrics = models / "quantize" / "mobilenet_v3_small.prune-2of4.fp16" / "metrics.json"
+    metrics.write_text(metrics.read_text().replace('"accuracy"', '"accuracy" ', 1))
+    assert real_rerun(out, variants="final") == ["final"]
+    assert real_rerun(out, variants="final") == []
+    shutil.rmtree(models / "prune" / "mobilenet_v3_small.prune-2of4")
+    assert real_rerun(out, variants="final") == ["final"]
 
 
 def edited_package(tmp_path: Path, module: str) -> Path:
@@ -110,53 +194,13 @@ def edited_package(tmp_path: Path, module: str) -> Path:
 
 
 @pytest.mark.slow
-def test_select_settings_or_code_rerun_only_final(tmp_path_factory, tmp_path, standin_env, monkeypatch):
-    out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
-    assert rerun(out, standin_env) == []
-    profile = edited_profile(tmp_path, {"select": {"accuracy_tolerance_pp": 50.0}})
-    assert rerun(out, standin_env, profile=profile) == ["final"]
-    monkeypatch.setattr(provenance, "CODE_DIR", edited_package(tmp_path, "stages/select.py"))
-    assert rerun(out, standin_env, profile=profile) == ["final"]
-
-
-@pytest.mark.slow
-def test_one_prune_setting_reruns_that_variant_and_its_children(tmp_path_factory, tmp_path, standin_env):
-    out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
-    profile = edited_profile(tmp_path, {"overrides": {"mobilenet_v3_large.prune-2of4": {"prune": {"epochs": 3}}}})
-    # final reruns too: it chooses among the changed results.
-    assert rerun(out, standin_env, profile=profile) == [
-        "final", "mobilenet_v3_large.prune-2of4", "mobilenet_v3_large.prune-2of4.int16x8"]
-
-
-@pytest.mark.slow
-def test_report_code_or_templates_rebuild_only_the_report(tmp_path_factory, tmp_path, standin_env, monkeypatch):
-    out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
+def test_report_code_or_templates_rebuild_only_the_report(tmp_path_factory, tmp_path, real_env, monkeypatch):
+    out = realrun.copy_run(realrun.completed_run(tmp_path_factory), tmp_path / "out")
     templates = tmp_path / "templates"
     shutil.copytree(settings.TEMPLATES_DIR, templates)
     page = templates / "report.html.j2"
     page.write_text(page.read_text().replace("</body>", "<p>edited-template-marker</p></body>"))
     monkeypatch.setattr(settings, "TEMPLATES_DIR", templates)
     monkeypatch.setattr(provenance, "CODE_DIR", edited_package(tmp_path, "report/chapter.py"))
-    assert rerun(out, standin_env, report=True) == []
-    assert "edited-template-marker" in (settings.Layout(out, "quick").report / "en" / "index.html").read_text()
-
-
-@pytest.mark.slow
-def test_final_selected_alone_reruns_when_its_upstream_results_changed(tmp_path_factory, tmp_path, standin_env):
-    """Issue 24: `run --variants final` keyed on nothing upstream and reported stale results as cached."""
-    out = standin.copy_run(standin.completed_run(tmp_path_factory), tmp_path / "out")
-
-    def final_alone() -> list[str]:
-        standin_env.unlink(missing_ok=True)
-        lines: list[str] = []
-        assert pipeline.run(profile="quick", out=out, variants="final", report=False, log=lines.append) == 0, lines
-        return sorted(standin.traced(standin_env))
-
-    assert final_alone() == []  # nothing changed: cached, whatever was selected
-    models = settings.Layout(out, "quick").models
-    metrics = models / "quantize" / "mobilenet_v3_small.fp16" / "metrics.json"
-    metrics.write_text(metrics.read_text().replace('"accuracy"', '"accuracy" ', 1))
-    assert final_alone() == ["final"]
-    assert final_alone() == []
-    shutil.rmtree(models / "prune" / "mobilenet_v3_large.prune-2of4")
-    assert final_alone() == ["final"]
+    assert real_rerun(out, report=True) == []
+    assert "edited-template-marker" in (settings.Layout(out, realrun.NAME).report / "en" / "index.html").read_text()
