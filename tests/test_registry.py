@@ -89,7 +89,7 @@ def test_a_real_stage_records_what_it_reads_and_its_key_covers_it(tmp_path, trai
     resolved = config.config_to_dict(cfg)
     picked = cache.config_inputs(cfg, reads)
     for path in reads.fields:
-        assert cache._lookup(resolved, path) != cache.ABSENT, f"recorded {path!r} is no config field"
+        assert cache._lookup(cfg, resolved, path) != cache.ABSENT, f"recorded {path!r} is no config field"
         assert path in picked or path in cache.IDENTITY
     assert not any(path.startswith(("train.", "prune.", "select.")) for path in picked), picked  # not read
     with pytest.raises(ValueError, match="belongs to stage 'quantize', not 'prune'"):

@@ -95,13 +95,22 @@ IDENTITY = ("id", "stage", "seed", "arch", "source", "source_stage", "precision"
 ABSENT = "<absent>"  # a recorded field the config no longer has: the key changes, the variant reruns
 
 
-def _lookup(resolved: dict[str, Any], path: str) -> Any:
+def _lookup(variant: config.VariantConfig, resolved: dict[str, Any], path: str) -> Any:
+    """The value at ``path`` in the resolved config; a field the dump leaves out at its default (``model.head``,
+    ``model.input_scale``) is read from the config itself; ``ABSENT`` when the config has no such field."""
     value: Any = resolved
     for part in path.split("."):
         if not isinstance(value, dict) or part not in value:
-            return ABSENT
+            break
         value = value[part]
-    return value
+    else:
+        return value
+    value = variant
+    for part in path.split("."):
+        if not isinstance(value, config.Strict) or part not in type(value).model_fields:
+            return ABSENT
+        value = value.__dict__[part]  # the field itself, not a recorded read
+    return value.model_dump(mode="json") if isinstance(value, config.Strict) else value
 
 
 def config_inputs(variant: config.VariantConfig, reads: records.ConfigReads | None) -> dict[str, Any]:
@@ -111,8 +120,8 @@ def config_inputs(variant: config.VariantConfig, reads: records.ConfigReads | No
     picked: dict[str, Any] = {name: resolved[name] for name in IDENTITY}
     if reads is None:
         return {**picked, "config": resolved}
-    picked.update({path: _lookup(resolved, path) for path in reads.fields})
-    picked.update({path: _lookup(resolved, path) is not None for path in reads.sections})
+    picked.update({path: _lookup(variant, resolved, path) for path in reads.fields})
+    picked.update({path: _lookup(variant, resolved, path) is not None for path in reads.sections})
     return picked
 
 
