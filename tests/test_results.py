@@ -126,6 +126,9 @@ JSON_CALLS = {("fileio", "read_json"), ("fileio", "write_json"), ("json", "load"
 RECORDS_MODULES = {"trashnet/core/records.py", "trashnet/core/metrics_records.py", "trashnet/core/fileio.py"}
 # (module, enclosing function, call): JSON that is not a result file, or a result file not typed in records yet.
 NOT_RESULT_FILES = {
+    # The docs' number markers name any JSON file by path (benchmark outputs most of all) and read a value by
+    # a JSON path: a reader of numbers for the docs, not of a result record.
+    ("trashnet/report/docnumbers.py", "_parse", "json.loads"): "any JSON file a doc's number marker names",
     ("trashnet/runner/worker.py", "worker_main", "fileio.read_json"): "the job spec the scheduler wrote",
     ("trashnet/runner/worker.py", "worker_main", "fileio.write_json"): "the worker's error file (read by finish)",
     ("trashnet/runner/worker.py", "tidy_executed", "json.loads"): "a notebook's papermill metadata",

@@ -69,11 +69,21 @@ class Latency(_Block):
     runs: int | None = None
 
 
+class ActivationScale(_Block):
+    """``tflite.smallest_activation_scale``: why a 16x8 file could not be prepared."""
+
+    scale: float
+    op: str
+    node: int
+    tensor: str
+
+
 class Conversion(_Block):
     status: Literal["ok", "failed"]
     seconds: float | None = None
     error: str | None = None
-    smallest_activation_scale: float | None = None  # converted, but LiteRT refused the file
+    # converted, but LiteRT refused the file: the quantized output with the smallest scale (tflite.py)
+    smallest_activation_scale: ActivationScale | None = None
 
 
 class OOD(_Block):
