@@ -143,7 +143,7 @@ def float_outputs_unchanged(original: keras.Model, rebuilt: keras.Model, images:
     """
     def both(model: keras.Model) -> list[np.ndarray]:
         outputs = keras.Model(model.input, [model.get_layer("pool").output, model.output])
-        return outputs.predict(images.astype(np.float32), batch_size=64, verbose=0)
+        return models.predict_chunked(outputs, images, batch_size=64)
 
     (features, probabilities), (new_features, new_probabilities) = both(original), both(rebuilt)
     feature_diff = float(np.abs(features - new_features).max())

@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from trashnet.core import fileio, records, settings
+from trashnet.nets import models
 
 METRICS_FILE = settings.METRICS_FILE
 PREDICTIONS_FILE = settings.PREDICTIONS_FILE
@@ -137,7 +138,7 @@ def keras_probabilities(model, images: np.ndarray, *, batch_size: int = 64) -> n
     """Softmax outputs of a Keras model on uint8/float images in [0, 255] (no augmentation)."""
     if len(images) == 0:
         return np.zeros((0, model.output_shape[-1]), np.float32)
-    return np.asarray(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0))
+    return np.asarray(models.predict_chunked(model, images, batch_size=batch_size))
 
 
 def keras_latency(model, image_size: int, *, runs: int = 30, warmup: int = 3,

@@ -66,8 +66,8 @@ def backbone_features(model: keras.Model, data: inputs.Dataset, cfg: VariantConf
             features[name] = np.load(path)
             continue
         split = data.split(name)
-        features[name] = np.asarray(extractor.predict(split.images.astype(np.float32), batch_size=PREDICT_BATCH,
-                                                      verbose=0), dtype=np.float32)
+        features[name] = np.asarray(models.predict_chunked(extractor, split.images, batch_size=PREDICT_BATCH),
+                                    dtype=np.float32)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             temp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
