@@ -107,6 +107,13 @@ class Method(BaseModel):
     learning_rate: float | None = None
     weight_decay: float | None = None
     label_smoothing: float | None = None
+    # Pretrained baselines (model.weights other than "none"): the LP-FT recipe of stages/train.py
+    weights: str | None = None
+    head_epochs: int | None = None
+    head_learning_rate: float | None = None
+    finetune_epochs: int | None = None
+    finetune_learning_rate: float | None = None
+    input_scale: int = 1  # model.input_scale: the input is image_size x this, averaged inside the model
     prune_methods: list[str] = Field(default_factory=list)
     prune_epochs: int | None = None
     distill: dict[str, Any] | None = None  # alpha, temperature
@@ -319,6 +326,13 @@ def method(data: ReportData) -> Method:
         found.image_size, found.batch_size = model.get("image_size"), train.get("batch_size")
         found.learning_rate, found.weight_decay = train.get("learning_rate"), train.get("weight_decay")
         found.label_smoothing = train.get("label_smoothing")
+        weights = str(model.get("weights", "none"))
+        if weights not in ("none", "None"):
+            found.weights = weights
+            found.head_epochs, found.head_learning_rate = train.get("head_epochs"), train.get("head_learning_rate")
+            found.finetune_epochs = train.get("epochs")
+            found.finetune_learning_rate = train.get("finetune_learning_rate")
+        found.input_scale = int(model.get("input_scale") or 1)
         training = baseline.metrics.training or {}
         found.images = {k: training[f"{k}_images"] for k in ("train", "validation", "test")
                         if training.get(f"{k}_images")}
