@@ -103,8 +103,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-exports", action="store_true", help="skip the LaTeX/CSV/XLSX/DOCX/SVG/PNG exports")
     parser.add_argument("--seeds-from", type=Path, default=None, metavar="FOLDER",
                         help="a multi-seed run of the same recipe (an output root, or a published results folder "
-                             "such as results/cpu-seeds): its mean and SD per model go into the chapter; refused when its "
-                             "baselines started from other weights or at another image size")
+                             "such as results/cpu-seeds): its mean and SD per model go into the chapter; refused "
+                             "when its baselines started from other weights or at another image size")
     parser.add_argument("--compare-with", type=Path, default=None, metavar="FOLDER",
                         help="another run of the study from other starting weights (an output root, or a "
                              "published results folder such as results/cpu-scratch): a table and a figure of its "

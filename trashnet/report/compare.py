@@ -11,7 +11,7 @@ of the same recipe (starting weights and image size of the baselines).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from pydantic import BaseModel
 
