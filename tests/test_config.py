@@ -45,10 +45,15 @@ def test_every_variant_of_every_profile_resolves(name):
 
 
 def test_profile_overrides_reach_only_their_variant():
-    cpu = profiles.load_variants(profiles.load_profile("cpu"))
-    assert cpu["mobilenet_v3_small"].train.epochs == 80 and cpu["mobilenet_v1"].train.epochs == 20
+    scratch = profiles.load_variants(profiles.load_profile("cpu-scratch"))  # epoch budgets per architecture
+    assert scratch["mobilenet_v3_small"].train.epochs == 80 and scratch["mobilenet_v1"].train.epochs == 20
     # A pruned variant gets the profile's training recipe, not its source's epoch override.
-    assert cpu["mobilenet_v3_small.prune-2of4"].train.epochs == profiles.load_profile("cpu").train.epochs
+    assert scratch["mobilenet_v3_small.prune-2of4"].train.epochs == profiles.load_profile("cpu-scratch").train.epochs
+    # The ImageNet cpu profile's arch override: its mobilenet_v3_large is the minimalistic net, the full one
+    # has its own variant id.
+    cpu = profiles.load_variants(profiles.load_profile("cpu"))
+    assert (cpu["mobilenet_v3_large"].arch, cpu["mobilenet_v3_large_full"].arch) == \
+        ("mobilenet_v3_large_minimalistic", "mobilenet_v3_large")
 
 
 def test_unknown_keys_and_wrong_types_are_named(tmp_path):

@@ -127,15 +127,18 @@ def test_a_profile_extends_another(tmp_path):
         profiles.load_profile(tmp_path / "orphan.yaml")
 
 
-def test_the_cpu_seeds_profile_runs_three_seeds_of_the_central_chain():
-    cpu, seeds = profiles.load_profile("cpu"), profiles.load_profile("cpu-seeds")
+@pytest.mark.parametrize("base", ["cpu", "cpu-scratch"])
+def test_the_cpu_seeds_profile_runs_three_seeds_of_the_central_chain(base):
+    cpu, seeds = profiles.load_profile(base), profiles.load_profile(f"{base}-seeds")
     assert seeds.model == cpu.model and seeds.train == cpu.train and seeds.data == cpu.data
     variants = profiles.load_variants(seeds)
     chosen = profiles.select_variants(variants, seeds.variants)
     trained = [v for v in chosen if variants[v].stage in ("train", "prune")]
     assert len(trained) == 9 and len(chosen) == 16  # 3 x (V3-Small, V3-Large, 2:4) + 3 x (FP16, INT16) + final
     assert {variants[v].seed for v in chosen if v.startswith("mobilenet_v3_small")} == {42, 43, 44}
-    assert variants["mobilenet_v3_large@seed44"].train.epochs == 45  # cpu's epoch budget, every seed
+    budget = profiles.load_variants(cpu)["mobilenet_v3_large"]
+    seed44 = variants["mobilenet_v3_large@seed44"]
+    assert (seed44.train.epochs, seed44.arch) == (budget.train.epochs, budget.arch)  # the base's recipe, every seed
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in config.settings.PROFILES_DIR.glob("*.yaml")))

@@ -63,12 +63,14 @@ def _index_page(languages: list[str]) -> str:
 
 def build(root: str | Path | settings.Layout, profile: str | None = None, *,
           languages: tuple[str, ...] = i18n.LANGUAGES, pdf: bool = True, export: bool = True,
-          seeds_from: settings.Layout | None = None, log=print) -> Path:
+          seeds_from: settings.Layout | None = None, compare_with: settings.Layout | None = None,
+          log=print) -> Path:
     """Write the report of one profile (a ``settings.Layout``, or an output root and a profile) in each
     language; returns the report folder (``Layout.report``: ``<root>/report/<profile>/``). ``seeds_from``:
-    a multi-seed run of the same recipe, whose mean and SD the chapter shows."""
+    a multi-seed run of the same recipe, whose mean and SD the chapter shows; ``compare_with``: another run of
+    the study from other starting weights, whose baselines the chapter sets beside this run's."""
     start = time.perf_counter()
-    data = collect.collect(root, profile, seeds_from=seeds_from)
+    data = collect.collect(root, profile, seeds_from=seeds_from, compare_with=compare_with)
     chapter = chapter_module.build(data)
     links = copy_notebooks(data)
     for lang in languages:
@@ -101,7 +103,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-exports", action="store_true", help="skip the LaTeX/CSV/XLSX/DOCX/SVG/PNG exports")
     parser.add_argument("--seeds-from", type=Path, default=None, metavar="FOLDER",
                         help="a multi-seed run of the same recipe (an output root, or a published results folder "
-                             "such as results/cpu-seeds): its mean and SD per model go into the chapter")
+                             "such as results/cpu-seeds): its mean and SD per model go into the chapter; refused "
+                             "when its baselines started from other weights or at another image size")
+    parser.add_argument("--compare-with", type=Path, default=None, metavar="FOLDER",
+                        help="another run of the study from other starting weights (an output root, or a "
+                             "published results folder such as results/cpu-scratch): a table and a figure of its "
+                             "baselines' TrashNet and OOD accuracy beside this run's, per architecture")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -113,8 +120,10 @@ def command(args: argparse.Namespace) -> int:
         raise UsageError(f"{root} has no models/{layout.profile}/ or logs/{layout.profile}/{settings.RUN_RECORD}",
                          f"run ./run_all.sh --profile {layout.profile} first, or pass --out / --profile")
     seeds = _layout(args.seeds_from.expanduser().resolve(), None) if args.seeds_from else None
+    other = _other_run(args.compare_with.expanduser().resolve()) if args.compare_with else None
     languages = i18n.LANGUAGES if args.lang == "all" else (args.lang,)
-    folder = build(layout, languages=languages, pdf=not args.no_pdf, export=not args.no_exports, seeds_from=seeds)
+    folder = build(layout, languages=languages, pdf=not args.no_pdf, export=not args.no_exports, seeds_from=seeds,
+                   compare_with=other)
     print(folder)
     return 0
 
@@ -125,6 +134,19 @@ def _layout(root: Path, profile: str | None) -> settings.Layout:
     if (root / "logs" / settings.RUN_RECORD).is_file():
         return settings.Layout.reference(root, profile)
     return settings.Layout(root, profile or _only_profile(root))
+
+
+def _other_run(root: Path) -> settings.Layout:
+    """``--compare-with``'s run: a results folder or an output root that holds one; else a one-line error."""
+    from trashnet.core.errors import UsageError
+
+    if not root.is_dir():
+        raise UsageError(f"--compare-with {root} is not a folder", "pass a results folder such as results/cpu-scratch")
+    layout = _layout(root, None)
+    if not layout.models.is_dir():
+        raise UsageError(f"--compare-with {root} holds no run (no models/ folder)",
+                         "pass a results folder such as results/cpu-scratch, or the output root of a finished run")
+    return layout
 
 
 def _only_profile(root: Path) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trashnet.report import figures
+from trashnet.report import compare, figures
 from trashnet.report.collect import ReportData, Variant
 from trashnet.report.i18n import N_
 from trashnet.report.items import Chapter, Column, Figure, Table
@@ -378,7 +378,7 @@ def robustness(chapter: Chapter, data: ReportData) -> None:
 
 def build(data: ReportData) -> Chapter:
     chapter = Chapter()
-    for section in (summary, data_section, baselines, pruning, quantization, final, significance,
+    for section in (summary, data_section, baselines, compare.section, pruning, quantization, final, significance,
                     per_class, robustness, appendix):
         section(chapter, data)
     return chapter

@@ -42,16 +42,16 @@ from trashnet.core import settings
 # Result folders that the docs quote and that a later run may move or rename: a marker's ``@name/rest``
 # reads ``SOURCES[name]/rest``, so repointing them is one line here, not one edit per marker.
 SOURCES: dict[str, str] = {
-    "cpu-baseline": "results/cpu/models/baseline",
-    "cpu-pruned": "results/cpu/models/pruned",
-    "cpu-quantized": "results/cpu/models/quantized",
-    "cpu-final": "results/cpu/models/final",
-    "cpu-logs": "results/cpu/logs",
-    "seeds-baseline": "results/cpu-seeds/models/baseline",
-    "seeds-pruned": "results/cpu-seeds/models/pruned",
-    "seeds-quantized": "results/cpu-seeds/models/quantized",
-    "seeds-final": "results/cpu-seeds/models/final",
-    "seeds-logs": "results/cpu-seeds/logs",
+    "cpu-baseline": "results/cpu-scratch/models/baseline",
+    "cpu-pruned": "results/cpu-scratch/models/pruned",
+    "cpu-quantized": "results/cpu-scratch/models/quantized",
+    "cpu-final": "results/cpu-scratch/models/final",
+    "cpu-logs": "results/cpu-scratch/logs",
+    "seeds-baseline": "results/cpu-scratch-seeds/models/baseline",
+    "seeds-pruned": "results/cpu-scratch-seeds/models/pruned",
+    "seeds-quantized": "results/cpu-scratch-seeds/models/quantized",
+    "seeds-final": "results/cpu-scratch-seeds/models/final",
+    "seeds-logs": "results/cpu-scratch-seeds/logs",
 }
 
 

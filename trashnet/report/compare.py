@@ -1,0 +1,199 @@
+"""Two runs of the study from different starting weights, side by side (issue 27): ``report --compare-with``.
+
+The baselines (train stage, first seed) of the report's run and of another run are matched by architecture
+(``arch`` in ``metrics.json``: one variant id may name different nets in two profiles, e.g. ``mobilenet_v3_large``
+is the minimalistic net in the ImageNet ``cpu`` profile and the full one in ``cpu-scratch``), and the chapter gets
+one table and one figure of TrashNet test accuracy and out-of-distribution accuracy per architecture, with each
+run's starting weights (``weights`` in ``metrics.json``). ``check_seeds`` keeps ``--seeds-from`` to a seeds run
+of the same recipe (starting weights and image size of the baselines).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from pydantic import BaseModel
+
+from trashnet.core import records, settings
+from trashnet.core.errors import UsageError
+from trashnet.report import collect, figures
+from trashnet.report.i18n import N_
+from trashnet.report.items import Chapter, Column, Figure, Table
+
+TABLE_KEY = "compare"
+FIGURE_KEY = "compare-accuracy"
+# What a ``weights`` record starts with (trashnet.nets.imagenet.weights_origin) -> its name in the report.
+WEIGHTS_NAMES = {"none": N_("from scratch"), "imagenet": N_("from ImageNet"), "imagenet-tflite": N_("from ImageNet"),
+                 "file": N_("from a weights file")}
+COLOURS = ("#1f77b4", "#ff7f0e")  # this run, the compared run
+THIS_RUN, RUN = N_("this run"), N_("run")  # the figure's legend
+
+
+def origin(weights: str | None) -> str:
+    """The kind of starting point of a ``weights`` record: none, imagenet, imagenet-tflite, file (or ?)."""
+    return (weights or "?").split(":", 1)[0]
+
+
+def weights_name(kinds: Iterable[str]) -> str:
+    """The starting points of a run's baselines as the report names them (a gettext message when one)."""
+    names = sorted({WEIGHTS_NAMES.get(kind, kind) for kind in kinds})
+    return names[0] if len(names) == 1 else ", ".join(names) or "–"
+
+
+def baselines(variants: Iterable[collect.Variant]) -> list[collect.Variant]:
+    """The scored baselines of a run, first seed only (extra seeds are ``<id>@seed<n>``)."""
+    return [v for v in variants if v.stage == "train" and v.scored and "@" not in v.id]
+
+
+def read_baselines(layout: settings.Layout) -> list[collect.Variant]:
+    """The scored baselines of a run's output root or published results folder, read as the report reads them."""
+    run = collect._record(records.read_run_record, layout.logs)
+    return baselines(collect.read_variant(*entry) for entry in collect._entries(layout, run) if entry[1] == "train")
+
+
+def recipe(variants: Iterable[collect.Variant]) -> set[tuple[str, int | None]]:
+    """(starting point, input side in px) of a run's baselines: what a seeds run must share with the report's."""
+    return {(origin(v.metrics.weights), v.metrics.image_size) for v in baselines(variants)}
+
+
+def describe(found: set[tuple[str, int | None]]) -> str:
+    return "; ".join(f"weights {kind} at {size} px" for kind, size in sorted(found, key=str)) or "no baselines"
+
+
+def check_seeds(variants: list[collect.Variant], root: Path, seeds: settings.Layout) -> None:
+    """Refuse a ``--seeds-from`` run whose baselines started from other weights or at another image size than
+    the report's run: its mean and SD would describe another recipe (e.g. a from-scratch run under ImageNet)."""
+    mine, theirs = recipe(variants), recipe(read_baselines(seeds))
+    if mine and theirs and not theirs <= mine:
+        raise UsageError(f"--seeds-from {seeds.root} ({describe(theirs)}) is not the recipe of {root} "
+                         f"({describe(mine)})", "pass the seeds run of the same profile's recipe, or leave "
+                         "--seeds-from out")
+
+
+# --- the comparison ------------------------------------------------------------------------------------------
+
+class Side(BaseModel):
+    id: str
+    weights: str  # origin kind
+    accuracy: float | None
+    ood_accuracy: float | None
+
+
+class Row(BaseModel):
+    arch: str
+    this: Side
+    other: Side
+
+    @staticmethod
+    def _diff(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else 100 * (a - b)
+
+    @property
+    def diff_pp(self) -> float | None:
+        return self._diff(self.this.accuracy, self.other.accuracy)
+
+    @property
+    def ood_diff_pp(self) -> float | None:
+        return self._diff(self.this.ood_accuracy, self.other.ood_accuracy)
+
+
+class Comparison(BaseModel):
+    """The report's run against another run, per architecture of their baselines."""
+
+    other: str  # how the chapter names the compared run: its results folder, or its profile
+    other_root: str
+    this_weights: str  # weights_name of each run
+    other_weights: str
+    rows: list[Row]
+
+    @property
+    def has_ood(self) -> bool:
+        return any(r.this.ood_accuracy is not None and r.other.ood_accuracy is not None for r in self.rows)
+
+    def mean(self, name: str) -> float | None:
+        values = [getattr(r, name) for r in self.rows if getattr(r, name) is not None]
+        return sum(values) / len(values) if values else None
+
+
+def _side(variant: collect.Variant) -> Side:
+    return Side(id=variant.id, weights=origin(variant.metrics.weights), accuracy=variant.value("accuracy"),
+                ood_accuracy=variant.value("ood_accuracy"))
+
+
+def compare(variants: list[collect.Variant], other: settings.Layout) -> Comparison:
+    """The baselines of ``variants`` (the report's run) and of run ``other`` with the same architecture."""
+    theirs = read_baselines(other)
+    if not theirs:
+        raise UsageError(f"--compare-with {other.root} has no scored baselines (models/.../train or baseline)",
+                         "pass a published results folder (e.g. results/cpu-scratch) or the output root of a "
+                         "finished run")
+    mine = baselines(variants)
+    rows = [Row(arch=a.metrics.arch, this=_side(a), other=_side(b))
+            for a in sorted(mine, key=lambda v: (v.metrics.arch or "", v.id))
+            for b in sorted(theirs, key=lambda v: v.id) if a.metrics.arch and a.metrics.arch == b.metrics.arch]
+    if not rows:
+        raise UsageError(f"--compare-with {other.root}: none of its baselines' architectures "
+                         f"({', '.join(sorted({v.metrics.arch or '?' for v in theirs}))}) is in this run",
+                         "compare two runs of the same study")
+    run = collect._record(records.read_run_record, other.logs)
+    name = other.root.name if other.flat else (run.get("profile") or other.profile)
+    return Comparison(other=name, other_root=str(other.root), rows=rows,
+                      this_weights=weights_name(origin(v.metrics.weights) for v in mine),
+                      other_weights=weights_name(origin(v.metrics.weights) for v in theirs))
+
+
+# --- the chapter's table and figure --------------------------------------------------------------------------
+
+def section(chapter: Chapter, data: collect.ReportData) -> None:
+    """The comparison table and figure, when the report was asked for one (``data.comparison``)."""
+    comparison: Comparison | None = data.comparison
+    if comparison is None:
+        return
+    columns = [Column("arch", N_("Architecture")), Column("id", N_("Model, this run")),
+               Column("other_id", N_("Model, compared run")), Column("weights", N_("Weights, this run")),
+               Column("other_weights", N_("Weights, compared run")),
+               Column("accuracy", N_("TrashNet, this run"), "pct", "%"),
+               Column("other_accuracy", N_("TrashNet, compared run"), "pct", "%"),
+               Column("delta", N_("Δ TrashNet"), "pp", "pp")]
+    if comparison.has_ood:
+        columns += [Column("ood", N_("OOD, this run"), "pct", "%"),
+                    Column("other_ood", N_("OOD, compared run"), "pct", "%"),
+                    Column("ood_delta", N_("Δ OOD"), "pp", "pp")]
+    rows = [[r.arch, r.this.id, r.other.id, WEIGHTS_NAMES.get(r.this.weights, r.this.weights),
+             WEIGHTS_NAMES.get(r.other.weights, r.other.weights), r.this.accuracy, r.other.accuracy, r.diff_pp,
+             r.this.ood_accuracy, r.other.ood_accuracy, r.ood_diff_pp][:len(columns)] for r in comparison.rows]
+    args = {"this": comparison.this_weights, "other": comparison.other, "other_weights": comparison.other_weights}
+    chapter.add_table(Table(TABLE_KEY, N_("Baselines of this run (%(this)s) against those of run %(other)s "
+                                          "(%(other_weights)s) with the same architecture (test split; Δ = this "
+                                          "run − compared run)"), columns, rows, args))
+    chapter.add_figure(Figure(FIGURE_KEY, N_("Accuracy of the baselines per architecture, this run (%(this)s) "
+                                             "against run %(other)s (%(other_weights)s)"),
+                              lambda text, c=comparison: draw(c, text=text), args))
+
+
+def draw(comparison: Comparison, text: Mapping[str, str]):
+    """Grouped horizontal bars per architecture: TrashNet test accuracy (and OOD accuracy beside it) of both runs."""
+    panels = [("accuracy", N_("TrashNet test accuracy (%)"))]
+    if comparison.has_ood:
+        panels.append(("ood_accuracy", N_("out-of-distribution accuracy (%)")))
+    rows = comparison.rows
+    figure = figures._figure(3.6 * len(panels) + 1.2, 0.55 * len(rows) + 1.6)
+    axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    labels = [f"{text.get(THIS_RUN)} ({text.get(comparison.this_weights)})",
+              f"{text.get(RUN)} {comparison.other} ({text.get(comparison.other_weights)})"]
+    height = 0.38
+    for axis, (key, title) in zip(axes, panels):
+        for index, (side, label, colour) in enumerate(zip(("this", "other"), labels, COLOURS)):
+            values = [100 * (getattr(getattr(r, side), key) or 0.0) for r in rows]
+            positions = [y + (index - 0.5) * height for y in range(len(rows))]
+            # No value labels: matplotlib would print them with a decimal point in Indonesian too (the table has them).
+            axis.barh(positions, values, height=height, color=colour, label=label)
+        axis.set_xlabel(text.get(title))
+        axis.set_xlim(0, 105)
+        axis.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(rows)), [r.arch for r in rows], fontsize=8)
+    axes[0].invert_yaxis()
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
+    return figure
+
