@@ -214,8 +214,6 @@ def test_docx_exports_mark_only_best_values(chapter):
 
 # --- committed results -----------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="results/ predates issue 28's clean-up; the lead regenerates it last: "
-                                       "remove this marker then")
 def test_no_absolute_or_partial_path_in_committed_results():
     found = []
     for path in sorted(settings.RESULTS_DIR.rglob("*")):
