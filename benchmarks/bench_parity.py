@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"give --trashnet or set {settings.ENV_REAL_DATA} to the full dataset-resized folder")
     python = args.mediapipe_python
     if python is None and parity.tool_venv_problem(parity.mediapipe_python()) is None:  # run_all.sh's venv
-        python = str(parity.mediapipe_python())
+        python = str(parity.mediapipe_python())  # (never None here: tool_venv_problem says so for None)
     if python is None:
         from toolvenv import tool_python
         python = str(tool_python(settings.REPO_ROOT / "requirements-mediapipe.lock"))

@@ -48,9 +48,12 @@ class ParityError(RuntimeError):
     """A data set or MediaPipe's helper could not be used; the message says what to fix."""
 
 
-def mediapipe_python() -> Path:
-    """MediaPipe's tool venv interpreter: ``$TRASHNET_MEDIAPIPE_PYTHON`` (as given), else ``.venv-mediapipe``."""
+def mediapipe_python() -> Path | None:
+    """MediaPipe's tool venv interpreter: ``$TRASHNET_MEDIAPIPE_PYTHON`` (as given), else ``.venv-mediapipe``;
+    None when the variable says ``none`` (the Docker image: no such venv)."""
     value = os.environ.get(settings.ENV_MEDIAPIPE_PYTHON)
+    if value == "none":
+        return None
     return Path(value) if value else settings.MEDIAPIPE_VENV / "bin" / "python"
 
 
@@ -182,8 +185,10 @@ def main_venv_versions() -> dict[str, str]:
     return found
 
 
-def tool_venv_problem(python: Path) -> str | None:
+def tool_venv_problem(python: Path | None) -> str | None:
     """Why MediaPipe's venv cannot be used (None: it can)."""
+    if python is None:
+        return f"{settings.ENV_MEDIAPIPE_PYTHON}=none: no MediaPipe tool venv here (the Docker image)"
     if python.is_file():
         return None
     return (f"MediaPipe's tool venv is missing ({python}): ./run_all.sh --setup-only creates .venv-mediapipe "
@@ -197,7 +202,7 @@ def measure_file(model_path: Path, sets: Sets, *, name: str, python: Path | None
     Never fails on MediaPipe's venv: when it is missing or its helper fails, the main-venv consumers are
     measured and the others are listed in ``unmeasured`` with the reason."""
     model = litert.load(model_path)
-    python = mediapipe_python() if python is None else python
+    python = python or mediapipe_python()
     problem = tool_venv_problem(python)
     datasets, gaps, refused, versions = {}, {}, {}, main_venv_versions()
     for dataset, (paths, truth) in sets.items():
