@@ -165,7 +165,9 @@ def test_without_mediapipes_venv_the_final_stage_names_what_it_did_not_measure(
     result, _, output_dir = built
     labels = result["card"]["classes"]
     model = output_dir / "trashnet.tflite"
-    monkeypatch.setenv(settings.ENV_OOD_DATA, str(sample_dataset / "test"))
+    ood = shutil.copytree(sample_dataset / "test", tmp_path / "ood")
+    (ood / labels[0] / "notes.jpg").write_bytes(b"not a photo")  # listed by the scan, given to no consumer
+    monkeypatch.setenv(settings.ENV_OOD_DATA, str(ood))
     monkeypatch.setenv(settings.ENV_MEDIAPIPE_PYTHON, str(tmp_path / "absent" / "python"))
     missing = final.measure_parity(model, sample_dataset, labels, final_config)
     assert set(missing.unmeasured) == set(parity.TOOL_VENV_CONSUMERS) == {"mediapipe", "mediapipe_emulated",
@@ -175,6 +177,7 @@ def test_without_mediapipes_venv_the_final_stage_names_what_it_did_not_measure(
     assert set(missing.datasets) == {parity.FINAL_TEST, parity.FINAL_OOD}
     for rows in missing.datasets.values():
         assert [row.consumer for row in rows] == MAIN_VENV_CONSUMERS
+    assert missing.datasets[parity.FINAL_OOD][0].n == len(list(ood.rglob("*.*"))) - 1
     assert missing.mediapipe_checks == {} and "mediapipe" not in missing.versions
     shipped = {row.consumer: row for row in records.read_metrics(output_dir).parity.datasets[parity.FINAL_TEST]}
     assert missing.datasets[parity.FINAL_TEST] == [shipped[name] for name in MAIN_VENV_CONSUMERS]

@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from trashnet.core import fileio, litert, settings
+from trashnet.core import fileio, images, litert, settings
 from trashnet.core.records import ConsumerParity, ParityRecord
 from trashnet.data import splits
 from trashnet.deploy import evaluate, predict
@@ -75,8 +75,19 @@ def prepared_test(dataset_dir: Path) -> tuple[list[str], list[str]]:
 
 def labelled_folder(root: Path, labels: list[str], class_map: dict[str, str | None] | None = None
                     ) -> tuple[list[str], list[str]]:
+    """The photos of a labelled ``<class>/<image>`` folder that decode (``evaluate.scan`` also lists files that
+    are not images; a consumer cannot be given those) and their labels."""
     scanned = evaluate.scan(root, labels, class_map)
-    return [str(root / rel) for rel, _ in scanned.files], [label for _, label in scanned.files]
+    kept = [(str(root / rel), label) for rel, label in scanned.files if _decodes(root / rel)]
+    return [path for path, _ in kept], [label for _, label in kept]
+
+
+def _decodes(path: Path) -> bool:
+    try:
+        consumers.decode(path)
+    except images.ImageError:
+        return False
+    return True
 
 
 def opencv_and_mediapipe(python: str, model: Path, size: int, paths: list[str], labels: list[str]
