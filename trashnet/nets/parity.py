@@ -101,10 +101,10 @@ def opencv_and_mediapipe(python: str, model: Path, size: int, paths: list[str], 
             done = subprocess.run([python, str(HELPER), str(model), str(size), str(out), *paths],
                                   capture_output=True, text=True, env=env, timeout=3600)
         except OSError as error:
-            raise ParityError(f"MediaPipe's interpreter {python} does not run: {error}") from error
+            raise ParityError(f"MediaPipe's interpreter does not run ({error.strerror})") from error
         if done.returncode != 0:
             raise ParityError(f"MediaPipe's helper failed: {done.stderr.strip().splitlines()[-1:]} - "
-                              f"check {python}")
+                              f"check MediaPipe's tool venv ({settings.ENV_MEDIAPIPE_PYTHON})")
         result = dict(np.load(out))
     report = json.loads(done.stdout.strip().splitlines()[-1])
     names = list(result.pop("mediapipe_labels"))
@@ -202,8 +202,10 @@ def tool_venv_problem(python: Path | None) -> str | None:
         return f"{settings.ENV_MEDIAPIPE_PYTHON}=none: no MediaPipe tool venv here (the Docker image)"
     if python.is_file():
         return None
-    return (f"MediaPipe's tool venv is missing ({python}): ./run_all.sh --setup-only creates .venv-mediapipe "
-            f"from requirements-mediapipe.lock, or set {settings.ENV_MEDIAPIPE_PYTHON}")
+    where = (f"${settings.ENV_MEDIAPIPE_PYTHON} names no file" if os.environ.get(settings.ENV_MEDIAPIPE_PYTHON)
+             else "MediaPipe's tool venv .venv-mediapipe is missing")  # no machine path: the record is published
+    return (f"{where}: ./run_all.sh --setup-only creates .venv-mediapipe from requirements-mediapipe.lock, or "
+            f"set {settings.ENV_MEDIAPIPE_PYTHON}")
 
 
 def measure_file(model_path: Path, sets: Sets, *, name: str, python: Path | None = None,
