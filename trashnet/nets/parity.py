@@ -132,8 +132,8 @@ def _classify_files(classify: Classify, make_input: Callable[[str], np.ndarray],
 
 
 def measure(classify: Classify, labels: list[str], size: int, mediapipe_model: Path, paths: list[str],
-            truth: list[str], python: str | None, *, scale: int = 1, real_mediapipe: bool = True
-            ) -> tuple[list[ConsumerParity], dict, dict[str, float]]:
+            truth: list[str], python: str | None, *, scale: int = 1, real_mediapipe: bool = True,
+            fit: str = images.DEFAULT_FIT) -> tuple[list[ConsumerParity], dict, dict[str, float]]:
     """Every consumer's rows on one data set, the helper's JSON (versions, refused files) and MediaPipe's checks.
 
     ``python`` None: MediaPipe's venv is not at hand, the consumers that need it (``TOOL_VENV_CONSUMERS``)
@@ -143,7 +143,7 @@ def measure(classify: Classify, labels: list[str], size: int, mediapipe_model: P
     MediaPipe runs the ``mediapipe_model`` file, so its row is left out then, and when ``real_mediapipe`` is
     False (a Keras model is measured): ``mediapipe_emulated`` stands for it (bit-exact)."""
     wide = scale * size
-    probs = {consumers.PREDICT: _classify_files(classify, lambda p: consumers.predict_input(p, size), paths, 1)}
+    probs = {consumers.PREDICT: _classify_files(classify, lambda p: consumers.predict_input(p, size, fit), paths, 1)}
     opencv_inputs, mediapipe, report = {}, {}, {"versions": {}, "refused": []}
     if python is not None:
         opencv_inputs, mediapipe, report = opencv_and_mediapipe(python, mediapipe_model, wide, paths, labels)
@@ -218,16 +218,18 @@ def measure_file(model_path: Path, sets: Sets, *, name: str, python: Path | None
     python = python or mediapipe_python()
     problem = tool_venv_problem(python)
     datasets, gaps, refused, versions = {}, {}, {}, main_venv_versions()
+    fit = predict.model_fit(model.runner.content)  # predict's, as `python -m trashnet predict` reads it
     for dataset, (paths, truth) in sets.items():
         if not paths:
             continue
         tool = None if problem else str(python)
         try:
-            rows, report, gap = measure(model.predict, model.labels, model.image_size, model_path, paths, truth, tool)
+            rows, report, gap = measure(model.predict, model.labels, model.image_size, model_path, paths, truth, tool,
+                                        fit=fit)
         except ParityError as error:  # a broken venv: measure what this venv can, say why the rest is missing
             problem = str(error)
             rows, report, gap = measure(model.predict, model.labels, model.image_size, model_path, paths, truth,
-                                        None)
+                                        None, fit=fit)
         datasets[dataset], versions = rows, {**versions, **report["versions"]}
         if gap:
             gaps[dataset] = gap
