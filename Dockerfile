@@ -70,6 +70,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     TRASHNET_PYTHON=/opt/venv/bin/python \
     TRASHNET_METADATA_PYTHON=/opt/venv-metadata/bin/python \
+    TRASHNET_MEDIAPIPE_PYTHON=none \
     TRASHNET_OUT=/out
 
 # 1 = download the ImageNet weights of the four MobileNets at build time (needs internet), so that runs

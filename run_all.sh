@@ -26,7 +26,9 @@
 #
 # Environment: TRASHNET_PYTHON (an existing interpreter to use instead of ./.venv/bin/python; only checked),
 # TRASHNET_METADATA_PYTHON (the same for the TFLite metadata writer's tool venv, ./.venv-metadata),
-# TRASHNET_DATA, TRASHNET_OUT.
+# TRASHNET_MEDIAPIPE_PYTHON (the same for MediaPipe's tool venv, ./.venv-mediapipe: the final stage's
+# preprocessing parity runs MediaPipe and OpenCV there; "none": no such venv, the parity block then names
+# them as not measured), TRASHNET_DATA, TRASHNET_OUT.
 #
 # Needs: Python 3.11 and a package index (pip installs the locks exactly, docs/install.md); for the PDF
 # report, the Pango library (present on Debian/Ubuntu and in python:3.11 images; checked first).
@@ -40,6 +42,10 @@ STAMP="$VENV/.requirements.lock.sha256"
 META_VENV="$REPO/.venv-metadata"
 META_LOCK="$REPO/requirements-metadata.lock"
 META_STAMP="$META_VENV/.requirements-metadata.lock.sha256"
+# MediaPipe Tasks and OpenCV (the apps' resizers the final stage measures parity with): their own tool venv too.
+MP_VENV="$REPO/.venv-mediapipe"
+MP_LOCK="$REPO/requirements-mediapipe.lock"
+MP_STAMP="$MP_VENV/.requirements-mediapipe.lock.sha256"
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "run_all.sh: $*" >&2; exit 2; }
@@ -112,19 +118,41 @@ elif [ ! -x "$META_VENV/bin/python" ] || [ ! -f "$META_STAMP" ] \
   "$REPO/docker/install-lock.sh" "$META_VENV/bin/python" "$META_LOCK"
   sha256sum "$META_LOCK" | cut -d' ' -f1 > "$META_STAMP"
 fi
+if [ "${TRASHNET_MEDIAPIPE_PYTHON:-}" = none ]; then
+  :
+elif [ -n "${TRASHNET_MEDIAPIPE_PYTHON:-}" ]; then
+  command -v "$TRASHNET_MEDIAPIPE_PYTHON" >/dev/null 2>&1 \
+    || die "TRASHNET_MEDIAPIPE_PYTHON=$TRASHNET_MEDIAPIPE_PYTHON is not an executable"
+elif [ ! -x "$MP_VENV/bin/python" ] || [ ! -f "$MP_STAMP" ] \
+    || [ "$(cat "$MP_STAMP")" != "$(sha256sum "$MP_LOCK" | cut -d' ' -f1)" ]; then
+  command -v python3.11 >/dev/null 2>&1 || die "python3.11 is needed to create $MP_VENV"
+  echo "setup: installing requirements-mediapipe.lock into $MP_VENV (hash-checked)"
+  [ -x "$MP_VENV/bin/python" ] || python3.11 -m venv "$MP_VENV"
+  "$REPO/docker/install-lock.sh" "$MP_VENV/bin/python" "$MP_LOCK"
+  sha256sum "$MP_LOCK" | cut -d' ' -f1 > "$MP_STAMP"
+fi
 # The checked-out package wins over any installed copy; the notebooks' kernels inherit this.
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export MPLBACKEND="${MPLBACKEND:-Agg}"
 # Checking that every library imports takes seconds: done once per installed pair of locks and interpreters
 # (a rerun with nothing changed then starts at once).
 META_PY="${TRASHNET_METADATA_PYTHON:-$META_VENV/bin/python}"
+MP_PY="${TRASHNET_MEDIAPIPE_PYTHON:-$MP_VENV/bin/python}"
 ENV_STAMP="$VENV/.environment-ok"
 meta_hash="$( { [ ! -f "$META_LOCK" ] || sha256sum "$META_LOCK"; } | cut -d' ' -f1)"
-env_key="$(lock_hash) ${meta_hash:-none} $(command -v "$PY") $META_PY"
+mp_hash="$( { [ ! -f "$MP_LOCK" ] || sha256sum "$MP_LOCK"; } | cut -d' ' -f1)"
+env_key="$(lock_hash) ${meta_hash:-none} ${mp_hash:-none} $(command -v "$PY") $META_PY $MP_PY"
 if [ ! -f "$ENV_STAMP" ] || [ "$(cat "$ENV_STAMP" 2>/dev/null)" != "$env_key" ]; then
 "$META_PY" -c 'import flatbuffers
 from tensorflow_lite_support.metadata import metadata_schema_py_generated, schema_py_generated' \
   || die "the TFLite metadata writer's schema does not import: delete $META_VENV and rerun"
+# OpenCV's wheel (inside MediaPipe's) needs the system's libGL: without it the parity block leaves MediaPipe
+# and OpenCV out and says why, so this is a warning, not a stop.
+if [ "$MP_PY" != none ] && ! "$MP_PY" -c 'import cv2, mediapipe
+from mediapipe.tasks.python import vision' 2>/dev/null; then
+  echo "setup: warning: MediaPipe's tool venv ($MP_PY) does not import mediapipe and cv2 (Debian: apt-get" \
+       "install libgl1 libglib2.0-0), so the final stage records no MediaPipe/OpenCV parity" >&2
+fi
 "$PY" - <<'PY' || die "the environment is incomplete: delete .venv and rerun, or fix TRASHNET_PYTHON"
 import importlib, sys
 missing = []

@@ -51,6 +51,9 @@ def ood_data_dir() -> Path:
 
 
 _OOD_DATA = os.environ.get(settings.ENV_OOD_DATA)
+# Module-scoped fixtures (a built final artifact, whose parity block reads the OOD folder) run before the
+# autouse fixture above: unset for the whole session, after ood_data_dir has read it.
+os.environ.pop(settings.ENV_OOD_DATA, None)
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,10 @@ import pytest
 from results_tree import evaluated_tree
 
 from trashnet.stages import card as model_card, final, stats
-from trashnet.core import config, fileio, images, litert, profiles, records, registry
+from trashnet.core import config, fileio, images, litert, profiles, records, registry, settings
 from trashnet.deploy import predict
 from trashnet.core.tflite import TFLiteModel
+from trashnet.nets import consumers, parity
 
 pytestmark = pytest.mark.slow  # converts two tiny Keras models (~10 s)
 
@@ -125,6 +126,75 @@ def test_verification_reproduces_the_reported_accuracy(built):
     assert verification["embedded_vs_original_max_abs_diff"] == 0.0
 
 
+MAIN_VENV_CONSUMERS = ["predict", "pillow_bicubic", "pillow_bilinear", "tf_bilinear"]
+
+
+def test_the_final_metrics_record_the_shipped_files_parity(built, sample_dataset):
+    """metrics.json's parity block: every consumer either measured on the test photos or named as not measured;
+    ``predict`` is the project's own path, so it reproduces the verified accuracy; the card shows the same."""
+    result, _, output_dir = built
+    metrics = records.read_metrics(output_dir)
+    record = metrics.parity
+    assert record is not None and record.model == "trashnet.tflite" and record.image_size == 32
+    assert record.model_sha256 == fileio.sha256_file(output_dir / "trashnet.tflite")
+    assert set(record.datasets) == {parity.FINAL_TEST}  # no OOD folder set
+    rows = {row.consumer: row for row in record.datasets[parity.FINAL_TEST]}
+    assert set(rows) | set(record.unmeasured) == set(consumers.CONSUMERS) and not set(rows) & set(record.unmeasured)
+    assert set(MAIN_VENV_CONSUMERS) <= set(rows) and "pillow" in record.versions and "tensorflow" in record.versions
+    _, entries = predict.read_split(sample_dataset, "test")
+    assert {row.n for row in rows.values()} == {len(entries)}
+    assert rows["predict"].agreement == 1.0 and rows["predict"].max_abs_prob_diff == 0.0
+    assert rows["predict"].accuracy == result["verification"]["reproduced"]["accuracy"]
+    assert all(row.accuracy_delta_pp == round(100 * (row.accuracy - rows["predict"].accuracy), 2)
+               for row in rows.values())
+    card = records.read_model_card(output_dir)
+    assert card.parity == record
+    text = (output_dir / "model_card.md").read_text()
+    assert "preprocessing parity" in text and "| tf_bilinear |" in text and "97 % agreement" in text
+    assert ("Not measured: " in text) == bool(record.unmeasured)
+    # A metrics.json written before the parity block still parses.
+    old = {key: value for key, value in metrics.dump().items() if key != "parity"}
+    assert records.parse_metrics(old).parity is None
+
+
+def test_without_mediapipes_venv_the_final_stage_names_what_it_did_not_measure(
+        built, sample_dataset, final_config, monkeypatch, tmp_path):
+    """The degraded path (the stage called without run_all.sh's tool venv, or a broken one) never fails: it
+    measures this venv's consumers and says which others are missing and why. With an OOD folder set, that
+    set is measured too."""
+    result, _, output_dir = built
+    labels = result["card"]["classes"]
+    model = output_dir / "trashnet.tflite"
+    ood = shutil.copytree(sample_dataset / "test", tmp_path / "ood")
+    (ood / labels[0] / "notes.jpg").write_bytes(b"not a photo")  # listed by the scan, given to no consumer
+    monkeypatch.setenv(settings.ENV_OOD_DATA, str(ood))
+    monkeypatch.setenv(settings.ENV_MEDIAPIPE_PYTHON, str(tmp_path / "absent" / "python"))
+    missing = final.measure_parity(model, sample_dataset, labels, final_config)
+    assert set(missing.unmeasured) == set(parity.TOOL_VENV_CONSUMERS) == {"mediapipe", "mediapipe_emulated",
+                                                                        "opencv_linear", "opencv_area"}
+    reason = missing.unmeasured["mediapipe"]
+    assert "run_all.sh" in reason and settings.ENV_MEDIAPIPE_PYTHON in reason
+    assert set(missing.datasets) == {parity.FINAL_TEST, parity.FINAL_OOD}
+    for rows in missing.datasets.values():
+        assert [row.consumer for row in rows] == MAIN_VENV_CONSUMERS
+    assert missing.datasets[parity.FINAL_OOD][0].n == len(list(ood.rglob("*.*"))) - 1
+    assert missing.mediapipe_checks == {} and "mediapipe" not in missing.versions
+    shipped = {row.consumer: row for row in records.read_metrics(output_dir).parity.datasets[parity.FINAL_TEST]}
+    assert missing.datasets[parity.FINAL_TEST] == [shipped[name] for name in MAIN_VENV_CONSUMERS]
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'no module named mediapipe' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv(settings.ENV_MEDIAPIPE_PYTHON, str(broken))
+    monkeypatch.delenv(settings.ENV_OOD_DATA)
+    failed = final.measure_parity(model, sample_dataset, labels, final_config)
+    assert set(failed.unmeasured) == set(parity.TOOL_VENV_CONSUMERS)
+    assert "helper failed" in failed.unmeasured["opencv_area"]
+    assert "no module named mediapipe" in failed.unmeasured["mediapipe"]
+    assert failed.datasets[parity.FINAL_TEST] == missing.datasets[parity.FINAL_TEST]
+    assert "Not measured: mediapipe, mediapipe_emulated, opencv_area, opencv_linear" in "\n".join(
+        model_card.parity_markdown(failed.dump()))
+
+
 def test_a_file_that_does_not_reproduce_its_accuracy_is_refused(tmp_path, sample_dataset, final_config):
     models_dir = evaluated_tree(tmp_path / "models", sample_dataset)
     for metrics in (models_dir / "quantize").glob("*/metrics.json"):
@@ -158,6 +228,7 @@ def test_the_final_notebook_runs(tmp_path, sample_dataset, final_config, monkeyp
     assert all(final.check_sums(output_dir).values())
     text = executed.read_text()
     assert "**Chosen:**" in text and "Model card: trashnet" in text
+    assert records.read_metrics(output_dir).parity.datasets["test"]  # the parity block, from the notebook's kernel
     pareto = [c for c in nbformat.read(executed, as_version=4).cells if "pareto_selection" in c.source]
     assert pareto and any("image/png" in output.get("data", {}) for output in pareto[0].outputs)
 

@@ -18,8 +18,9 @@ from results_tree import built_final
 from toolvenv import clean_env, tool_python
 
 from trashnet.stages import final
-from trashnet.core import images, litert, settings, tflite
+from trashnet.core import images, litert, profiles, settings, tflite
 from trashnet.deploy import predict
+from trashnet.nets import consumers, parity
 
 pytestmark = pytest.mark.slow  # venvs (cached by lock hash) and a tiny final artifact
 
@@ -49,6 +50,23 @@ def test_mediapipe_image_classifier_agrees_with_litert_on_every_test_image(final
         np.testing.assert_allclose(mediapipe, probs, atol=1e-5)
     assert len(paths) == len(entries) > 0
     assert len(set(litert_probs.argmax(1))) > 1, "a model that predicts one class would make agreement trivial"
+
+
+def test_the_final_stage_measures_mediapipe_and_opencv_parity_in_mediapipes_venv(
+        final_dir, sample_dataset, quick_profile, monkeypatch):
+    """With MediaPipe's venv (run_all.sh's .venv-mediapipe, here the tests' cached one) every consumer has a
+    row: the real MediaPipe, its emulation (bit-exact), OpenCV; nothing is left unmeasured."""
+    python = tool_python(settings.REPO_ROOT / "requirements-mediapipe.lock")
+    monkeypatch.setenv(settings.ENV_MEDIAPIPE_PYTHON, str(python))
+    labels = (final_dir / "labels.txt").read_text().split()
+    record = final.measure_parity(final_dir / "trashnet.tflite", sample_dataset, labels,
+                                  profiles.load_variants(quick_profile)["final"])
+    assert record.unmeasured == {} and record.versions["mediapipe"] == "1.2.3" and record.versions["opencv"]
+    rows = {row.consumer: row for row in record.datasets[parity.FINAL_TEST]}
+    assert list(rows) == list(consumers.CONSUMERS)
+    assert record.mediapipe_checks[parity.FINAL_TEST]["emulated_vs_mediapipe"] <= 1e-5
+    assert rows["mediapipe"].agreement == rows["mediapipe_emulated"].agreement
+    assert rows["predict"].agreement == 1.0 and all(0.0 <= row.agreement <= 1.0 for row in rows.values())
 
 
 def test_metadata_displayer_shows_the_labels_and_the_normalization(final_dir):

@@ -117,6 +117,33 @@ def test_every_number_in_a_table_is_the_result_files_value(built):
     assert float(chosen[2][1]) == selection.chosen.accuracy and float(chosen[3][1]) == selection.chosen.gzip_bytes
 
 
+def test_the_final_models_parity_table_and_its_verdict_in_both_languages(built):
+    """The final stage's parity block (metrics.json) as a table per consumer, and one sentence per data set on
+    the 97 % target: Indonesian with the decimal comma and no space before %."""
+    from trashnet.nets import parity
+
+    layout = settings.Layout(built, "quick")
+    record = records.read_metrics(layout.variant_dir("final", "final")).parity
+    rows = record.datasets[parity.FINAL_TEST]
+    met = parity.meets_targets(rows)
+    lowest = min(rows, key=lambda row: row.agreement)
+    texts = {"id": ("data uji", "target terpenuhi" if met else "tidak terpenuhi", "Tidak diukur"),
+             "en": ("test split", "the target holds" if met else "does not hold", "Not measured")}
+    for lang, (dataset, verdict, unmeasured) in texts.items():
+        html = (layout.report / lang / "index.html").read_text(encoding="utf-8")
+        table = parse(layout.report / lang / "index.html").tables["tab-parity"]
+        assert [(cells[0][0], cells[1][0]) for cells in table if cells] == [(dataset, row.consumer) for row in rows]
+        paragraph = html[html.index('<p id="parity">'):]
+        paragraph = paragraph[:paragraph.index("</p>")]
+        assert dataset in paragraph and verdict in paragraph
+        assert (unmeasured in paragraph) == bool(record.unmeasured)
+        fmt = i18n.Formatter(lang)
+        assert met or fmt.pct(lowest.agreement, 1) in paragraph
+        if lang == "id":
+            assert not re.search(r"\d %", paragraph) and "97%" in paragraph
+            assert "target" in paragraph and "agreement" not in paragraph
+
+
 def test_the_best_value_of_each_column_is_marked(built):
     html = (settings.Layout(built, "quick").report / "en" / "index.html").read_text(encoding="utf-8")
     table = html[html.index('id="tab-headline"'):]

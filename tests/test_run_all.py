@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import standin
+from trashnet.nets import parity
 from trashnet.stages import final
 from trashnet.core import fileio, registry, settings
 from trashnet.runner import scheduler
@@ -47,6 +48,11 @@ def test_setup_only_checks_the_given_interpreter():
     env["TRASHNET_PYTHON"] = "/nonexistent/python"
     result = run_all("--setup-only", env=env)
     assert result.returncode == 2 and "not an executable" in result.stderr
+    env = standin.environment()
+    env[settings.ENV_MEDIAPIPE_PYTHON] = "/nonexistent/python"  # MediaPipe's tool venv, checked the same way
+    result = run_all("--setup-only", env=env)
+    assert result.returncode == 2
+    assert "TRASHNET_MEDIAPIPE_PYTHON=/nonexistent/python is not an executable" in result.stderr
 
 
 def test_missing_data_folder_is_an_error(tmp_path):
@@ -73,6 +79,7 @@ def test_venv_is_reinstalled_only_when_the_lockfile_changes(tmp_path):
     env.pop("TRASHNET_PYTHON", None)
     # The metadata writer's tool venv is the real one (its own stamp works like .venv's).
     env["TRASHNET_METADATA_PYTHON"] = str(final.metadata_python())
+    env[settings.ENV_MEDIAPIPE_PYTHON] = str(parity.mediapipe_python())  # and MediaPipe's
 
     def setup() -> list[str]:
         calls.unlink(missing_ok=True)

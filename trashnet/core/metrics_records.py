@@ -230,11 +230,42 @@ class QuantizeMetrics(_MetricsBase, _Quantized):
     stage: Literal["quantize"]
 
 
+# --- preprocessing parity (trashnet.nets.parity: benchmarks/bench_parity.py, final) --------------------------
+
+class ConsumerParity(_Record):
+    """One consumer's resize of whole photos against ``predict`` on one data set (fractions in [0, 1])."""
+
+    consumer: str  # a name of trashnet.consumers.CONSUMERS
+    n: int
+    agreement: float  # same top-1 class as predict
+    accuracy: float
+    accuracy_delta_pp: float  # accuracy minus predict's, percentage points
+    max_abs_prob_diff: float
+    agreement_same_file: float | None = None  # input_scale > 1: same top-1 as predict feeding that file
+
+
+class ParityRecord(_Record):
+    """Every consumer on every data set, for one model file."""
+
+    name: str
+    model: str
+    model_sha256: str
+    image_size: int
+    input_scale: int = 1  # >1: a simulated file of input_scale * image_size px that averages blocks first
+    versions: dict[str, str] = Field(default_factory=dict)  # mediapipe, opencv
+    datasets: dict[str, list[ConsumerParity]]
+    # per data set: emulated_vs_mediapipe, mediapipe_decoder_vs_pillow (max prob diffs), mediapipe_file_agreement
+    mediapipe_checks: dict[str, dict[str, float]] = Field(default_factory=dict)
+    mediapipe_refused: dict[str, list[dict[str, str]]] = Field(default_factory=dict)  # files create_from_file refused
+    unmeasured: dict[str, str] = Field(default_factory=dict)  # consumer -> why it has no row (no MediaPipe venv)
+
+
 class FinalMetrics(_MetricsBase, _Trained, _Pruned, _Quantized):
     """The chosen variant's record (of any stage) as the final stage copies it, plus the choice."""
 
     stage: Literal["final"]
     selected_variant: str
+    parity: ParityRecord | None = None  # the shipped file, every consumer on whole photos (absent before #26)
 
 
 METRICS_MODELS: dict[str, type[_MetricsBase]] = {

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trashnet.core import fileio, settings
 from trashnet.core.metrics_records import (  # noqa: F401 - records is where every result model is imported from
-    METRICS_MODELS, OOD, ClassScores, Conversion, ConvertedCopy, Evaluation, FinalMetrics, Headline, Latency,
-    Metrics, PruneMetrics, QuantizeMetrics, Size, SourceModel, TensorIO,
+    METRICS_MODELS, OOD, ClassScores, ConsumerParity, Conversion, ConvertedCopy, Evaluation, FinalMetrics, Headline,
+    Latency, Metrics, ParityRecord, PruneMetrics, QuantizeMetrics, Size, SourceModel, TensorIO,
     TestMetrics, TrainMetrics, _Block, _Record, parse_metrics)
 
 
@@ -129,35 +129,6 @@ class Selection(_Block):
     created: str | None = None
 
 
-# --- preprocessing parity (benchmarks/bench_parity.py, trashnet.nets.consumers) --------------------------
-
-class ConsumerParity(_Record):
-    """One consumer's resize of whole photos against ``predict`` on one data set (fractions in [0, 1])."""
-
-    consumer: str  # a name of trashnet.consumers.CONSUMERS
-    n: int
-    agreement: float  # same top-1 class as predict
-    accuracy: float
-    accuracy_delta_pp: float  # accuracy minus predict's, percentage points
-    max_abs_prob_diff: float
-    agreement_same_file: float | None = None  # input_scale > 1: same top-1 as predict feeding that file
-
-
-class ParityRecord(_Record):
-    """Every consumer on every data set, for one model file."""
-
-    name: str
-    model: str
-    model_sha256: str
-    image_size: int
-    input_scale: int = 1  # >1: a simulated file of input_scale * image_size px that averages blocks first
-    versions: dict[str, str] = Field(default_factory=dict)  # mediapipe, opencv
-    datasets: dict[str, list[ConsumerParity]]
-    # per data set: emulated_vs_mediapipe, mediapipe_decoder_vs_pillow (max prob diffs), mediapipe_file_agreement
-    mediapipe_checks: dict[str, dict[str, float]] = Field(default_factory=dict)
-    mediapipe_refused: dict[str, list[dict[str, str]]] = Field(default_factory=dict)  # files create_from_file refused
-
-
 # --- model_card.json ------------------------------------------------------------------------------
 
 class CardMetrics(_Record):
@@ -258,6 +229,7 @@ class ModelCard(_Record):
     out_of_distribution: OODSection | None = None
     per_class_weaknesses: list[ClassWeakness] | None = None
     report_a_problem: str | None = None
+    parity: ParityRecord | None = None  # every consumer's resize of whole photos against predict (cards since #26)
 
 
 # --- the runner's files: manifest.json, failed.json (a variant folder), run.json (logs/<profile>/) ----

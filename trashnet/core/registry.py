@@ -47,10 +47,11 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
           "stages.prune", "<id>.keras, <id>.tflite, <id>.sparse.tflite, metrics.json (sparsity per layer)"),
     Stage("quantize", "convert a trained or pruned model to one TFLite precision and measure it in LiteRT",
           "stages.quantize", "<id>.tflite, metrics.json (LiteRT accuracy, latency, op census)"),
-    # tools/write_metadata runs in its own venv (a subprocess): named so that its code keys the stage.
+    # tools/write_metadata and tools/mediapipe_consumers (parity) run in their own venvs (subprocesses):
+    # named so that their code keys the stage.
     Stage("final", "choose the deployment model by the selection rule and build it (metadata, model card)",
           "stages.final", "trashnet.tflite, labels.txt, model_card.{json,md}, selection.json, stats.json, "
-          "SHA256SUMS", tools=("tools.write_metadata",)),
+          "metrics.json (with parity), SHA256SUMS", tools=("tools.write_metadata", "tools.mediapipe_consumers")),
     Stage("report", "build the results chapter of a profile (id, en: HTML, PDF, exports) from the result files",
           "report.build", "{id,en}/{index.html,report.pdf}, exports/{id,en}/", per_variant=False),
 )}

@@ -30,6 +30,7 @@ TEMPLATES_DIR = REPO_ROOT / "templates"
 RESULTS_DIR = REPO_ROOT / "results"  # committed reference results, one folder per profile
 LOCK_FILE = REPO_ROOT / "requirements.lock"
 METADATA_VENV = REPO_ROOT / ".venv-metadata"  # tool venv of tflite-support (requirements-metadata.lock)
+MEDIAPIPE_VENV = REPO_ROOT / ".venv-mediapipe"  # tool venv of MediaPipe and OpenCV (requirements-mediapipe.lock)
 
 # Environment variables the project reads (documented in the README).
 ENV_DATA = "TRASHNET_DATA"  # a folder of <class>/<image> files; unset = the bundled sample
@@ -40,6 +41,7 @@ ENV_OOD_DATA = "TRASHNET_OOD_DATA"  # a labelled <class>/<image> folder of non-T
 ENV_WEIGHTS = "TRASHNET_WEIGHTS"  # the folder of Google's ImageNet TFLite files (trashnet/nets/imagenet.py);
 # needed only by `model.weights: imagenet-tflite`; `python -m trashnet download --weights` fills one
 ENV_METADATA_PYTHON = "TRASHNET_METADATA_PYTHON"  # the metadata writer's interpreter (default .venv-metadata)
+ENV_MEDIAPIPE_PYTHON = "TRASHNET_MEDIAPIPE_PYTHON"  # MediaPipe's interpreter for parity (default .venv-mediapipe)
 ENV_PROGRESS = "TRASHNET_PROGRESS"  # set by `run` for each kernel: the progress file it appends to (progress.py)
 
 SPLITS = ("train", "validation", "test")

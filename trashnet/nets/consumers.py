@@ -39,9 +39,10 @@ def decode(path: str | os.PathLike) -> Image.Image:
     return image
 
 
-def predict_input(path: str | os.PathLike, size: int) -> np.ndarray:
-    """The project's own path (``python -m trashnet predict``), from the file."""
-    return images.load_for_model(path, size)
+def predict_input(path: str | os.PathLike, size: int, fit: str = images.DEFAULT_FIT) -> np.ndarray:
+    """The project's own path (``python -m trashnet predict``), from the file; ``fit`` as the model's metadata
+    says (the other consumers squash the whole photo whatever the model was trained with)."""
+    return images.load_for_model(path, size, fit)
 
 
 def pillow(image: Image.Image, size: int, resample: Image.Resampling | None = None) -> np.ndarray:

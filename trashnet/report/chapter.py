@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from trashnet.report import compare, figures
-from trashnet.report.collect import ReportData, Variant
+from trashnet.report.collect import PARITY_SETS, ReportData, Variant
 from trashnet.report.i18n import N_
 from trashnet.report.items import Chapter, Column, Figure, Table
 
@@ -264,6 +264,22 @@ def final(chapter: Chapter, data: ReportData) -> None:
                             highlight=chosen_index))
 
 
+def parity(chapter: Chapter, data: ReportData) -> None:
+    """The shipped file given whole photos the way other apps resize them, against ``predict`` (its parity)."""
+    record = data.parity
+    if record is None or not record.datasets:
+        return
+    rows = [[PARITY_SETS.get(dataset, dataset), row.consumer, row.agreement, row.accuracy, row.accuracy_delta_pp]
+            for dataset, group in record.datasets.items() for row in group]
+    chapter.add_table(Table("parity", N_("Preprocessing parity of the shipped file: whole photos resized as each "
+                                         "library does by default, against predict (agreement: the same top-1 "
+                                         "class)"),
+                            [Column("dataset", N_("Data")), Column("consumer", N_("Consumer")),
+                             Column("agreement", N_("Agreement"), "pct", "%"), Column("accuracy", N_("Accuracy"),
+                                                                                      "pct", "%"),
+                             Column("accuracy_delta_pp", N_("Difference"), "pp", "pp")], rows))
+
+
 def significance(chapter: Chapter, data: ReportData) -> None:
     if data.seed_stats:
         chapter.add_table(Table("seeds", N_("Repeated training with several seeds (run %(run)s): mean and "
@@ -378,7 +394,8 @@ def robustness(chapter: Chapter, data: ReportData) -> None:
 
 def build(data: ReportData) -> Chapter:
     chapter = Chapter()
-    for section in (summary, data_section, baselines, compare.section, pruning, quantization, final, significance,
+    for section in (summary, data_section, baselines, compare.section, pruning, quantization, final, parity,
+                    significance,
                     per_class, robustness, appendix):
         section(chapter, data)
     return chapter

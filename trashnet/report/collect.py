@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from trashnet.core import fileio, provenance, records, settings
+from trashnet.nets import parity as consumer_parity
 from trashnet.report import figures
 from trashnet.report.i18n import N_
 
@@ -152,6 +153,32 @@ class ReportData(BaseModel):
     @property
     def has_ood(self) -> bool:
         return any(v.metrics is not None and v.metrics.ood is not None for v in self.variants)
+
+    @property
+    def parity(self) -> records.ParityRecord | None:
+        """The shipped file's preprocessing parity: final's ``metrics.json``, else its card; None before #26."""
+        found = getattr(self.final.metrics, "parity", None) if self.final is not None else None
+        return found if found is not None or self.card is None else self.card.parity
+
+    @property
+    def parity_sets(self) -> list[dict[str, Any]]:
+        """Per data set of ``parity``: whether every measured consumer meets the targets, and the one that
+        agrees least with ``predict`` (the report's sentence on the 97 % target)."""
+        record = self.parity
+        if record is None:
+            return []
+        found = []
+        for dataset, rows in record.datasets.items():
+            lowest = min(rows, key=lambda row: row.agreement)
+            found.append({"dataset": dataset, "label": PARITY_SETS.get(dataset, dataset), "n": rows[0].n,
+                          "met": consumer_parity.meets_targets(rows), "lowest": lowest.agreement,
+                          "consumer": lowest.consumer, "target": consumer_parity.AGREEMENT_TARGET,
+                          "target_pp": consumer_parity.ACCURACY_TARGET_PP})
+        return found
+
+
+PARITY_SETS = {consumer_parity.FINAL_TEST: N_("test split"),
+               consumer_parity.FINAL_OOD: N_("out-of-distribution photos")}
 
 
 # --- reading ------------------------------------------------------------------------------------------

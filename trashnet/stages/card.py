@@ -15,8 +15,10 @@ from trashnet.deploy.input_scale import record_scale, scale_text
 from trashnet.core import fileio, images, settings
 from trashnet.core.config import VariantConfig
 from trashnet.core.litert import TFLiteModel, read_metadata
-from trashnet.core.records import ClassWeakness, DataSection, ModelCard, OODSection, Selection, SplitCount
+from trashnet.core.records import (ClassWeakness, DataSection, ModelCard, OODSection, ParityRecord, Selection,
+                                   SplitCount)
 from trashnet.deploy.predict import LABELS_FILE, embedded_files, model_fit
+from trashnet.nets import parity as consumer_parity
 
 MODEL_FILE = "trashnet.tflite"
 MODEL_NAME = "trashnet"
@@ -150,7 +152,8 @@ def limitations(test: dict[str, Any], ood: OODSection, interval: dict[str, Any] 
 
 def model_card(selection: Selection, record: dict[str, Any], verification: dict[str, Any],
                model_path: Path, labels: list[str], build: dict[str, Any], *, version: str,
-               data: DataSection, interval: dict[str, Any] | None = None) -> dict[str, Any]:
+               data: DataSection, interval: dict[str, Any] | None = None,
+               parity: ParityRecord | None = None) -> dict[str, Any]:
     runner = TFLiteModel(model_path)
     size, dtype, scale = runner.image_size, runner.input_dtype.name, record_scale(record)
     fit = model_fit(model_path.read_bytes())
@@ -217,6 +220,7 @@ def model_card(selection: Selection, record: dict[str, Any], verification: dict[
                      "packed_files": sorted(embedded_files(model_path))},
         "files": {"labels": LABELS_FILE, "selection": settings.SELECTION_FILE, "verification": settings.VERIFICATION_FILE,
                   "checksums": settings.SUMS_FILE},
+        **({"parity": parity.dump()} if parity is not None else {}),
     }
     return ModelCard.model_validate(card).dump()
 
@@ -227,6 +231,26 @@ def _pct(value: Any) -> str:
 
 def _bytes(value: Any) -> str:
     return "-" if value is None else f"{int(value):,}"
+
+
+def parity_markdown(record: dict[str, Any] | None) -> list[str]:
+    """The card's parity part: per data set, each consumer's top-1 agreement and accuracy against ``predict``."""
+    if not record:
+        return []
+    parity = ParityRecord.model_validate(record)
+    lines = ["### The same answer in other apps (preprocessing parity)", "",
+             "This file given whole photos, resized the way each library does by default, against `predict` "
+             f"(agreement: the same top-1 class; targets {100 * consumer_parity.AGREEMENT_TARGET:.0f} % agreement "
+             f"and {consumer_parity.ACCURACY_TARGET_PP:.0f} pp accuracy for every consumer; "
+             "docs/deployment-parity.md).", ""]
+    for dataset, rows in parity.datasets.items():
+        verdict = "met" if consumer_parity.meets_targets(rows) else "not met"
+        lines += [f"{dataset} ({rows[0].n} photos; targets {verdict}):", "", *consumer_parity.table(rows), ""]
+    if parity.unmeasured:
+        reason = next(iter(parity.unmeasured.values()))
+        lines += [f"Not measured: {', '.join(sorted(parity.unmeasured))} ({reason}).", ""]
+    versions = ", ".join(f"{name} {version}" for name, version in sorted(parity.versions.items()))
+    return lines + ([f"Libraries: {versions}.", ""] if versions else [])
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -248,6 +272,7 @@ def card_markdown(card: dict[str, Any]) -> str:
           if card["input"].get("pillow_snippet") else []),
         f"- Output: {card['output']['dtype']} {card['output']['shape']}, {card['output']['meaning']}.",
         f"- Classes (output order): {', '.join(card['classes'])}.", "",
+        *parity_markdown(card.get("parity")),
         "## Metrics (test split)", "",
         f"- Accuracy {_pct(test.get('accuracy'))} on {test.get('n')} images (re-evaluated from this file: "
         f"{_pct(card['metrics']['verified_accuracy'])}, verified: {card['metrics']['verified']}); macro-F1 "

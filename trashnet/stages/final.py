@@ -17,8 +17,13 @@
   ``metrics.json`` (the chosen result, restated for the final file), ``verification.json`` (the copied
   file re-evaluated with LiteRT on the test split: it must reproduce the reported accuracy exactly),
   ``model_card.json`` and ``model_card.md``, and ``SHA256SUMS`` over all of them (``sha256sum -c``).
+- ``metrics.json``'s ``parity`` block, also in the card: ``trashnet.tflite`` given whole photos (the prepared
+  test split, and ``$TRASHNET_OOD_DATA`` when set) the way apps resize them, each against ``predict``
+  (``measure_parity``, ``trashnet.nets.parity``; MediaPipe and OpenCV in MediaPipe's tool venv, else recorded
+  as not measured, never a failure).
 
-Nothing here imports TensorFlow: the checks run through ``trashnet.deploy.predict``, the deployment path.
+The checks run through ``trashnet.deploy.predict``, the deployment path; TensorFlow is imported only for the
+parity row of ``tf.image.resize``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from trashnet.core import fileio, images, provenance, records, settings
+from trashnet.nets import parity
 from trashnet.stages import select, stats
 from trashnet.core.config import VariantConfig, config_to_dict
 from trashnet.core.tflite import TFLiteModel
@@ -181,6 +187,17 @@ def verify(model_path: Path, original_path: Path, dataset_dir: Path, record: dic
     }
 
 
+def measure_parity(model_path: Path, dataset_dir: Path, labels: list[str], config: VariantConfig
+                   ) -> records.ParityRecord:
+    """The shipped file against ``predict`` for every consumer: on the prepared test split's photos (whole, as
+    ``prepare`` kept them) and on the OOD folder when ``$TRASHNET_OOD_DATA`` is set (its ``ood.class_map``)."""
+    sets = {parity.FINAL_TEST: parity.prepared_test(dataset_dir)}
+    ood = settings.ood_data()
+    if ood is not None and ood.is_dir():
+        sets[parity.FINAL_OOD] = parity.labelled_folder(ood, labels, dict(config.ood.class_map))
+    return parity.measure_file(model_path, sets, name="final", model_name=MODEL_FILE)
+
+
 def write_sums(output_dir: Path, names: list[str]) -> Path:
     text = "".join(f"{fileio.sha256_file(output_dir / name)}  {name}\n" for name in sorted(names))
     return fileio.atomic_write_text(output_dir / SUMS_FILE, text)
@@ -260,8 +277,9 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
                                data_manifest=dataset_dir / settings.MANIFEST_NAME, weights=record.get("weights"))
     interval = next((i.model_dump(mode="json") for i in statistics.intervals
                      if i.variant == chosen.id and i.metric == "accuracy"), None)
+    parity_record = measure_parity(model_path, dataset_dir, labels, config)
     card = model_card(selection, record, verification, model_path, labels, build, version=version,
-                      data=data_section(dataset_dir, config), interval=interval)
+                      data=data_section(dataset_dir, config), interval=interval, parity=parity_record)
     records.write_model_card(output_dir, card)
     markdown = card_markdown(card)
     fileio.atomic_write_text(output_dir / CARD_MD, markdown)
@@ -269,7 +287,8 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
     final_record = copy.deepcopy(record)
     final_record.update(variant="final", stage="final", selected_variant=chosen.id, format="tflite",
                         size={"file": MODEL_FILE, "raw_bytes": card["size"]["raw_bytes"],
-                              "gzip_bytes": card["size"]["gzip_bytes"]}, provenance=build)
+                              "gzip_bytes": card["size"]["gzip_bytes"]}, provenance=build,
+                        parity=parity_record.dump())
     records.write_metrics(output_dir, final_record)
 
     names = [MODEL_FILE, LABELS_FILE, CARD_JSON, CARD_MD, select.SELECTION_FILE, stats.STATS_FILE, VERIFICATION_FILE,
