@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from trashnet.core import settings
-from trashnet.report import collect, findings
+from trashnet.report import compare, findings
 from trashnet.report.build import EXPORTS_DIR, REPORT_HTML, REPORT_PDF, build
 
 # The from-scratch reference until results/cpu (ImageNet) is regenerated (issue 27).
@@ -37,7 +37,7 @@ def chapter(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def answer():
-    data = collect.collect(settings.Layout.reference(CPU), seeds_from=settings.Layout.reference(SEEDS))
+    data = compare.report_data(settings.Layout.reference(CPU), seeds_from=settings.Layout.reference(SEEDS))
     return findings.derive(data).answer
 
 

@@ -13,7 +13,7 @@ from test_reliability import one_error_line, trashnet
 from trashnet.core import records, settings
 from trashnet.core.errors import UsageError
 from trashnet.report import chapter as chapter_module
-from trashnet.report import collect, compare, exports, i18n, render
+from trashnet.report import compare, exports, i18n, render
 from trashnet.report.items import Chapter
 
 # The committed from-scratch runs (issue 27: the reference an ImageNet run is compared with).
@@ -46,7 +46,7 @@ def imagenet_tree(root):
 
 @needs_results
 def test_baselines_are_matched_by_architecture_and_show_both_variant_ids(tmp_path):
-    data = collect.collect(imagenet_tree(tmp_path / "out"), compare_with=settings.Layout.reference(SCRATCH))
+    data = compare.report_data(imagenet_tree(tmp_path / "out"), compare_with=settings.Layout.reference(SCRATCH))
     comparison = data.comparison
     assert {r.arch: (r.this.id, r.other.id) for r in comparison.rows} == {
         "mobilenet_v3_large": ("mobilenet_v3_large_full", "mobilenet_v3_large"),  # the minimalistic net has no match
@@ -86,7 +86,7 @@ def test_a_real_run_against_cpu_scratch_gives_the_table_the_figure_and_the_sente
     comparison exported and on the page in both languages. The other figures are not drawn (the whole report
     takes minutes on two busy cores; ``report --compare-with`` builds it as usual)."""
     other = settings.Layout.reference(SCRATCH)
-    data = collect.collect(settings.Layout.reference(SCRATCH_SEEDS), compare_with=other)
+    data = compare.report_data(settings.Layout.reference(SCRATCH_SEEDS), compare_with=other)
     chapter = chapter_module.build(data)
     table, figure = chapter.tables[compare.TABLE_KEY], chapter.figures[compare.FIGURE_KEY]
     curves = [int(f.number.split(".")[1]) for f in chapter.figures_with("history-")]
@@ -124,7 +124,7 @@ def test_a_real_run_against_cpu_scratch_gives_the_table_the_figure_and_the_sente
 def test_seeds_from_a_run_of_another_recipe_is_refused(tmp_path):
     layout = imagenet_tree(tmp_path / "out")
     with pytest.raises(UsageError, match="cpu-scratch-seeds.*weights none at 128 px.*weights imagenet-tflite at 320"):
-        collect.collect(layout, seeds_from=settings.Layout.reference(SCRATCH_SEEDS))
+        compare.report_data(layout, seeds_from=settings.Layout.reference(SCRATCH_SEEDS))
     line = one_error_line(trashnet("report", "--out", str(layout.root), "--profile", "cpu", "--seeds-from",
                                    str(SCRATCH_SEEDS), "--no-pdf", "--no-exports"))
     assert str(SCRATCH_SEEDS) in line and str(layout.root) in line
@@ -147,5 +147,5 @@ def test_compare_with_a_bad_folder_is_one_line(tmp_path):
     results_tree.write_result(other / "models", "train", "mobilenet_v1", arch="mobilenet_v1", accuracy=0.7,
                               gzip_bytes=1_000_000)
     with pytest.raises(UsageError, match="mobilenet_v1.*is in this run"):
-        collect.collect(layout, compare_with=settings.Layout.reference(other))
+        compare.report_data(layout, compare_with=settings.Layout.reference(other))
     assert not layout.report.exists()

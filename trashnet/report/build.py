@@ -25,7 +25,7 @@ from pathlib import Path
 from trashnet.report import figures
 from trashnet.core import fileio, owned, settings
 from trashnet.report import chapter as chapter_module
-from trashnet.report import collect, exports, i18n, render
+from trashnet.report import compare, exports, i18n, render
 from trashnet.report.collect import ReportData
 
 REPORT_HTML = "index.html"
@@ -70,7 +70,7 @@ def build(root: str | Path | settings.Layout, profile: str | None = None, *,
     a multi-seed run of the same recipe, whose mean and SD the chapter shows; ``compare_with``: another run of
     the study from other starting weights, whose baselines the chapter sets beside this run's."""
     start = time.perf_counter()
-    data = collect.collect(root, profile, seeds_from=seeds_from, compare_with=compare_with)
+    data = compare.report_data(root, profile, seeds_from=seeds_from, compare_with=compare_with)
     chapter = chapter_module.build(data)
     links = copy_notebooks(data)
     for lang in languages:

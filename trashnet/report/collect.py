@@ -348,12 +348,10 @@ def seed_runs(layout: settings.Layout | None) -> tuple[list[dict[str, Any]], str
 
 
 def collect(where: str | Path | settings.Layout, profile: str | None = None, *,
-            seeds_from: settings.Layout | None = None, compare_with: settings.Layout | None = None) -> ReportData:
+            seeds_from: settings.Layout | None = None) -> ReportData:
     """Everything the report shows of one profile: from ``settings.Layout`` or an output root and a profile;
-    ``seeds_from`` another run (the same recipe, several seeds) whose mean and SD replace single-seed values;
-    ``compare_with`` another run of the study from other starting weights (``trashnet.report.compare``)."""
-    from trashnet.report import compare  # it reads runs with this module's readers
-
+    ``seeds_from`` another run (the same recipe, several seeds) whose mean and SD replace single-seed values
+    (``trashnet.report.compare.report_data`` checks that recipe and adds another run's baselines)."""
     if isinstance(where, settings.Layout):
         layout = where
     else:
@@ -370,8 +368,6 @@ def collect(where: str | Path | settings.Layout, profile: str | None = None, *,
         selection, selection_problem = records.try_read(records.read_selection, final_dir)
         card, _ = records.try_read(records.read_model_card, final_dir)
         stats = read_stats(final_dir)
-    if seeds_from is not None:
-        compare.check_seeds(variants, layout.root, seeds_from)
     seed_stats, seeds_source = seed_runs(seeds_from)
     if not seeds_from and stats:  # this run's own repeated seeds, where it has any
         seed_stats = [s for s in stats.get("seeds") or [] if len(s.get("seeds") or []) > 1]
@@ -387,5 +383,4 @@ def collect(where: str | Path | settings.Layout, profile: str | None = None, *,
         variants=report_variants, final=final, selection=selection, selection_problem=selection_problem,
         card=card, stats=stats, data=data_summary(layout.dataset), misclassified=shown,
         misclassified_total=total, provenance=provenance_summary(report_variants, layout),
-        checksums=checksums(final_dir), seed_stats=seed_stats, seeds_source=seeds_source,
-        comparison=compare.compare(report_variants, compare_with) if compare_with is not None else None)
+        checksums=checksums(final_dir), seed_stats=seed_stats, seeds_source=seeds_source)

@@ -145,6 +145,19 @@ def compare(variants: list[collect.Variant], other: settings.Layout) -> Comparis
 
 # --- the chapter's table and figure --------------------------------------------------------------------------
 
+def report_data(where: str | Path | settings.Layout, profile: str | None = None, *,
+                seeds_from: settings.Layout | None = None,
+                compare_with: settings.Layout | None = None) -> collect.ReportData:
+    """``collect.collect``, refused when ``seeds_from`` is a run of another recipe (``check_seeds``), with
+    ``compare_with``'s baselines set beside this run's (``compare``)."""
+    data = collect.collect(where, profile, seeds_from=seeds_from)
+    if seeds_from is not None:
+        check_seeds(data.variants, data.root, seeds_from)
+    if compare_with is not None:
+        data = data.model_copy(update={"comparison": compare(data.variants, compare_with)})
+    return data
+
+
 def section(chapter: Chapter, data: collect.ReportData) -> None:
     """The comparison table and figure, when the report was asked for one (``data.comparison``)."""
     comparison: Comparison | None = data.comparison
