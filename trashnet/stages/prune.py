@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 
-from trashnet.nets import imagenet, models, scoring, xnnpack
+from trashnet.nets import batchnorm, imagenet, models, scoring, xnnpack
 from trashnet.nets.sparsity import (M_BY_N, check_m_by_n, pruning_policy, pruning_wrappers, sparsity_report,
                                      tfmot_sparsity)
 from trashnet.core import fileio, records
@@ -148,6 +148,8 @@ def fine_tune(wrapped: keras.Model, model: keras.Model, data: inputs.Dataset, cf
     distill = cfg.prune.distill
     if distill is not None and teacher is None:
         raise ValueError(f"variant {cfg.id!r} asks for distillation but no teacher model was given")
+    if batchnorm.kept_frozen(cfg):  # as the baseline was fine-tuned (before the optimizer picks its variables)
+        batchnorm.freeze(wrapped)
     _, total = _steps(len(data.train), cfg.train.batch_size, cfg.prune.epochs)
     schedule = training.lr_schedule(cfg.prune.learning_rate, total_steps=total, warmup_steps=0)
     optimizer = training.make_optimizer(model, schedule, weight_decay=cfg.train.weight_decay, total_steps=total,

@@ -35,7 +35,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from trashnet.data import inputs
-from trashnet.nets import models
+from trashnet.nets import batchnorm, models
 from trashnet.stages import training
 from trashnet.core.config import VariantConfig
 from trashnet.core.keras_env import keras, tf
@@ -222,6 +222,8 @@ def fine_tune(qat_model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, 
     weights, AdamW without decay on BatchNorm or biases) at ``quantize.qat.learning_rate``, cosine decay,
     no warm-up, no EMA (the quantizers' ranges follow the raw weights), judged on validation each epoch."""
     qat = cfg.quantize.qat
+    if batchnorm.kept_frozen(cfg):  # as the baseline was fine-tuned (before the optimizer picks its variables)
+        batchnorm.freeze(qat_model)
     steps = max(1, int(np.ceil(len(data.train) / cfg.train.batch_size)))
     total = steps * qat.epochs
     schedule = training.lr_schedule(qat.learning_rate, total_steps=total, warmup_steps=0)
