@@ -27,7 +27,7 @@ from trashnet.core.config import VariantConfig
 # cores. Measured in the product: the thesis run and the cpu-seeds run (-j 2, one thread per worker) took
 # V3-Small 8.8-10.0 s, V3-Large 19.5-21.7 s, V2 22.0 s, V1 23.8 s per epoch and worker; divided by
 # `sharing_slowdown(2, 2)` (1.67), the speed of one two-thread process (derived, not timed alone;
-# benchmarks/results/timing_cpu*.md).
+# benchmarks/results/timing_cpu-scratch*.md).
 EPOCH_SECONDS_128 = {"mobilenet_v3_small": 5.6, "mobilenet_v3_large": 12.4, "mobilenet_v2": 13.2,
                      "mobilenet_v1": 14.3}
 REFERENCE_SIZE = 128
