@@ -52,6 +52,12 @@ SOURCES: dict[str, str] = {
     "seeds-quantized": "results/cpu-scratch-seeds/models/quantized",
     "seeds-final": "results/cpu-scratch-seeds/models/final",
     "seeds-logs": "results/cpu-scratch-seeds/logs",
+    # The thesis run from ImageNet weights (issue 27).
+    "imagenet-train": "results/cpu/models/train",
+    "imagenet-prune": "results/cpu/models/prune",
+    "imagenet-quantize": "results/cpu/models/quantize",
+    "imagenet-final": "results/cpu/models/final",
+    "imagenet-logs": "results/cpu/logs",
 }
 
 
