@@ -1,4 +1,4 @@
-"""The results chapter built from the committed thesis results (``CPU`` + ``SEEDS`` below),
+"""The results chapter built from the committed thesis results (``CPU``, compared with ``SCRATCH`` below),
 checked as an examiner reads it: the PDF's own layout (pdfplumber), the Indonesian body's words, the LaTeX
 exports compiled, the conclusion, the page budget. Building both languages takes about two minutes."""
 
@@ -16,9 +16,8 @@ from trashnet.core import settings
 from trashnet.report import compare, findings
 from trashnet.report.build import EXPORTS_DIR, REPORT_HTML, REPORT_PDF, build
 
-# The from-scratch reference until results/cpu (ImageNet) is regenerated (issue 27).
-CPU = settings.RESULTS_DIR / "cpu-scratch"
-SEEDS = settings.RESULTS_DIR / "cpu-scratch-seeds"
+CPU = settings.RESULTS_DIR / "cpu"  # the thesis run from ImageNet
+SCRATCH = settings.RESULTS_DIR / "cpu-scratch"  # the from-scratch run it is compared with
 MM = 72 / 25.4  # PDF points per millimetre
 BOTTOM_MARGIN_MM = 20  # templates/report.css: @page margin 22mm 18mm 20mm 22mm
 BODY_PAGES = 35
@@ -28,16 +27,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def chapter(tmp_path_factory) -> Path:
-    if not (CPU / "logs" / settings.RUN_RECORD).is_file() or not (SEEDS / "logs" / settings.RUN_RECORD).is_file():
-        pytest.skip(f"the committed {CPU.name} and {SEEDS.name} results are not in this checkout")
+    if not (CPU / "logs" / settings.RUN_RECORD).is_file() or not (SCRATCH / "logs" / settings.RUN_RECORD).is_file():
+        pytest.skip(f"the committed {CPU.name} and {SCRATCH.name} results are not in this checkout")
     root = tmp_path_factory.mktemp("thesis") / "cpu"
     shutil.copytree(CPU, root, ignore=shutil.ignore_patterns("report"))
-    return build(settings.Layout.reference(root), seeds_from=settings.Layout.reference(SEEDS), log=lambda *_: None)
+    return build(settings.Layout.reference(root), compare_with=settings.Layout.reference(SCRATCH), log=lambda *_: None)
 
 
 @pytest.fixture(scope="module")
 def answer():
-    data = compare.report_data(settings.Layout.reference(CPU), seeds_from=settings.Layout.reference(SEEDS))
+    data = compare.report_data(settings.Layout.reference(CPU), compare_with=settings.Layout.reference(SCRATCH))
     return findings.derive(data).answer
 
 

@@ -23,7 +23,7 @@ from trashnet.core import settings
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # The from-scratch reference until results/cpu (ImageNet) is regenerated (issue 27).
-FINAL = settings.REPO_ROOT / "results" / "cpu-scratch" / "models" / "final"
+FINAL = settings.REPO_ROOT / "results" / "cpu" / "models" / "final"
 APP = settings.REPO_ROOT / "examples" / "streamlit_app.py"
 CHECK = settings.REPO_ROOT / "tests" / "streamlit_check.py"
 CHROMIUM = Path("/usr/bin/chromium")
