@@ -107,30 +107,23 @@ else
   fi
 fi
 
-if [ -n "${TRASHNET_METADATA_PYTHON:-}" ]; then
-  command -v "$TRASHNET_METADATA_PYTHON" >/dev/null 2>&1 \
-    || die "TRASHNET_METADATA_PYTHON=$TRASHNET_METADATA_PYTHON is not an executable"
-elif [ ! -x "$META_VENV/bin/python" ] || [ ! -f "$META_STAMP" ] \
-    || [ "$(cat "$META_STAMP")" != "$(sha256sum "$META_LOCK" | cut -d' ' -f1)" ]; then
-  command -v python3.11 >/dev/null 2>&1 || die "python3.11 is needed to create $META_VENV"
-  echo "setup: installing requirements-metadata.lock into $META_VENV (hash-checked)"
-  [ -x "$META_VENV/bin/python" ] || python3.11 -m venv "$META_VENV"
-  "$REPO/docker/install-lock.sh" "$META_VENV/bin/python" "$META_LOCK"
-  sha256sum "$META_LOCK" | cut -d' ' -f1 > "$META_STAMP"
-fi
-if [ "${TRASHNET_MEDIAPIPE_PYTHON:-}" = none ]; then
-  :
-elif [ -n "${TRASHNET_MEDIAPIPE_PYTHON:-}" ]; then
-  command -v "$TRASHNET_MEDIAPIPE_PYTHON" >/dev/null 2>&1 \
-    || die "TRASHNET_MEDIAPIPE_PYTHON=$TRASHNET_MEDIAPIPE_PYTHON is not an executable"
-elif [ ! -x "$MP_VENV/bin/python" ] || [ ! -f "$MP_STAMP" ] \
-    || [ "$(cat "$MP_STAMP")" != "$(sha256sum "$MP_LOCK" | cut -d' ' -f1)" ]; then
-  command -v python3.11 >/dev/null 2>&1 || die "python3.11 is needed to create $MP_VENV"
-  echo "setup: installing requirements-mediapipe.lock into $MP_VENV (hash-checked)"
-  [ -x "$MP_VENV/bin/python" ] || python3.11 -m venv "$MP_VENV"
-  "$REPO/docker/install-lock.sh" "$MP_VENV/bin/python" "$MP_LOCK"
-  sha256sum "$MP_LOCK" | cut -d' ' -f1 > "$MP_STAMP"
-fi
+# A tool's own venv (it cannot share the main lock): the interpreter its variable names, or <venv> installed
+# from <lock> and re-installed when the lock changes.
+tool_venv() {  # <variable name> <venv> <lock> <stamp>
+  local given="${!1:-}" venv="$2" lock="$3" stamp="$4"
+  if [ -n "$given" ]; then
+    command -v "$given" >/dev/null 2>&1 || die "$1=$given is not an executable"
+  elif [ ! -x "$venv/bin/python" ] || [ ! -f "$stamp" ] \
+      || [ "$(cat "$stamp")" != "$(sha256sum "$lock" | cut -d' ' -f1)" ]; then
+    command -v python3.11 >/dev/null 2>&1 || die "python3.11 is needed to create $venv"
+    echo "setup: installing $(basename "$lock") into $venv (hash-checked)"
+    [ -x "$venv/bin/python" ] || python3.11 -m venv "$venv"
+    "$REPO/docker/install-lock.sh" "$venv/bin/python" "$lock"
+    sha256sum "$lock" | cut -d' ' -f1 > "$stamp"
+  fi
+}
+tool_venv TRASHNET_METADATA_PYTHON "$META_VENV" "$META_LOCK" "$META_STAMP"
+[ "${TRASHNET_MEDIAPIPE_PYTHON:-}" = none ] || tool_venv TRASHNET_MEDIAPIPE_PYTHON "$MP_VENV" "$MP_LOCK" "$MP_STAMP"
 # The checked-out package wins over any installed copy; the notebooks' kernels inherit this.
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export MPLBACKEND="${MPLBACKEND:-Agg}"
