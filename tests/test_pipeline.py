@@ -273,12 +273,12 @@ def test_a_kernel_that_dies_before_any_cell_is_started_again(tmp_path, monkeypat
 
 
 def test_the_longest_chain_starts_first(tmp_path):
-    # cpu profile: V3-Large (45 epochs) -> its 2:4 copy -> their files -> final is the longest chain; started
-    # in file order (V1 first), the last part of the run would leave one of two workers idle.
-    profile = profiles.load_profile("cpu")
+    # cpu-scratch profile: V3-Large (45 epochs) -> its 2:4 copy -> their files -> final is the longest chain;
+    # started in file order (V1 first), the last part of the run would leave one of two workers idle.
+    profile = profiles.load_profile("cpu-scratch")
     variants = profiles.load_variants(profile)
     ids = profiles.select_variants(variants, profile.variants)
-    layout = settings.Layout(tmp_path, "cpu")
+    layout = settings.Layout(tmp_path, "cpu-scratch")
     runner = scheduler.Runner(plan.plan(variants, ids, layout), layout, data_sha="0" * 64, jobs_at_once=2,
                              log=lambda message: None)
     path = runner.critical_path()

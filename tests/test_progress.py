@@ -42,7 +42,8 @@ def test_events_round_trip_and_only_whole_lines_are_read(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def cpu_variants():
-    return profiles.load_variants(profiles.load_profile("cpu"))
+    # The from-scratch thesis run: the case (V1, 20 epochs at 128 px) was measured on it.
+    return profiles.load_variants(profiles.load_profile("cpu-scratch"))
 
 
 def test_the_eta_learns_this_machines_epochs(cpu_variants, tmp_path, monkeypatch):
@@ -142,9 +143,10 @@ def test_an_executed_notebook_and_its_log_hold_no_cuda_noise(tmp_path, monkeypat
         assert not re.search(r"cuInit|cuda drivers|cuDNN|absl::InitializeLog", text), text[-3000:]
 
 
-def test_the_machine_check_before_a_long_run(tmp_path, cpu_variants):
-    # The cpu profile's V3-Small chain: well over MIN_RUN_SECONDS by the defaults, so `run` times a few
-    # training steps of its first baseline (V3-Small at 128 px) in a child process first.
+def test_the_machine_check_before_a_long_run(tmp_path):
+    # The thesis profile's V3-Small chain: well over MIN_RUN_SECONDS by the defaults, so `run` times a few
+    # training steps of its first baseline in a child process first.
+    cpu_variants = profiles.load_variants(profiles.load_profile("cpu"))
     ids = profiles.select_variants(cpu_variants, ["mobilenet_v3_small*"])
     layout = settings.Layout(tmp_path / "out", "cpu")
     runner = scheduler.Runner(plan.plan(cpu_variants, ids, layout), layout, data_sha="-", jobs_at_once=2,
@@ -153,7 +155,7 @@ def test_the_machine_check_before_a_long_run(tmp_path, cpu_variants):
     lines: list[str] = []
     machine.check(runner, 1764, lines.append)
     assert len(lines) == 1, lines
-    assert re.fullmatch(r"machine: \d+ cores, .+, load [\d.]+; mobilenet_v3_small at 128 px: ~\d+ s/epoch here "
+    assert re.fullmatch(r"machine: \d+ cores, .+, load [\d.]+; mobilenet_v3_small at \d+ px: ~\d+ s/epoch here "
                         r"against \d+ s assumed \([\d.]+x\); this run: ~\S+ \(without the check: \S+-\S+; "
                         r"warm-up \d+ s, --no-warmup skips it\)", lines[0]), lines[0]
     assert runner.warmup and runner.warmup > 0
