@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,12 +119,15 @@ def test_the_file_carries_labels_and_still_runs_like_the_chosen_one(built, sampl
 
 
 def test_verification_reproduces_the_reported_accuracy(built):
-    result, _, output_dir = built
+    result, models_dir, output_dir = built
     verification = json.loads((output_dir / "verification.json").read_text())
     assert verification["passed"] is True and verification["accuracy_reproduced_exactly"] is True
     assert verification["reproduced"]["accuracy"] == verification["reported"]["accuracy"]
     assert verification["prediction_mismatches"] == 0
     assert verification["embedded_vs_original_max_abs_diff"] == 0.0
+    # The chosen file, named inside the results folder: no machine's folder in a committed result.
+    assert not Path(verification["original_file"]).is_absolute()
+    assert (models_dir / verification["original_file"]).is_file()
 
 
 MAIN_VENV_CONSUMERS = ["predict", "pillow_bicubic", "pillow_bilinear", "tf_bilinear"]

@@ -148,8 +148,11 @@ def _reported_predictions(variant_dir: Path) -> dict[str, str] | None:
 
 
 def verify(model_path: Path, original_path: Path, dataset_dir: Path, record: dict[str, Any],
-           variant_dir: Path, *, latency_runs: int = 50, latency_warmup: int = 5) -> dict[str, Any]:
-    """Re-evaluate the final file on the test split and compare with what its result file reported."""
+           variant_dir: Path, *, original_name: str | None = None, latency_runs: int = 50,
+           latency_warmup: int = 5) -> dict[str, Any]:
+    """Re-evaluate the final file on the test split and compare with what its result file reported.
+
+    ``original_name``: how ``verification.json`` names the chosen file (default: its file name)."""
     reported = record.get("test") or {}
     evaluation = evaluate_split(model_path, dataset_dir, split="test")
     by_path = _reported_predictions(variant_dir)
@@ -172,7 +175,7 @@ def verify(model_path: Path, original_path: Path, dataset_dir: Path, record: dic
                      and abs(reported["accuracy"] - evaluation["accuracy"]) < 1e-12)
     return {
         "model_file": model_path.name,
-        "original_file": str(original_path),
+        "original_file": original_name or original_path.name,
         "dataset_manifest_sha256": fileio.sha256_file(Path(dataset_dir) / settings.MANIFEST_NAME),
         "reported": {"accuracy": reported.get("accuracy"), "n": reported.get("n")},
         "reproduced": {"accuracy": evaluation["accuracy"], "n": evaluation["n"], "correct": evaluation["correct"],
@@ -263,7 +266,10 @@ def build_final(config: VariantConfig, *, dataset_dir: str | os.PathLike, models
     fileio.atomic_write_text(output_dir / LABELS_FILE, labels_text)
     select.write_selection(selection, output_dir)
 
-    verification = verify(model_path, original, dataset_dir, record, variant_dir,
+    # Relative to the results folder it was chosen from ("quantize/<variant>/<file>"): a committed result
+    # names no machine's folder.
+    original_name = original.resolve().relative_to(models_dir.resolve()).as_posix()
+    verification = verify(model_path, original, dataset_dir, record, variant_dir, original_name=original_name,
                           latency_runs=config.quantize.latency_runs, latency_warmup=config.quantize.latency_warmup)
     fileio.write_json(output_dir / VERIFICATION_FILE, verification)
     if strict and not verification["passed"]:
