@@ -82,3 +82,35 @@ def test_the_mediapipe_emulation_gives_mediapipes_scores(model, tmp_path):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# Runs the helper with the cyclic GC off, then counts the MediaPipe classifiers it left open: an open one is closed
+# later by its __del__, from the cyclic GC, at any point - inside another classifier's executor.submit that hangs
+# the process (concurrent.futures' global lock is not reentrant): the helper hung on ood-dev's grayscale JPEG.
+LEFT_OPEN = """
+import gc, json, runpy, sys
+gc.disable()
+helper = runpy.run_path(sys.argv[1])
+helper["main"](sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:])
+print(json.dumps({"open": sum(type(o).__name__ == "ImageClassifier" and bool(getattr(o, "_handle", None))
+                              for o in gc.get_objects())}))
+"""
+
+
+@pytest.mark.slow  # MediaPipe's venv (cached by lock hash)
+def test_the_mediapipe_helper_refuses_a_grayscale_file_and_leaves_no_classifier_open(model, tmp_path):
+    from PIL import Image
+
+    gray = tmp_path / "gray.jpg"
+    Image.open(PHOTOS[0]).convert("L").save(gray)  # MediaPipe's own decoder makes it one channel
+    python = tool_python(settings.REPO_ROOT / "requirements-mediapipe.lock")
+    out = tmp_path / "out.npz"
+    done = subprocess.run([str(python), "-c", LEFT_OPEN, str(settings.PACKAGE_DIR / "tools" / "mediapipe_consumers.py"),
+                           str(FINAL), str(model.image_size), str(out), str(gray), *map(str, PHOTOS[:2])],
+                          capture_output=True, text=True, env=clean_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report, left = (json.loads(line) for line in done.stdout.splitlines()[-2:])
+    assert [item["path"] for item in report["refused"]] == [str(gray)]
+    assert left == {"open": 0}
+    from_file = np.load(out)["mediapipe_file"]
+    assert np.isnan(from_file[0]).all() and np.isfinite(from_file[1:]).all()  # the photos after it still get scores
