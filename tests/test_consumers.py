@@ -119,3 +119,14 @@ def test_the_mediapipe_helper_refuses_a_grayscale_file_and_leaves_no_classifier_
     assert left == {"open": 0}
     from_file = np.load(out)["mediapipe_file"]
     assert np.isnan(from_file[0]).all() and np.isfinite(from_file[1:]).all()  # the photos after it still get scores
+
+
+def test_a_helper_that_does_not_finish_is_a_parity_error_not_a_hang(tmp_path):
+    from trashnet.nets import parity
+
+    stuck = tmp_path / "python"  # an interpreter that never returns, like the deadlocked MediaPipe helper
+    stuck.write_text("#!/bin/sh\nexec sleep 60\n")
+    stuck.chmod(0o755)
+    with pytest.raises(parity.ParityError, match="did not finish 1 photos in 1 s"):
+        parity.opencv_and_mediapipe(str(stuck), FINAL, 128, [str(PHOTOS[0])], ["glass"], timeout_s=1)
+    assert parity.helper_timeout_s(786) < 30 * 60  # the 786 photos of the benchmark: minutes, not an hour
