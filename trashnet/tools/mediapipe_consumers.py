@@ -5,8 +5,8 @@
 MediaPipe Tasks' ``ImageClassifier`` gets each whole photo as a Python app gives it: decoded to RGB with
 Pillow (``trashnet.consumers.decode``), an ``mp.Image``; MediaPipe resizes it. Its scores go to ``OUT.npz`` as
 ``mediapipe`` (N, classes, columns in the order of ``mediapipe_labels``); ``mediapipe_file`` holds the scores
-when MediaPipe decodes the file itself (``mp.Image.create_from_file``; NaN where it refuses the file, listed
-in the printed JSON). The inputs of the consumers that need OpenCV (``trashnet.consumers.OPENCV_RESIZERS``,
+when MediaPipe decodes the file itself (``mp.Image.create_from_file``; NaN where its decoder gives a one-channel
+image, which its classifier refuses: ``file_scores``; listed in the printed JSON). The inputs of the consumers that need OpenCV (``trashnet.consumers.OPENCV_RESIZERS``,
 OpenCV comes with MediaPipe's wheel) go there too, one uint8 (N, S, S, 3) array each, for LiteRT to run in
 the main venv (``benchmarks/bench_parity.py``). Prints JSON: the MediaPipe and OpenCV versions, the refused files.
 """
