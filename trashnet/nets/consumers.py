@@ -66,14 +66,35 @@ def mediapipe_emulated(image: Image.Image, size: int) -> np.ndarray:
     corners mapped onto the tensor's corners, bilinear from the 4 nearest pixels, border replicate.
 
     The published source calls ``cv2.warpPerspective`` with that mapping; the mediapipe 1.2.3 wheel gives
-    bit for bit what ``cv2.warpAffine`` gives with it (checked on real photos: tests/test_consumers.py),
-    while ``warpPerspective`` differs by one grey level on some pixels."""
-    import cv2
-
+    bit for bit OpenCV's classic fixed-point ``warpAffine`` (``_fixed_point_warp``; checked on real photos at
+    128 and 320 px: tests/test_consumers.py). The ``cv2.warpAffine`` of the OpenCV wheel beside it (5.x) computes
+    source coordinates in floating point instead: the same wherever they fall on the 1/32-pixel grid (a 384x512
+    photo to 128 px: factors 3 and 4), one grey level off on ~4 % of pixels elsewhere (to 320 px: 1.2 and 1.6)."""
     array = np.asarray(image, dtype=np.uint8)
     height, width = array.shape[:2]
     scale = np.array([[size / width, 0.0, 0.0], [0.0, size / height, 0.0]])  # corner (0, 0) and (w, h) to (S, S)
-    return cv2.warpAffine(array, scale, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return _fixed_point_warp(array, scale, size)
+
+
+def _fixed_point_warp(array: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """``cv2.warpAffine(array, matrix, (size, size), INTER_LINEAR, BORDER_REPLICATE)`` as OpenCV 4 computes it
+    (imgwarp.cpp ``WarpAffineInvoker``): each output pixel's source position in 1/1024 px (``cvRound``, half to
+    even), cut to 1/32 px, then OpenCV's fixed-point bilinear tables (``cv2.remap`` with 16-bit maps)."""
+    import cv2
+
+    inverse = cv2.invertAffineTransform(matrix)
+    ab_bits, tab_bits = 10, 5  # AB_BITS, INTER_BITS
+    ab_scale, index = 1 << ab_bits, np.arange(size, dtype=np.float64)
+    round_delta = ab_scale >> tab_bits >> 1  # half a 1/32 step: the cut rounds
+    column_x = np.rint(inverse[0, 0] * index * ab_scale).astype(np.int64)
+    column_y = np.rint(inverse[1, 0] * index * ab_scale).astype(np.int64)
+    row_x = np.rint((inverse[0, 1] * index + inverse[0, 2]) * ab_scale).astype(np.int64) + round_delta
+    row_y = np.rint((inverse[1, 1] * index + inverse[1, 2]) * ab_scale).astype(np.int64) + round_delta
+    source_x = (row_x[:, None] + column_x[None, :]) >> (ab_bits - tab_bits)  # in 1/32 px
+    source_y = (row_y[:, None] + column_y[None, :]) >> (ab_bits - tab_bits)
+    whole = np.stack([source_x >> tab_bits, source_y >> tab_bits], -1).astype(np.int16)
+    fraction = ((source_y & 31) << tab_bits | (source_x & 31)).astype(np.uint16)
+    return cv2.remap(array, whole, fraction, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def tf_bilinear(image: Image.Image, size: int) -> np.ndarray:

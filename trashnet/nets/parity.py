@@ -90,18 +90,30 @@ def _decodes(path: Path) -> bool:
     return True
 
 
-def opencv_and_mediapipe(python: str, model: Path, size: int, paths: list[str], labels: list[str]
+def helper_timeout_s(photos: int) -> float:
+    """How long MediaPipe's helper may take: ~0.1 s a photo at 320 px on a loaded 2-core machine, 20x that, so
+    a hung helper (it once deadlocked) costs the final stage minutes, not hours."""
+    return 120.0 + 2.0 * photos
+
+
+def opencv_and_mediapipe(python: str, model: Path, size: int, paths: list[str], labels: list[str], *,
+                         timeout_s: float | None = None
                          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
     """The OpenCV consumers' inputs and MediaPipe's scores (``mediapipe``: given the decoded photo;
-    ``mediapipe_file``: given the file), in ``labels`` order, and the helper's JSON, from MediaPipe's venv."""
+    ``mediapipe_file``: given the file), in ``labels`` order, and the helper's JSON, from MediaPipe's venv.
+    ``timeout_s`` (default ``helper_timeout_s``): past it the helper is killed and a ``ParityError`` says so."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    timeout_s = helper_timeout_s(len(paths)) if timeout_s is None else timeout_s
     with tempfile.TemporaryDirectory(prefix="parity-") as tmp:
         out = Path(tmp) / "out.npz"
         try:
             done = subprocess.run([python, str(HELPER), str(model), str(size), str(out), *paths],
-                                  capture_output=True, text=True, env=env, timeout=3600)
+                                  capture_output=True, text=True, env=env, timeout=timeout_s)
         except OSError as error:
             raise ParityError(f"MediaPipe's interpreter does not run ({error.strerror})") from error
+        except subprocess.TimeoutExpired as error:
+            raise ParityError(f"MediaPipe's helper did not finish {len(paths)} photos in {timeout_s:.0f} s - "
+                              f"run {HELPER.name} by hand on them to see where it stops") from error
         if done.returncode != 0:
             raise ParityError(f"MediaPipe's helper failed: {done.stderr.strip().splitlines()[-1:]} - "
                               f"check MediaPipe's tool venv ({settings.ENV_MEDIAPIPE_PYTHON})")
