@@ -85,6 +85,7 @@ class Side(BaseModel):
     weights: str  # origin kind
     accuracy: float | None
     ood_accuracy: float | None
+    image_size: int | None = None  # the model's input side in pixels
 
 
 class Row(BaseModel):
@@ -128,6 +129,10 @@ class Comparison(BaseModel):
     def has_ood(self) -> bool:
         return any(r.this.ood_accuracy is not None and r.other.ood_accuracy is not None for r in self.rows)
 
+    def sizes(self, side: str) -> list[int]:
+        """The input sides (px) of one side's baselines ("this" or "other")."""
+        return sorted({getattr(r, side).image_size for r in self.rows if getattr(r, side).image_size})
+
     def mean(self, name: str) -> float | None:
         values = [getattr(r, name) for r in self.rows if getattr(r, name) is not None]
         return sum(values) / len(values) if values else None
@@ -135,7 +140,7 @@ class Comparison(BaseModel):
 
 def _side(variant: collect.Variant) -> Side:
     return Side(id=variant.id, weights=origin(variant.metrics.weights), accuracy=variant.value("accuracy"),
-                ood_accuracy=variant.value("ood_accuracy"))
+                ood_accuracy=variant.value("ood_accuracy"), image_size=variant.metrics.image_size)
 
 
 def compare(variants: list[collect.Variant], other: settings.Layout) -> Comparison:
