@@ -9,8 +9,10 @@ is rendered.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from trashnet.data.scan import reason_code
 from trashnet.report import compare, figures
 from trashnet.report.collect import PARITY_SETS, ReportData, Variant
 from trashnet.report.i18n import N_
@@ -76,11 +78,39 @@ def data_section(chapter: Chapter, data: ReportData) -> None:
     if d.rejected:
         chapter.add_table(Table("rejected", N_("Rejected files and the reason for each"),
                                 [Column("path", N_("File")), Column("class", N_("Class")),
-                                 Column("reason", N_("Reason"))],
-                                [[r["path"], r["class"], r["reason"]] for r in d.rejected]))
+                                 Column("reason", N_("Reason")), Column("same", N_("Same bytes as"))],
+                                [[r["path"], r["class"], *rejection(r["path"], r["reason"])] for r in d.rejected]))
     if any(d.examples.values()):
         chapter.add_figure(Figure("examples", N_("Example training images, one row per class"),
                                   lambda text, ex=d.examples: figures.example_grid(ex), wide=False))
+
+
+# The manifest's reasons (trashnet/data: English, "<code>: <detail>") -> a translated phrase, by their code.
+REJECTIONS = {"duplicate-conflict": N_("identical bytes under another label; all copies rejected"),
+              "duplicate": N_("an exact copy of another file (the first copy is kept)"),
+              "bad-name": N_("the file or folder name is not valid UTF-8"),
+              "hidden": N_("a hidden or system file"), "no-class": N_("not inside a class folder"),
+              "nested-folder": N_("inside a sub-folder of a class folder"), "unreadable": N_("cannot be read"),
+              "decompression-bomb": N_("decoding ran out of memory"),
+              "not-in-split": N_("not listed in the official split files"),
+              "not-a-file": N_("not a regular file"), "empty-file": N_("an empty file"),
+              "not-an-image": N_("not an image"), "truncated": N_("a truncated image file"),
+              "corrupt": N_("a damaged image header")}
+
+
+def rejection(path: str, reason: str) -> tuple[str, str]:
+    """(translatable reason, the other files with the same bytes) of one rejected file; an unknown reason (a
+    decoder's own message) is kept as written."""
+    code = reason_code(reason)
+    if code not in REJECTIONS:
+        return reason, "–"
+    if code == "duplicate-conflict":
+        others = [f"{other} ({label})" for other, label in re.findall(r"([^\s,(]+) \((\w+)\)", reason) if other != path]
+    elif code == "duplicate":
+        others = re.findall(r"duplicate of (\S+)", reason)
+    else:
+        others = []
+    return REJECTIONS[code], ", ".join(others) or "–"
 
 
 def _config_rows(config: dict[str, Any], sections: tuple[str, ...]) -> list[list[Any]]:
@@ -116,7 +146,9 @@ def configuration(chapter: Chapter, data: ReportData) -> None:
         chapter.add_table(Table("compression", N_("Pruning, quantization and selection settings"),
                                 [Column("key", N_("Setting")), Column("value", N_("Value"))], compression))
     p = data.provenance
-    rows = [[N_("Hardware"), "; ".join(p.get("hardware") or []) or "–"]]
+    rows = [row for m in p.get("machines") or [] for row in
+            ([N_("Processor"), m["cpu"]], [N_("CPU cores"), m["cores"]], [N_("GPU"), m["gpus"] or N_("none")])]
+    rows = rows or [[N_("Hardware"), "–"]]
     rows += [[name, ", ".join(versions)] for name, versions in (p.get("libraries") or {}).items()]
     rows += [[N_("Initial weights"), f"{origin}: {', '.join(ids)}"] for origin, ids in (p.get("weights") or {}).items()]
     chapter.add_table(Table("environment", N_("Hardware, software versions and initial weights"),

@@ -284,13 +284,15 @@ def provenance_summary(variants: list[Variant], layout: settings.Layout) -> dict
 
     libraries: dict[str, set[str]] = defaultdict(set)
     hardware: set[str] = set()
+    machines: set[tuple[str, str, str]] = set()  # (cpu, cores, gpus): worded by the report in its language
     for record in records:
         for name, version in (record.get("libraries") or {}).items():
             libraries[name].add(str(version))
         if record.get("hardware"):
             hw = record["hardware"]
-            gpus = ", ".join(hw.get("gpus") or []) or "-"
-            hardware.add(f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores), GPU: {gpus}")
+            gpus = ", ".join(hw.get("gpus") or [])
+            hardware.add(f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores), GPU: {gpus or '-'}")
+            machines.add((str(hw.get("cpu", "?")), str(hw.get("cpu_count", "?")), gpus))
     weights: dict[str, list[str]] = defaultdict(list)
     for variant in variants:
         if variant.metrics is not None and variant.metrics.weights:
@@ -302,7 +304,8 @@ def provenance_summary(variants: list[Variant], layout: settings.Layout) -> dict
             "data_manifest_sha256": data_sha,
             "seeds": sorted({str(v.metrics.seed) for v in variants if v.metrics and v.metrics.seed is not None}),
             "libraries": {name: sorted(values) for name, values in sorted(libraries.items())},
-            "hardware": sorted(hardware), "weights": dict(sorted(weights.items())),
+            "hardware": sorted(hardware),
+            "machines": [{"cpu": c, "cores": n, "gpus": g} for c, n, g in sorted(machines)], "weights": dict(sorted(weights.items())),
             "report_git_commit": provenance.git_commit()}
 
 

@@ -52,6 +52,13 @@ def read_baselines(layout: settings.Layout) -> list[collect.Variant]:
     return baselines(collect.read_variant(*entry) for entry in collect._entries(layout, run) if entry[1] == "train")
 
 
+def read_pruned(layout: settings.Layout) -> list[collect.Variant]:
+    """The scored pruned models of a run (first seed only), read as the report reads them."""
+    run = collect._record(records.read_run_record, layout.logs)
+    return [v for v in (collect.read_variant(*entry) for entry in collect._entries(layout, run) if entry[1] == "prune")
+            if v.scored and "@" not in v.id and v.metrics.dense_baseline]
+
+
 def recipe(variants: Iterable[collect.Variant]) -> set[tuple[str, int | None]]:
     """(starting point, input side in px) of a run's baselines: what a seeds run must share with the report's."""
     return {(origin(v.metrics.weights), v.metrics.image_size) for v in baselines(variants)}
@@ -78,6 +85,7 @@ class Side(BaseModel):
     weights: str  # origin kind
     accuracy: float | None
     ood_accuracy: float | None
+    image_size: int | None = None  # the model's input side in pixels
 
 
 class Row(BaseModel):
@@ -98,6 +106,15 @@ class Row(BaseModel):
         return self._diff(self.this.ood_accuracy, self.other.ood_accuracy)
 
 
+class PruneRow(BaseModel):
+    """One pruning method on one architecture in both runs: its accuracy change against its own dense source."""
+
+    arch: str
+    method: str  # the variant id after the architecture: "prune-2of4", "prune-2of4-distill", ...
+    this_pp: float
+    other_pp: float
+
+
 class Comparison(BaseModel):
     """The report's run against another run, per architecture of their baselines."""
 
@@ -106,10 +123,15 @@ class Comparison(BaseModel):
     this_weights: str  # weights_name of each run
     other_weights: str
     rows: list[Row]
+    pruning: list[PruneRow] = []  # the pruned models both runs made, matched by architecture and method
 
     @property
     def has_ood(self) -> bool:
         return any(r.this.ood_accuracy is not None and r.other.ood_accuracy is not None for r in self.rows)
+
+    def sizes(self, side: str) -> list[int]:
+        """The input sides (px) of one side's baselines ("this" or "other")."""
+        return sorted({getattr(r, side).image_size for r in self.rows if getattr(r, side).image_size})
 
     def mean(self, name: str) -> float | None:
         values = [getattr(r, name) for r in self.rows if getattr(r, name) is not None]
@@ -118,7 +140,7 @@ class Comparison(BaseModel):
 
 def _side(variant: collect.Variant) -> Side:
     return Side(id=variant.id, weights=origin(variant.metrics.weights), accuracy=variant.value("accuracy"),
-                ood_accuracy=variant.value("ood_accuracy"))
+                ood_accuracy=variant.value("ood_accuracy"), image_size=variant.metrics.image_size)
 
 
 def compare(variants: list[collect.Variant], other: settings.Layout) -> Comparison:
@@ -137,10 +159,30 @@ def compare(variants: list[collect.Variant], other: settings.Layout) -> Comparis
                          f"({', '.join(sorted({v.metrics.arch or '?' for v in theirs}))}) is in this run",
                          "compare two runs of the same study")
     run = collect._record(records.read_run_record, other.logs)
+    pruning = prune_rows([v for v in variants if v.stage == "prune"], read_pruned(other))
     name = other.root.name if other.flat else (run.get("profile") or other.profile)
-    return Comparison(other=name, other_root=str(other.root), rows=rows,
+    return Comparison(other=name, other_root=str(other.root), rows=rows, pruning=pruning,
                       this_weights=weights_name(origin(v.metrics.weights) for v in mine),
                       other_weights=weights_name(origin(v.metrics.weights) for v in theirs))
+
+
+def _prune_key(variant: collect.Variant) -> tuple[str, str] | None:
+    method = variant.id.split(".", 1)[1] if "." in variant.id else None
+    return (variant.metrics.arch, method) if variant.metrics and variant.metrics.arch and method else None
+
+
+def prune_rows(mine: list[collect.Variant], theirs: list[collect.Variant]) -> list[PruneRow]:
+    """Each pruned model of this run beside the other run's of the same architecture and method, by the accuracy
+    each lost against its own dense source (``dense_baseline.accuracy_delta_pp``)."""
+    other = {_prune_key(v): v for v in theirs if _prune_key(v)}
+    rows = []
+    for v in sorted(mine, key=lambda v: v.id):
+        match = other.get(_prune_key(v)) if v.scored and v.metrics.dense_baseline else None
+        this_pp = (v.metrics.dense_baseline or {}).get("accuracy_delta_pp") if match else None
+        other_pp = (match.metrics.dense_baseline or {}).get("accuracy_delta_pp") if match else None
+        if this_pp is not None and other_pp is not None:
+            rows.append(PruneRow(arch=v.metrics.arch, method=_prune_key(v)[1], this_pp=this_pp, other_pp=other_pp))
+    return rows
 
 
 # --- the chapter's table and figure --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ Z95 = 1.959964  # the normal quantile of a two-sided 95 % interval: the binomial
 CONFOUND_RATIO = 1.2  # epoch budgets that differ by more than this are an unequal-budget confound
 SLOW_RATIO = 2.0  # a precision at least this many times slower than FP32 is called slow
 FASTER_RATIO = 1.25  # a pruned file at least this many times faster than its dense source is called faster
+COLLAPSED_SHARE = 0.95  # a file that gives one class for at least this share of the test images has collapsed
 
 
 class Point(BaseModel):
@@ -83,6 +84,35 @@ class SparsityFinding(BaseModel):
     raw_reduction_max: float | None = None  # % smaller raw file (0: the zeros are still stored)
     biggest_drop: Test | None = None  # the prune-vs-dense comparison with the largest accuracy loss
     biggest_drop_sparsity: float | None = None
+    two_four_min_pp: float | None = None  # accuracy change of the 2:4 models without distillation, against
+    two_four_max_pp: float | None = None  # their dense source (pp; negative: a loss)
+    two_four_n: int = 0
+    other_run: str | None = None  # the compared run (--compare-with), where it pruned the same networks
+    other_weights: str | None = None
+    other_min_pp: float | None = None  # the same 2:4 models' accuracy change in that run
+    other_max_pp: float | None = None
+    other_n: int = 0
+
+
+class Collapsed(BaseModel):
+    """Quantized files that answer (almost) one class for every test image: a failed conversion or training."""
+
+    ids: list[str] = Field(default_factory=list)
+    accuracy: float | None = None  # the highest test accuracy among them
+    label: str | None = None  # the class most of them predict
+    qat_only: bool = False  # every collapsed file came from quantization-aware training (qat, pqat)
+
+
+class ClassFinding(BaseModel):
+    """The final model's weakest class on the test split and its most frequent confusion."""
+
+    weakest: str
+    weakest_f1: float
+    weakest_support: int
+    smallest: str  # the class with the fewest test images
+    confused_true: str | None = None
+    confused_predicted: str | None = None
+    confused_n: int = 0
 
 
 class SignificanceFinding(BaseModel):
@@ -94,6 +124,7 @@ class SignificanceFinding(BaseModel):
 class Budget(BaseModel):
     arch: str
     epochs: int | None
+    head_epochs: int | None = None  # LP-FT: the epochs of the classifier alone, before fine-tuning
 
 
 class Method(BaseModel):
@@ -114,6 +145,9 @@ class Method(BaseModel):
     finetune_epochs: int | None = None
     finetune_learning_rate: float | None = None
     input_scale: int = 1  # model.input_scale: the input is image_size x this, averaged inside the model
+    minimalistic: list[str] = Field(default_factory=list)  # baselines of the minimalistic V3-Large
+    transplanted: list[str] = Field(default_factory=list)  # baselines started from another network's weights
+    dequantized: bool = False  # the ImageNet weights were read from 8-bit TFLite files and dequantized
     prune_methods: list[str] = Field(default_factory=list)
     prune_epochs: int | None = None
     distill: dict[str, Any] | None = None  # alpha, temperature
@@ -123,18 +157,31 @@ class Method(BaseModel):
     libraries: dict[str, str] = Field(default_factory=dict)
 
 
+class Machine(BaseModel):
+    cpu: str
+    cores: str
+    gpus: str = ""  # empty: none
+
+
 class Limits(BaseModel):
     test_n: int | None = None
     half_width_pp: float | None = None  # binomial 95 % half-width at the best accuracy
     weights: list[str] = Field(default_factory=list)  # the distinct model.weights values ("none" = scratch)
     scratch: bool = False
     hardware: list[str] = Field(default_factory=list)
+    machines: list[Machine] = Field(default_factory=list)
     ood_n: int | None = None
     ood_classes: int | None = None
     ood_chance: float | None = None
     ood_min: float | None = None
     ood_max: float | None = None
     ood_near_chance: bool = False
+    ood_baseline_min: float | None = None  # the baselines' OOD accuracy (float Keras models)
+    ood_baseline_max: float | None = None
+    ood_chosen: float | None = None  # the final model's
+    ood_gap_pp: float | None = None  # mean of (TrashNet test - OOD accuracy) over the baselines, in pp
+    ood_worst_class: str | None = None  # the final model's OOD class with the lowest recall
+    ood_worst_recall: float | None = None
     single_seed: bool = True
     seed_sd_max_pp: float | None = None
 
@@ -147,6 +194,9 @@ class Findings(BaseModel):
     method: Method = Field(default_factory=Method)
     budgets: list[Budget] = Field(default_factory=list)
     budgets_unequal: bool = False
+    budgets_equal: bool = False  # every architecture trained for the same epochs (both LP-FT phases)
+    collapsed: Collapsed | None = None
+    classes: ClassFinding | None = None
     limits: Limits = Field(default_factory=Limits)
 
 
@@ -281,6 +331,15 @@ def sparsity(data: ReportData) -> SparsityFinding | None:
                               gzip_reduction_min=min(gzip, default=None), gzip_reduction_max=max(gzip, default=None),
                               raw_reduction_max=max(raw, default=None))
     finding.faster = bool(speedups) and max(speedups) >= FASTER_RATIO
+    two_four = [v.metrics.dense_baseline.get("accuracy_delta_pp") for v in pruned
+                if v.id.endswith(".prune-2of4") and v.metrics.dense_baseline.get("accuracy_delta_pp") is not None]
+    if two_four:
+        finding.two_four_min_pp, finding.two_four_max_pp, finding.two_four_n = min(two_four), max(two_four), len(two_four)
+    comparison = getattr(data, "comparison", None)
+    other = [r.other_pp for r in (comparison.pruning if comparison is not None else []) if r.method == "prune-2of4"]
+    if other:
+        finding.other_run, finding.other_weights = comparison.other, comparison.other_weights
+        finding.other_min_pp, finding.other_max_pp, finding.other_n = min(other), max(other), len(other)
     tests = [(v, _stored_test(data, v.id, v.metrics.dense_baseline.get("source") or "")) for v in pruned]
     tests = [(v, t) for v, t in tests if t is not None]
     if tests:
@@ -312,7 +371,49 @@ def budgets(data: ReportData) -> list[Budget]:
     for v in data.group("baseline"):
         config = v.metrics.config if v.metrics is not None else {}
         if config:
-            found.append(Budget(arch=v.id, epochs=(config.get("train") or {}).get("epochs")))
+            train = config.get("train") or {}
+            pretrained = str((config.get("model") or {}).get("weights", "none")) not in ("none", "None")
+            found.append(Budget(arch=v.id, epochs=train.get("epochs"),
+                                head_epochs=train.get("head_epochs") if pretrained else None))
+    return found
+
+
+def classes(data: ReportData) -> ClassFinding | None:
+    chosen = data.chosen
+    if chosen is None or not chosen.scored or not chosen.metrics.test.per_class:
+        return None
+    scores = chosen.metrics.test.per_class
+    weakest = min(scores, key=lambda c: scores[c].f1)
+    found = ClassFinding(weakest=weakest, weakest_f1=scores[weakest].f1, weakest_support=scores[weakest].support,
+                         smallest=min(scores, key=lambda c: scores[c].support))
+    matrix, names = chosen.metrics.test.confusion_matrix, chosen.metrics.classes
+    if matrix and names:
+        n, i, j = max((matrix[i][j], i, j) for i in range(len(matrix)) for j in range(len(matrix)) if i != j)
+        if n:
+            found.confused_true, found.confused_predicted, found.confused_n = names[i], names[j], n
+    return found
+
+
+def collapsed(data: ReportData) -> Collapsed | None:
+    """The quantized files whose test predictions go to one class for at least ``COLLAPSED_SHARE`` of the
+    images (the column sums of their confusion matrix)."""
+    found = Collapsed()
+    labels: list[str] = []
+    methods = []
+    for v in data.group("quantized") + data.group("hybrid"):
+        if not v.scored or not v.metrics.test.confusion_matrix:
+            continue
+        matrix = v.metrics.test.confusion_matrix
+        columns = [sum(row[j] for row in matrix) for j in range(len(matrix[0]))]
+        if sum(columns) and max(columns) >= COLLAPSED_SHARE * sum(columns):
+            found.ids.append(v.id)
+            labels.append(v.metrics.classes[columns.index(max(columns))] if v.metrics.classes else "")
+            found.accuracy = max(found.accuracy or 0.0, v.value("accuracy") or 0.0)
+            methods.append(".qat." in f".{v.id}." or ".pqat." in f".{v.id}.")
+    if not found.ids:
+        return None
+    found.label = max(set(labels), key=labels.count) or None
+    found.qat_only = all(methods)
     return found
 
 
@@ -337,6 +438,15 @@ def method(data: ReportData) -> Method:
         found.images = {k: training[f"{k}_images"] for k in ("train", "validation", "test")
                         if training.get(f"{k}_images")}
         found.libraries = {k: str(v) for k, v in sorted((baseline.metrics.provenance.get("libraries") or {}).items())}
+    for v in data.group("baseline"):
+        if v.metrics is None:
+            continue
+        if (v.metrics.arch or "").endswith("_minimalistic"):
+            found.minimalistic.append(v.id)
+        weights = str(v.metrics.weights or "")
+        if "transplanted" in weights:
+            found.transplanted.append(v.id)
+        found.dequantized = found.dequantized or "dequantized" in weights
     for v in data.variants:
         config = v.metrics.config if v.metrics is not None else {}
         if v.stage == "prune" and config.get("prune"):
@@ -367,6 +477,7 @@ def limits(data: ReportData, best: Point | None) -> Limits:
                             for v in data.variants if v.metrics is not None and v.metrics.config})
     found.scratch = any(w in ("none", "None") for w in found.weights)
     found.hardware = list(data.provenance.get("hardware") or [])
+    found.machines = [Machine(**m) for m in data.provenance.get("machines") or []]
     ood = [v for v in data.variants if v.metrics is not None and v.metrics.ood is not None]
     if ood:
         first = ood[0].metrics.ood
@@ -374,6 +485,19 @@ def limits(data: ReportData, best: Point | None) -> Limits:
         found.ood_classes = len(first.per_class) or len(set(first.class_map.values())) or None
         found.ood_min = min(v.metrics.ood.accuracy for v in ood)
         found.ood_max = max(v.metrics.ood.accuracy for v in ood)
+        base = [v for v in ood if v.group == "baseline" and v.scored]
+        if base:
+            found.ood_baseline_min = min(v.metrics.ood.accuracy for v in base)
+            found.ood_baseline_max = max(v.metrics.ood.accuracy for v in base)
+            found.ood_gap_pp = 100 * pystats.mean(v.value("accuracy") - v.metrics.ood.accuracy for v in base)
+        chosen = data.chosen if data.chosen is not None and data.chosen.metrics is not None else None
+        if chosen is not None and chosen.metrics.ood is not None:
+            found.ood_chosen = chosen.metrics.ood.accuracy
+            recalls = {c: s.get("recall") for c, s in (chosen.metrics.ood.per_class or {}).items()
+                       if s.get("recall") is not None}
+            if recalls:
+                found.ood_worst_class = min(recalls, key=recalls.get)
+                found.ood_worst_recall = recalls[found.ood_worst_class]
         if found.ood_classes:
             found.ood_chance = 1 / found.ood_classes
             # "near chance": the best OOD accuracy is within the binomial half-width of guessing
@@ -390,5 +514,9 @@ def derive(data: ReportData) -> Findings:
                      significance=significance(data), method=method(data), budgets=budgets(data))
     epochs = [b.epochs for b in found.budgets if b.epochs]
     found.budgets_unequal = bool(epochs) and max(epochs) > CONFOUND_RATIO * min(epochs)
+    found.budgets_equal = len(found.budgets) > 1 and len({(b.head_epochs, b.epochs) for b in found.budgets}) == 1 \
+        and bool(epochs)
+    found.collapsed = collapsed(data)
+    found.classes = classes(data)
     found.limits = limits(data, found.answer.best if found.answer else None)
     return found
