@@ -58,6 +58,8 @@ SOURCES: dict[str, str] = {
     "imagenet-quantize": "results/cpu/models/quantize",
     "imagenet-final": "results/cpu/models/final",
     "imagenet-logs": "results/cpu/logs",
+    "imagenet-seeds-final": "results/cpu-seeds/models/final",
+    "imagenet-seeds-logs": "results/cpu-seeds/logs",
 }
 
 
