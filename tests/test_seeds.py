@@ -134,7 +134,11 @@ def test_the_cpu_seeds_profile_runs_three_seeds_of_the_central_chain(base):
     variants = profiles.load_variants(seeds)
     chosen = profiles.select_variants(variants, seeds.variants)
     trained = [v for v in chosen if variants[v].stage in ("train", "prune")]
-    assert len(trained) == 9 and len(chosen) == 16  # 3 x (V3-Small, V3-Large, 2:4) + 3 x (FP16, INT16) + final
+    if base == "cpu":  # 3 x (V3-Small, V3-Large, 2:4, 2:4 distilled) + 3 x (FP16, INT16, distilled FP16) + final
+        assert len(trained) == 12 and len(chosen) == 22
+        assert "mobilenet_v3_large.prune-2of4-distill.fp16@seed44" in chosen  # the file cpu ships
+    else:  # 3 x (V3-Small, V3-Large, 2:4) + 3 x (FP16, INT16) + final
+        assert len(trained) == 9 and len(chosen) == 16
     assert {variants[v].seed for v in chosen if v.startswith("mobilenet_v3_small")} == {42, 43, 44}
     budget = profiles.load_variants(cpu)["mobilenet_v3_large"]
     seed44 = variants["mobilenet_v3_large@seed44"]
