@@ -191,3 +191,51 @@ def test_pqat_keeps_the_2of4_pattern_in_the_int8_file(trained_model_factory, sam
     check = record["qat"]["m_by_n_int8"]
     assert check["holds"] is True and check["kernels_checked"] > 10
     assert record["op_census"]["float_compute_ops"] == 0
+
+
+def _imagenet_like(model, seed: int = 0) -> None:
+    """Scales like the imported ImageNet weights (BatchNorm folded into the kernels): activations far beyond
+    tfmot's starting range of [-6, 6], and depthwise channels whose kernels span three orders of magnitude."""
+    from trashnet.core.keras_env import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kernel, *rest = layer.get_weights()
+            layer.set_weights([kernel * 10.0 ** rng.uniform(-2, 1, (1, 1, kernel.shape[2], 1)), *rest])
+        elif isinstance(layer, keras.layers.Conv2D):
+            kernel, *rest = layer.get_weights()
+            layer.set_weights([kernel * 4.0, *rest])
+
+
+@pytest.mark.parametrize("method", ["qat", "pqat"])
+def test_qat_model_starts_close_to_the_float_model_on_imagenet_scales(method):
+    """The ImageNet run's case (minimalistic V3-Large, ``input_scale`` 2, frozen BatchNorm): before any
+    training, the fake-quantized model in training mode must compute nearly what the float model does.
+    Without the calibrated ranges, the input pooling's raw pixels and every ReLU were clipped to ~6 and the
+    per-tensor depthwise ranges zeroed the small channels: the outputs were uniform and QAT sat at ln 6."""
+    from trashnet.nets import batchnorm, models
+    from trashnet.stages import qat
+    from trashnet.core.keras_env import keras
+
+    arch = "mobilenet_v3_large_minimalistic"
+    keras.utils.set_random_seed(0)
+    model = models.build_model(arch, num_classes=6, image_size=32, input_scale=2, bn_momentum=0.99)
+    _imagenet_like(model)
+    rebuilt = qat.annotatable_model(model, arch=arch, alpha=1.0, dropout=0.2)
+    qat_model = qat.quantize_model(rebuilt, method)
+    batchnorm.freeze(qat_model)
+    rng = np.random.default_rng(2)
+    calibration, images = (rng.uniform(0, 255, (n, 64, 64, 3)).astype(np.float32) for n in (16, 8))
+    assert qat.calibrate_ranges(qat_model, rebuilt, calibration) > 0
+    features = keras.Model(rebuilt.input, rebuilt.get_layer("pool").output)(images, training=False).numpy()
+    assert features.max() > 6 * 10  # the scales the test is about
+    quantized = keras.Model(qat_model.input, qat_model.get_layer("quant_pool").output)(images, training=True).numpy()
+    error = np.linalg.norm(quantized - features) / np.linalg.norm(features)
+    assert error < 0.3, error  # measured 0.06-0.17 over seeds; ~1.0 (uniform outputs) without the fix
+    depthwise = [layer for layer in qat_model.layers
+                 if isinstance(getattr(layer, "layer", None), keras.layers.DepthwiseConv2D)]
+    assert depthwise
+    for layer in depthwise:  # one range per channel, not one for the whole kernel
+        ranges = [weight for weight in layer.weights if weight.name.endswith("depthwise_kernel_min:0")]
+        assert [tuple(weight.shape) for weight in ranges] == [(layer.layer.depthwise_kernel.shape[2],)], ranges

@@ -129,11 +129,63 @@ def output_quantize_config():
     return _output_quantize_config_class()()
 
 
+@functools.cache
+def _depthwise_quantize_config_class() -> type:
+    """Defined on first use, like ``OutputQuantizeConfig``."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: PLC0415
+        default_8bit_quantize_registry as registry)
+
+    quantizers = _tfmot().quantization.keras.quantizers
+
+    class DepthwiseWeightsQuantizer(quantizers.LastValueQuantizer):
+        """8-bit symmetric, one range per channel of a depth-multiplier-1 depthwise kernel (kh, kw, C, 1).
+
+        tfmot's own depthwise quantizer is "per axis" over the last axis, which is the multiplier (size 1):
+        one range for the whole kernel. Fine while BatchNorm scales the channels afterwards (our from-scratch
+        nets), but the ImageNet weights fold BatchNorm into the kernels, whose channels then span ranges
+        orders of magnitude apart, and one scale zeroed the small ones (the first depthwise's output had a
+        relative error of 0.74). Channels are moved last, as tfmot does for Conv2DTranspose; TFLite's int8
+        depthwise kernels are per channel anyway."""
+
+        def __init__(self, **kwargs):
+            super().__init__(num_bits=8, per_axis=True, symmetric=True, narrow_range=True)
+
+        def build(self, tensor_shape, name, layer):
+            ranges = {}
+            for key, bound in (("min_var", -6.0), ("max_var", 6.0)):
+                ranges[key] = layer.add_weight(f"{name}_{key[:3]}", shape=(tensor_shape[-2],),
+                                               initializer=keras.initializers.Constant(bound), trainable=False)
+            return ranges
+
+        def __call__(self, inputs, training, weights, **kwargs):
+            channels_last = tf.transpose(inputs, (0, 1, 3, 2))
+            return tf.transpose(super().__call__(channels_last, training, weights, **kwargs), (0, 1, 3, 2))
+
+        def get_config(self):
+            return {}
+
+    class DepthwiseQuantizeConfig(registry.Default8BitConvQuantizeConfig):
+        """tfmot's depthwise config with ``DepthwiseWeightsQuantizer`` for the kernel, and no quantizer on its
+        (linear) output, as tfmot's Conv -> BatchNorm transform leaves it: the range that counts comes after."""
+
+        def __init__(self, weight_attrs=("depthwise_kernel",), activation_attrs=(),
+                     quantize_output=False):
+            super().__init__(list(weight_attrs), list(activation_attrs), quantize_output)
+            self.weight_quantizer = DepthwiseWeightsQuantizer()
+
+    return DepthwiseQuantizeConfig
+
+
+def depthwise_quantize_config():
+    """Per-channel weights for a ``DepthwiseConv2D`` with depth multiplier 1 (see ``DepthwiseWeightsQuantizer``)."""
+    return _depthwise_quantize_config_class()()
+
+
 def scope() -> dict[str, Any]:
     """Custom objects for ``quantize_scope`` (and for loading a QAT model)."""
-    config_class = _output_quantize_config_class()
+    config_class, depthwise_class = _output_quantize_config_class(), _depthwise_quantize_config_class()
     return {"HardSwish": HardSwish, "HardSigmoid": HardSigmoid, "ConvReLU": ConvReLU,
-            config_class.__name__: config_class}
+            config_class.__name__: config_class, depthwise_class.__name__: depthwise_class}
 
 
 @contextlib.contextmanager
@@ -184,6 +236,17 @@ def annotatable_model(model: keras.Model, *, arch: str, alpha: float, dropout: f
     return rebuilt
 
 
+def _per_channel_depthwise(layer) -> bool:
+    return isinstance(layer, keras.layers.DepthwiseConv2D) and layer.depth_multiplier == 1
+
+
+def _no_op_config():
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: PLC0415
+        default_8bit_quantize_configs as configs)
+
+    return configs.NoOpQuantizeConfig()
+
+
 def quantize_model(model: keras.Model, method: str) -> keras.Model:
     """``quantize_apply`` over an annotatable model: ``qat`` (default 8-bit scheme) or ``pqat``
     (``Default8BitPrunePreserveQuantizeScheme``: the kernels' zeros stay zero)."""
@@ -199,7 +262,17 @@ def quantize_model(model: keras.Model, method: str) -> keras.Model:
                     if type(layer) is keras.layers.ReLU and isinstance(
                         layer.input._keras_history.layer, (keras.layers.Conv2D, keras.layers.Dense))}
 
+    # Annotated depthwise convs no longer match tfmot's DepthwiseConv2D -> BatchNorm transform, which gives the
+    # BatchNorm a no-op config (the converter folds it into the conv): give it the same one here.
+    after_depthwise = {layer.name for layer in model.layers
+                       if isinstance(layer, keras.layers.BatchNormalization) and _per_channel_depthwise(
+                           layer.input._keras_history.layer)}
+
     def annotate(layer):
+        if _per_channel_depthwise(layer):
+            return qk.quantize_annotate_layer(type(layer).from_config(layer.get_config()), depthwise_quantize_config())
+        if layer.name in after_depthwise:
+            return qk.quantize_annotate_layer(type(layer).from_config(layer.get_config()), _no_op_config())
         if layer.name in after_kernel:
             return qk.quantize_annotate_layer(ConvReLU.from_config(layer.get_config()), output_quantize_config())
         if isinstance(layer, custom):
@@ -214,6 +287,52 @@ def quantize_model(model: keras.Model, method: str) -> keras.Model:
         if method == "pqat":
             return qk.quantize_apply(annotated, tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
         return qk.quantize_apply(annotated)
+
+
+CALIBRATION_IMAGES = 64  # training images whose float activations set the quantizers' starting ranges
+
+
+def _range_name(variable) -> str:
+    return variable.name.rsplit("/", 1)[-1].split(":")[0]
+
+
+def calibrate_ranges(qat_model: keras.Model, float_model: keras.Model, images: np.ndarray, *,
+                     batch_size: int = 16) -> int:
+    """Start every activation quantizer of ``qat_model`` at the min/max of ``float_model``'s same tensor on
+    ``images`` (as post-training int8 calibrates), instead of tfmot's [-6, 6]. Returns how many were set.
+
+    tfmot's ``MovingAverageQuantizer`` starts at [-6, 6] and moves 0.1 % a step towards each batch's range.
+    That suits networks whose activations stay near unit scale (our from-scratch runs), but the ImageNet
+    minimalistic V3-Large (unbounded ReLU over folded biases) has activations up to ~300 and its input pooling
+    outputs raw pixels (0..255): clipped to 6, every layer lost most of its signal (relative error 0.5-1.1
+    from the first ReLU on) and QAT sat at ln 6 from its first epoch. Layers are matched by name
+    (``quant_<name>`` wraps ``<name>``); a Dense's ``pre_activation`` range is that of its logits.
+    """
+    layers = {layer.name: layer for layer in float_model.layers}
+    targets = []  # (min variable, max variable, float tensor, the float layer when it is a Dense's logits)
+    for wrapper in qat_model.layers:
+        layer = layers.get(wrapper.name.removeprefix("quant_"))
+        if layer is None or not wrapper.name.startswith("quant_"):
+            continue
+        ranges = {_range_name(variable): variable for variable in wrapper.weights}
+        if "output_min" in ranges:
+            targets.append((ranges["output_min"], ranges["output_max"], layer.output, None))
+        if "pre_activation_min" in ranges and isinstance(layer, keras.layers.Dense):
+            targets.append((ranges["pre_activation_min"], ranges["pre_activation_max"], layer.input, layer))
+    probe = keras.Model(float_model.input, [tensor for _, _, tensor, _ in targets])
+    low = np.full(len(targets), np.inf)
+    high = np.full(len(targets), -np.inf)
+    for start in range(0, len(images), batch_size):
+        outputs = probe(images[start:start + batch_size].astype(np.float32), training=False)
+        for i, ((_, _, _, dense), value) in enumerate(zip(targets, outputs)):
+            value = value.numpy()
+            if dense is not None:
+                value = value @ dense.kernel.numpy() + dense.bias.numpy()
+            low[i], high[i] = min(low[i], value.min()), max(high[i], value.max())
+    for (low_var, high_var, _, _), lo, hi in zip(targets, low, high):
+        low_var.assign(min(lo, 0.0))  # TFLite's ranges hold 0
+        high_var.assign(max(hi, 0.0))
+    return len(targets)
 
 
 def fine_tune(qat_model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *,
@@ -249,11 +368,14 @@ def train(model: keras.Model, data: inputs.Dataset, cfg: VariantConfig, *, check
                                 head=cfg.model.head)
     check = convert.float_outputs_unchanged(model, rebuilt, check_images)
     qat_model = quantize_model(rebuilt, method)
+    spread = data.train.images[::max(1, len(data.train) // CALIBRATION_IMAGES)][:CALIBRATION_IMAGES]  # all classes
+    calibrated = calibrate_ranges(qat_model, rebuilt, spread)
     history = fine_tune(qat_model, data, cfg, verbose=verbose)
     record = {"method": method,
               "scheme": ("Default8BitPrunePreserveQuantizeScheme" if method == "pqat" else "Default8BitQuantizeScheme"),
               "epochs": cfg.quantize.qat.epochs, "learning_rate": cfg.quantize.qat.learning_rate,
               "rebuild": {"layers": "HardSwish, HardSigmoid, Rescaling, Multiply, ConvReLU: output-quantized",
                           "images": len(check_images), **check},
+              "calibration": {"images": min(CALIBRATION_IMAGES, len(data.train)), "ranges": calibrated},
               "history": history, "seconds": round(time.perf_counter() - started, 2)}
     return qat_model, record
