@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import csv
 
-    from trashnet.core import fileio, profiles, records
+    from trashnet.core import fileio, profiles, provenance, records
     from trashnet.stages import prune
 
     source, work, out = Path(args.source), Path(args.work), Path(args.out)
@@ -118,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         results["settings"] = {"profile": args.profile, "variant": VARIANT, "seed": variant.seed,
                                "dense_test": dense["test"]["accuracy"],
                                "dense_ood": (dense.get("ood") or {}).get("accuracy"),
-                               "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+                               "machine": f"{os.cpu_count()} cores, {provenance.cpu_model()}, "
                                           f"load {os.getloadavg()[0]:.1f} at the start of the last recipe"}
+        results["provenance"] = provenance.collect(seed=variant.seed, profile=args.profile, config={"recipes": RECIPES},
+                                                   data_manifest=Path(args.dataset) / "manifest.csv")
         if name in results["recipes"]:
             continue
         print(f"== {name}: {RECIPES[name]}", flush=True)
