@@ -23,6 +23,15 @@ class Column:
     better: str | None = None  # "max" / "min": the best value of the column is marked
 
 
+@dataclass(frozen=True)
+class Message:
+    """A text cell that is a sentence: a gettext message, %-formatted with ``args`` (each translated too, so an
+    argument may be a message itself)."""
+
+    msgid: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class Table:
     key: str

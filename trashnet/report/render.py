@@ -18,7 +18,7 @@ from markupsafe import Markup, escape
 from trashnet.report import figures
 from trashnet.core import settings
 from trashnet.report import findings, i18n
-from trashnet.report.items import Chapter, Table
+from trashnet.report.items import Chapter, Message, Table
 from trashnet.report.collect import ReportData
 
 SECTIONS = (("summary", i18n.N_("Summary")), ("data", i18n.N_("Data")), ("method", i18n.N_("Method")),
@@ -83,7 +83,10 @@ def table_view(table: Table, lang: str, *, fold: bool = True) -> dict[str, Any]:
     for r, row in enumerate(table.rows):
         cells = []
         for c, (column, value) in enumerate(zip(table.columns, row)):
-            if column.kind == "text":
+            if isinstance(value, Message):
+                cells.append({"text": gettext(value.msgid) % {k: gettext(str(v)) for k, v in value.args.items()},
+                              "raw": None, "numeric": False, "best": False})
+            elif column.kind == "text":
                 text = "–" if value in (None, "") else gettext(str(value))
                 cells.append({"text": text, "raw": None, "numeric": False, "best": False})
             else:
