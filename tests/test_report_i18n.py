@@ -48,16 +48,16 @@ def test_the_initial_weights_row_is_said_in_the_report_language():
     """The appendix's "Initial weights" cell: the English provenance line of every ImageNet file is read back
     into parts and said in Indonesian (file names and hashes kept); any other weights value is shown as is."""
     from trashnet.data import imagenet_files
-    from trashnet.report import chapter, render
+    from trashnet.report import render, weights_text
     from trashnet.report.items import Column, Table
 
     origins = [imagenet_files.provenance(arch) for arch in imagenet_files.SOURCES] + ["random"]
     table = Table("environment", "Hardware, software versions and initial weights",
                   [Column("key", "Item"), Column("value", "Value")],
-                  [["Initial weights", chapter._weights_cell(origin, ["m1", "m2"])] for origin in origins])
+                  [["Initial weights", weights_text.weights_cell(origin, ["m1", "m2"])] for origin in origins])
     cells = [row["cells"][1]["text"] for row in render.table_view(table, "id", fold=False)["rows"]]
     for origin, text in zip(origins[:-1], cells):
-        start = imagenet_files.read_provenance(origin)
+        start = weights_text.read_provenance(origin)
         assert start is not None and all(name in text and sha[:12] in text for name, sha in start.files)
         assert "didekuantisasi" in text and text.endswith(": m1, m2"), text
         assert not re.search(r"dequantized|transplanted|stored|pass-through", text), text

@@ -8,7 +8,6 @@ Pure data and file checks (no TensorFlow): ``download --weights`` fetches what i
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,38 +134,15 @@ def check_available(arch: str, folder: str | os.PathLike | None = None) -> list[
     return [source_path(name, folder) for name in _source(arch).files]
 
 
-TRANSPLANTED = " transplanted into the full V3-Large (squeeze-excite pass-through, 3x3 depthwise centred in 5x5)"
-_PART = re.compile(r"(?P<name>[^@ ]+)@sha256:(?P<sha256>[0-9a-f]{64}) \(dequantized from (?P<stored>[^)]+)\)")
-
-
 def provenance(arch: str) -> str:
-    """What a result says it started from: the file(s), their sha256, how they were stored (``read_provenance``
-    reads it back)."""
+    """What a result says it started from: the file(s), their sha256, how they were stored."""
     source = _source(arch)
     parts = [f"{name}@sha256:{FILES[name].sha256} (dequantized from {FILES[name].quantized})"
              for name in source.files]
-    return f"{WEIGHTS_VALUE}:" + " + ".join(parts) + (TRANSPLANTED if source.transplant else "")
-
-
-@dataclass(frozen=True)
-class StartingPoint:
-    """A ``provenance`` line as parts, so that a report can say it in its own language."""
-
-    files: tuple[tuple[str, str], ...]  # (file name, sha256)
-    stored: str  # what the weights were stored as ("uint8", "int8 per channel")
-    transplanted: bool
-
-
-def read_provenance(text: str) -> StartingPoint | None:
-    """``provenance``'s line as parts; None for any other ``weights`` value (e.g. "random", "imagenet")."""
-    body = text.removeprefix(f"{WEIGHTS_VALUE}:")
-    transplanted = body.endswith(TRANSPLANTED)
-    body = body.removesuffix(TRANSPLANTED)
-    matches = [_PART.fullmatch(part) for part in body.split(" + ")]
-    if body == text or not all(matches):
-        return None
-    return StartingPoint(files=tuple((m["name"], m["sha256"]) for m in matches),
-                         stored=", ".join(dict.fromkeys(m["stored"] for m in matches)), transplanted=transplanted)
+    text = f"{WEIGHTS_VALUE}:" + " + ".join(parts)
+    if source.transplant:
+        text += " transplanted into the full V3-Large (squeeze-excite pass-through, 3x3 depthwise centred in 5x5)"
+    return text
 
 
 def labels(folder: str | os.PathLike | None = None) -> list[str]:

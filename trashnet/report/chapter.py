@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from trashnet.data import imagenet_files
 from trashnet.data.scan import reason_code
 from trashnet.report import compare, figures
 from trashnet.report.collect import PARITY_SETS, ReportData, Variant
 from trashnet.report.i18n import N_
-from trashnet.report.items import Chapter, Column, Figure, Message, Table
+from trashnet.report.items import Chapter, Column, Figure, Table
+from trashnet.report.weights_text import weights_cell
 
 ACC = Column("accuracy", N_("Accuracy"), "pct", "%", "max")
 F1 = Column("macro_f1", N_("Macro-F1"), "pct", "%", "max")
@@ -151,26 +151,9 @@ def configuration(chapter: Chapter, data: ReportData) -> None:
             ([N_("Processor"), m["cpu"]], [N_("CPU cores"), m["cores"]], [N_("GPU"), m["gpus"] or N_("none")])]
     rows = rows or [[N_("Hardware"), "–"]]
     rows += [[name, ", ".join(versions)] for name, versions in (p.get("libraries") or {}).items()]
-    rows += [[N_("Initial weights"), _weights_cell(origin, ids)] for origin, ids in (p.get("weights") or {}).items()]
+    rows += [[N_("Initial weights"), weights_cell(origin, ids)] for origin, ids in (p.get("weights") or {}).items()]
     chapter.add_table(Table("environment", N_("Hardware, software versions and initial weights"),
                             [Column("key", N_("Item")), Column("value", N_("Value"))], rows))
-
-
-STORED = (N_("int8 per channel"),)  # imagenet_files' "quantized" values that are words: translated in the cell
-
-
-def _weights_cell(origin: str, ids: list[str]) -> str | Message:
-    """What the variants ``ids`` started from, said in the report's language where it is the ImageNet TFLite
-    provenance line (file names and hashes stay as they are)."""
-    start = imagenet_files.read_provenance(origin)
-    if start is None:
-        return f"{origin}: {', '.join(ids)}"
-    files = " + ".join(f"{name} (sha256 {sha256[:12]}…)" for name, sha256 in start.files)
-    msgid = (N_("Google's ImageNet TFLite file %(files)s, stored as %(stored)s and dequantized, transplanted into "
-                "the full MobileNetV3-Large (squeeze-excite blocks pass their input through, 3x3 depthwise kernels "
-                "centred in 5x5): %(ids)s") if start.transplanted else
-             N_("Google's ImageNet TFLite file %(files)s, stored as %(stored)s and dequantized: %(ids)s"))
-    return Message(msgid, {"files": files, "stored": start.stored, "ids": ", ".join(ids)})
 
 
 def baselines(chapter: Chapter, data: ReportData) -> None:
