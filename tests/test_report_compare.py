@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pytest
 
+import report_tree
 import results_tree
 from test_reliability import one_error_line, trashnet
-from trashnet.core import records, settings
+from trashnet.core import config, profiles, records, settings
 from trashnet.core.errors import UsageError
 from trashnet.report import chapter as chapter_module
-from trashnet.report import compare, exports, i18n, render
+from trashnet.report import compare, exports, findings, i18n, render
+from trashnet.stages import stats as stats_stage
 from trashnet.report.items import Chapter
 
 # The committed from-scratch runs (issue 27: the reference an ImageNet run is compared with).
@@ -149,3 +152,71 @@ def test_compare_with_a_bad_folder_is_one_line(tmp_path):
     with pytest.raises(UsageError, match="mobilenet_v1.*is in this run"):
         compare.report_data(layout, compare_with=settings.Layout.reference(other))
     assert not layout.report.exists()
+
+
+# --- --seeds-from: entries whose model (or a model it was made from) the seeds run made otherwise -------------
+
+CHAIN = ("mobilenet_v3_large", "mobilenet_v3_large.prune-2of4", "mobilenet_v3_large.prune-2of4.fp16",
+         "mobilenet_v3_small")
+
+
+def chain_run(root, profile: str, *, prune_epochs: int | None = None, unread_prune_epochs: int | None = None,
+              seeds: bool = False) -> settings.Layout:
+    """A run of the quick profile's V3-Large -> 2:4 -> FP16 chain and V3-Small, each ``metrics.json`` with the
+    resolved config its stage records (``provenance.config``); ``prune_epochs`` changes the 2:4 model's own
+    recovery only (its FP16 child's config keeps the profile's), ``unread_prune_epochs`` the prune section the
+    other stages carry but do not read (as results/cpu's baselines against results/cpu-seeds'); ``seeds``: a final
+    ``stats.json`` with three seeds of each, as a seeds run writes it."""
+    resolved = profiles.load_variants(profiles.load_profile("quick"))
+    layout = settings.Layout(root, profile)
+    for vid in CHAIN:
+        cfg = resolved[vid]
+        folder = results_tree.write_result(layout.models, cfg.stage, vid, arch=cfg.arch, accuracy=0.8,
+                                           gzip_bytes=1_000_000, source=cfg.source, precision=cfg.precision,
+                                           profile=profile)
+        recorded = config.config_to_dict(cfg) | {"profile": profile}
+        epochs = prune_epochs if cfg.stage == "prune" else unread_prune_epochs
+        if epochs is not None:
+            recorded["prune"]["epochs"] = epochs
+        record = records.read_metrics(folder)
+        record.provenance = {**record.provenance, "config": recorded}
+        records.write_metrics(folder, record)
+    final_dir = layout.variant_dir("final", "final")
+    final_dir.mkdir(parents=True)
+    results_tree.mark_finished(final_dir)
+    entries = [{"variant": vid, "seeds": [42, 43, 44], "accuracy": [0.8, 0.81, 0.79], "macro_f1": [0.78, 0.8, 0.77],
+                "mean_accuracy": 0.8, "sd_accuracy": 0.05 if "prune" in vid else 0.01, "mean_macro_f1": 0.7833,
+                "sd_macro_f1": 0.0153}
+               for vid in CHAIN] if seeds else []
+    stats_file = stats_stage.StatsFile.model_validate({**report_tree.STATS, "seeds": entries})
+    stats_stage.write_stats(stats_file, final_dir)
+    return layout
+
+
+def test_seeds_of_a_model_made_with_other_settings_are_left_out_and_said_so(tmp_path):
+    this = chain_run(tmp_path / "this", "quick")
+    same = compare.report_data(this, seeds_from=chain_run(tmp_path / "same", "quick-seeds", unread_prune_epochs=7,
+                                                          seeds=True))
+    assert [s["variant"] for s in same.seed_stats] == list(CHAIN) and same.seeds_dropped == []
+    # The seeds run pruned for 9 epochs: the 2:4 model and its FP16 child (made from it) are left out.
+    other = compare.report_data(this, seeds_from=chain_run(tmp_path / "other", "quick-seeds", prune_epochs=9,
+                                                           seeds=True))
+    assert [s["variant"] for s in other.seed_stats] == ["mobilenet_v3_large", "mobilenet_v3_small"]
+    epochs = str(profiles.load_variants(profiles.load_profile("quick"))["mobilenet_v3_large.prune-2of4"].prune.epochs)
+    pruned = "mobilenet_v3_large.prune-2of4"
+    assert [d.model_dump() for d in other.seeds_dropped] == [
+        {"variant": pruned, "model": pruned, "setting": "prune.epochs", "theirs": "9", "mine": epochs},
+        {"variant": f"{pruned}.fp16", "model": pruned, "setting": "prune.epochs", "theirs": "9", "mine": epochs}]
+    # The findings see the kept entries only (the dropped ones' SD is 5 pp).
+    assert findings.derive(same).limits.seed_sd_max_pp == pytest.approx(5.0)
+    assert findings.derive(other).limits.seed_sd_max_pp == pytest.approx(1.0)
+    sentence = {"en": f"Run quick-seeds made {pruned} (prune.epochs: 9 there, {epochs} here); {pruned}.fp16 "
+                      f"(prune.epochs of {pruned}: 9 there, {epochs} here) with other settings than this run",
+                "id": f"Proses quick-seeds membuat {pruned} (prune.epochs: 9 di sana, {epochs} di sini); "
+                      f"{pruned}.fp16 (prune.epochs pada {pruned}: 9 di sana, {epochs} di sini) dengan pengaturan"}
+    for data in (same, other):
+        chapter = chapter_module.build(data)
+        for lang in i18n.LANGUAGES:
+            page = render.html(data, chapter, lang, {key: "" for key in chapter.figures}, notebooks={})
+            text = " ".join(re.sub(r"<[^>]+>", "", page).split())
+            assert (sentence[lang] in text) == (data is other) == ('id="seeds-dropped"' in page), lang

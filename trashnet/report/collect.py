@@ -114,6 +114,17 @@ class Misclassified(BaseModel):
     confidence: float
 
 
+class SeedsDropped(BaseModel):
+    """A ``--seeds-from`` entry left out of the report: the seeds run made the variant, or a model it was made
+    from (along ``source``), with another setting than this run (``compare.recipe_difference``)."""
+
+    variant: str  # the entry of the seeds run's stats.json "seeds"
+    model: str  # that variant or the ancestor whose recorded config differs
+    setting: str  # the first differing setting, dotted ("prune.epochs"); "variant" when one run lacks the model
+    theirs: str  # its value in the seeds run
+    mine: str  # its value in this run
+
+
 class ReportData(BaseModel):
     """Everything the report shows; the renderer formats it and adds nothing."""
 
@@ -133,6 +144,7 @@ class ReportData(BaseModel):
     stats: dict[str, Any] | None = None  # trashnet/stages/stats.py's stats.json (agreed shape); None = not run
     seed_stats: list[dict[str, Any]] = Field(default_factory=list)  # stats.json "seeds" of a multi-seed run
     seeds_source: str | None = None  # that run's profile (``--seeds-from``)
+    seeds_dropped: list[SeedsDropped] = Field(default_factory=list)  # its entries of another recipe, not shown
     comparison: Any = None  # trashnet.report.compare.Comparison with another run (``--compare-with``)
     data: DataSummary
     misclassified: list[Misclassified] = Field(default_factory=list)

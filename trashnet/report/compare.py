@@ -5,13 +5,15 @@ The baselines (train stage, first seed) of the report's run and of another run a
 is the minimalistic net in the ImageNet ``cpu`` profile and the full one in ``cpu-scratch``), and the chapter gets
 one table and one figure of TrashNet test accuracy and out-of-distribution accuracy per architecture, with each
 run's starting weights (``weights`` in ``metrics.json``). ``check_seeds`` keeps ``--seeds-from`` to a seeds run
-of the same recipe (starting weights and image size of the baselines).
+of the same recipe (starting weights and image size of the baselines), and ``same_recipe`` leaves out each of its
+seeds entries whose model, or a model it was made from, the seeds run made with other settings.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel
 
@@ -28,6 +30,7 @@ WEIGHTS_NAMES = {"none": N_("from scratch"), "imagenet": N_("from ImageNet"), "i
                  "file": N_("from a weights file")}
 COLOURS = ("#1f77b4", "#ff7f0e")  # this run, the compared run
 THIS_RUN, RUN = N_("this run"), N_("run")  # the figure's legend
+MISSING = object()  # a setting one run's config does not have
 
 
 def origin(weights: str | None) -> str:
@@ -76,6 +79,79 @@ def check_seeds(variants: list[collect.Variant], root: Path, seeds: settings.Lay
         raise UsageError(f"--seeds-from {seeds.root} ({describe(theirs)}) is not the recipe of {root} "
                          f"({describe(mine)})", "pass the seeds run of the same profile's recipe, or leave "
                          "--seeds-from out")
+
+
+# What two runs of one recipe may hold differently in a variant's recorded config (``provenance.config``): what
+# names the run (id, profile, seed, seeds), the final stage's rules (select, stats), the sections a stage does not
+# read to make its model (a baseline's config carries the profile's prune settings it never used) and what only
+# measures a model (latency and evaluation threads), not what makes it.
+PER_RUN = ("id", "profile", "seed", "seeds", "select", "stats")
+UNREAD = {"train": ("prune", "quantize"), "prune": ("quantize",), "quantize": ("prune",)}
+MEASURING = ("quantize.latency_runs", "quantize.latency_warmup", "quantize.latency_threads",
+             "quantize.eval_batch_size", "quantize.eval_threads", "quantize.eval_workers")
+
+
+def read_variants(layout: settings.Layout) -> dict[str, collect.Variant]:
+    """Every variant of a run with a readable ``metrics.json``, by id, read as the report reads them."""
+    run = collect._record(records.read_run_record, layout.logs)
+    found = (collect.read_variant(*entry) for entry in collect._entries(layout, run))
+    return {v.id: v for v in found if v.metrics is not None}
+
+
+def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _shown(value: Any) -> str:
+    return "–" if value is MISSING else value if isinstance(value, str) else json.dumps(value)
+
+
+def _first_difference(mine: records.Metrics, theirs: records.Metrics) -> tuple[str, str, str] | None:
+    """(setting, their value, my value) of the first setting that makes the model and differs, else None."""
+    ignored = PER_RUN + UNREAD.get(mine.stage, ()) + MEASURING
+    a, b = _flat(mine.config), _flat(theirs.config)
+    for key in [*a, *(k for k in b if k not in a)]:
+        if key.split(".")[0] in ignored or key in ignored:
+            continue
+        if a.get(key, MISSING) != b.get(key, MISSING):
+            return key, _shown(b.get(key, MISSING)), _shown(a.get(key, MISSING))
+    return None
+
+
+def recipe_difference(variant_id: str, mine: Mapping[str, collect.Variant],
+                      theirs: Mapping[str, collect.Variant]) -> collect.SeedsDropped | None:
+    """Why the seeds run's ``variant_id`` is not this run's recipe: the first setting of the variant, or of a
+    model it was made from along ``source``, that differs between the two runs' recorded configs; None when
+    they agree all the way to the baseline."""
+    model: str | None = variant_id
+    seen: set[str] = set()
+    while model and model not in seen:
+        seen.add(model)
+        a, b = mine.get(model), theirs.get(model)
+        if a is None or b is None:  # one run lacks it: nothing shows the two were made alike
+            return collect.SeedsDropped(variant=variant_id, model=model, setting="variant",
+                                        theirs=model if b else "–", mine=model if a else "–")
+        found = _first_difference(a.metrics, b.metrics)
+        if found:
+            return collect.SeedsDropped(variant=variant_id, model=model, setting=found[0], theirs=found[1],
+                                        mine=found[2])
+        model = getattr(a.metrics, "source", None)  # a baseline's record has none
+    return None
+
+
+def same_recipe(seed_stats: list[dict[str, Any]], variants: list[collect.Variant],
+                seeds: settings.Layout) -> tuple[list[dict[str, Any]], list[collect.SeedsDropped]]:
+    """``seed_stats`` split into the entries whose variant the seeds run made with this run's recipe and the
+    reasons the others are left out (``recipe_difference``)."""
+    mine, theirs = {v.id: v for v in variants if v.metrics is not None}, read_variants(seeds)
+    found = {s.get("variant"): recipe_difference(str(s.get("variant")), mine, theirs) for s in seed_stats}
+    return [s for s in seed_stats if found[s.get("variant")] is None], [d for d in found.values() if d]
 
 
 # --- the comparison ------------------------------------------------------------------------------------------
@@ -190,11 +266,14 @@ def prune_rows(mine: list[collect.Variant], theirs: list[collect.Variant]) -> li
 def report_data(where: str | Path | settings.Layout, profile: str | None = None, *,
                 seeds_from: settings.Layout | None = None,
                 compare_with: settings.Layout | None = None) -> collect.ReportData:
-    """``collect.collect``, refused when ``seeds_from`` is a run of another recipe (``check_seeds``), with
-    ``compare_with``'s baselines set beside this run's (``compare``)."""
+    """``collect.collect``, refused when ``seeds_from`` is a run of another recipe (``check_seeds``) and without
+    its seeds entries of models made otherwise (``same_recipe``), with ``compare_with``'s baselines set beside
+    this run's (``compare``)."""
     data = collect.collect(where, profile, seeds_from=seeds_from)
     if seeds_from is not None:
         check_seeds(data.variants, data.root, seeds_from)
+        kept, dropped = same_recipe(data.seed_stats, data.variants, seeds_from)
+        data = data.model_copy(update={"seed_stats": kept, "seeds_dropped": dropped})
     if compare_with is not None:
         data = data.model_copy(update={"comparison": compare(data.variants, compare_with)})
     return data
