@@ -91,3 +91,19 @@ def test_rejection_reasons_are_worded_by_their_code():
                                                 "metal/b.jpg (metal)")
     assert rejection("x/c.jpg", "duplicate of x/d.jpg (kept)")[1] == "x/d.jpg"
     assert rejection("x/e.jpg", "some decoder message") == ("some decoder message", "–")
+
+
+def test_pruning_epochs_name_the_models_that_recovered_longer(data):
+    # The method says the usual recovery and names the models that had another (the cpu profile's hybrid chain
+    # recovers for 16 epochs); both read from each pruned model's own configuration, extra seeds left out.
+    pruned = [v for v in data.variants if v.stage == "prune" and v.metrics is not None]
+    usual = findings.method(data).prune_epochs
+    assert usual in {v.metrics.config["prune"]["epochs"] for v in pruned}
+    longer = {v.id for v in pruned if v.metrics.config["prune"]["epochs"] != usual}
+    assert {i for ids in findings.method(data).prune_epochs_other.values() for i in ids} == longer
+    first = pruned[0]
+    config = {**first.metrics.config, "prune": {**first.metrics.config["prune"], "epochs": 99}}
+    provenance = {**first.metrics.provenance, "config": config}
+    changed = first.model_copy(update={"metrics": first.metrics.model_copy(update={"provenance": provenance})})
+    data = data.model_copy(update={"variants": [changed if v is first else v for v in data.variants]})
+    assert findings.method(data).prune_epochs_other[99] == [first.id]

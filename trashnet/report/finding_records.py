@@ -132,7 +132,8 @@ class Method(BaseModel):
     transplanted: list[str] = Field(default_factory=list)  # baselines started from another network's weights
     dequantized: bool = False  # the ImageNet weights were read from 8-bit TFLite files and dequantized
     prune_methods: list[str] = Field(default_factory=list)
-    prune_epochs: int | None = None
+    prune_epochs: int | None = None  # the pruned models' usual recovery epochs (the most common)
+    prune_epochs_other: dict[int, list[str]] = Field(default_factory=dict)  # other epochs -> those models
     distill: dict[str, Any] | None = None  # alpha, temperature
     qat_methods: list[str] = Field(default_factory=list)
     qat_epochs: int | None = None

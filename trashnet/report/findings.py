@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import statistics as pystats
-from collections import defaultdict
+from collections import Counter, defaultdict
 
+from trashnet.core.config import SEED_MARK
 from trashnet.report.collect import ReportData
 from trashnet.report.finding_records import (  # noqa: F401 - the records are part of this module's API
     Point,
@@ -283,13 +284,15 @@ def method(data: ReportData) -> Method:
         if "transplanted" in weights:
             found.transplanted.append(v.id)
         found.dequantized = found.dequantized or "dequantized" in weights
+    prune_epochs: dict[str, int] = {}
     for v in data.variants:
         config = v.metrics.config if v.metrics is not None else {}
         if v.stage == "prune" and config.get("prune"):
             prune = config["prune"]
             if prune.get("method") and prune["method"] not in found.prune_methods:
                 found.prune_methods.append(prune["method"])
-            found.prune_epochs = found.prune_epochs or prune.get("epochs")
+            if prune.get("epochs") and SEED_MARK not in v.id:
+                prune_epochs[v.id] = prune["epochs"]
             found.distill = found.distill or prune.get("distill")
         qat = (config.get("quantize") or {}).get("qat") if v.stage == "quantize" else None
         if qat:
@@ -299,6 +302,12 @@ def method(data: ReportData) -> Method:
         if v.stage == "quantize" and v.metrics is not None and v.metrics.precision \
                 and v.metrics.precision not in found.precisions:
             found.precisions.append(v.metrics.precision)
+    if prune_epochs:  # the usual recovery, and the models that had another (the cpu profile's hybrid chain)
+        counts = Counter(prune_epochs.values())
+        found.prune_epochs = max(sorted(counts), key=counts.__getitem__)
+        for variant_id, epochs in prune_epochs.items():
+            if epochs != found.prune_epochs:
+                found.prune_epochs_other.setdefault(epochs, []).append(variant_id)
     return found
 
 
