@@ -221,3 +221,10 @@ def test_no_absolute_or_partial_path_in_committed_results():
             if re.search(r"/(work|home|tmp|root|Users)/|\.partial-\d+", text):
                 found.append(str(path.relative_to(settings.RESULTS_DIR)))
     assert not found, f"{len(found)} committed result files name a folder of the run machine: {found[:5]}"
+
+
+@pytest.mark.parametrize("lang", ["id", "en"])
+def test_an_equal_accuracy_is_said_as_equal(chapter, lang):
+    # A zero difference once read "sama daripada" / "the same than": the answer has its own sentence for it.
+    text = " ".join(re.sub(r"<[^>]+>", " ", (chapter / lang / REPORT_HTML).read_text(encoding="utf-8")).split())
+    assert "sama daripada" not in text and "the same than" not in text

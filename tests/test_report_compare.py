@@ -210,10 +210,13 @@ def test_seeds_of_a_model_made_with_other_settings_are_left_out_and_said_so(tmp_
     # The findings see the kept entries only (the dropped ones' SD is 5 pp).
     assert findings.derive(same).limits.seed_sd_max_pp == pytest.approx(5.0)
     assert findings.derive(other).limits.seed_sd_max_pp == pytest.approx(1.0)
-    sentence = {"en": f"Run quick-seeds made {pruned} (prune.epochs: 9 there, {epochs} here); {pruned}.fp16 "
-                      f"(prune.epochs of {pruned}: 9 there, {epochs} here) with other settings than this run",
-                "id": f"Proses quick-seeds membuat {pruned} (prune.epochs: 9 di sana, {epochs} di sini); "
-                      f"{pruned}.fp16 (prune.epochs pada {pruned}: 9 di sana, {epochs} di sini) dengan pengaturan"}
+    sentence = {"en": f"Run quick-seeds made {pruned} (prune.epochs: 9 there, {epochs} here) with other settings "
+                      f"than this run, so their seeds are left out of the tables and the findings. So are the seeds "
+                      f"of the files made from models with other settings: {pruned}.fp16.",
+                "id": f"Proses quick-seeds membuat {pruned} (prune.epochs: 9 pada proses itu, {epochs} pada proses "
+                      f"ini) dengan pengaturan yang berbeda dari proses ini, sehingga hasil benih acaknya tidak "
+                      f"dimasukkan ke dalam tabel dan temuan. Begitu pula hasil benih acak berkas yang dibuat dari "
+                      f"model dengan pengaturan lain: {pruned}.fp16."}
     for data in (same, other):
         chapter = chapter_module.build(data)
         for lang in i18n.LANGUAGES:

@@ -124,6 +124,11 @@ class SeedsDropped(BaseModel):
     theirs: str  # its value in the seeds run
     mine: str  # its value in this run
 
+    @property
+    def own(self) -> bool:
+        """The variant's own settings differ (not only those of a model it was made from)."""
+        return self.model == self.variant
+
 
 class ReportData(BaseModel):
     """Everything the report shows; the renderer formats it and adds nothing."""
