@@ -64,13 +64,14 @@ def _index_page(languages: list[str]) -> str:
 def build(root: str | Path | settings.Layout, profile: str | None = None, *,
           languages: tuple[str, ...] = i18n.LANGUAGES, pdf: bool = True, export: bool = True,
           seeds_from: settings.Layout | None = None, compare_with: settings.Layout | None = None,
-          log=print) -> Path:
+          probe_from: Path | None = None, log=print) -> Path:
     """Write the report of one profile (a ``settings.Layout``, or an output root and a profile) in each
     language; returns the report folder (``Layout.report``: ``<root>/report/<profile>/``). ``seeds_from``:
     a multi-seed run of the same recipe, whose mean and SD the chapter shows; ``compare_with``: another run of
-    the study from other starting weights, whose baselines the chapter sets beside this run's."""
+    the study from other starting weights, whose baselines the chapter sets beside this run's; ``probe_from``:
+    a ``benchmarks/bench_linear_probe.py`` result, the floor each ImageNet baseline is set beside."""
     start = time.perf_counter()
-    data = compare.report_data(root, profile, seeds_from=seeds_from, compare_with=compare_with)
+    data = compare.report_data(root, profile, seeds_from=seeds_from, compare_with=compare_with, probe_from=probe_from)
     chapter = chapter_module.build(data)
     links = copy_notebooks(data)
     for lang in languages:
@@ -109,6 +110,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="another run of the study from other starting weights (an output root, or a "
                              "published results folder such as results/cpu-scratch): a table and a figure of its "
                              "baselines' TrashNet and OOD accuracy beside this run's, per architecture")
+    parser.add_argument("--probe-from", type=Path, default=None, metavar="FILE",
+                        help="a linear probe of the baselines' ImageNet features (benchmarks/results/"
+                             "linear_probe.json, written by benchmarks/bench_linear_probe.py): a table of each "
+                             "baseline beside its probe on TrashNet and OOD photos")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -122,8 +127,9 @@ def command(args: argparse.Namespace) -> int:
     seeds = _layout(args.seeds_from.expanduser().resolve(), None) if args.seeds_from else None
     other = _other_run(args.compare_with.expanduser().resolve()) if args.compare_with else None
     languages = i18n.LANGUAGES if args.lang == "all" else (args.lang,)
+    probe_from = args.probe_from.expanduser().resolve() if args.probe_from else None
     folder = build(layout, languages=languages, pdf=not args.no_pdf, export=not args.no_exports, seeds_from=seeds,
-                   compare_with=other)
+                   compare_with=other, probe_from=probe_from)
     print(folder)
     return 0
 

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from trashnet.data.scan import reason_code
-from trashnet.report import compare, figures
+from trashnet.report import compare, figures, probe
 from trashnet.report.collect import PARITY_SETS, ReportData, Variant
 from trashnet.report.i18n import N_
 from trashnet.report.items import Chapter, Column, Figure, Table
@@ -427,7 +427,7 @@ def robustness(chapter: Chapter, data: ReportData) -> None:
 
 def build(data: ReportData) -> Chapter:
     chapter = Chapter()
-    for section in (summary, data_section, baselines, compare.section, pruning, quantization, final, parity,
+    for section in (summary, data_section, baselines, compare.section, probe.section, pruning, quantization, final, parity,
                     significance,
                     per_class, robustness, appendix):
         section(chapter, data)

@@ -151,6 +151,7 @@ class ReportData(BaseModel):
     seeds_source: str | None = None  # that run's profile (``--seeds-from``)
     seeds_dropped: list[SeedsDropped] = Field(default_factory=list)  # its entries of another recipe, not shown
     comparison: Any = None  # trashnet.report.compare.Comparison with another run (``--compare-with``)
+    probe: Any = None  # trashnet.report.probe.Probe: the baselines beside their linear probe (``--probe-from``)
     data: DataSummary
     misclassified: list[Misclassified] = Field(default_factory=list)
     misclassified_total: int = 0

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from trashnet.core import records, settings
 from trashnet.core.errors import UsageError
-from trashnet.report import collect, figures
+from trashnet.report import collect, figures, probe
 from trashnet.report.i18n import N_
 from trashnet.report.items import Chapter, Column, Figure, Table
 
@@ -265,10 +265,10 @@ def prune_rows(mine: list[collect.Variant], theirs: list[collect.Variant]) -> li
 
 def report_data(where: str | Path | settings.Layout, profile: str | None = None, *,
                 seeds_from: settings.Layout | None = None,
-                compare_with: settings.Layout | None = None) -> collect.ReportData:
+                compare_with: settings.Layout | None = None, probe_from: Path | None = None) -> collect.ReportData:
     """``collect.collect``, refused when ``seeds_from`` is a run of another recipe (``check_seeds``) and without
     its seeds entries of models made otherwise (``same_recipe``), with ``compare_with``'s baselines set beside
-    this run's (``compare``)."""
+    this run's (``compare``) and the linear probe of ``probe_from`` beside them (``probe.match``)."""
     data = collect.collect(where, profile, seeds_from=seeds_from)
     if seeds_from is not None:
         check_seeds(data.variants, data.root, seeds_from)
@@ -276,6 +276,9 @@ def report_data(where: str | Path | settings.Layout, profile: str | None = None,
         data = data.model_copy(update={"seed_stats": kept, "seeds_dropped": dropped})
     if compare_with is not None:
         data = data.model_copy(update={"comparison": compare(data.variants, compare_with)})
+    if probe_from is not None:
+        found = probe.match(baselines(data.variants), probe.read_rows(probe_from), probe_from)
+        data = data.model_copy(update={"probe": found})
     return data
 
 
