@@ -1,5 +1,5 @@
 """``report --probe-from``: each ImageNet baseline beside the linear probe of its own frozen features (issue 27:
-"every ImageNet baseline above its linear probe"), matched by variant id and architecture."""
+"every ImageNet baseline above its linear probe"), matched by variant id, architecture and weights file."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def _tree(root):
     return layout
 
 
-def _row(variant: str, arch: str, px: int, size: int, test: float, ood: float) -> dict:
-    return {"variant": variant, "arch": arch, "input_px": px, "image_size": size,
+def _row(variant: str, arch: str, px: int, size: int, test: float, ood: float, weights: str = IMAGENET) -> dict:
+    return {"variant": variant, "arch": arch, "weights": weights, "input_px": px, "image_size": size,
             "scores": {"test": {"accuracy": test}, "ood": {"accuracy": ood}}}
 
 
@@ -54,6 +54,8 @@ def test_baselines_are_matched_by_id_and_architecture_and_counted_against_their_
         # Same id, another network: a probe of another profile's mobilenet_v3_large, not this run's.
         _row("mobilenet_v3_large_full", "mobilenet_v3_large_minimalistic", 224, 224, 0.99, 0.99),
         _row("mobilenet_v3_small", "mobilenet_v3_small", 224, 224, 0.84, 0.29),
+        # Same id and network, other weights: not the floor of this model.
+        _row("mobilenet_v3_small", "mobilenet_v3_small", 320, 160, 0.99, 0.99, weights=IMAGENET.replace("0123", "9999")),
         _row("mobilenet_v1", "mobilenet_v1", 224, 224, 0.88, 0.40)])  # its baseline is from scratch: no line
     data = compare.report_data(layout, probe_from=source)
     lines = {line.id: line for line in data.probe.lines}

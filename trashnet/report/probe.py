@@ -3,7 +3,7 @@
 ``benchmarks/bench_linear_probe.py`` fits a logistic regression on each ImageNet baseline's frozen features, at
 the weights' own 224 px and at the run's input. It is the floor fine-tuning is judged against: a baseline that
 scores below it has lost what the pretrained features already knew. The chapter gets one table, each baseline
-beside its probe rows (matched by variant id and architecture), and the counts the text states.
+beside its probe rows (matched by variant id, architecture and weights file), and the counts the text states.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class ProbeRow(BaseModel):
 
     variant: str
     arch: str
+    weights: str  # the starting weights' record (``imagenet.weights_origin``), as in the baseline's metrics.json
     input_px: int  # the side of the photo the model is given (before any input pooling)
     image_size: int  # the side the backbone sees (input_px / the input pooling)
     scores: ProbeScores
@@ -98,13 +99,13 @@ def read_rows(path: Path) -> list[ProbeRow]:
 
 
 def match(baselines: list[collect.Variant], rows: list[ProbeRow], source: Path) -> Probe:
-    """Each baseline (``compare.baselines``: scored, first seed) beside the probe rows of the same variant id and
-    architecture."""
+    """Each baseline (``compare.baselines``: scored, first seed) beside the probe rows of the same variant id,
+    architecture and starting weights (the same file, by its sha256)."""
     lines = []
     for v in sorted(baselines, key=lambda v: v.id):
         if not (v.metrics.weights or "").startswith("imagenet"):
             continue  # the probe is of ImageNet features: the floor of a model fine-tuned from them
-        mine = [r for r in rows if r.variant == v.id and r.arch == v.metrics.arch]
+        mine = [r for r in rows if (r.variant, r.arch, r.weights) == (v.id, v.metrics.arch, v.metrics.weights)]
         own = next((r for r in mine if r.input_px == OWN_SIZE and r.image_size == OWN_SIZE), None)
         at_input = next((r for r in mine if r.input_px == v.metrics.image_size), None)
         if own or at_input:
@@ -112,8 +113,8 @@ def match(baselines: list[collect.Variant], rows: list[ProbeRow], source: Path) 
                               own=own and own.scores, at_input=at_input and at_input.scores,
                               input_size=at_input and at_input.image_size))
     if not lines:
-        raise UsageError(f"--probe-from {source}: none of its rows is of a baseline of this run (variant id and "
-                         f"architecture)", "pass the probe measured for this run's profile "
+        raise UsageError(f"--probe-from {source}: none of its rows is of a baseline of this run (variant id, "
+                         f"architecture and weights)", "pass the probe measured for this run's profile "
                          "(benchmarks/bench_linear_probe.py --profile ...)")
     return Probe(source=source.name, lines=lines)
 
