@@ -129,6 +129,8 @@ NOT_RESULT_FILES = {
     # The docs' number markers name any JSON file by path (benchmark outputs most of all) and read a value by
     # a JSON path: a reader of numbers for the docs, not of a result record.
     ("trashnet/report/docnumbers.py", "_parse", "json.loads"): "any JSON file a doc's number marker names",
+    ("trashnet/report/probe.py", "read_rows", "fileio.read_json"): "a benchmark's output (benchmarks/results/"
+                                                                    "linear_probe.json), parsed into probe.ProbeRow",
     ("trashnet/runner/worker.py", "worker_main", "fileio.read_json"): "the job spec the scheduler wrote",
     ("trashnet/runner/worker.py", "worker_main", "fileio.write_json"): "the worker's error file (read by finish)",
     ("trashnet/runner/worker.py", "tidy_executed", "json.loads"): "a notebook's papermill metadata",
