@@ -112,14 +112,17 @@ def markdown(results: dict[str, Any]) -> str:
              "", "| variant | arch | features | input | TrashNet test acc | macro-F1 | ood-dev acc | ood macro-F1 | "
              "ood recall per class | s |", "|---|---|---|---|---:|---:|---:|---:|---|---:|"]
     order = {variant: i for i, variant in enumerate(BASELINES)}
-    rows = sorted(results["rows"].values(), key=lambda r: (order.get(r["variant"], len(order)), r["variant"], r["input_px"]))
+    rows = sorted(results["rows"].values(),
+                  key=lambda r: (order.get(r["variant"], len(order)), r["variant"], r["input_px"]))
     for row in rows:
         s = row["scores"]
         recall = ", ".join(f"{c} {100 * v:.0f}" for c, v in s["ood"]["per_class_recall"].items())
-        size = f"{row['input_px']} px" + (f" (/{row['input_scale']} = {row['image_size']})" if row["input_scale"] > 1 else "")
+        pooled = f" (/{row['input_scale']} = {row['image_size']})" if row["input_scale"] > 1 else ""
+        size = f"{row['input_px']} px{pooled}"
         lines.append(f"| {row['variant']} | {row['arch']} | {row['features']}-d ({row['head']}) | {size} | "
                      f"{100 * s['test']['accuracy']:.2f} | {100 * s['test']['macro_f1']:.2f} | "
-                     f"{100 * s['ood']['accuracy']:.2f} | {100 * s['ood']['macro_f1']:.2f} | {recall} | {row['seconds']} |")
+                     f"{100 * s['ood']['accuracy']:.2f} | {100 * s['ood']['macro_f1']:.2f} | {recall} | "
+                     f"{row['seconds']} |")
     return "\n".join(lines) + "\n"
 
 

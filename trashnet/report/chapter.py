@@ -427,8 +427,7 @@ def robustness(chapter: Chapter, data: ReportData) -> None:
 
 def build(data: ReportData) -> Chapter:
     chapter = Chapter()
-    for section in (summary, data_section, baselines, compare.section, probe.section, pruning, quantization, final, parity,
-                    significance,
-                    per_class, robustness, appendix):
+    for section in (summary, data_section, baselines, compare.section, probe.section, pruning, quantization, final,
+                    parity, significance, per_class, robustness, appendix):
         section(chapter, data)
     return chapter
