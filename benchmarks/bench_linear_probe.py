@@ -136,11 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     from trashnet.data import inputs, prepare
     from trashnet.deploy import evaluate
 
-    work = Path(args.work)
-    dataset_dir = work / "dataset"
+    dataset_dir = Path(args.work) / "dataset"
     profile = profiles.load_profile(args.profile)
-    if not (dataset_dir / "manifest.csv").is_file():
-        prepare.prepare(args.data, dataset_dir, split=profile.data.split, seed=profile.data.seed)
+    # prepare reuses an intact earlier copy made from the same files, and makes it again when they changed
+    prepare.prepare(args.data, dataset_dir, split=profile.data.split, seed=profile.data.seed)
     classes, by_split = inputs.read_accepted(dataset_dir)
     classes = list(classes)
     fit_entries = by_split["train"] + by_split["validation"]
